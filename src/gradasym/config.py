@@ -1,0 +1,426 @@
+"""Typed configuration for every gradasym run.
+
+A run is fully described by one :class:`Config` (environment, algorithm, run
+control). Defaults reproduce the original CCM-MADRL setup of the paper
+(``shared/spec``); every non-faithful option is a named field so that it is
+recorded in the run's ``config.json``.
+
+Configs load from TOML or YAML files, from presets (``configs/<name>.toml``) and
+from dotted ``section.field=value`` overrides, and are validated before any
+long work starts (:meth:`Config.validate` raises :class:`ConfigError` naming the
+offending field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is impossible or unknown; the message names it."""
+
+
+@dataclass
+class EnvConfig:
+    """The MEC environment (``mec-environment.md``); units as in the original setup."""
+
+    n_agents: int = 50
+    steps_per_episode: int = 10
+    lambda_e: float = 0.5
+    lambda_t: float = 0.5
+    min_size: float = 1.0  # MB
+    max_size: float = 50.0
+    min_cycle: float = 300.0  # cycles per bit
+    max_cycle: float = 737.5
+    min_ddl: float = 0.1  # s
+    max_ddl: float = 1.0
+    min_res: float = 0.4  # GHz
+    max_res: float = 1.5
+    min_power: float = 1.0  # dBm
+    max_power: float = 24.0
+    capability_e: float = 4.0  # GHz per processing unit
+    k_energy_local: float = 5e-27
+    min_ene: float = 0.5  # MJ
+    max_ene: float = 3.2
+    harvest_rate: float = 0.001  # J per step
+    min_gain: float = 5.0  # dB
+    max_gain: float = 14.0
+    w_bandwidth: float = 40.0  # MHz
+    k_channel: int = 10
+    s_e: float = 400.0  # MB
+    n_units: int = 8
+    mode: Literal["H2", "TOBM"] = "H2"
+    # "original" reproduces the H2 unit-accumulation quirk; "fifo" is a corrected queue.
+    queue: Literal["original", "fifo"] = "original"
+
+    @property
+    def constraint(self) -> int:
+        """Max number of offloaded tasks per step (C in ``ccm-madrl.md``)."""
+        return self.k_channel if self.mode == "H2" else self.n_units
+
+
+@dataclass
+class AgentConfig:
+    """CCM-MADRL hyper-parameters (``ccm-madrl.md``) and the mitigation switches."""
+
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    batch_size: int = 64
+    memory_capacity: int = 10_000
+    gamma: float = 0.99
+    tau: float = 1.0  # 1 = hard target update
+    eps_start: float = 1.0
+    eps_end: float = 0.01
+    eps_decay: float = 2000.0
+    episodes_before_train: int = 1
+    # "sequential" is the faithful default; "simultaneous" is a different (faster) algorithm.
+    actor_update: Literal["sequential", "simultaneous"] = "sequential"
+    # Prioritised replay.
+    per_alpha: float = 0.6
+    per_beta0: float = 0.4
+    per_beta_increment: float = 0.001
+    per_eps: float = 0.01
+    # Architecture.
+    actor_hidden: tuple[int, ...] = (64, 32)
+    critic_hidden: tuple[int, ...] = (512, 128)
+    hidden_activation: Literal["relu", "linear"] = "relu"  # actor and critic hidden layers
+    output_activation: Literal["tanh", "softsign", "scaled-sigmoid"] = "tanh"
+    output_init: float = 3e-3  # output layers initialised U(-output_init, output_init)
+    # Mitigations (experiments.md section 3); defaults = off = original setup.
+    actor_norm: Literal["none", "layernorm", "fullnorm"] = "none"
+    policy: Literal["deterministic", "squashed-gaussian", "beta"] = "deterministic"
+    entropy_coef: float = 0.0  # SAC-style entropy bonus weight (stochastic policies)
+    grad_clip: float | None = None  # max gradient norm for actors and critic
+    reward_norm: bool = False
+    policy_delay: int = 1  # actor (and actor target) update every k-th critic update
+    preact_penalty: float = 0.0  # L2 weight on actor output pre-activations
+
+
+@dataclass
+class RunConfig:
+    """What to run and what to record."""
+
+    episodes: int = 2000
+    seed: int = 42
+    early_stop: bool = True
+    early_stop_patience: int = 100  # stop after episode S + patience + 1
+    log_interval: int = 10
+    checkpoint_interval: int = 50
+    tracking: Literal["clean", "original"] = "clean"
+    freeze_tolerance: float = 0.0  # 0 = exact equality; the paper's wording is 1e-8
+    grad_death_threshold: float = 1e-12
+    saturation_threshold: float = 0.9  # |tanh(z)| above this counts as saturated
+    eval_interval: int = 0  # 0 = no periodic greedy evaluation
+    eval_episodes: int = 1
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+
+
+@dataclass
+class Config:
+    """One fully resolved run."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    presets: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ io
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Build a config from a (possibly partial) nested dict; unknown keys are errors."""
+        cfg = cls()
+        cfg.merge(data)
+        return cfg
+
+    def merge(self, data: dict[str, Any], source: str = "config") -> "Config":
+        """Apply a nested dict of overrides in place (unknown keys raise ConfigError)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a table/mapping at top level, got {type(data).__name__}")
+        for key, value in data.items():
+            if key == "presets":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{source}: 'presets' must be a list of names")
+                for name in value:
+                    if name not in self.presets:
+                        self.presets.append(name)
+                continue
+            if key not in _SECTIONS:
+                raise ConfigError(
+                    f"{source}: unknown section '{key}' (expected one of {sorted(_SECTIONS)} or 'presets')"
+                )
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: section '{key}' must be a table/mapping")
+            section = getattr(self, key)
+            for fname, fvalue in value.items():
+                set_field(section, key, fname, fvalue, source)
+        return self
+
+    def set(self, dotted: str, value: Any, source: str = "override") -> None:
+        """Set ``section.field`` to ``value`` (strings are parsed to the field's type)."""
+        if "." not in dotted:
+            raise ConfigError(f"{source}: '{dotted}' must look like section.field (e.g. agent.actor_lr)")
+        section_name, fname = dotted.split(".", 1)
+        if section_name not in _SECTIONS:
+            raise ConfigError(f"{source}: unknown section '{section_name}' in '{dotted}'")
+        set_field(getattr(self, section_name), section_name, fname, value, source)
+
+    # ---------------------------------------------------------- validation
+    def validate(self) -> "Config":
+        """Raise ConfigError for any impossible value; return self when all is well."""
+        e, a, r = self.env, self.agent, self.run
+        _positive_int(e.n_agents, "env.n_agents")
+        _positive_int(e.steps_per_episode, "env.steps_per_episode")
+        _positive_int(e.k_channel, "env.k_channel")
+        _positive_int(e.n_units, "env.n_units")
+        if e.n_agents < e.constraint:
+            raise ConfigError(
+                f"env.n_agents={e.n_agents} is smaller than the offloading constraint "
+                f"({'env.k_channel' if e.mode == 'H2' else 'env.n_units'}={e.constraint}); "
+                "the master's random selection draws that many distinct agents"
+            )
+        for lo, hi in [
+            ("min_size", "max_size"), ("min_cycle", "max_cycle"), ("min_ddl", "max_ddl"),
+            ("min_res", "max_res"), ("min_power", "max_power"), ("min_ene", "max_ene"),
+            ("min_gain", "max_gain"),
+        ]:
+            vlo, vhi = getattr(e, lo), getattr(e, hi)
+            _finite(vlo, f"env.{lo}")
+            _finite(vhi, f"env.{hi}")
+            if vlo > vhi:
+                raise ConfigError(f"env.{lo}={vlo} is greater than env.{hi}={vhi}")
+        if e.min_ddl > 0.9 * e.max_ddl:
+            raise ConfigError(
+                f"env.min_ddl={e.min_ddl} exceeds 0.9 * env.max_ddl={0.9 * e.max_ddl} "
+                "(deadlines are drawn from U(min_ddl, 0.9 * max_ddl))"
+            )
+        for name in ["min_size", "min_cycle", "min_ddl", "min_res", "min_ene", "w_bandwidth",
+                     "capability_e", "s_e"]:
+            if getattr(e, name) <= 0:
+                raise ConfigError(f"env.{name} must be > 0, got {getattr(e, name)}")
+        for name in ["lambda_e", "lambda_t", "k_energy_local", "harvest_rate"]:
+            if getattr(e, name) < 0:
+                raise ConfigError(f"env.{name} must be >= 0, got {getattr(e, name)}")
+
+        for name in ["actor_lr", "critic_lr"]:
+            v = getattr(a, name)
+            _finite(v, f"agent.{name}")
+            if v <= 0:
+                raise ConfigError(f"agent.{name} must be a positive learning rate, got {v}")
+        _positive_int(a.batch_size, "agent.batch_size")
+        _positive_int(a.memory_capacity, "agent.memory_capacity")
+        if not 0 <= a.gamma <= 1:
+            raise ConfigError(f"agent.gamma must be in [0, 1], got {a.gamma}")
+        if not 0 < a.tau <= 1:
+            raise ConfigError(f"agent.tau must be in (0, 1], got {a.tau}")
+        if not 0 <= a.eps_end <= a.eps_start <= 1:
+            raise ConfigError(f"need 0 <= agent.eps_end <= agent.eps_start <= 1, got {a.eps_end}, {a.eps_start}")
+        if a.eps_decay <= 0:
+            raise ConfigError(f"agent.eps_decay must be > 0, got {a.eps_decay}")
+        if a.episodes_before_train < 0:
+            raise ConfigError("agent.episodes_before_train must be >= 0")
+        if not a.actor_hidden or any(int(h) < 1 for h in a.actor_hidden):
+            raise ConfigError(f"agent.actor_hidden must be non-empty positive sizes, got {a.actor_hidden}")
+        if not a.critic_hidden or any(int(h) < 1 for h in a.critic_hidden):
+            raise ConfigError(f"agent.critic_hidden must be non-empty positive sizes, got {a.critic_hidden}")
+        if a.grad_clip is not None and not a.grad_clip > 0:
+            raise ConfigError(f"agent.grad_clip must be > 0 (or unset), got {a.grad_clip}")
+        _positive_int(a.policy_delay, "agent.policy_delay")
+        if a.preact_penalty < 0 or a.entropy_coef < 0:
+            raise ConfigError("agent.preact_penalty and agent.entropy_coef must be >= 0")
+        if a.policy != "deterministic" and a.output_activation != "tanh":
+            raise ConfigError(
+                f"agent.policy={a.policy!r} defines its own output squashing; "
+                f"it cannot be combined with agent.output_activation={a.output_activation!r}"
+            )
+        if a.per_alpha < 0 or not 0 <= a.per_beta0 <= 1 or a.per_eps <= 0:
+            raise ConfigError("prioritised replay needs per_alpha >= 0, 0 <= per_beta0 <= 1, per_eps > 0")
+
+        if r.episodes < 1:
+            raise ConfigError(f"run.episodes must be >= 1, got {r.episodes}")
+        _positive_int(r.log_interval, "run.log_interval")
+        _positive_int(r.checkpoint_interval, "run.checkpoint_interval")
+        if r.early_stop_patience < 0:
+            raise ConfigError("run.early_stop_patience must be >= 0")
+        if r.freeze_tolerance < 0 or r.grad_death_threshold < 0:
+            raise ConfigError("run.freeze_tolerance and run.grad_death_threshold must be >= 0")
+        if not 0 < r.saturation_threshold < 1:
+            raise ConfigError("run.saturation_threshold must be in (0, 1)")
+        if r.eval_interval < 0 or r.eval_episodes < 1:
+            raise ConfigError("run.eval_interval must be >= 0 and run.eval_episodes >= 1")
+        if r.threads < 0:
+            raise ConfigError("run.threads must be >= 0")
+        return self
+
+
+_SECTIONS = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}
+
+
+def _positive_int(v: Any, name: str) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _finite(v: float, name: str) -> None:
+    if not math.isfinite(v):
+        raise ConfigError(f"{name} must be finite, got {v}")
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Convert ``value`` (possibly a CLI string) to the annotated type ``tp``."""
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], name) for v in value)
+    if args and type(None) in args:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        inner = [t for t in args if t is not type(None)][0]
+        return _coerce(value, inner, name)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if not f.is_integer():
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        return str(value)
+    return value
+
+
+def set_field(section: Any, section_name: str, fname: str, value: Any, source: str = "override") -> None:
+    hints = get_type_hints(type(section))
+    names = {f.name for f in fields(section)}
+    if fname not in names:
+        raise ConfigError(
+            f"{source}: unknown field '{section_name}.{fname}' (known: {', '.join(sorted(names))})"
+        )
+    setattr(section, fname, _coerce(value, hints[fname], f"{section_name}.{fname}"))
+
+
+# ---------------------------------------------------------------- files
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML (.toml) or YAML (.yaml/.yml) file into a dict, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: unknown config format '{path.suffix}' (use .toml, .yaml or .json)")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: malformed config file: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return data
+
+
+PRESET_DIRS = [Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "presets"]
+
+
+def preset_path(name: str) -> Path:
+    for d in PRESET_DIRS:
+        p = d / f"{name}.toml"
+        if p.is_file():
+            return p
+    raise ConfigError(f"unknown preset '{name}' (available: {', '.join(available_presets()) or 'none'})")
+
+
+def available_presets() -> list[str]:
+    names: set[str] = set()
+    for d in PRESET_DIRS:
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def apply_preset(cfg: Config, name: str) -> Config:
+    """Apply preset ``name`` on top of ``cfg``; a field two presets set differently is an error."""
+    data = read_config_file(preset_path(name))
+    data.pop("description", None)
+    conflicts_with = data.pop("conflicts", [])
+    for other in cfg.presets:
+        if other in conflicts_with:
+            raise ConfigError(f"presets '{other}' and '{name}' cannot be combined")
+    # Detect two presets setting the same field to different values.
+    touched = getattr(cfg, "_preset_fields", {})
+    for section, values in data.items():
+        if section == "presets" or not isinstance(values, dict):
+            continue
+        for k, v in values.items():
+            key = f"{section}.{k}"
+            if key in touched and touched[key][1] != v:
+                raise ConfigError(
+                    f"presets '{touched[key][0]}' and '{name}' conflict on {key} "
+                    f"({touched[key][1]!r} vs {v!r})"
+                )
+            touched[key] = (name, v)
+    object.__setattr__(cfg, "_preset_fields", touched)
+    cfg.merge(data, source=f"preset '{name}'")
+    if name != "baseline" and name not in cfg.presets:
+        cfg.presets.append(name)
+    return cfg
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    presets: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve a config: defaults <- presets <- file <- dotted overrides; then validate."""
+    cfg = Config()
+    file_data = read_config_file(config_file) if config_file else {}
+    for name in list(file_data.pop("presets", [])) + list(presets or []):
+        apply_preset(cfg, name)
+    if file_data:
+        cfg.merge(file_data, source=str(config_file))
+    for key, value in (overrides or {}).items():
+        cfg.set(key, value)
+    return cfg.validate()

@@ -1,0 +1,73 @@
+"""Atomic file writes: a crash never leaves a half-written result behind.
+
+Every result file is written to a temporary file in the same folder and then
+moved over the target with ``os.replace`` (atomic on POSIX), so readers see either
+the old complete file or the new complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import torch
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _jsonable(obj.item())
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (NaN/inf become null so any JSON reader accepts it)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_jsonable(data), indent=2))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
+    """Write a table atomically as Parquet (or CSV when the suffix is .csv)."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    with atomic_path(path) as tmp:
+        if Path(path).suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+
+
+def torch_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

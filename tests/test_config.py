@@ -1,0 +1,90 @@
+"""Config loading, presets, overrides and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradasym.config import Config, ConfigError, available_presets, load_config
+
+
+def test_defaults_are_the_original_setup() -> None:
+    cfg = load_config()
+    assert cfg.env.n_agents == 50 and cfg.env.steps_per_episode == 10 and cfg.env.mode == "H2"
+    assert cfg.agent.batch_size == 64 and cfg.agent.memory_capacity == 10_000
+    assert cfg.agent.gamma == 0.99 and cfg.agent.tau == 1.0 and cfg.agent.eps_decay == 2000
+    assert cfg.agent.actor_update == "sequential" and cfg.agent.actor_hidden == (64, 32)
+    assert cfg.run.tracking == "clean" and cfg.run.freeze_tolerance == 0.0
+    assert cfg.presets == []
+
+
+def test_toml_and_yaml_files_and_overrides(tmp_path) -> None:
+    t = tmp_path / "c.toml"
+    t.write_text('[agent]\nactor_lr = 0.1\nactor_hidden = [16, 8]\n[run]\nepisodes = 7\n')
+    cfg = load_config(t, overrides={"agent.critic_lr": "0.01", "run.early_stop": "false"})
+    assert cfg.agent.actor_lr == 0.1 and cfg.agent.actor_hidden == (16, 8)
+    assert cfg.run.episodes == 7 and cfg.agent.critic_lr == 0.01 and cfg.run.early_stop is False
+    y = tmp_path / "c.yaml"
+    y.write_text("env:\n  n_agents: 12\n  mode: TOBM\npresets: [layernorm]\n")
+    cfg = load_config(y)
+    assert cfg.env.n_agents == 12 and cfg.env.constraint == cfg.env.n_units
+    assert cfg.presets == ["layernorm"] and cfg.agent.actor_norm == "layernorm"
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = load_config(presets=["large-actor", "reward-norm"], overrides={"run.seed": 3})
+    again = Config.from_dict(cfg.to_dict()).validate()
+    assert again == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"agent.actor_lr": -0.1}, "agent.actor_lr"),
+        ({"agent.critic_lr": 0}, "agent.critic_lr"),
+        ({"env.n_agents": 5}, "smaller than the offloading constraint"),
+        ({"env.min_size": 60}, "env.min_size"),
+        ({"env.min_size": -1}, "env.min_size"),
+        ({"env.mode": "H3"}, "env.mode"),
+        ({"agent.actor_update": "parallel"}, "agent.actor_update"),
+        ({"run.episodes": "ten"}, "run.episodes"),
+        ({"agent.nonexistent": 1}, "agent.nonexistent"),
+        ({"agent.tau": 0}, "agent.tau"),
+    ],
+)
+def test_bad_values_are_clear_errors(overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_malformed_and_missing_files(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[agent\nactor_lr = ")
+    with pytest.raises(ConfigError, match="malformed"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    unknown = tmp_path / "u.toml"
+    unknown.write_text("[trainer]\nx = 1\n")
+    with pytest.raises(ConfigError, match="unknown section 'trainer'"):
+        load_config(unknown)
+
+
+def test_every_paper_preset_exists_and_loads() -> None:
+    required = {"baseline", "large-actor", "linear-hidden", "layernorm", "fullnorm", "gradclip", "reward-norm",
+                "td3-delay", "squashed-gaussian", "beta-policy", "softsign", "scaled-sigmoid", "preact-penalty"}
+    assert required <= set(available_presets())
+    for name in required:
+        cfg = load_config(presets=[name])
+        assert cfg.presets == ([] if name == "baseline" else [name])
+        assert cfg != Config() or name == "baseline"
+
+
+def test_presets_combine_and_conflicts_are_errors() -> None:
+    cfg = load_config(presets=["layernorm", "reward-norm"])
+    assert cfg.agent.actor_norm == "layernorm" and cfg.agent.reward_norm
+    with pytest.raises(ConfigError, match="conflict"):
+        load_config(presets=["layernorm", "fullnorm"])
+    with pytest.raises(ConfigError, match="squashing"):
+        load_config(presets=["squashed-gaussian", "softsign"])
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        load_config(presets=["nope"])
