@@ -1,0 +1,285 @@
+"""Stable-Baselines3 integration: :class:`SaturationMonitorCallback`.
+
+Runs :class:`gradasym.monitor.ActorCriticMonitor` inside SB3's off-policy
+actor-critics (TD3, DDPG, SAC) without changing their training code::
+
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+    cb = SaturationMonitorCallback(log_freq=100, save_path="td3_tracking.parquet")
+    TD3("MlpPolicy", "Pendulum-v1").learn(50_000, callback=cb)
+    cb.dataframe()          # one row every log_freq gradient steps
+    cb.summary()            # stop / gradient-death episodes, max |z|, ...
+
+How it captures each network's *own* gradient: SB3's ``train`` runs, per gradient
+step, ``critic_loss.backward(); critic.optimizer.step()`` and then (every
+``policy_delay`` steps) ``actor_loss.backward(); actor.optimizer.step()``. The
+callback registers optimiser *step pre-hooks*: the critic's collects the critic's
+``.grad`` (the critic loss only; the actor loss's backward later adds to it) and
+the hidden activations of the critic-loss forward; the actor's collects the actor's
+``.grad`` (the actor optimiser zeroed it just before the actor loss) and the actor's
+output pre-activation from the actor-loss forward. An actor step *post-hook* then
+calls ``observe_update`` with the updated parameters, so one monitor "update" is one
+actor step (``step`` = the 1-based index of the gradient step, counted as critic
+optimiser steps from ``model._n_updates`` at the start of ``learn``); with TD3's
+``policy_delay = 2`` the critic therefore moves twice between comparisons.
+
+Pre-activations (``capture`` only forwards run with autograd enabled, i.e. the
+training batch, not acting or targets):
+
+* TD3 / DDPG: ``actor.mu`` is ``Sequential(..., Linear, Tanh)``: the input of that
+  ``Tanh``;
+* SAC: the output of ``actor.mu`` = the Gaussian mean before the tanh squashing
+  (``squash="tanh"``, so the saturation ratio is that of the deterministic action
+  ``tanh(mean)``; with gSDE and ``clip_mean`` it is the input of the ``Hardtanh``).
+
+Hidden statistics come from the actor's ``nn.ReLU`` modules and those of the first
+Q-network (``critic.q_networks[0]``). Stable-Baselines3 is imported lazily: this
+module imports without it and raises a clear ``ImportError`` on use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..monitor import (
+    ActorCriticMonitor,
+    HiddenActivationHook,
+    collect_grads,
+    collect_params,
+    register_preact_hook,
+)
+
+__all__ = ["SaturationMonitorCallback", "DEFAULT_LOGGER_KEYS"]
+
+DEFAULT_LOGGER_KEYS = (
+    "actor_grad_norm",
+    "critic_grad_norm",
+    "rho",
+    "saturation_ratio",
+    "preact_max_abs",
+    "preact_std",
+    "actors_stopped",
+)
+
+_INSTALL_HINT = (
+    "gradasym.integrations.sb3 needs Stable-Baselines3: pip install 'gradasym[sb3]' "
+    "(stable-baselines3>=2.2 and gymnasium)"
+)
+
+_CLASS: type | None = None
+
+
+def _base_callback() -> type:
+    try:
+        from stable_baselines3.common.callbacks import BaseCallback
+    except ImportError as e:  # pragma: no cover - exercised in a subprocess test
+        raise ImportError(_INSTALL_HINT) from e
+    return BaseCallback
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SaturationMonitorCallback":
+        global _CLASS
+        if _CLASS is None:
+            _CLASS = _build(_base_callback())
+        return _CLASS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _opt_params(opt: Any) -> list[nn.Parameter]:
+    return [p for g in opt.param_groups for p in g["params"]]
+
+
+def _build(BaseCallback: type) -> type:
+    class SaturationMonitorCallback(BaseCallback):  # type: ignore[misc, valid-type]
+        """Gradient / saturation / weight-freeze monitor for SB3 TD3, DDPG and SAC.
+
+        Parameters
+        ----------
+        log_freq:
+            record a row at the first actor update at or after every ``log_freq``
+            gradient steps.
+        save_path:
+            write the rows there at the end of training (and on :meth:`save`):
+            Parquet, or CSV if the name ends in ``.csv``; written atomically.
+        monitor:
+            an :class:`ActorCriticMonitor` to use (``n_agents=None``); by default one
+            is created from ``squash``, ``saturation_threshold``, ``freeze_tolerance``
+            and ``grad_death_threshold``.
+        preact_module:
+            override where the pre-activation is taken (see
+            :func:`gradasym.monitor.register_preact_hook`).
+        record_to_logger:
+            also ``logger.record("gradasym/<key>", value)`` for ``logger_keys`` at
+            every logged row (shown at SB3's next log dump).
+        """
+
+        def __init__(
+            self,
+            log_freq: int = 100,
+            save_path: str | Path | None = None,
+            monitor: ActorCriticMonitor | None = None,
+            squash: str = "tanh",
+            saturation_threshold: float = 0.9,
+            freeze_tolerance: float = 0.0,
+            grad_death_threshold: float = 1e-12,
+            preact_module: nn.Module | None = None,
+            hidden_types: tuple[type[nn.Module], ...] = (nn.ReLU,),
+            record_to_logger: bool = True,
+            logger_keys: tuple[str, ...] = DEFAULT_LOGGER_KEYS,
+            verbose: int = 0,
+        ) -> None:
+            super().__init__(verbose)
+            if log_freq < 1:
+                raise ValueError(f"log_freq must be >= 1, got {log_freq}")
+            self.log_freq = int(log_freq)
+            self.save_path = None if save_path is None else Path(save_path)
+            if monitor is not None and monitor.n_agents is not None:
+                raise ValueError("SB3 actors are single networks: use ActorCriticMonitor(n_agents=None)")
+            self.monitor = monitor or ActorCriticMonitor(
+                None,
+                saturation_threshold=saturation_threshold,
+                freeze_tolerance=freeze_tolerance,
+                grad_death_threshold=grad_death_threshold,
+                squash=squash,
+            )
+            self.preact_module = preact_module
+            self.hidden_types = hidden_types
+            self.record_to_logger = record_to_logger
+            self.logger_keys = tuple(logger_keys)
+            self.rows: list[dict[str, Any]] = []
+            self._handles: list[Any] = []
+            self._hooks: list[Any] = []
+            self._critic: dict[str, Any] = {}
+            self._actor: dict[str, Any] = {}
+            self._next_log = self.log_freq
+            self._grad_steps = 0
+
+        # -------------------------------------------------------------- wiring
+        def _init_callback(self) -> None:
+            self._detach()
+            model = self.model
+            actor, critic = getattr(model, "actor", None), getattr(model, "critic", None)
+            if actor is None or critic is None or not hasattr(actor, "optimizer") or not hasattr(critic, "optimizer"):
+                raise TypeError(
+                    f"SaturationMonitorCallback needs an SB3 off-policy actor-critic with separate actor and "
+                    f"critic optimisers (TD3, DDPG, SAC); got {type(model).__name__}"
+                )
+            self._a_params = _opt_params(actor.optimizer)
+            self._c_params = _opt_params(critic.optimizer)
+            target = self.preact_module or getattr(actor, "mu", None) or actor
+            self._pre = register_preact_hook(target, training_only=True)
+            self._ahid = HiddenActivationHook(actor, types=self.hidden_types, training_only=True)
+            q_nets = getattr(critic, "q_networks", None)
+            self._chid = HiddenActivationHook(q_nets[0] if q_nets else critic, types=self.hidden_types, training_only=True)
+            self._hooks = [self._pre, self._ahid, self._chid]
+            self._handles = [
+                critic.optimizer.register_step_pre_hook(self._critic_pre_step),
+                actor.optimizer.register_step_pre_hook(self._actor_pre_step),
+                actor.optimizer.register_step_post_hook(self._actor_post_step),
+            ]
+            # gradient steps completed so far (TD3 counts them inside its loop, SAC after it,
+            # so between ``learn`` calls both agree; during training we count critic steps)
+            self._grad_steps = int(model._n_updates)
+            if self.monitor.n_updates == 0:
+                # reference snapshot, so the first update is compared too
+                self.monitor.observe_params(
+                    collect_params(actor, self._a_params), collect_params(critic, self._c_params)
+                )
+                self._next_log = (self._grad_steps // self.log_freq + 1) * self.log_freq
+
+        def _detach(self) -> None:
+            for h in self._handles:
+                h.remove()
+            for h in self._hooks:
+                h.remove()
+            self._handles, self._hooks = [], []
+
+        # ------------------------------------------------------ optimiser hooks
+        def _critic_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+            self._grad_steps += 1  # one critic step per gradient step
+            self._critic = {
+                "grads": collect_grads(self.model.critic, self._c_params),
+                "hidden": self._chid.values,
+            }
+
+        def _actor_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+            self._actor = {
+                "grads": collect_grads(self.model.actor, self._a_params),
+                "preact": self._pre.value,
+                "hidden": self._ahid.values,
+            }
+
+        def _actor_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+            model = self.model
+            step = self._grad_steps
+            log = step >= self._next_log
+            mon = self.monitor
+            mon.observe_update(
+                step,
+                self._actor.get("grads"),
+                self._critic.get("grads"),
+                collect_params(model.actor, self._a_params),
+                collect_params(model.critic, self._c_params),
+                preact=self._actor.get("preact"),
+                actor_hidden=self._actor.get("hidden") or None,
+                critic_hidden=self._critic.get("hidden") or None,
+                log=log,
+            )
+            self._actor, self._critic = {}, {}
+            if not log:
+                return
+            self._next_log = (step // self.log_freq + 1) * self.log_freq
+            row = mon.log_row(step)
+            row["num_timesteps"] = int(model.num_timesteps)
+            row["actor_frozen"] = int(mon.all_frozen_now)
+            row["critic_frozen"] = int(mon.critic_frozen_now)
+            row["actor_grad_dead"] = int(mon.grad_death_episode[0] is not None)
+            self.rows.append(row)
+            if self.record_to_logger:
+                for k in self.logger_keys:
+                    if k in row:
+                        self.logger.record(f"gradasym/{k}", row[k])
+
+        # ----------------------------------------------------------- callbacks
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_training_end(self) -> None:
+            self._detach()
+            if self.save_path is not None:
+                self.save()
+
+        # -------------------------------------------------------------- output
+        def dataframe(self) -> Any:
+            """The recorded rows as a pandas DataFrame (``episode`` = gradient step)."""
+            import pandas as pd
+
+            return pd.DataFrame(self.rows)
+
+        def save(self, path: str | Path | None = None) -> Path:
+            """Write the rows (Parquet, or CSV for ``*.csv``) atomically; returns the path."""
+            from ..io import atomic_path
+
+            path = Path(path) if path is not None else self.save_path
+            if path is None:
+                raise ValueError("no path given and no save_path set")
+            df = self.dataframe()
+            with atomic_path(path) as tmp:
+                if path.suffix == ".csv":
+                    df.to_csv(tmp, index=False)
+                else:
+                    df.to_parquet(tmp, index=False)
+            return path
+
+        def summary(self) -> dict[str, Any]:
+            """The monitor's summary (stop / gradient-death steps, max |z|, final rho, ...)."""
+            out = self.monitor.summary()
+            out["gradient_steps"] = self.monitor.last_step
+            out["rows"] = len(self.rows)
+            return out
+
+    SaturationMonitorCallback.__module__ = __name__
+    return SaturationMonitorCallback

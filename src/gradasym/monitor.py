@@ -1,0 +1,913 @@
+"""Framework-agnostic actor-critic monitor: gradients, saturation, freezing.
+
+:class:`ActorCriticMonitor` consumes, after every training update, the actor and
+critic gradients (each network's gradient of *its own* loss), their parameters, and
+optionally the actor's output pre-activations (the input to the final squashing
+function) and hidden activations. From them it keeps:
+
+* gradient norms: per actor ``||g_i||`` over all layers and per layer, the actor
+  total ``sqrt(mean_i ||g_i||^2)`` (and the same per layer), the critic total and per
+  layer, and the asymmetry ratio ``rho = actor total / critic total``;
+* pre-activation statistics (mean, std, min, max, max ``|z|``) and the saturation
+  ratio, i.e. the fraction of outputs with ``|squash(z)| > saturation_threshold``,
+  overall, per action dimension and per actor;
+* hidden-layer statistics (mean activation, fraction of dead ReLU units);
+* weight-freeze detection (per actor stop episode, all-actors stopping episode,
+  critic stop episode, "frozen now" flags) and gradient-death detection.
+
+It knows nothing about the environment or the algorithm. Actors may be a stacked
+ensemble (``n_agents=N``: every actor tensor has the agent on dim 0) or a single
+network (``n_agents=None``). Everything is vectorised over agents with torch (no
+Python loop over agents in :meth:`ActorCriticMonitor.observe_update`).
+
+Helpers for ordinary ``nn.Module`` networks: :func:`collect_grads`,
+:func:`collect_params`, :func:`register_preact_hook` / :class:`OutputPreactHook` and
+:class:`HiddenActivationHook`. See ``docs/monitor.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "SQUASHES",
+    "ActorCriticMonitor",
+    "HiddenActivationHook",
+    "OutputPreactHook",
+    "collect_grads",
+    "collect_params",
+    "group_layers",
+    "register_preact_hook",
+    "saturation_bound",
+]
+
+TensorTree = Union[Tensor, None, Mapping[str, "TensorTree"], Sequence["TensorTree"]]
+
+SQUASHES = ("tanh", "softsign", "scaled-sigmoid", "identity")
+
+_NONE = torch.iinfo(torch.int64).min  # sentinel for "no episode yet" in int64 state
+_NAN = float("nan")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def saturation_bound(squash: str, threshold: float) -> float:
+    """The ``|z|`` above which ``|squash(z)| > threshold``.
+
+    ``tanh``: ``atanh(t)`` (1.4722 for t = 0.9); ``softsign`` (``z / (1 + |z|)``):
+    ``t / (1 - t)``; ``scaled-sigmoid`` (``2 sigmoid(z) - 1 = tanh(z / 2)``):
+    ``2 atanh(t)``; ``identity``: ``t``. Comparing ``|z|`` with this bound is exactly
+    the comparison ``|squash(z)| > t`` in real arithmetic, and stays correct for
+    infinite ``z`` (where e.g. softsign would give inf/inf).
+    """
+    if squash not in SQUASHES:
+        raise ValueError(f"squash must be one of {SQUASHES}, got {squash!r}")
+    t = float(threshold)
+    if squash == "identity":
+        if not t > 0:
+            raise ValueError(f"saturation_threshold must be > 0, got {threshold}")
+        return t
+    if not 0 < t < 1:
+        raise ValueError(f"saturation_threshold must be in (0, 1) for {squash!r}, got {threshold}")
+    if squash == "tanh":
+        return math.atanh(t)
+    if squash == "softsign":
+        return t / (1.0 - t)
+    return 2.0 * math.atanh(t)  # scaled-sigmoid
+
+
+def _default_layer_of(key: str) -> str:
+    return key.rsplit(".", 1)[0] if "." in key else key
+
+
+def _flatten_tensors(tree: TensorTree) -> list[Tensor | None]:
+    if tree is None or isinstance(tree, Tensor):
+        return [tree]
+    if isinstance(tree, Mapping):
+        out: list[Tensor | None] = []
+        for v in tree.values():
+            out.extend(_flatten_tensors(v))
+        return out
+    if isinstance(tree, Sequence) and not isinstance(tree, (str, bytes)):
+        out = []
+        for v in tree:
+            out.extend(_flatten_tensors(v))
+        return out
+    raise TypeError(f"expected a tensor, a mapping or a sequence of tensors, got {type(tree).__name__}")
+
+
+def group_layers(
+    tree: TensorTree, layer_of: Callable[[str], str] | None = None
+) -> list[tuple[str, list[Tensor | None]]]:
+    """Group tensors into ordered layers.
+
+    * ``{"l0": {"weight": w, "bias": b}, ...}`` (a mapping whose values are mappings
+      or sequences): one layer per top-level key;
+    * ``{"l0.weight": w, "l0.bias": b, ...}`` (flat): grouped by ``layer_of(key)``,
+      by default the prefix before the last dot (``"net.0.weight" -> "net.0"``; a key
+      without a dot is its own layer);
+    * a sequence: one layer per element (named ``"0"``, ``"1"``, ...);
+    * a single tensor: one layer ``"0"``.
+
+    Layers are ordered by first appearance. ``None`` entries (a parameter without a
+    gradient) are kept and count as zeros.
+    """
+    layer_of = layer_of or _default_layer_of
+    if tree is None or isinstance(tree, Tensor):
+        return [("0", [tree])]
+    groups: dict[str, list[Tensor | None]] = {}
+    if isinstance(tree, Mapping):
+        for key, v in tree.items():
+            if v is None or isinstance(v, Tensor):
+                groups.setdefault(layer_of(str(key)), []).append(v)
+            else:
+                groups.setdefault(str(key), []).extend(_flatten_tensors(v))
+    elif isinstance(tree, Sequence) and not isinstance(tree, (str, bytes)):
+        for i, v in enumerate(tree):
+            groups.setdefault(str(i), []).extend(_flatten_tensors(v))
+    else:
+        raise TypeError(f"expected a tensor, a mapping or a sequence of tensors, got {type(tree).__name__}")
+    return list(groups.items())
+
+
+def _as_list(x: Any) -> list[Tensor]:
+    if x is None:
+        return []
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, Mapping):
+        return [v for v in x.values() if v is not None]
+    return [v for v in x if v is not None]
+
+
+def _f(x: Tensor | float | None) -> float:
+    if x is None:
+        return _NAN
+    return float(x)
+
+
+# --------------------------------------------------------------------------- monitor
+
+
+class ActorCriticMonitor:
+    """Gradient / saturation / weight-freeze monitor for any PyTorch actor-critic.
+
+    Parameters
+    ----------
+    n_agents:
+        ``N`` for a stacked actor ensemble (actor gradients and parameters ``(N, ...)``,
+        pre-activations ``(..., N, A)``, actor hidden activations ``(..., N, H)``), or
+        ``None`` for a single actor (treated as ``N = 1``; pre-activations ``(..., A)``,
+        hidden ``(..., H)``).
+    saturation_threshold:
+        an output counts as saturated when ``|squash(z)| > saturation_threshold``.
+    freeze_tolerance:
+        0 (default): a network is unchanged when its parameters are exactly equal to
+        the previous snapshot (``torch.equal`` semantics, NaN never equal). ``> 0``: when
+        every element satisfies ``p == prev`` or ``|p - prev| < freeze_tolerance``
+        (the paper's wording, ``max |delta| < 1e-8``).
+    grad_death_threshold:
+        an actor's gradient is "dead" at an update when ``||g_i|| < threshold`` or
+        ``||g_i|| == 0``.
+    squash:
+        the actor's output squashing: ``"tanh"``, ``"softsign"``, ``"scaled-sigmoid"``
+        (``2 sigmoid(z) - 1``) or ``"identity"`` (``z`` is already the bounded output).
+    layer_of:
+        maps a flat gradient key to its layer name (default: prefix before the last
+        dot), see :func:`group_layers`.
+    """
+
+    def __init__(
+        self,
+        n_agents: int | None = None,
+        saturation_threshold: float = 0.9,
+        freeze_tolerance: float = 0.0,
+        grad_death_threshold: float = 1e-12,
+        squash: str = "tanh",
+        layer_of: Callable[[str], str] | None = None,
+    ) -> None:
+        if n_agents is not None and (int(n_agents) != n_agents or n_agents < 1):
+            raise ValueError(f"n_agents must be a positive int or None, got {n_agents!r}")
+        if freeze_tolerance < 0 or grad_death_threshold < 0:
+            raise ValueError("freeze_tolerance and grad_death_threshold must be >= 0")
+        self.n_agents = None if n_agents is None else int(n_agents)
+        self.saturation_threshold = float(saturation_threshold)
+        self.freeze_tolerance = float(freeze_tolerance)
+        self.grad_death_threshold = float(grad_death_threshold)
+        self.squash = squash
+        self.z_bound = saturation_bound(squash, saturation_threshold)
+        self.layer_of = layer_of
+        self._N = 1 if n_agents is None else int(n_agents)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+
+    def reset(self) -> None:
+        """Forget everything observed so far."""
+        N = self._N
+        self.n_updates = 0
+        self.last_step: int | None = None
+        self._actor_stop = torch.full((N,), _NONE, dtype=torch.int64)
+        self._death = torch.full((N,), _NONE, dtype=torch.int64)
+        self._frozen = torch.zeros(N, dtype=torch.bool)
+        self._critic_stop: int | None = None
+        self._critic_frozen: bool = False
+        self._prev_actor: list[Tensor] | None = None
+        self._prev_critic: list[Tensor] | None = None
+        self._max_abs = torch.tensor(_NAN, dtype=torch.float64)
+        # last observed update
+        self._actor_layers: list[str] = []
+        self._critic_layers: list[str] = []
+        self._agent_sq: Tensor | None = None  # (N,) float64, ||g_i||^2
+        self._actor_layer_total: Tensor | None = None  # (L,) float64
+        self._critic_layer_sq: Tensor | None = None  # (L,) float64
+        self._pending: dict[str, Any] | None = None  # tensors for lazy statistics
+        self._stats: dict[str, Any] | None = None  # computed statistics of the last update
+        self._last_sat: float = _NAN  # saturation ratio of the last update with a preact
+        self._n_dims: int | None = None  # action dims seen so far (for stable columns)
+        self._n_actor_hidden: int = 0
+        self._n_critic_hidden: int = 0
+
+    # ------------------------------------------------------------------ observe
+
+    @torch.no_grad()
+    def observe_update(
+        self,
+        step: int,
+        actor_grads: TensorTree = None,
+        critic_grads: TensorTree = None,
+        actor_params: TensorTree = None,
+        critic_params: TensorTree = None,
+        preact: Tensor | None = None,
+        actor_hidden: Sequence[Tensor] | Mapping[str, Tensor] | None = None,
+        critic_hidden: Sequence[Tensor] | Mapping[str, Tensor] | None = None,
+        log: bool = True,
+    ) -> None:
+        """Record one training update (call it after the optimisers stepped).
+
+        ``step`` is the update's x-axis value (the episode in gradasym). Pass
+        ``actor_grads``/``actor_params`` as ``None`` when the actors were not stepped at
+        this update (e.g. delayed actor updates): their freeze and gradient-death
+        bookkeeping is then skipped, and the next comparison is against the last
+        snapshot taken. The same holds for the critic. Never call this for a skipped
+        update: an unchanged network would count as frozen.
+
+        ``log=False`` does only the bookkeeping that must see every update (per-actor
+        gradient norms, gradient death, freeze detection, running max ``|z|``); the
+        remaining statistics of this update are computed from the given tensors only
+        if :meth:`log_row` / :meth:`agent_rows` are called before the next update, so
+        do not modify those tensors in place in between.
+        """
+        step = int(step)
+        # ---- validate the activation shapes first (cheap), so a bad call changes nothing
+        if actor_hidden is not None:
+            actor_hidden = [h.detach() for h in _as_list(actor_hidden)]
+            for h in actor_hidden:
+                self._check_agent_shape(h, "actor hidden activation", "H")
+        if critic_hidden is not None:
+            critic_hidden = [h.detach() for h in _as_list(critic_hidden)]
+        if preact is not None:
+            preact = preact.detach()
+            self._check_agent_shape(preact, "preact", "A")
+        actor_layers = group_layers(actor_grads, self.layer_of) if actor_grads is not None else None
+        layer_sq = self._agent_layer_sq(actor_layers) if actor_layers is not None else None  # (L, N)
+
+        self.n_updates += 1
+        self.last_step = step
+
+        # ---- actor gradients: per-agent and per-layer norms (float64, no under/overflow)
+        if actor_layers is not None and layer_sq is not None:
+            self._actor_layers = [name for name, _ in actor_layers]
+            agent_sq = layer_sq.sum(0)
+            self._agent_sq = agent_sq
+            self._actor_layer_total = layer_sq.mean(1).sqrt()
+            norms = agent_sq.sqrt()
+            dead = (norms < self.grad_death_threshold) | (norms == 0)
+            death = self._death
+            self._death = torch.where(dead, torch.where(death == _NONE, step, death), _NONE)
+        else:
+            self._agent_sq = None
+            self._actor_layer_total = None
+
+        # ---- critic gradients
+        if critic_grads is not None:
+            layers = group_layers(critic_grads, self.layer_of)
+            self._critic_layers = [name for name, _ in layers]
+            self._critic_layer_sq = torch.stack([self._sq(ts) for _, ts in layers])
+        else:
+            self._critic_layer_sq = None
+
+        # ---- freeze detection
+        if actor_params is not None:
+            self._observe_actor_params(step, _flatten_tensors(actor_params))
+        if critic_params is not None:
+            self._observe_critic_params(step, _flatten_tensors(critic_params))
+
+        # ---- running max |z| over every pre-activation (one reduction; NaNs ignored)
+        if preact is not None and preact.numel():
+            az = preact.abs()
+            m = az.max().to(device="cpu", dtype=torch.float64)
+            if torch.isnan(m):
+                finite = az[~torch.isnan(az)]
+                m = finite.max().to(device="cpu", dtype=torch.float64) if finite.numel() else m
+            if not torch.isnan(m):
+                self._max_abs = m if torch.isnan(self._max_abs) else torch.maximum(self._max_abs, m)
+
+        self._pending = {
+            "preact": preact,
+            "actor_hidden": actor_hidden,
+            "critic_hidden": critic_hidden,
+        }
+        self._stats = None
+        if log:
+            self._compute_stats()
+
+    @torch.no_grad()
+    def observe_params(self, actor_params: TensorTree = None, critic_params: TensorTree = None) -> None:
+        """Take the reference parameter snapshot without counting an update.
+
+        Call it once before training (initial parameters) so that the very first
+        :meth:`observe_update` is already compared against something; without it,
+        the first update only takes the snapshot. Calling it later re-baselines the
+        snapshot (no comparison, no stop episode).
+        """
+        if actor_params is not None:
+            self._prev_actor = [p.detach().clone() for p in _flatten_tensors(actor_params) if p is not None]
+        if critic_params is not None:
+            self._prev_critic = [p.detach().clone() for p in _flatten_tensors(critic_params) if p is not None]
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _sq(tensors: Iterable[Tensor | None]) -> Tensor:
+        """Sum of squares of all elements (float64, CPU scalar)."""
+        parts = []
+        for t in tensors:
+            if t is not None and t.numel():
+                n = torch.linalg.vector_norm(t.detach(), dtype=torch.float64)
+                parts.append(n * n)
+        if not parts:
+            return torch.zeros((), dtype=torch.float64)
+        return torch.stack(parts).sum().cpu()
+
+    def _agent_layer_sq(self, layers: list[tuple[str, list[Tensor | None]]]) -> Tensor:
+        """(L, N) float64 CPU tensor of per-layer, per-agent squared gradient norms."""
+        N = self._N
+        rows: list[Tensor | None] = []
+        device = None
+        for name, ts in layers:
+            acc = None
+            for t in ts:
+                if t is None:
+                    continue
+                t = t.detach()
+                if self.n_agents is None:
+                    t = t.reshape(1, -1)
+                else:
+                    if t.dim() == 0 or t.shape[0] != N:
+                        raise ValueError(
+                            f"actor tensor {name!r} has shape {tuple(t.shape)}; expected the agent "
+                            f"dimension {N} first"
+                        )
+                    t = t.reshape(N, -1)
+                if t.shape[1] == 0:
+                    continue
+                n = torch.linalg.vector_norm(t, dim=1, dtype=torch.float64)
+                acc = n * n if acc is None else acc + n * n
+                device = t.device
+            rows.append(acc)
+        if not rows:
+            return torch.zeros((0, N), dtype=torch.float64)
+        out = torch.stack(
+            [r if r is not None else torch.zeros(N, dtype=torch.float64, device=device) for r in rows]
+        )
+        return out.cpu()
+
+    def _changed(self, p: Tensor, q: Tensor) -> Tensor:
+        """Elementwise 'changed' mask: p != q, unless within tolerance."""
+        ne = p != q
+        if self.freeze_tolerance > 0:
+            ne &= ~((p - q).abs() < self.freeze_tolerance)
+        return ne
+
+    def _observe_actor_params(self, step: int, params: list[Tensor | None]) -> None:
+        N = self._N
+        ps = [p.detach() for p in params if p is not None]
+        prev = self._prev_actor
+        if prev and ps and prev[0].device != ps[0].device:  # e.g. after load_state_dict
+            prev = self._prev_actor = [t.to(ps[0].device) for t in prev]
+        if prev is None or len(prev) != len(ps) or any(a.shape != b.shape for a, b in zip(prev, ps)):
+            if prev is not None:
+                raise ValueError("actor parameters changed structure between updates")
+            self._prev_actor = [p.clone() for p in ps]
+            return
+        changed = torch.zeros(N, dtype=torch.bool, device=ps[0].device if ps else "cpu")
+        for p, q in zip(ps, prev):
+            if p.numel() == 0:
+                continue
+            c = self._changed(p, q)
+            changed |= c.reshape(N, -1).any(1) if self.n_agents is not None else c.any().reshape(1)
+            q.copy_(p)
+        unchanged = (~changed).cpu()
+        stop = self._actor_stop
+        self._actor_stop = torch.where(unchanged & (stop == _NONE), step, stop)
+        self._frozen = unchanged
+
+    def _observe_critic_params(self, step: int, params: list[Tensor | None]) -> None:
+        ps = [p.detach() for p in params if p is not None]
+        prev = self._prev_critic
+        if prev and ps and prev[0].device != ps[0].device:  # e.g. after load_state_dict
+            prev = self._prev_critic = [t.to(ps[0].device) for t in prev]
+        if prev is None or len(prev) != len(ps) or any(a.shape != b.shape for a, b in zip(prev, ps)):
+            if prev is not None:
+                raise ValueError("critic parameters changed structure between updates")
+            self._prev_critic = [p.clone() for p in ps]
+            return
+        unchanged = True
+        exact = self.freeze_tolerance == 0
+        for p, q in zip(ps, prev):
+            if unchanged:
+                same = torch.equal(p, q) if exact else not bool(self._changed(p, q).any())
+                unchanged = same
+                if exact and same:
+                    continue  # bitwise equal: nothing to copy
+            q.copy_(p)  # the snapshot is always the previous update's values
+        self._critic_frozen = unchanged
+        if unchanged and self._critic_stop is None:
+            self._critic_stop = step
+
+    def _check_agent_shape(self, t: Tensor, what: str, last: str) -> None:
+        if t.dim() == 0:
+            raise ValueError(f"{what} must have at least one dimension")
+        if self.n_agents is not None and (t.dim() < 2 or t.shape[-2] != self._N):
+            raise ValueError(
+                f"{what} has shape {tuple(t.shape)}; expected (..., {self._N}, {last}) (agents on dim -2)"
+            )
+
+    def _compute_stats(self) -> dict[str, Any]:
+        if self._stats is not None:
+            return self._stats
+        s: dict[str, Any] = {}
+        pend = self._pending or {}
+        N = self._N
+        z = pend.get("preact")
+        if z is not None:
+            A = z.shape[-1]
+            if self.n_agents is not None:
+                z3 = z.reshape(-1, N, A)
+            else:
+                z3 = z.reshape(-1, 1, A)
+            if z3.numel():
+                zd = z3.to(torch.float64)
+                az = zd.abs()
+                sat = (az > self.z_bound).to(torch.float64)
+                vals = torch.stack(
+                    [
+                        zd.mean(),
+                        zd.std(correction=0),
+                        zd.min(),
+                        zd.max(),
+                        az.max(),
+                        sat.mean(),
+                    ]
+                ).tolist()
+                s.update(
+                    zip(
+                        ("preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs", "saturation_ratio"),
+                        vals,
+                    )
+                )
+                s["saturation_dim"] = sat.mean((0, 1)).tolist()
+                s["agent_saturation"] = sat.mean((0, 2)).tolist()
+                s["agent_max_abs"] = az.amax((0, 2)).tolist()
+                self._n_dims = max(self._n_dims or 0, A)
+                self._last_sat = s["saturation_ratio"]
+        ah = pend.get("actor_hidden")
+        if ah is not None:
+            s["actor_hidden"] = [self._hidden_stats(h, ensemble=self.n_agents is not None) for h in ah]
+            self._n_actor_hidden = max(self._n_actor_hidden, len(ah))
+        ch = pend.get("critic_hidden")
+        if ch is not None:
+            s["critic_hidden"] = [self._hidden_stats(h, ensemble=False) for h in ch]
+            self._n_critic_hidden = max(self._n_critic_hidden, len(ch))
+        self._stats = s
+        self._pending = None  # statistics computed: drop the references
+        return s
+
+    def _hidden_stats(self, h: Tensor, ensemble: bool) -> tuple[float, float]:
+        """(mean activation, dead fraction): a unit is dead if <= 0 for every sample."""
+        if h.numel() == 0:
+            return (_NAN, _NAN)
+        if ensemble:
+            h2 = h.reshape(-1, self._N, h.shape[-1])
+        else:
+            h2 = h.reshape(-1, h.shape[-1]) if h.dim() >= 1 else h.reshape(1, 1)
+        # a unit is dead when its max over the samples is <= 0 (same as "all <= 0"; NaN is not dead).
+        # (N, H) or (H,); the mean over agents of per-agent fractions is the mean over (N, H).
+        dead = h2.amax(0) <= 0
+        mean, frac = torch.stack([h2.mean(dtype=torch.float64), dead.to(torch.float64).mean()]).tolist()
+        return (mean, frac)
+
+    # ------------------------------------------------------------------ rows
+
+    def _norms(self) -> tuple[float, float, float, list[float], list[float]]:
+        a_tot = _f(self._agent_sq.mean().sqrt()) if self._agent_sq is not None and self._agent_sq.numel() else _NAN
+        c_tot = _f(self._critic_layer_sq.sum().sqrt()) if self._critic_layer_sq is not None else _NAN
+        if math.isnan(a_tot) or math.isnan(c_tot):
+            rho = _NAN
+        elif c_tot == 0:
+            rho = _NAN if a_tot == 0 else math.inf
+        else:
+            rho = a_tot / c_tot
+        a_l = self._actor_layer_total.tolist() if self._actor_layer_total is not None else [_NAN] * len(self._actor_layers)
+        c_l = (
+            self._critic_layer_sq.sqrt().tolist()
+            if self._critic_layer_sq is not None
+            else [_NAN] * len(self._critic_layers)
+        )
+        return a_tot, c_tot, rho, a_l, c_l
+
+    def _episode(self, step: int | None) -> int:
+        if step is None:
+            if self.last_step is None:
+                raise RuntimeError("no update observed yet")
+            return int(self.last_step)
+        return int(step)
+
+    def log_row(self, step: int | None = None) -> dict[str, float | int]:
+        """One ``tracking.parquet`` row from the most recent observed update.
+
+        ``episode`` is ``step`` (default: the step of the last update). Columns absent
+        from the last update (no preact, no hidden, no critic) are NaN; per-layer and
+        per-dimension columns keep the count seen so far so that rows stay aligned.
+        """
+        s = self._compute_stats()
+        a_tot, c_tot, rho, a_l, c_l = self._norms()
+        row: dict[str, float | int] = {
+            "episode": self._episode(step),
+            "actor_grad_norm": a_tot,
+            "critic_grad_norm": c_tot,
+            "rho": rho,
+        }
+        for j, v in enumerate(a_l):
+            row[f"actor_grad_norm_l{j}"] = float(v)
+        for j, v in enumerate(c_l):
+            row[f"critic_grad_norm_l{j}"] = float(v)
+        for k in ("preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs", "saturation_ratio"):
+            row[k] = float(s.get(k, _NAN))
+        dims = s.get("saturation_dim", [])
+        for d in range(max(self._n_dims or 0, len(dims))):
+            row[f"saturation_dim{d}"] = float(dims[d]) if d < len(dims) else _NAN
+        for prefix, key, n in (
+            ("actor", "actor_hidden", self._n_actor_hidden),
+            ("critic", "critic_hidden", self._n_critic_hidden),
+        ):
+            hs = s.get(key, [])
+            for j in range(max(n, len(hs))):
+                mean, dead = hs[j] if j < len(hs) else (_NAN, _NAN)
+                row[f"{prefix}_dead_relu_l{j}"] = float(dead)
+                row[f"{prefix}_hidden_mean_l{j}"] = float(mean)
+        row["actors_stopped"] = self.n_stopped
+        return row
+
+    def agent_rows(self, step: int | None = None) -> list[dict[str, float | int]]:
+        """``tracking_agents.parquet`` rows (one per actor) from the last update."""
+        s = self._compute_stats()
+        N = self._N
+        ep = self._episode(step)
+        g = self._agent_sq.sqrt().tolist() if self._agent_sq is not None else [_NAN] * N
+        sat = s.get("agent_saturation", [_NAN] * N)
+        mx = s.get("agent_max_abs", [_NAN] * N)
+        return [
+            {"episode": ep, "agent": i, "grad_norm": float(g[i]), "saturation_ratio": float(sat[i]), "preact_max_abs": float(mx[i])}
+            for i in range(N)
+        ]
+
+    # ------------------------------------------------------------------ summaries
+
+    @staticmethod
+    def _episodes(t: Tensor) -> list[int | None]:
+        return [None if v == _NONE else int(v) for v in t.tolist()]
+
+    @property
+    def actor_stop_episode(self) -> list[int | None]:
+        """Per actor: first update step after which its parameters were unchanged."""
+        return self._episodes(self._actor_stop)
+
+    @property
+    def grad_death_episode(self) -> list[int | None]:
+        """Per actor: first step of the current run of dead-gradient updates (None if alive)."""
+        return self._episodes(self._death)
+
+    @property
+    def all_stopped_episode(self) -> int | None:
+        """Max over actors of their stop episodes, once every actor has one."""
+        if bool((self._actor_stop == _NONE).any()):
+            return None
+        return int(self._actor_stop.max())
+
+    @property
+    def critic_stop_episode(self) -> int | None:
+        return self._critic_stop
+
+    @property
+    def n_stopped(self) -> int:
+        """Number of actors with a stop episode."""
+        return int((self._actor_stop != _NONE).sum())
+
+    @property
+    def frozen_now(self) -> list[bool]:
+        """Per actor: parameters unchanged at the last actor update (False before any comparison)."""
+        return [bool(v) for v in self._frozen.tolist()]
+
+    @property
+    def n_frozen_now(self) -> int:
+        return int(self._frozen.sum())
+
+    @property
+    def all_frozen_now(self) -> bool:
+        return bool(self._frozen.all())
+
+    @property
+    def critic_frozen_now(self) -> bool:
+        return bool(self._critic_frozen)
+
+    @property
+    def max_abs_preactivation(self) -> float:
+        """Running max of ``|z|`` over every pre-activation observed (NaN if none)."""
+        return float(self._max_abs)
+
+    @property
+    def last_saturation_ratio(self) -> float:
+        """Saturation ratio of the most recent update that had pre-activations (NaN if none)."""
+        if self._pending is not None and self._pending.get("preact") is not None:
+            self._compute_stats()
+        return float(self._last_sat)
+
+    @property
+    def last_rho(self) -> float:
+        return self._norms()[2]
+
+    def summary(self) -> dict[str, Any]:
+        """The monitor's part of ``summary.json``."""
+        return {
+            "stopping_episode": self.all_stopped_episode,
+            "per_agent_stop_episode": self.actor_stop_episode,
+            "per_agent_grad_death_episode": self.grad_death_episode,
+            "all_frozen_at_end": self.all_frozen_now,
+            "critic_stopped": self._critic_stop is not None,
+            "critic_stop_episode": self._critic_stop,
+            "max_abs_preactivation": self.max_abs_preactivation,
+            "final_saturation_ratio": self.last_saturation_ratio,
+            "final_rho": self.last_rho,
+        }
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python values and CPU tensors; ``torch.save``-able."""
+        self._compute_stats()  # resolve lazy statistics so a resumed monitor reports the same row
+        cpu = lambda t: None if t is None else t.detach().cpu().clone()  # noqa: E731
+        return {
+            "config": {
+                "n_agents": self.n_agents,
+                "saturation_threshold": self.saturation_threshold,
+                "freeze_tolerance": self.freeze_tolerance,
+                "grad_death_threshold": self.grad_death_threshold,
+                "squash": self.squash,
+            },
+            "n_updates": self.n_updates,
+            "last_step": self.last_step,
+            "actor_stop": cpu(self._actor_stop),
+            "death": cpu(self._death),
+            "frozen": cpu(self._frozen),
+            "critic_stop": self._critic_stop,
+            "critic_frozen": self._critic_frozen,
+            "prev_actor": None if self._prev_actor is None else [cpu(t) for t in self._prev_actor],
+            "prev_critic": None if self._prev_critic is None else [cpu(t) for t in self._prev_critic],
+            "max_abs": cpu(self._max_abs),
+            "actor_layers": list(self._actor_layers),
+            "critic_layers": list(self._critic_layers),
+            "agent_sq": cpu(self._agent_sq),
+            "actor_layer_total": cpu(self._actor_layer_total),
+            "critic_layer_sq": cpu(self._critic_layer_sq),
+            "stats": self._stats,
+            "last_sat": self._last_sat,
+            "n_dims": self._n_dims,
+            "n_actor_hidden": self._n_actor_hidden,
+            "n_critic_hidden": self._n_critic_hidden,
+        }
+
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (parameter snapshots move to the parameters'
+        device at the next update)."""
+        cfg = d["config"]
+        if cfg["n_agents"] != self.n_agents:
+            raise ValueError(f"state has n_agents={cfg['n_agents']}, monitor has {self.n_agents}")
+        self.saturation_threshold = float(cfg["saturation_threshold"])
+        self.freeze_tolerance = float(cfg["freeze_tolerance"])
+        self.grad_death_threshold = float(cfg["grad_death_threshold"])
+        self.squash = cfg["squash"]
+        self.z_bound = saturation_bound(self.squash, self.saturation_threshold)
+        cl = lambda t: None if t is None else t.detach().clone()  # noqa: E731
+        self.n_updates = int(d["n_updates"])
+        self.last_step = d["last_step"]
+        self._actor_stop = cl(d["actor_stop"])
+        self._death = cl(d["death"])
+        self._frozen = cl(d["frozen"])
+        self._critic_stop = d["critic_stop"]
+        self._critic_frozen = bool(d["critic_frozen"])
+        self._prev_actor = None if d["prev_actor"] is None else [t.detach().clone() for t in d["prev_actor"]]
+        self._prev_critic = None if d["prev_critic"] is None else [t.detach().clone() for t in d["prev_critic"]]
+        self._max_abs = cl(d["max_abs"])
+        self._actor_layers = list(d["actor_layers"])
+        self._critic_layers = list(d["critic_layers"])
+        self._agent_sq = cl(d["agent_sq"])
+        self._actor_layer_total = cl(d["actor_layer_total"])
+        self._critic_layer_sq = cl(d["critic_layer_sq"])
+        self._stats = None if d["stats"] is None else dict(d["stats"])
+        self._pending = None
+        self._last_sat = float(d["last_sat"])
+        self._n_dims = d["n_dims"]
+        self._n_actor_hidden = int(d["n_actor_hidden"])
+        self._n_critic_hidden = int(d["n_critic_hidden"])
+
+
+# --------------------------------------------------------------------------- nn.Module helpers
+
+
+def _group_named(named: Iterable[tuple[str, Tensor | None]]) -> dict[str, dict[str, Tensor | None]]:
+    out: dict[str, dict[str, Tensor | None]] = {}
+    for name, t in named:
+        layer, _, leaf = name.rpartition(".")
+        out.setdefault(layer or leaf, {})[leaf] = t
+    return out
+
+
+def _selected_params(module: nn.Module, params: Iterable[Tensor] | None) -> list[tuple[str, nn.Parameter]]:
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if params is not None:
+        ids = {id(p) for p in params}
+        named = [(n, p) for n, p in named if id(p) in ids]
+    return named
+
+
+def collect_grads(module: nn.Module, params: Iterable[Tensor] | None = None) -> dict[str, dict[str, Tensor]]:
+    """Clones of every trainable parameter's ``.grad``, grouped per layer.
+
+    Returns ``{"net.0": {"weight": g, "bias": g}, ...}`` (layer = module path of the
+    parameter). A parameter whose ``.grad`` is ``None`` gets zeros. ``params``
+    restricts to those parameters (e.g. an optimiser's). Call it right after the
+    network's own ``loss.backward()`` (before another loss's backward adds to it).
+    """
+    return _group_named(
+        (n, p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in _selected_params(module, params)
+    )
+
+
+def collect_params(module: nn.Module, params: Iterable[Tensor] | None = None) -> dict[str, dict[str, Tensor]]:
+    """Every trainable parameter (detached, *not* copied), grouped per layer.
+
+    The monitor keeps its own snapshot copy, so references are enough.
+    """
+    return _group_named((n, p.detach()) for n, p in _selected_params(module, params))
+
+
+_SQUASH_MODULES: tuple[type[nn.Module], ...] = (nn.Tanh, nn.Softsign, nn.Sigmoid, nn.Hardtanh)
+
+
+class OutputPreactHook:
+    """Captures a module's input (``capture="input"``) or output (``"output"``) on
+    every forward; ``.value`` is the most recent one (detached).
+
+    ``training_only=True`` ignores forwards run without autograd (``torch.no_grad()``,
+    e.g. acting or target computations), so ``.value`` is the training batch.
+    """
+
+    def __init__(self, module: nn.Module, capture: str = "input", training_only: bool = False) -> None:
+        if capture not in ("input", "output"):
+            raise ValueError(f"capture must be 'input' or 'output', got {capture!r}")
+        self.module = module
+        self.capture = capture
+        self.training_only = training_only
+        self.value: Tensor | None = None
+        self.calls = 0
+        if capture == "input":
+            self._handle = module.register_forward_pre_hook(self._pre)
+        else:
+            self._handle = module.register_forward_hook(self._post)
+
+    def _keep(self, t: Any) -> None:
+        if self.training_only and not torch.is_grad_enabled():
+            return
+        if isinstance(t, tuple):
+            t = t[0]
+        if isinstance(t, Tensor):
+            self.value = t.detach()
+            self.calls += 1
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        self._keep(args)
+
+    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._keep(output)
+
+    def pop(self) -> Tensor | None:
+        """Return ``.value`` and clear it."""
+        v, self.value = self.value, None
+        return v
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+    def __enter__(self) -> "OutputPreactHook":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+def register_preact_hook(module_or_layer: nn.Module, training_only: bool = False) -> OutputPreactHook:
+    """Hook the pre-activation of a network's final squashing.
+
+    * given a squashing module (``Tanh``, ``Softsign``, ``Sigmoid``, ``Hardtanh``):
+      captures its input;
+    * given a ``Linear``: captures its output;
+    * given any other module: the *last registered* squashing submodule's input if
+      there is one, else the last ``Linear``'s output (registration order, which is
+      the forward order for ``nn.Sequential`` and most hand-written nets).
+    """
+    m = module_or_layer
+    if isinstance(m, _SQUASH_MODULES):
+        return OutputPreactHook(m, "input", training_only)
+    if isinstance(m, nn.Linear):
+        return OutputPreactHook(m, "output", training_only)
+    subs = list(m.modules())
+    squashes = [s for s in subs if isinstance(s, _SQUASH_MODULES)]
+    if squashes:
+        return OutputPreactHook(squashes[-1], "input", training_only)
+    linears = [s for s in subs if isinstance(s, nn.Linear)]
+    if linears:
+        return OutputPreactHook(linears[-1], "output", training_only)
+    raise ValueError(f"no squashing or Linear layer found in {type(m).__name__}")
+
+
+class HiddenActivationHook:
+    """Captures the outputs of every hidden activation module (default ``nn.ReLU``)
+    of a network, in registration order; ``.values`` is the list from the most
+    recent forward (detached). Pass ``layers=[...]`` to hook specific modules
+    instead (e.g. the ``Linear`` before a functional ``F.relu``: ``<= 0`` there is the
+    same dead-unit test).
+    """
+
+    def __init__(
+        self,
+        module: nn.Module | None = None,
+        types: tuple[type[nn.Module], ...] = (nn.ReLU,),
+        layers: Sequence[nn.Module] | None = None,
+        training_only: bool = False,
+    ) -> None:
+        if layers is None:
+            if module is None:
+                raise ValueError("pass a module or layers")
+            layers = [s for s in module.modules() if isinstance(s, types)]
+        self.layers = list(layers)
+        self.training_only = training_only
+        self._vals: list[Tensor | None] = [None] * len(self.layers)
+        self._handles = [layer.register_forward_hook(self._make(i)) for i, layer in enumerate(self.layers)]
+
+    def _make(self, i: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            if self.training_only and not torch.is_grad_enabled():
+                return
+            if isinstance(output, Tensor):
+                self._vals[i] = output.detach()
+
+        return hook
+
+    @property
+    def values(self) -> list[Tensor]:
+        """Latest output of each hooked layer (layers not run yet are omitted)."""
+        return [v for v in self._vals if v is not None]
+
+    def pop(self) -> list[Tensor]:
+        v = self.values
+        self._vals = [None] * len(self.layers)
+        return v
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def __enter__(self) -> "HiddenActivationHook":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()

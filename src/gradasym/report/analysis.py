@@ -1,0 +1,348 @@
+"""Derived tables the figures and tables share: per-configuration aggregates and curves.
+
+A *configuration* is ``(set, group, actor_lr, critic_lr)``: the result set (a
+results folder), the preset group inside it, and the learning rates; its runs are
+the seeds. Stopping episodes follow the paper's convention: a run whose actors
+never all stopped counts as the number of episodes it ran (Table 3 writes 2000),
+i.e. a lower bound ("censored"); aggregates say when they include such values.
+
+Failed runs whose actors had not all stopped are left out of the stopping
+statistics (their true stopping episode is unknown and not even bounded by the
+training length); running runs count as lower bounds and are flagged ``partial``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .load import ResultSet, presets_label
+from .paper import PAPER_MAX_EPISODES, paper_category
+from .stats import MeanCI, geometric_mean_ci, mean_ci, t_quantile
+
+CONFIG_KEYS = ["set", "group", "actor_lr", "critic_lr"]
+
+__all__ = [
+    "CONFIG_KEYS", "config_table", "category_scale", "stop_cell_text", "tracking_long", "episodes_long",
+    "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
+    "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups",
+]
+
+
+def fmt_lr(x: float) -> str:
+    """Learning rate as the paper prints it (``0.0001``)."""
+    return f"{x:g}" if x is not None and np.isfinite(x) else "?"
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    """Compact number: scientific for very large/small magnitudes; ``—`` for missing."""
+    if x is None or not np.isfinite(x):
+        return "—"
+    ax = abs(x)
+    if ax != 0 and (ax >= 1e5 or ax < 1e-3):
+        return f"{x:.{max(1, digits - 1)}e}"
+    return f"{x:.{digits}g}" if ax < 1000 else f"{x:,.0f}"
+
+
+def group_title(group: str) -> str:
+    """Human name of a preset group (``""`` is the baseline)."""
+    return group if group else "baseline (no preset)"
+
+
+def _stop_eligible(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose stopping value is meaningful: stopped, or not failed."""
+    return runs["stop_value"].notna() & (runs["stopped"] | (runs["status"] != "failed"))
+
+
+def _ci_cols(prefix: str, ci: MeanCI) -> dict[str, float]:
+    return {f"{prefix}_mean": ci.mean, f"{prefix}_lo": ci.lo, f"{prefix}_hi": ci.hi,
+            f"{prefix}_half": ci.half, f"{prefix}_n": ci.n}
+
+
+def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
+    """Aggregate the runs (seeds) of one configuration."""
+    elig = g[_stop_eligible(g)]
+    stop = mean_ci(elig["stop_value"], level)
+    max_ep = g["episodes_requested"].max()
+    if not np.isfinite(max_ep):
+        max_ep = g["episodes_run"].max()
+    out = {
+        "n_runs": len(g), "seeds": sorted(int(s) for s in g["seed"].dropna()),
+        "n_finished": int((g["status"] == "finished").sum()),
+        "n_failed": int((g["status"] == "failed").sum()),
+        "n_running": int((g["status"] == "running").sum()),
+        "n_stopped": int(elig["stopped"].sum()),
+        "any_censored": bool(elig["censored"].any()), "all_censored": bool(len(elig) and elig["censored"].all()),
+        "partial": bool((elig["censored"] & (elig["status"] != "finished")).any()),
+        "max_episodes": float(max_ep) if np.isfinite(max_ep) else math.nan,
+        "critic_stopped_runs": int(g["critic_stopped"].fillna(False).astype(bool).sum()),
+    }
+    out.update(_ci_cols("stop", stop))
+    out.update(_ci_cols("sat", mean_ci(g["final_saturation_ratio"], level)))
+    out.update(_ci_cols("rho", geometric_mean_ci(g["final_rho"], level)))
+    out.update(_ci_cols("zmax", geometric_mean_ci(g["max_abs_preactivation"], level)))
+    out.update(_ci_cols("first10", mean_ci(g["reward_first10"], level)))
+    out.update(_ci_cols("last10", mean_ci(g["reward_last10"], level)))
+    out["category"] = _category(out)
+    return out
+
+
+def category_scale(max_episodes: float) -> float:
+    """Factor applied to the paper's 300/500-episode category thresholds (runs of N episodes: N/2000)."""
+    return max_episodes / PAPER_MAX_EPISODES if np.isfinite(max_episodes) and max_episodes > 0 else 1.0
+
+
+def _category(agg: dict) -> str:
+    """Table-3 category of a configuration's mean stopping episode ('' when unknown).
+
+    Thresholds are the paper's (300, 500 episodes) scaled by the run length / 2000.
+    """
+    if agg["stop_n"] == 0:
+        return ""
+    if agg["all_censored"]:
+        return "No stopping" if not agg["partial"] else "Not stopped yet"
+    return paper_category(agg["stop_mean"], max_episodes=math.inf, scale=category_scale(agg["max_episodes"]))
+
+
+def config_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """One row per configuration with mean and ``level`` Student-t CI of its metrics.
+
+    Columns: the :data:`CONFIG_KEYS`, run/seed counts, ``stop_*`` (stopping
+    episode), ``sat_*`` (final saturation ratio), ``rho_*`` and ``zmax_*``
+    (geometric means), ``first10_*``/``last10_*`` (rewards), flags
+    ``any_censored``/``all_censored``/``partial``, ``max_episodes`` and
+    ``category``. ``*_n`` is the number of runs that entered each statistic.
+    """
+    if runs.empty:
+        return pd.DataFrame(columns=CONFIG_KEYS)
+    rows = []
+    for key, g in runs.groupby(CONFIG_KEYS, sort=True, dropna=False):
+        rows.append(dict(zip(CONFIG_KEYS, key)) | _aggregate_one(g, level))
+    return pd.DataFrame(rows)
+
+
+def stop_cell_text(row: pd.Series, with_ci: bool = True) -> str:
+    """Stopping episode as shown in cells: ``233``, ``233 ± 12``, ``≥2000``; ``—`` if unknown."""
+    if not row.get("stop_n", 0) or not np.isfinite(row.get("stop_mean", np.nan)):
+        return "—"
+    prefix = "≥" if row["any_censored"] else ""
+    text = f"{prefix}{row['stop_mean']:.0f}"
+    # A mean that includes lower bounds (never-stopped seeds) gets no interval: it is itself a bound.
+    if with_ci and not row["any_censored"] and row["stop_n"] >= 2 and np.isfinite(row["stop_half"]) \
+            and row["stop_half"] > 0:
+        text += f" ± {row['stop_half']:.0f}"
+    return text
+
+
+# ------------------------------------------------------------------ curves
+def _run_meta(rs: ResultSet) -> dict[str, dict]:
+    return {r.run_id: {"set": rs.label, "group": presets_label(r.summary.get("presets")),
+                       "actor_lr": _float(r.summary.get("actor_lr")), "critic_lr": _float(r.summary.get("critic_lr")),
+                       "seed": r.summary.get("seed")} for r in rs.runs}
+
+
+def _float(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def tracking_long(rs: ResultSet) -> pd.DataFrame:
+    """All runs' ``tracking.parquet`` rows stacked, with run id, configuration and seed."""
+    meta = _run_meta(rs)
+    parts = [r.tracking.assign(run_id=r.run_id, **meta[r.run_id]) for r in rs.runs
+             if r.tracking is not None and len(r.tracking) and "episode" in r.tracking]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def smoothing_window(n_episodes: float) -> int:
+    """Moving-average window for learning curves: 2.5 % of the run length, at least 1."""
+    if not np.isfinite(n_episodes) or n_episodes <= 0:
+        return 1
+    return max(1, int(round(n_episodes / 40)))
+
+
+def episodes_long(rs: ResultSet, window: int, ids: set | None = None) -> pd.DataFrame:
+    """Runs' episodes stacked (all, or those in ``ids``), with ``reward_smooth``
+    (trailing mean over ``window`` episodes)."""
+    meta = _run_meta(rs)
+    parts = []
+    for r in rs.runs:
+        if ids is not None and r.run_id not in ids:
+            continue
+        if r.episodes is None or not len(r.episodes) or not {"episode", "reward"} <= set(r.episodes):
+            continue
+        ep = r.episodes[["episode", "reward"]].copy()
+        ep["reward_smooth"] = ep["reward"].rolling(window, min_periods=1).mean()
+        parts.append(ep.assign(run_id=r.run_id, **meta[r.run_id]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def curve_summary(long: pd.DataFrame, value: str, keys: list[str] | None = None,
+                  log: bool = False, level: float = 0.95) -> pd.DataFrame:
+    """Mean and t-CI across seeds of ``value`` at each episode of each configuration.
+
+    With ``log=True`` the statistics are computed on log10 of the positive values
+    and returned back-transformed (geometric mean and interval). Columns: keys,
+    ``episode``, ``mean``, ``lo``, ``hi``, ``n``.
+    """
+    keys = keys or CONFIG_KEYS
+    if long.empty or value not in long:
+        return pd.DataFrame(columns=keys + ["episode", "mean", "lo", "hi", "n"])
+    df = long[keys + ["episode", value]].copy()
+    v = pd.to_numeric(df[value], errors="coerce").astype(float)
+    if log:
+        v = np.log10(v.where(v > 0))
+    df["v"] = v
+    df = df[np.isfinite(df["v"])]
+    g = df.groupby(keys + ["episode"], sort=True)["v"].agg(["mean", "std", "count"]).reset_index()
+    tq = g["count"].map(lambda n: t_quantile(0.5 + level / 2, n - 1) if n >= 2 else 0.0)
+    half = (tq * g["std"].fillna(0.0) / np.sqrt(g["count"])).fillna(0.0)
+    g["lo"], g["hi"] = g["mean"] - half, g["mean"] + half
+    if log:
+        for c in ("mean", "lo", "hi"):
+            g[c] = 10.0 ** g[c]
+    return g.rename(columns={"count": "n"})[keys + ["episode", "mean", "lo", "hi", "n"]]
+
+
+def final_tracking(long: pd.DataFrame) -> pd.DataFrame:
+    """The last tracking row of every run (the "final log")."""
+    if long.empty:
+        return long
+    return long.sort_values("episode").groupby("run_id", sort=False).tail(1).reset_index(drop=True)
+
+
+def reward_at_stop_and_end(eps: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run: smoothed reward at the stopping episode and at the last episode run.
+
+    Uses ``reward_smooth`` of :func:`episodes_long` (trailing mean). A run whose
+    actors never stopped has its "stop" at its last episode (both values equal).
+    Columns: config keys, ``run_id``, ``at_stop``, ``at_end``, ``stopped``.
+    """
+    if eps.empty:
+        return pd.DataFrame(columns=CONFIG_KEYS + ["run_id", "at_stop", "at_end", "stopped"])
+    stop_of = runs.set_index("run_id")["stopping_episode"].to_dict()
+    rows = []
+    for rid, g in eps.groupby("run_id", sort=False):
+        g = g.sort_values("episode")
+        stop = stop_of.get(rid, math.nan)
+        stopped = stop is not None and np.isfinite(stop)
+        at = g[g["episode"] <= stop] if stopped else g
+        rows.append({k: g[k].iloc[0] for k in CONFIG_KEYS} | {
+            "run_id": rid, "stopped": bool(stopped),
+            "at_stop": float(at["reward_smooth"].iloc[-1]) if len(at) else math.nan,
+            "at_end": float(g["reward_smooth"].iloc[-1]),
+        })
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class GroupData:
+    """Everything the figures need about one preset group of one result set."""
+
+    label: str              # result-set label (folder name)
+    group: str              # preset label ("" = baseline)
+    runs: pd.DataFrame      # runs_frame rows of this group
+    agg: pd.DataFrame       # config_table of those runs
+    track: pd.DataFrame     # tracking_long rows
+    eps: pd.DataFrame       # episodes_long rows (with reward_smooth)
+    window: int             # learning-curve smoothing window (episodes)
+    max_episodes: float     # longest requested training (the "never stopped" value)
+    saturation_threshold: float = 0.9
+
+    @property
+    def title(self) -> str:
+        """``folder`` or ``folder [preset]`` when the folder holds a preset group."""
+        return f"{self.label} [{self.group}]" if self.group else self.label
+
+    @property
+    def seeds_text(self) -> str:
+        """``n = 3 seeds`` (or a range when configurations differ)."""
+        n = self.agg["n_runs"] if len(self.agg) else pd.Series([0])
+        lo, hi = int(n.min()), int(n.max())
+        unit = "seed" if hi == 1 else "seeds"
+        return f"n = {hi} {unit}" if lo == hi else f"n = {lo}–{hi} {unit} per configuration"
+
+
+def build_groups(rs: ResultSet, runs: pd.DataFrame, level: float = 0.95) -> list[GroupData]:
+    """Split a result set into its preset groups and prepare their frames."""
+    out = []
+    track_all = tracking_long(rs)
+    placed = runs[runs["actor_lr"].notna() & runs["critic_lr"].notna()]  # others cannot go on the LR grid
+    for group in sorted(placed["group"].dropna().unique()):
+        g_runs = placed[placed["group"] == group]
+        ids = set(g_runs["run_id"])
+        max_ep = g_runs["episodes_requested"].max()
+        if not np.isfinite(max_ep):
+            max_ep = g_runs["episodes_run"].max()
+        window = smoothing_window(max_ep)
+        eps = episodes_long(rs, window, ids)
+        out.append(GroupData(
+            label=rs.label, group=group, runs=g_runs, agg=config_table(g_runs, level),
+            track=track_all[track_all["run_id"].isin(ids)] if len(track_all) else track_all,
+            eps=eps, window=window,
+            max_episodes=float(max_ep) if np.isfinite(max_ep) else math.nan,
+            saturation_threshold=_saturation_threshold(rs, ids),
+        ))
+    return out
+
+
+def _saturation_threshold(rs: ResultSet, ids: set) -> float:
+    """``run.saturation_threshold`` of the first of these runs with a config (0.9 by default)."""
+    for r in rs.runs:
+        if r.run_id in ids and isinstance(r.config, dict):
+            v = (r.config.get("run") or {}).get("saturation_threshold")
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+    return 0.9
+
+
+# ------------------------------------------------------------------ viability
+@dataclass(frozen=True)
+class ViableCount:
+    """How many configurations of a group are viable, and out of how many evaluated."""
+
+    viable: int
+    evaluated: int
+    total: int
+    margin: float
+
+
+def _run_improves(first: float, last: float, margin: float) -> bool | None:
+    """``last - first > margin * |first|``; None when either mean is missing."""
+    if first is None or last is None or not (np.isfinite(first) and np.isfinite(last)):
+        return None
+    return bool(last - first > margin * abs(first))
+
+
+def viable_table(runs: pd.DataFrame, margin: float = 0.05, finished_only: bool = True) -> pd.DataFrame:
+    """Per configuration: is the last-10 % mean reward better than the first-10 % in every seed?
+
+    A run *improves* when ``reward_last10 - reward_first10 > margin * |reward_first10|``.
+    A configuration is *viable* when every evaluated seed improves. Only finished
+    runs are evaluated unless ``finished_only`` is False; a configuration with no
+    evaluated run is ``None`` (unknown).
+    """
+    rows = []
+    for key, g in runs.groupby(CONFIG_KEYS, sort=True, dropna=False):
+        ev = g[g["finished"]] if finished_only else g
+        flags = [_run_improves(f, l, margin) for f, l in zip(ev["reward_first10"], ev["reward_last10"])]
+        flags = [f for f in flags if f is not None]
+        delta = (ev["reward_last10"] - ev["reward_first10"]).to_numpy(dtype=float)
+        rows.append(dict(zip(CONFIG_KEYS, key)) | {
+            "seeds_evaluated": len(flags), "seeds_improved": int(sum(flags)),
+            "seeds_total": len(g), "mean_improvement": float(np.nanmean(delta)) if len(delta) else math.nan,
+            "viable": (all(flags) if flags else None),
+        })
+    return pd.DataFrame(rows, columns=CONFIG_KEYS + ["seeds_evaluated", "seeds_improved", "seeds_total",
+                                                     "mean_improvement", "viable"])
+
+
+def viable_count(table: pd.DataFrame, margin: float) -> ViableCount:
+    """Count viable configurations in a :func:`viable_table`."""
+    known = table["viable"].dropna() if len(table) else pd.Series(dtype=object)
+    return ViableCount(int((known == True).sum()), int(len(known)), int(len(table)), margin)  # noqa: E712

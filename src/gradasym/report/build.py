@@ -1,0 +1,267 @@
+"""Build the whole report: figures (PNG + PDF), tables (Markdown + CSV), ``report.html``.
+
+:func:`build_report` is what ``gradasym report`` calls. It reads the main results
+folder and any ``compare`` folders, draws every figure it has data for, and lists
+what it could not draw and why; partial results (running sweeps, failed runs,
+missing files, a single run) never make it fail.
+
+Output layout (``out_dir``, default ``<results_dir>/report``)::
+
+    report.html          self-contained page (figures embedded)
+    report.md            summary and all tables as Markdown
+    figures/<name>.png   and <name>.pdf
+    tables/<name>.md     and <name>.csv
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from .analysis import GroupData, ViableCount, build_groups, group_title
+from .figures import COMPARE_FIGURES, GROUP_FIGURES, NoData, render_figure
+from .html import ConfigInfo, FigureResult, ReportContent, render_html
+from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
+from .summary import compare_summary, group_summary, missing_items
+from .tables import (
+    Table, table3_stopping, table4_preactivation, table7_large_actor, table8_linear_hidden,
+    table9_preact_linear, table_compare_stopping, table_runs, table_viable, table_viable_counts, to_markdown,
+    viable_definition, write_table,
+)
+
+__all__ = ["build_report", "DEFAULT_MARGIN"]
+
+log = logging.getLogger(__name__)
+
+#: Default viability margin: 5 % of |mean reward of the first 10 % of episodes|.
+DEFAULT_MARGIN = 0.05
+
+
+def _version() -> str:
+    try:
+        from gradasym import __version__
+        return str(__version__)
+    except Exception:  # pragma: no cover - the package always defines it
+        return "unknown"
+
+
+def _unique_labels(sets: list[ResultSet]) -> None:
+    """Make result-set labels unique (``name``, ``name (2)``...)."""
+    seen: Counter[str] = Counter()
+    for rs in sets:
+        seen[rs.label] += 1
+        if seen[rs.label] > 1:
+            rs.label = f"{rs.label} ({seen[rs.label]})"
+
+
+def _clean(out_dir: Path) -> None:
+    """Remove figure/table files of a previous build (only names this module writes)."""
+    for sub, patterns in (("figures", ("fig*.png", "fig*.pdf")), ("tables", ("table*.md", "table*.csv"))):
+        d = out_dir / sub
+        if d.is_dir():
+            for pat in patterns:
+                for p in d.glob(pat):
+                    p.unlink(missing_ok=True)
+
+
+def _draw(make: Callable[[], Any], fig_dir: Path, name: str, number: str, title: str, caption: str,
+          section: str, errors: list[str]) -> FigureResult:
+    """Draw one figure; a NoData or an unexpected error becomes a 'missing' entry."""
+    res = FigureResult(name, number, title, caption, section)
+    try:
+        res.png, res.pdf = render_figure(make, fig_dir, name)
+    except NoData as exc:
+        res.missing = str(exc)
+    except Exception as exc:  # a report must never die on one figure
+        res.missing = f"internal error while drawing ({type(exc).__name__}: {exc})"
+        errors.append(f"Fig. {number} ({section}): {type(exc).__name__}: {exc}")
+        log.warning("figure %s failed:\n%s", name, traceback.format_exc())
+    return res
+
+
+def _suffix(gd: GroupData, several: bool) -> str:
+    return f"__{''.join(ch if ch.isalnum() or ch in '-_' else '-' for ch in gd.group or 'baseline')}" if several else ""
+
+
+def _group_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) -> list[FigureResult]:
+    if not groups:
+        return [FigureResult(stem, number, title, caption, "No runs", missing="no runs found in the results folder")
+                for stem, number, title, caption, _ in GROUP_FIGURES]
+    several = len(groups) > 1
+    out = []
+    for gd in groups:
+        for stem, number, title, caption, fn in GROUP_FIGURES:
+            out.append(_draw(lambda fn=fn, gd=gd: fn(gd), fig_dir, stem + _suffix(gd, several), number, title,
+                             caption, gd.title, errors))
+    return out
+
+
+def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) -> list[FigureResult]:
+    out = []
+    for stem, number, title, caption, fn in COMPARE_FIGURES:
+        if len(groups) < 2:
+            out.append(FigureResult(stem, number, title, caption, "Comparison",
+                                    missing="needs a second result set (gradasym report RESULTS --compare OTHER)"))
+        else:
+            out.append(_draw(lambda fn=fn: fn(groups), fig_dir, stem, number, title, caption, "Comparison", errors))
+    return out
+
+
+def _safe_groups(rs: ResultSet, runs: pd.DataFrame, level: float, errors: list[str]) -> list[GroupData]:
+    """:func:`build_groups`, or no groups (and an error line) if the data defeats it."""
+    try:
+        return build_groups(rs, runs, level)
+    except Exception as exc:  # malformed tables must not kill the whole report
+        errors.append(f"{rs.label}: could not prepare the data ({type(exc).__name__}: {exc})")
+        log.warning("build_groups failed:\n%s", traceback.format_exc())
+        return []
+
+
+def _safe_table(make: Callable[[], Table], errors: list[str]) -> Table | None:
+    try:
+        return make()
+    except Exception as exc:  # never lose the report to one table
+        errors.append(f"table failed: {type(exc).__name__}: {exc}")
+        log.warning("table failed:\n%s", traceback.format_exc())
+        return None
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _config_info(rs: ResultSet) -> ConfigInfo:
+    """The base config (first run's) and the fields in which runs differ."""
+    with_cfg = sorted((r for r in rs.runs if r.config is not None), key=lambda r: r.run_id)
+    flat = {r.run_id: {k: json.dumps(v, sort_keys=True) for k, v in _flatten(r.config).items()} for r in with_cfg}
+    keys = sorted({k for f in flat.values() for k in f})
+    varying = [k for k in keys if len({f.get(k) for f in flat.values()}) > 1]
+    rows = [{"run": rid, **{k: f.get(k, "—") for k in varying}} for rid, f in flat.items()]
+    versions = sorted({str(r.summary.get("version")) for r in rs.runs if r.summary.get("version")})
+    return ConfigInfo(
+        label=rs.label, path=str(rs.path), sweep=rs.sweep,
+        base_config=with_cfg[0].config if with_cfg else None, base_run=with_cfg[0].run_id if with_cfg else None,
+        varying=pd.DataFrame(rows, columns=["run", *varying]) if varying else pd.DataFrame(),
+        run_versions=versions, without_config=[r.run_id for r in rs.runs if r.config is None],
+    )
+
+
+def _pending_in_group(rs: ResultSet, group: str) -> int:
+    """Pending runs (listed in sweep.json, no folder) whose run id names this preset group."""
+    return sum(presets_label(parse_run_id(rid).get("presets", [])) == group for rid in rs.pending)
+
+
+def _problems_by_run(sets: list[ResultSet]) -> dict[str, list[str]]:
+    return {f"{rs.label}/{r.run_id}": [p for p in r.problems if not p.startswith("tracking_agents")]
+            for rs in sets for r in rs.runs}
+
+
+def _write_markdown(path: Path, content: ReportContent, tables: list[Table]) -> None:
+    lines = [f"# {content.title}", "", f"Generated {content.generated} by gradasym {content.version}.", ""]
+    for heading, items in content.summary:
+        lines += [f"## {heading}", "", *[f"- {x}" for x in items], ""]
+    if content.missing:
+        lines += ["## What is missing", "", *[f"- {m}" for m in content.missing], ""]
+    lines += ["## Viable configurations", "", content.viable_definition, ""]
+    for t in tables:
+        label = f"Table {t.number} — " if t.number else ""
+        lines += [f"## {label}{t.title}", "", t.caption, "", to_markdown(t.frame), ""]
+    missing_figs = [f for f in content.figures if f.missing]
+    if missing_figs:
+        lines += ["## Figures not drawn", "", *[f"- Fig. {f.number} ({f.section}): {f.missing}" for f in missing_figs]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), out_dir: str | Path | None = None,
+                 *, margin: float = DEFAULT_MARGIN, title: str | None = None) -> Path:
+    """Build figures, tables and ``report.html`` for ``results_dir``; return the HTML path.
+
+    ``results_dir``: a sweep folder, a single run folder, or a folder of run
+    folders. ``compare``: other result folders (e.g. a mitigation preset's sweep)
+    shown side by side with the main one (Figs. 14-15, Tables 7-9). ``margin``:
+    the viability margin as a fraction of |first-10 % mean reward|. Intervals are
+    95 % Student-t intervals throughout (the figures and tables say so).
+
+    Raises ``FileNotFoundError`` only when a given folder does not exist; any
+    content problem is reported on the page instead.
+    """
+    paths = [Path(results_dir), *[Path(p) for p in compare]]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"results folder not found: {p}")
+    out = Path(out_dir) if out_dir is not None else paths[0] / "report"
+    fig_dir, tab_dir = out / "figures", out / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    _clean(out)
+
+    sets = [load_results(p) for p in paths]
+    _unique_labels(sets)
+    frames = [runs_frame(rs) for rs in sets]
+    errors: list[str] = []
+    level = 0.95
+    groups = [_safe_groups(rs, df, level, errors) for rs, df in zip(sets, frames)]
+    main_groups, all_groups = groups[0], [g for gs in groups for g in gs]
+
+    figures = _group_figures(main_groups, fig_dir, errors) + _compare_figures(all_groups, fig_dir, errors)
+
+    group_tables: list[Table] = []
+    viable: list[Table] = []
+    counts: dict[int, ViableCount] = {}
+    for gd in all_groups:
+        vt = _safe_table(lambda gd=gd: table_viable(gd, margin), errors)
+        if vt is not None:
+            viable.append(vt[0])
+            counts[id(gd)] = vt[1]
+    viable.insert(0, table_viable_counts([(gd, counts[id(gd)]) for gd in all_groups if id(gd) in counts]))
+    for gd in main_groups:
+        group_tables += [t for t in (_safe_table(lambda gd=gd: table3_stopping(gd), errors),
+                                     _safe_table(lambda gd=gd: table4_preactivation(gd), errors)) if t]
+    compare_tables = [t for t in (
+        _safe_table(lambda: table_compare_stopping(all_groups), errors) if len(all_groups) > 1 else None,
+        _safe_table(lambda: table7_large_actor(all_groups), errors),
+        _safe_table(lambda: table8_linear_hidden(all_groups), errors),
+        _safe_table(lambda: table9_preact_linear(all_groups), errors)) if t]
+    all_runs = pd.concat(frames, ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    runs_tab = table_runs(all_runs, _problems_by_run(sets))
+
+    summary: list[tuple[str, list[str]]] = []
+    for gd in main_groups:
+        summary.append((group_title(gd.group) if len(main_groups) > 1 else gd.title,
+                        group_summary(gd, _pending_in_group(sets[0], gd.group), counts.get(id(gd)))))
+    if not main_groups:
+        summary.append((sets[0].label, ["No runs found yet: " + "; ".join(sets[0].problems or ["empty folder"])]))
+    if main_groups and len(all_groups) > 1:
+        summary.append(("Comparison", [compare_summary(main_groups[0], g, counts.get(id(g)))
+                                       for g in all_groups if g is not main_groups[0]]))
+    missing = [m for rs in sets for m in missing_items(rs)] + errors
+
+    roles = ["main"] + ["compare"] * (len(sets) - 1)
+    content = ReportContent(
+        title=title or f"gradasym report — {sets[0].label}",
+        generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), version=_version(),
+        sets=[{"role": role, "label": rs.label, "path": str(rs.path), "kind": rs.kind, "runs": len(rs.runs)}
+              for role, rs in zip(roles, sets)],
+        summary=summary, missing=missing, viable=viable, viable_definition=viable_definition(margin),
+        figures=figures, group_tables=group_tables, compare_tables=compare_tables, runs_table=runs_tab,
+        configs=[_config_info(rs) for rs in sets], out_dir=out,
+    )
+    all_tables = viable + group_tables + compare_tables + [runs_tab]
+    for t in all_tables:
+        write_table(t, tab_dir)
+    _write_markdown(out / "report.md", content, viable + group_tables + compare_tables)
+    html_path = out / "report.html"
+    html_path.write_text(render_html(content), encoding="utf-8")
+    return html_path

@@ -1,0 +1,671 @@
+"""The paper's figures (2-15) drawn from result sets, as matplotlib ``Figure`` objects.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no
+global backend switch), so the report works headless and leaves the caller's
+matplotlib state alone. Every function takes prepared frames
+(:class:`~gradasym.report.analysis.GroupData`) and returns a figure, or raises
+:class:`NoData` with a reason when the data it needs does not exist (the report
+then lists the figure as missing instead of failing).
+
+Conventions, also stated on each figure: with several seeds, lines and bars are
+means with a shaded band / error bar for the 95 % Student-t interval; quantities
+drawn on log axes (gradient norms, rho, |z|) use geometric means with the
+interval computed on log10. "≥N" marks configurations whose actors did not all
+stop within the N episodes run (the paper writes the training length, 2000).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
+
+from .analysis import (
+    CONFIG_KEYS, GroupData, curve_summary, final_tracking, fmt_lr, reward_at_stop_and_end,
+    stop_cell_text,
+)
+from .paper import PAPER_RHO_RANGE
+from .stats import geometric_mean_ci, mean_ci
+
+__all__ = ["NoData", "STYLE", "save_figure", "render_figure", "GROUP_FIGURES", "COMPARE_FIGURES"] + [
+    "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
+    "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
+    "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops",
+    "fig_compare_stopping", "fig_compare_preactivation",
+]
+
+#: rcParams used for every figure (sized to stay legible when shown ~900 px wide).
+STYLE: dict = {
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8.5,
+    "legend.title_fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True,
+    "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 120,
+}
+
+PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+MAX_LINE = "#2ca02c"   # the paper's green dashed "maximum training duration" line
+STOP_LABEL = "stopping episode (episodes)"
+
+
+class NoData(Exception):
+    """The data a figure needs does not exist (the message says what is missing)."""
+
+
+# ------------------------------------------------------------------ helpers
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(fig: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
+    """Save ``fig`` as ``name.png`` and ``name.pdf`` under ``out_dir``; return both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, pdf = out_dir / f"{name}.png", out_dir / f"{name}.pdf"
+    with mpl.rc_context(STYLE):
+        fig.savefig(png, format="png")
+        fig.set_layout_engine("none")  # keep the layout computed for the PNG: same geometry, half the time
+        fig.savefig(pdf, format="pdf")
+    return png, pdf
+
+
+def render_figure(make: Callable[[], Figure], out_dir: Path, name: str) -> tuple[Path, Path]:
+    """Build a figure with :data:`STYLE` in effect and save it as PNG and PDF."""
+    with mpl.rc_context(STYLE):
+        fig = make()
+        return save_figure(fig, out_dir, name)
+
+
+def _colors(values: Iterable[float]) -> dict[float, str]:
+    return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(sorted(set(values)))}
+
+
+def _lrs(agg: pd.DataFrame) -> tuple[list[float], list[float]]:
+    return sorted(agg["actor_lr"].dropna().unique()), sorted(agg["critic_lr"].dropna().unique())
+
+
+def _config_label(a: float, c: float) -> str:
+    return f"{fmt_lr(a)}\n{fmt_lr(c)}"
+
+
+def _as_float(value) -> float:
+    """``float(value)``, NaN for None or anything not numeric."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _require(cond: bool, reason: str) -> None:
+    if not cond:
+        raise NoData(reason)
+
+
+def _text_color(rgba) -> str:
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _panels(n: int, height: float = 3.3) -> tuple[Figure, list[Axes]]:
+    """A grid of ``n`` panels (two columns when n > 1) sharing the x axis."""
+    ncols = 1 if n == 1 else 2
+    nrows = math.ceil(n / ncols)
+    fig = _figure(7.0 if ncols == 1 else 11.0, height * nrows + 0.6)
+    axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _band(ax: Axes, cs: pd.DataFrame, color: str, ls: str = "-", label: str | None = None) -> None:
+    """Mean line with its CI band (band only where more than one seed contributed)."""
+    ax.plot(cs["episode"], cs["mean"], color=color, ls=ls, lw=1.5, label=label)
+    multi = cs["n"] >= 2
+    if multi.any():
+        ax.fill_between(cs["episode"], cs["lo"].where(multi), cs["hi"].where(multi), color=color, alpha=0.18, lw=0)
+
+
+def _log_y(ax: Axes) -> None:
+    """Log y axis with decade ticks only (minor ticks cost time and add clutter)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _set_log_ticks(ax: Axes, axis: str, values: list[float]) -> None:
+    lo, hi = min(values), max(values)
+    lim = (lo / 3.0, hi * 3.0)
+    if axis == "x":
+        ax.set_xscale("log"), ax.set_xlim(*lim), ax.set_xticks(values), ax.set_xticklabels([fmt_lr(v) for v in values])
+        ax.minorticks_off()
+    else:
+        ax.set_yscale("log"), ax.set_ylim(*lim), ax.set_yticks(values), ax.set_yticklabels([fmt_lr(v) for v in values])
+        ax.minorticks_off()
+
+
+def _suptitle(fig: Figure, title: str, gd: GroupData, note: str = "") -> None:
+    extra = f" — {note}" if note else ""
+    fig.suptitle(f"{title}\n{gd.title}: {gd.seeds_text}{extra}", fontsize=11)
+
+
+# ------------------------------------------------------------------ heatmaps (2, 9)
+def _lr_heatmap(fig: Figure, ax: Axes, agg: pd.DataFrame, value: str, text: Callable[[pd.Series], str],
+                cmap: Colormap, norm: Normalize, cbar_label: str) -> None:
+    """Actor LR (y) x critic LR (x) grid coloured by ``value`` and annotated by ``text``."""
+    actors, critics = _lrs(agg)
+    grid = np.full((len(actors), len(critics)), np.nan)
+    cells: dict[tuple[int, int], pd.Series] = {}
+    for _, row in agg.iterrows():
+        i, j = actors.index(row["actor_lr"]), critics.index(row["critic_lr"])
+        grid[i, j] = row[value]
+        cells[(i, j)] = row
+    cmap = cmap.with_extremes(bad="#e6e6e6")
+    im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", cmap=cmap, norm=norm, aspect="auto")
+    fs = 10 if len(critics) <= 4 else 8
+    for i in range(len(actors)):
+        for j in range(len(critics)):
+            row = cells.get((i, j))
+            v = grid[i, j]
+            label = text(row) if row is not None else "no data"
+            color = _text_color(cmap(norm(v))) if np.isfinite(v) else "#555555"
+            ax.text(j, i, label, ha="center", va="center", fontsize=fs, color=color)
+    ax.set_xticks(range(len(critics)), [fmt_lr(c) for c in critics])
+    ax.set_yticks(range(len(actors)), [fmt_lr(a) for a in actors])
+    ax.set_xlabel("critic learning rate")
+    ax.set_ylabel("actor learning rate")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label=cbar_label, shrink=0.9)
+
+
+def _n_line(row: pd.Series, key: str = "stop_n") -> str:
+    return f"\nn={int(row[key])}" if row[key] != 1 else ""
+
+
+def fig_stopping_heatmap(gd: GroupData) -> Figure:
+    """Fig. 2: episode at which all actors stopped, per (actor LR, critic LR)."""
+    _require(len(gd.agg) and gd.agg["stop_n"].sum() > 0, "no run has a stopping episode or episode count")
+    fig = _figure(7.5, 5.6)
+    ax = fig.subplots()
+    vmax = gd.max_episodes if np.isfinite(gd.max_episodes) else float(gd.agg["stop_mean"].max())
+    multi = gd.agg["stop_n"].max() > 1
+
+    def text(row: pd.Series) -> str:
+        t = stop_cell_text(row)
+        if multi and row["stop_n"] > 0:
+            t += f"\nn={int(row['stop_n'])}"
+            if 0 < row["n_stopped"] < row["stop_n"]:
+                t += f", {int(row['n_stopped'])} stopped"
+        if row.get("partial"):
+            t += "\n(running)"
+        return t
+
+    _lr_heatmap(fig, ax, gd.agg, "stop_mean", text, mpl.colormaps["RdYlGn"], Normalize(0, vmax), STOP_LABEL)
+    ci = " ± 95% CI half-width" if multi else ""
+    _suptitle(fig, f"Fig. 2 — Stopping episode (mean{ci})", gd,
+              f"≥N: actors never all stopped in the N episodes run")
+    return fig
+
+
+def fig_saturation_heatmap(gd: GroupData) -> Figure:
+    """Fig. 9: final output saturation ratio per (actor LR, critic LR)."""
+    _require(len(gd.agg) and gd.agg["sat_n"].sum() > 0, "no run reports final_saturation_ratio")
+    fig = _figure(7.5, 5.6)
+    ax = fig.subplots()
+    multi = gd.agg["sat_n"].max() > 1
+
+    def text(row: pd.Series) -> str:
+        if not row["sat_n"]:
+            return "—"
+        t = f"{row['sat_mean']:.2f}"
+        if row["sat_n"] >= 2:
+            t += f" ± {row['sat_half']:.2f}\nn={int(row['sat_n'])}"
+        return t
+
+    _lr_heatmap(fig, ax, gd.agg, "sat_mean", text, mpl.colormaps["magma_r"], Normalize(0, 1),
+                f"final saturation ratio (fraction of outputs with |tanh z| > {gd.saturation_threshold:g})")
+    _suptitle(fig, "Fig. 9 — Final actor-output saturation" + (" (mean ± 95% CI half-width)" if multi else ""), gd)
+    return fig
+
+
+# ------------------------------------------------------------------ bubble (3)
+def fig_stopping_bubbles(gd: GroupData) -> Figure:
+    """Fig. 3: bubble plot of stopping episodes (size and colour = stopping episode)."""
+    agg = gd.agg[gd.agg["stop_n"] > 0]
+    _require(len(agg), "no run has a stopping episode or episode count")
+    actors, critics = _lrs(agg)
+    vmax = gd.max_episodes if np.isfinite(gd.max_episodes) else float(agg["stop_mean"].max())
+    norm = Normalize(0, vmax)
+    fig = _figure(7.5, 5.8)
+    ax = fig.subplots()
+    sizes = 80 + 1800 * np.clip(agg["stop_mean"] / vmax, 0, 1)
+    sc = ax.scatter(agg["critic_lr"], agg["actor_lr"], s=sizes, c=agg["stop_mean"], cmap="RdYlGn", norm=norm,
+                    edgecolors="black", linewidths=[1.8 if c else 0.6 for c in agg["any_censored"]], alpha=0.85,
+                    zorder=3)
+    for _, row in agg.iterrows():
+        ax.annotate(stop_cell_text(row, with_ci=False), (row["critic_lr"], row["actor_lr"]), ha="center",
+                    va="center", fontsize=9, zorder=4)
+    _set_log_ticks(ax, "x", critics)
+    _set_log_ticks(ax, "y", actors)
+    ax.set_xlabel("critic learning rate (log scale)")
+    ax.set_ylabel("actor learning rate (log scale)")
+    fig.colorbar(sc, ax=ax, label=STOP_LABEL, shrink=0.9)
+    _suptitle(fig, "Fig. 3 — Stopping episodes (bubble area and colour ∝ episode)", gd,
+              "thick edge: never stopped")
+    return fig
+
+
+# ------------------------------------------------------------------ over-time panels (4, 7, 8, 11)
+def _per_actor_panels(gd: GroupData, data: pd.DataFrame, draw: Callable[[Axes, pd.DataFrame, str], None],
+                      ylabel: str, legend_extra: list | None = None) -> Figure:
+    """One panel per actor LR; ``draw(ax, rows_of_one_critic_lr, color)`` per critic LR."""
+    actors = sorted(data["actor_lr"].dropna().unique())
+    colors = _colors(data["critic_lr"].dropna().unique())
+    fig, axes = _panels(len(actors))
+    for ax, a in zip(axes, actors):
+        sub = data[data["actor_lr"] == a]
+        for c, color in colors.items():
+            rows = sub[sub["critic_lr"] == c]
+            if len(rows):
+                draw(ax, rows, color)
+        ax.set_title(f"actor LR = {fmt_lr(a)}")
+        ax.set_ylabel(ylabel)
+    for ax in axes[-2:] if len(axes) > 1 else axes:
+        ax.set_xlabel("episode")
+        ax.tick_params(labelbottom=True)
+    handles = [Line2D([], [], color=col, lw=2, label=fmt_lr(c)) for c, col in colors.items()]
+    handles += legend_extra or []
+    fig.legend(handles=handles, title="critic LR", loc="outside right center")
+    return fig
+
+
+def fig_grad_norms(gd: GroupData) -> Figure:
+    """Fig. 4: actor (solid) and critic (dashed) gradient norms over episodes, log y."""
+    _require(len(gd.track) and {"actor_grad_norm", "critic_grad_norm"} <= set(gd.track), "no tracking.parquet rows")
+    act = curve_summary(gd.track, "actor_grad_norm", log=True)
+    cri = curve_summary(gd.track, "critic_grad_norm", log=True)
+    _require(len(act) or len(cri), "gradient norms are all zero or missing")
+    both = pd.concat([act.assign(kind="actor"), cri.assign(kind="critic")])
+
+    def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
+        for kind, ls in (("actor", "-"), ("critic", "--")):
+            r = rows[rows["kind"] == kind]
+            if len(r):
+                _band(ax, r, color, ls)
+        _log_y(ax)
+
+    extra = [Line2D([], [], color="black", ls="-", label="actor"),
+             Line2D([], [], color="black", ls="--", label="critic")]
+    fig = _per_actor_panels(gd, both, draw, "gradient L2 norm (log)", extra)
+    _suptitle(fig, "Fig. 4 — Actor vs critic gradient norms", gd, "geometric mean, band = 95% t-CI")
+    return fig
+
+
+def fig_saturation_time(gd: GroupData) -> Figure:
+    """Fig. 7: saturation ratio over episodes with the 0.9 reference line."""
+    _require(len(gd.track) and "saturation_ratio" in gd.track, "no saturation_ratio in tracking.parquet")
+    cs = curve_summary(gd.track, "saturation_ratio")
+
+    def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
+        _band(ax, rows, color)
+        ax.axhline(0.9, color="black", ls="--", lw=1)
+        ax.set_ylim(-0.03, 1.03)
+
+    extra = [Line2D([], [], color="black", ls="--", label="0.9 (severe saturation)")]
+    fig = _per_actor_panels(gd, cs, draw, "saturation ratio (fraction)", extra)
+    _suptitle(fig, f"Fig. 7 — Fraction of actor outputs with |tanh z| > {gd.saturation_threshold:g}", gd,
+              "mean, band = 95% t-CI")
+    return fig
+
+
+def fig_preactivation_time(gd: GroupData) -> Figure:
+    """Fig. 8: output pre-activation mean ± std over episodes (symlog y, ±2 reference)."""
+    _require(len(gd.track) and {"preact_mean", "preact_std"} <= set(gd.track), "no preact_mean/std in tracking")
+    mean = curve_summary(gd.track, "preact_mean")
+    std = curve_summary(gd.track, "preact_std")
+    data = mean.merge(std[CONFIG_KEYS + ["episode", "mean"]].rename(columns={"mean": "std"}),
+                      on=CONFIG_KEYS + ["episode"], how="left")
+
+    def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
+        ax.plot(rows["episode"], rows["mean"], color=color, lw=1.5)
+        ax.fill_between(rows["episode"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], color=color,
+                        alpha=0.15, lw=0)
+        for y in (-2, 2):
+            ax.axhline(y, color="black", ls="--", lw=0.8)
+        ax.set_yscale("symlog", linthresh=1.0)
+
+    extra = [Patch(color="grey", alpha=0.3, label="± 1 std"), Line2D([], [], color="black", ls="--", label="z = ±2")]
+    fig = _per_actor_panels(gd, data, draw, "pre-activation z (symlog)", extra)
+    _suptitle(fig, "Fig. 8 — Actor output pre-activations (tanh inputs): mean ± std", gd,
+              "averaged over seeds")
+    return fig
+
+
+def fig_learning_curves(gd: GroupData) -> Figure:
+    """Fig. 11: smoothed learning curves with dotted lines at the stopping episodes."""
+    _require(len(gd.eps), "no episodes.parquet rows")
+    cs = curve_summary(gd.eps, "reward_smooth")
+    stops = gd.agg.set_index(["actor_lr", "critic_lr"])
+
+    def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
+        _band(ax, rows, color)
+        key = (rows["actor_lr"].iloc[0], rows["critic_lr"].iloc[0])
+        if key in stops.index:
+            st = stops.loc[key]
+            if st["n_stopped"] > 0 and not st["all_censored"]:
+                ax.axvline(st["stop_mean"], color=color, ls=":", lw=1.6)
+
+    extra = [Line2D([], [], color="black", ls=":", label="stopping episode (mean)")]
+    fig = _per_actor_panels(gd, cs, draw, f"episode reward ({gd.window}-ep. mov. avg.)", extra)
+    _suptitle(fig, "Fig. 11 — Learning curves (team reward = −cost)", gd, "mean, band = 95% t-CI")
+    return fig
+
+
+# ------------------------------------------------------------------ per-layer (5)
+def _layer_cols(track: pd.DataFrame, who: str) -> list[str]:
+    pat = re.compile(rf"^{who}_grad_norm_l(\d+)$")
+    cols = [c for c in track.columns if pat.match(c)]
+    return sorted(cols, key=lambda c: int(pat.match(c).group(1)))
+
+
+def _representative_configs(agg: pd.DataFrame) -> list[tuple[float, float]]:
+    """Lowest actor LR with its latest-stopping critic LR; highest with its earliest."""
+    agg = agg[agg["stop_n"] > 0] if (agg["stop_n"] > 0).any() else agg
+    lo, hi = agg["actor_lr"].min(), agg["actor_lr"].max()
+    a = agg[agg["actor_lr"] == lo].sort_values(["stop_mean", "critic_lr"], ascending=[False, True]).iloc[0]
+    b = agg[agg["actor_lr"] == hi].sort_values(["stop_mean", "critic_lr"], ascending=[True, False]).iloc[0]
+    pairs = [(a["actor_lr"], a["critic_lr"]), (b["actor_lr"], b["critic_lr"])]
+    return pairs[:1] if pairs[0] == pairs[1] else pairs
+
+
+def fig_layer_grad_norms(gd: GroupData) -> Figure:
+    """Fig. 5: per-layer gradient norms at the final log, two representative configurations."""
+    _require(len(gd.track), "no tracking.parquet rows")
+    acols, ccols = _layer_cols(gd.track, "actor"), _layer_cols(gd.track, "critic")
+    _require(acols or ccols, "no per-layer gradient columns (actor_grad_norm_l{j})")
+    final = final_tracking(gd.track)
+    pairs = _representative_configs(gd.agg)
+    fig = _figure(5.5 * len(pairs) + 0.5, 4.6)
+    axes = fig.subplots(1, len(pairs), squeeze=False, sharey=True).ravel()
+    cols = acols + ccols
+    labels = [f"actor\nl{i}" + (" (out)" if i == len(acols) - 1 else "") for i in range(len(acols))]
+    labels += [f"critic\nl{i}" + (" (out)" if i == len(ccols) - 1 else "") for i in range(len(ccols))]
+    for ax, (a, c) in zip(axes, pairs):
+        rows = final[(final["actor_lr"] == a) & (final["critic_lr"] == c)]
+        cis = [geometric_mean_ci(rows[col]) for col in cols]
+        means = np.array([ci.mean for ci in cis])
+        err = np.array([[ci.mean - ci.lo for ci in cis], [ci.hi - ci.mean for ci in cis]])
+        colors = ["#1f77b4"] * len(acols) + ["#ff7f0e"] * len(ccols)
+        x = np.arange(len(cols))
+        ax.bar(x, np.nan_to_num(means, nan=0.0), color=colors, yerr=np.nan_to_num(err), capsize=3)
+        _log_y(ax)
+        ax.set_xticks(x, labels)
+        ep = int(rows["episode"].max()) if len(rows) else 0
+        ax.set_title(f"actor LR {fmt_lr(a)}, critic LR {fmt_lr(c)}\n(final log ≈ episode {ep}, n={len(rows)})")
+        for i, m in enumerate(means):
+            if not np.isfinite(m):
+                ax.text(i, 1, "0 / n.a.", ha="center", fontsize=8, rotation=90, transform=ax.get_xaxis_transform(),
+                        va="top")
+    axes[0].set_ylabel("gradient L2 norm at final log (log)")
+    _suptitle(fig, "Fig. 5 — Per-layer gradient norms (blue: actor, orange: critic)", gd,
+              "geometric mean, bars = 95% t-CI")
+    return fig
+
+
+# ------------------------------------------------------------------ scatter vs stop (6, 10)
+def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log: bool, title: str,
+                     refs: Callable[[Axes], None] | None = None) -> Figure:
+    runs = gd.runs[gd.runs["stop_value"].notna() & gd.runs[ycol].notna()]
+    if log:
+        runs = runs[runs[ycol] > 0]
+    _require(len(runs), f"no run has both a stopping episode and {ycol}")
+    colors = _colors(runs["actor_lr"].unique())
+    fig = _figure(7.8, 5.2)
+    ax = fig.subplots()
+    multi = gd.agg["n_runs"].max() > 1
+    for a, color in colors.items():
+        r = runs[runs["actor_lr"] == a]
+        face = [color if s else "white" for s in r["stopped"]]
+        ax.scatter(r["stop_value"], r[ycol], c=face, edgecolors=color, s=28 if multi else 60,
+                   alpha=0.6 if multi else 0.9,
+                   linewidths=1.3, zorder=3)
+        if multi:
+            agg = gd.agg[(gd.agg["actor_lr"] == a) & (gd.agg[f"{agg_prefix}_n"] > 0)]
+            yerr = np.array([agg[f"{agg_prefix}_mean"] - agg[f"{agg_prefix}_lo"],
+                             agg[f"{agg_prefix}_hi"] - agg[f"{agg_prefix}_mean"]])
+            xerr = agg["stop_half"].where(~agg["any_censored"].astype(bool), 0.0)  # no CI on lower bounds
+            ax.errorbar(agg["stop_mean"], agg[f"{agg_prefix}_mean"], xerr=xerr, yerr=yerr, fmt="D",
+                        color=color, ms=7, mec="black", capsize=3, zorder=4)
+    if np.isfinite(gd.max_episodes):
+        ax.axvline(gd.max_episodes, color=MAX_LINE, ls="--", lw=1)
+    if log:
+        _log_y(ax)
+    if refs:
+        refs(ax)
+    ax.set_xlabel("stopping episode (episodes; hollow = never stopped, plotted at episodes run)")
+    ax.set_ylabel(ylabel)
+    handles = [Line2D([], [], marker="o", ls="", color=col, label=fmt_lr(a)) for a, col in colors.items()]
+    if multi:
+        handles.append(Line2D([], [], marker="D", ls="", color="grey", mec="black",
+                              label="configuration mean ± 95% CI"))
+    if np.isfinite(gd.max_episodes):
+        handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="episodes requested"))
+    ax.legend(handles=handles, title="actor LR", loc="best")
+    _suptitle(fig, title, gd)
+    return fig
+
+
+def fig_rho_vs_stop(gd: GroupData) -> Figure:
+    """Fig. 6: final gradient asymmetry rho = |grad actor| / |grad critic| vs stopping episode."""
+    def refs(ax: Axes) -> None:
+        ax.axhspan(*PAPER_RHO_RANGE, color="grey", alpha=0.08, lw=0)
+        ax.text(0.01, PAPER_RHO_RANGE[1], "paper's ρ range 1e-8…1e-4", transform=ax.get_yaxis_transform(),
+                fontsize=8, va="bottom", color="grey")
+
+    return _scatter_vs_stop(gd, "final_rho", "rho", "final ρ = ‖∇actor‖ / ‖∇critic‖ (log)", True,
+                            "Fig. 6 — Gradient asymmetry vs stopping episode", refs)
+
+
+def fig_saturation_vs_stop(gd: GroupData) -> Figure:
+    """Fig. 10: final saturation ratio vs stopping episode."""
+    def refs(ax: Axes) -> None:
+        ax.axhline(0.9, color="black", ls="--", lw=0.8)
+        ax.set_ylim(-0.03, 1.03)
+
+    return _scatter_vs_stop(gd, "final_saturation_ratio", "sat", "final saturation ratio (fraction)", False,
+                            "Fig. 10 — Final saturation vs stopping episode", refs)
+
+
+# ------------------------------------------------------------------ bars (12, 13)
+def _config_axis(ax: Axes, pairs: list[tuple[float, float]]) -> np.ndarray:
+    x = np.arange(len(pairs))
+    ax.set_xticks(x, [_config_label(a, c) for a, c in pairs])
+    ax.set_xlabel("actor LR / critic LR")
+    return x
+
+
+def fig_reward_stop_end(gd: GroupData) -> Figure:
+    """Fig. 12: smoothed reward at the stopping episode (left) vs at the end of training (right)."""
+    _require(len(gd.eps), "no episodes.parquet rows")
+    per_run = reward_at_stop_and_end(gd.eps, gd.runs)
+    pairs = sorted({(a, c) for a, c in zip(per_run["actor_lr"], per_run["critic_lr"])})
+    fig = _figure(max(7.0, 0.65 * len(pairs) + 2.5), 4.8)
+    ax = fig.subplots()
+    x = _config_axis(ax, pairs)
+    w = 0.38
+    stats = {}
+    for col in ("at_stop", "at_end"):
+        cis = [mean_ci(per_run.loc[(per_run["actor_lr"] == a) & (per_run["critic_lr"] == c), col]) for a, c in pairs]
+        stats[col] = (np.array([ci.mean for ci in cis]), np.array([ci.half for ci in cis]))
+    lows = np.concatenate([m - h for m, h in stats.values()])
+    highs = np.concatenate([m + h for m, h in stats.values()])
+    span = max(np.nanmax(highs) - np.nanmin(lows), 1e-9)
+    base = np.nanmin(lows) - 0.08 * span  # bars rise from the bottom of the axis (rewards are negative)
+    for k, (col, color, lab) in enumerate((("at_stop", "#d62728", "at stopping episode"),
+                                           ("at_end", "#1f77b4", "at end of training"))):
+        means, half = stats[col]
+        ax.bar(x + (k - 0.5) * w, means - base, w, bottom=base, color=color, label=lab, yerr=half, capsize=2)
+    ax.set_ylim(base, np.nanmax(highs) + 0.08 * span)
+    never = [i for i, (a, c) in enumerate(pairs)
+             if not per_run.loc[(per_run["actor_lr"] == a) & (per_run["critic_lr"] == c), "stopped"].any()]
+    for i in never:
+        ax.text(i, 0.02, "no\nstop", transform=ax.get_xaxis_transform(), ha="center", fontsize=7.5, color="white")
+    ax.set_ylabel(f"episode reward ({gd.window}-episode trailing mean)")
+    ax.legend(loc="best", fontsize=8, framealpha=0.95)
+    _suptitle(fig, "Fig. 12 — Reward at stopping point vs end of training", gd, "mean, bars = 95% t-CI")
+    return fig
+
+
+def fig_agent_stops(gd: GroupData) -> Figure:
+    """Fig. 13: distribution of per-agent stopping episodes (box plots, seeds pooled)."""
+    runs = gd.runs[gd.runs["per_agent_stop_episode"].map(lambda v: isinstance(v, (list, tuple, np.ndarray)))]
+    _require(len(runs), "no run reports per_agent_stop_episode")
+    pairs = sorted({(a, c) for a, c in zip(runs["actor_lr"], runs["critic_lr"])})
+    data, counts = [], []
+    for a, c in pairs:
+        lists = runs.loc[(runs["actor_lr"] == a) & (runs["critic_lr"] == c), "per_agent_stop_episode"]
+        flat = [v for lst in lists for v in lst]
+        stopped = [v for v in map(_as_float, flat) if np.isfinite(v)]
+        data.append(stopped)
+        counts.append((len(stopped), len(flat)))
+    fig = _figure(max(7.0, 0.65 * len(pairs) + 2.5), 4.8)
+    ax = fig.subplots()
+    x = _config_axis(ax, pairs)
+    boxes = [(i, d) for i, d in enumerate(data) if d]
+    if boxes:
+        ax.boxplot([d for _, d in boxes], positions=[i for i, _ in boxes], widths=0.6, showfliers=True,
+                   patch_artist=True, boxprops={"facecolor": "#9ecae1"}, medianprops={"color": "black"})
+    ax.set_xticks(x, [_config_label(a, c) for a, c in pairs])
+    top = gd.max_episodes if np.isfinite(gd.max_episodes) else max([max(d) for d in data if d] + [1])
+    ax.set_ylim(0, top * 1.1)
+    ax.set_xlim(-0.6, len(pairs) - 0.4)
+    ax.axhline(top, color=MAX_LINE, ls="--", lw=1)
+    for i, (k, n) in enumerate(counts):
+        ax.text(i, top * 1.02, f"{k}/{n}", ha="center", va="bottom", fontsize=8,
+                color="black" if k else "grey")
+    ax.set_ylabel("agent stopping episode (episodes)")
+    _suptitle(fig, "Fig. 13 — Per-agent stopping episodes (k/n = agents stopped / agents, seeds pooled)", gd,
+              "green dashed: episodes requested")
+    return fig
+
+
+# ------------------------------------------------------------------ comparisons (14, 15)
+def _comparable_pairs(groups: list[GroupData], value: str) -> list[tuple[float, float]]:
+    """Configurations with data in at least two result sets (all of them if none is shared)."""
+    counts: dict[tuple[float, float], int] = {}
+    for g in groups:
+        ok = g.agg[g.agg[f"{value}_n"] > 0]
+        for p in set(zip(ok["actor_lr"], ok["critic_lr"])):
+            counts[p] = counts.get(p, 0) + 1
+    shared = [p for p, n in counts.items() if n >= 2]
+    return sorted(shared or counts)
+
+
+def _compare_bars(groups: list[GroupData], value: str, log: bool, ylabel: str, title: str,
+                  max_line: bool) -> Figure:
+    usable = [g for g in groups if len(g.agg) and (g.agg[f"{value}_n"] > 0).any()]
+    _require(len(usable) >= 2, "needs at least two result sets with data (use --compare)")
+    pairs = _comparable_pairs(usable, value)
+    fig = _figure(min(13.0, max(7.5, 0.28 * len(pairs) * len(usable) + 3.0)), 5.4)
+    ax = fig.subplots()
+    x = _config_axis(ax, pairs)
+    w = 0.8 / len(usable)
+    handles = []
+    for k, (g, color) in enumerate(zip(usable, PALETTE)):
+        idx = g.agg.set_index(["actor_lr", "critic_lr"])
+        rows = [idx.loc[p] if p in idx.index and idx.loc[p][f"{value}_n"] > 0 else None for p in pairs]
+        have = [i for i, r in enumerate(rows) if r is not None]
+        if not have:
+            continue
+        mean = np.array([rows[i][f"{value}_mean"] for i in have], dtype=float)
+        err = np.array([[mean[j] - rows[i][f"{value}_lo"], rows[i][f"{value}_hi"] - mean[j]]
+                        if not (value == "stop" and rows[i]["any_censored"]) else [0.0, 0.0]  # bounds: no CI
+                        for j, i in enumerate(have)], dtype=float).T
+        pos = x[have] + (k - (len(usable) - 1) / 2) * w
+        bars = ax.bar(pos, mean, w, color=color, yerr=np.nan_to_num(err), capsize=2, edgecolor="black", lw=0.4)
+        if value == "stop":
+            for b, i in zip(bars, have):
+                if rows[i]["any_censored"]:
+                    b.set_hatch("//")
+        handles.append(Patch(facecolor=color, edgecolor="black", label=f"{g.title} ({g.seeds_text})"))
+    if log:
+        _log_y(ax)
+    if max_line:
+        for m in sorted({g.max_episodes for g in usable if np.isfinite(g.max_episodes)}):
+            ax.axhline(m, color=MAX_LINE, ls="--", lw=1.2)
+        handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="maximum training duration"))
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="≥: not all seeds stopped"))
+    ax.set_ylabel(ylabel)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8.5)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def fig_compare_stopping(groups: list[GroupData]) -> Figure:
+    """Figs. 14-15 style: stopping episodes per configuration, one bar per result set."""
+    return _compare_bars(groups, "stop", False, STOP_LABEL,
+                         "Figs. 14–15 — Stopping episodes per configuration and result set (mean ± 95% CI)", True)
+
+
+def fig_compare_preactivation(groups: list[GroupData]) -> Figure:
+    """Table 9 as a figure: max |pre-activation| per configuration and result set (log y)."""
+    return _compare_bars(groups, "zmax", True, "max |pre-activation z| over training (log)",
+                         "Fig. 15b — Max |tanh input| per configuration and result set (geometric mean ± 95% CI)",
+                         False)
+
+
+#: (file stem, number, title, caption, function) of the per-group figures.
+GROUP_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = [
+    ("fig02_stopping_heatmap", "2", "Stopping-episode heatmap",
+     "Episode at which all actors had stopped updating, per actor LR (y) and critic LR (x). "
+     "≥N: the actors did not all stop within the N episodes run (the paper's Table 3 writes the "
+     "training length, 2000); with several seeds the cell shows mean ± 95% Student-t half-width and n.",
+     fig_stopping_heatmap),
+    ("fig03_stopping_bubbles", "3", "Stopping-episode bubble plot",
+     "Bubble area and colour proportional to the stopping episode; thick edges mark configurations "
+     "where at least one seed never stopped.", fig_stopping_bubbles),
+    ("fig04_grad_norms", "4", "Actor vs critic gradient norms",
+     "Actor (solid) and critic (dashed) gradient L2 norms at each log interval, log scale; geometric "
+     "mean over seeds with a 95% t-interval on log10.", fig_grad_norms),
+    ("fig05_layer_grad_norms", "5", "Per-layer gradient norms",
+     "Gradient norm of each layer (l0 = input layer) at the final log, for the lowest actor LR "
+     "(latest-stopping critic LR) and the highest actor LR (earliest-stopping critic LR).", fig_layer_grad_norms),
+    ("fig06_rho_vs_stop", "6", "Gradient asymmetry vs stopping",
+     "Final ρ = ‖∇actor‖/‖∇critic‖ per run against its stopping episode (hollow: never stopped, "
+     "plotted at the episodes run); diamonds: configuration means with 95% CIs.", fig_rho_vs_stop),
+    ("fig07_saturation_time", "7", "Saturation ratio over training",
+     "Fraction of actor outputs (all agents and action dimensions) beyond the saturation threshold; "
+     "dashed: 0.9.", fig_saturation_time),
+    ("fig08_preactivation_time", "8", "Pre-activation statistics",
+     "Mean ± std of the tanh inputs over training, symmetric-log y axis; dashed at z = ±2.",
+     fig_preactivation_time),
+    ("fig09_saturation_heatmap", "9", "Final saturation heatmap",
+     "Final saturation ratio per configuration (mean ± 95% half-width with several seeds).", fig_saturation_heatmap),
+    ("fig10_saturation_vs_stop", "10", "Saturation vs stopping",
+     "Final saturation ratio per run against its stopping episode.", fig_saturation_vs_stop),
+    ("fig11_learning_curves", "11", "Learning curves",
+     "Trailing moving average of the episode reward; dotted vertical lines at the mean stopping episode.",
+     fig_learning_curves),
+    ("fig12_reward_stop_end", "12", "Reward at stop vs end",
+     "Trailing-mean reward at the stopping episode (left bar) and at the last episode run (right bar); "
+     "for runs that never stopped both are the end value.", fig_reward_stop_end),
+    ("fig13_agent_stops", "13", "Per-agent stopping distribution",
+     "Box plots of the episodes at which individual agents stopped (seeds pooled); k/n above each box "
+     "counts the agents that stopped.", fig_agent_stops),
+]
+
+#: Figures that compare result sets (need ``--compare`` or several preset groups).
+COMPARE_FIGURES: list[tuple[str, str, str, str, Callable[[list[GroupData]], Figure]]] = [
+    ("fig14_compare_stopping", "14–15", "Stopping episodes across result sets",
+     "Grouped bars: one bar per result set for each configuration, mean ± 95% CI; hatched bars include "
+     "seeds that never stopped (lower bounds); green dashed: maximum training duration.", fig_compare_stopping),
+    ("fig15b_compare_preactivation", "15b", "Pre-activation magnitude across result sets",
+     "Maximum |z| reached during training per configuration and result set (geometric mean ± 95% CI, log y); "
+     "the graphic form of Table 9.", fig_compare_preactivation),
+]

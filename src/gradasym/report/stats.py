@@ -1,0 +1,161 @@
+"""Means and Student-t confidence intervals, with no dependency beyond numpy.
+
+The report summarises several seeds per configuration as a mean with a 95 %
+confidence interval from the Student t distribution (the thesis' convention).
+The t quantile is computed here from the regularised incomplete beta function
+(continued fraction, Numerical Recipes ``betacf``) and bisection, so the package
+needs no scipy.
+
+Quantities that the paper plots on log axes (gradient norms, rho, |z|) are
+summarised on the log10 scale (:func:`geometric_mean_ci`): their geometric mean
+with a t interval computed on log10 values, which is always positive and therefore
+drawable on a log axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["MeanCI", "mean_ci", "geometric_mean_ci", "t_quantile", "t_cdf"]
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """A sample mean with its two-sided confidence interval.
+
+    ``lo``/``hi`` equal ``mean`` when ``n == 1`` (no interval can be computed)
+    and are NaN when ``n == 0``. ``half`` is the half width (``hi - mean`` for the
+    arithmetic case; for geometric summaries it is the half width on log10).
+    """
+
+    mean: float
+    lo: float
+    hi: float
+    half: float
+    n: int
+    level: float = 0.95
+
+    @property
+    def has_interval(self) -> bool:
+        """True when at least two values went into the interval."""
+        return self.n >= 2
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta function I_x(a, b) for 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(log_front)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Cumulative distribution function of Student's t with ``df`` degrees of freedom."""
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2.0, 0.5, x)
+    return 1.0 - tail if t >= 0 else tail
+
+
+@lru_cache(maxsize=256)
+def t_quantile(p: float, df: float) -> float:
+    """Quantile (inverse CDF) of Student's t: the ``t`` with ``t_cdf(t, df) == p``.
+
+    Bisection to 1e-12 relative precision; ``t_quantile(0.975, 9) == 2.2622...``.
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+        if hi > 1e12:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+def _finite_values(values: Iterable[float]) -> np.ndarray:
+    """Values as a float array with NaN/inf/None dropped."""
+    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    return arr[np.isfinite(arr)]
+
+
+def mean_ci(values: Iterable[float], level: float = 0.95) -> MeanCI:
+    """Mean and two-sided Student-t confidence interval of ``values`` (non-finite dropped).
+
+    ``half = t_{(1+level)/2, n-1} * s / sqrt(n)`` with ``s`` the sample standard
+    deviation (``ddof=1``).
+    """
+    arr = _finite_values(values)
+    n = int(arr.size)
+    if n == 0:
+        return MeanCI(math.nan, math.nan, math.nan, math.nan, 0, level)
+    mean = float(arr.mean())
+    if n == 1:
+        return MeanCI(mean, mean, mean, 0.0, 1, level)
+    half = t_quantile(0.5 + level / 2.0, n - 1) * float(arr.std(ddof=1)) / math.sqrt(n)
+    return MeanCI(mean, mean - half, mean + half, half, n, level)
+
+
+def geometric_mean_ci(values: Iterable[float], level: float = 0.95) -> MeanCI:
+    """Geometric mean with a t interval computed on log10 of the positive ``values``.
+
+    Non-positive and non-finite values are dropped (they cannot be drawn on a log
+    axis). ``half`` is the half width in log10 units.
+    """
+    arr = _finite_values(values)
+    arr = arr[arr > 0]
+    ci = mean_ci(np.log10(arr), level)
+    if ci.n == 0:
+        return ci
+    return MeanCI(10.0 ** ci.mean, 10.0 ** ci.lo, 10.0 ** ci.hi, ci.half, ci.n, level)

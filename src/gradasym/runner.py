@@ -1,0 +1,350 @@
+"""One training run of CCM-MADRL on the MEC environment, with full tracking.
+
+``run_experiment`` owns the episode loop (``ccm-madrl.md``, "Training schedule"):
+act for ``steps_per_episode`` steps, store every transition, run one training
+update after every episode once more than ``episodes_before_train`` episodes are
+done, feed the update to the monitor, and write the run folder described in
+``docs/architecture.md``. It checkpoints atomically every
+``run.checkpoint_interval`` episodes and at the end, so a killed run resumes from
+its last checkpoint and gives the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .agent import CCMMADRL
+from .config import Config, ConfigError
+from .env.mec import MECEnv
+from .io import read_json, torch_save, write_json, write_table
+from .monitor import ActorCriticMonitor
+from .seeding import numpy_generator
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+# Fields that may differ between a run and its resumption.
+_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device")}
+
+
+def epsilon(cfg: Config, episodes_done: int) -> float:
+    """Exploration scale of the episode after ``episodes_done`` completed ones."""
+    a = cfg.agent
+    return a.eps_end + (a.eps_start - a.eps_end) * math.exp(-episodes_done / a.eps_decay)
+
+
+class Trainer:
+    """The state of one run: environment(s), agent, monitor and the tables so far."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        seed = cfg.run.seed
+        self.env = MECEnv(cfg.env, numpy_generator(seed, "env"))
+        self.eval_env = MECEnv(cfg.env, numpy_generator(seed, "eval_env")) if cfg.run.eval_interval else None
+        self.agent = CCMMADRL(cfg, seed)
+        self.monitor = ActorCriticMonitor(
+            n_agents=cfg.env.n_agents,
+            saturation_threshold=cfg.run.saturation_threshold,
+            freeze_tolerance=cfg.run.freeze_tolerance,
+            grad_death_threshold=cfg.run.grad_death_threshold,
+            squash=self.agent.squash,
+        )
+        self.episodes_done = 0
+        self.episode_rows: list[dict] = []
+        self.tracking_rows: list[dict] = []
+        self.agent_rows: list[dict] = []
+        self.seconds = 0.0
+        self.states = self.env.reset()
+        self._preact_pool: list[torch.Tensor] = []  # tracking="original" only
+        # The monitor needs a parameter snapshot before the first update.
+        self.monitor.observe_params(self.agent.actor_parameters(), self.agent.critic_parameters())
+
+    # ------------------------------------------------------------- episode
+    def run_episode(self) -> dict[str, Any]:
+        """Act for one episode, then train once (paper: one update per episode)."""
+        cfg, agent, env = self.cfg, self.agent, self.env
+        t0 = time.perf_counter()
+        eps = epsilon(cfg, self.episodes_done)
+        reward = constrained = e_pen = t_pen = offload = 0.0
+        steps = cfg.env.steps_per_episode
+        original = cfg.run.tracking == "original"
+        for _ in range(steps):
+            act = agent.act(self.states, self.episodes_done, explore=True)
+            if original and act.preact is not None:
+                self._preact_pool.append(act.preact.reshape(-1, *act.preact.shape[-2:]))
+            next_states, rewards, done, info = env.step(act.env_actions)
+            agent.remember(self.states, act.actions, act.x, float(rewards[0]), next_states, done)
+            self.states = next_states
+            reward += float(rewards[0])
+            constrained += float(act.constrained)
+            e_pen += info["energy_penalty_frac"]
+            t_pen += info["time_penalty_frac"]
+            offload += float(np.mean(act.x))
+            if done:
+                self.states = env.reset()
+        self.episodes_done += 1
+        episode = self.episodes_done
+
+        row: dict[str, Any] = {
+            "episode": episode, "reward": reward, "epsilon": eps,
+            "constraint_exceeded_frac": constrained / steps,
+            "energy_penalty_frac": e_pen / steps, "time_penalty_frac": t_pen / steps,
+            "offload_frac": offload / steps, "updated": False,
+            "critic_loss": float("nan"), "actor_loss": float("nan"),
+        }
+        if episode > cfg.agent.episodes_before_train:
+            upd = agent.update()
+            if upd is not None:  # a skipped update never counts as a freeze
+                self._observe(upd, episode)
+                row.update(updated=True, critic_loss=upd.critic_loss, actor_loss=upd.actor_loss)
+        mon = self.monitor
+        row["actors_stopped"] = int(sum(s is not None for s in mon.actor_stop_episode))
+        row["actors_frozen"] = int(sum(mon.frozen_now))
+        row["critic_frozen"] = bool(mon.critic_frozen_now)
+        row["eval_reward"] = self._evaluate() if cfg.run.eval_interval and episode % cfg.run.eval_interval == 0 else float("nan")
+        self.seconds += time.perf_counter() - t0
+        row["seconds"] = time.perf_counter() - t0
+        self.episode_rows.append(row)
+        return row
+
+    def _observe(self, upd: Any, episode: int) -> None:
+        cfg = self.cfg
+        log = episode % cfg.run.log_interval == 0
+        preact = upd.preact
+        if cfg.run.tracking == "original":
+            if upd.preact_pool is not None:
+                self._preact_pool.append(upd.preact_pool.reshape(-1, *upd.preact_pool.shape[-2:]))
+            if log:
+                preact = torch.cat(self._preact_pool) if self._preact_pool else None
+                self._preact_pool = []
+        self.monitor.observe_update(
+            episode, upd.actor_grads, upd.critic_grads,
+            self.agent.actor_parameters(), self.agent.critic_parameters(),
+            preact=preact, actor_hidden=upd.actor_hidden, critic_hidden=upd.critic_hidden, log=log,
+        )
+        if log:
+            trow = self.monitor.log_row(episode)
+            trow["eval_reward"] = float("nan")
+            self.tracking_rows.append(trow)
+            self.agent_rows.extend(self.monitor.agent_rows(episode))
+
+    def _evaluate(self) -> float:
+        """Mean greedy (noise-free) episode reward on the separately seeded eval environment."""
+        assert self.eval_env is not None
+        total = 0.0
+        for _ in range(self.cfg.run.eval_episodes):
+            s = self.eval_env.reset()
+            for _ in range(self.cfg.env.steps_per_episode):
+                act = self.agent.act(s, self.episodes_done, explore=False)
+                s, r, done, _ = self.eval_env.step(act.env_actions)
+                total += float(r[0])
+        if self.tracking_rows and self.tracking_rows[-1]["episode"] == self.episodes_done:
+            self.tracking_rows[-1]["eval_reward"] = total / self.cfg.run.eval_episodes
+        return total / self.cfg.run.eval_episodes
+
+    # -------------------------------------------------------------- status
+    @property
+    def stopping_episode(self) -> int | None:
+        return self.monitor.all_stopped_episode
+
+    def should_stop_early(self) -> bool:
+        s = self.stopping_episode
+        return bool(self.cfg.run.early_stop and s is not None
+                    and self.episodes_done > s + self.cfg.run.early_stop_patience)
+
+    def summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        cfg, mon = self.cfg, self.monitor
+        rewards = [r["reward"] for r in self.episode_rows]
+        k = max(1, len(rewards) // 10)
+        last_track = self.tracking_rows[-1] if self.tracking_rows else {}
+        return {
+            "status": status, "error": error,
+            "actor_lr": cfg.agent.actor_lr, "critic_lr": cfg.agent.critic_lr,
+            "seed": cfg.run.seed, "presets": list(cfg.presets), "actor_update": cfg.agent.actor_update,
+            "tracking": cfg.run.tracking,
+            "episodes_requested": cfg.run.episodes, "episodes_run": self.episodes_done,
+            "stopping_episode": self.stopping_episode,
+            "per_agent_stop_episode": list(mon.actor_stop_episode),
+            "per_agent_grad_death_episode": list(mon.grad_death_episode),
+            "all_frozen_at_end": bool(all(mon.frozen_now)) if self.episodes_done else False,
+            "critic_stopped": mon.critic_stop_episode is not None,
+            "critic_stop_episode": mon.critic_stop_episode,
+            "max_abs_preactivation": mon.max_abs_preactivation,
+            "final_saturation_ratio": last_track.get("saturation_ratio"),
+            "final_rho": last_track.get("rho"),
+            "reward_first10": float(np.mean(rewards[:k])) if rewards else None,
+            "reward_last10": float(np.mean(rewards[-k:])) if rewards else None,
+            "seconds_total": self.seconds,
+            "seconds_per_episode": self.seconds / self.episodes_done if self.episodes_done else None,
+            "early_stopped": self.should_stop_early(),
+            "version": __version__,
+        }
+
+    # --------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(), "episodes_done": self.episodes_done,
+            "agent": self.agent.state_dict(), "env": self.env.state_dict(),
+            "eval_env": self.eval_env.state_dict() if self.eval_env else None,
+            "monitor": self.monitor.state_dict(), "states": self.states,
+            "episode_rows": self.episode_rows, "tracking_rows": self.tracking_rows,
+            "agent_rows": self.agent_rows, "seconds": self.seconds,
+            "preact_pool": self._preact_pool,
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.episodes_done = d["episodes_done"]
+        self.agent.load_state_dict(d["agent"])
+        self.env.load_state_dict(d["env"])
+        if self.eval_env is not None and d["eval_env"] is not None:
+            self.eval_env.load_state_dict(d["eval_env"])
+        self.monitor.load_state_dict(d["monitor"])
+        self.states = d["states"]
+        self.episode_rows = list(d["episode_rows"])
+        self.tracking_rows = list(d["tracking_rows"])
+        self.agent_rows = list(d["agent_rows"])
+        self.seconds = d["seconds"]
+        self._preact_pool = list(d["preact_pool"])
+
+
+def _config_record(cfg: Config) -> dict[str, Any]:
+    return {**cfg.to_dict(), "version": __version__}
+
+
+def _check_resumable(saved: dict[str, Any], cfg: Config, out: Path) -> None:
+    """Refuse to resume a folder written with a different configuration."""
+    now = cfg.to_dict()
+    diffs = []
+    for section in ("env", "agent", "run"):
+        for key, value in now[section].items():
+            old = saved.get(section, {}).get(key)
+            if isinstance(value, tuple):
+                value = list(value)
+            if isinstance(old, tuple):
+                old = list(old)
+            if (section, key) not in _RESUMABLE_FIELDS and old != value:
+                diffs.append(f"{section}.{key}: {old!r} -> {value!r}")
+    if sorted(saved.get("presets", [])) != sorted(now["presets"]):
+        diffs.append(f"presets: {saved.get('presets')} -> {now['presets']}")
+    if diffs:
+        raise ConfigError(
+            f"{out} holds a run with a different configuration ({'; '.join(diffs)}); "
+            "use another --out folder"
+        )
+
+
+def write_outputs(trainer: Trainer, out: Path, status: str, error: str | None = None,
+                  checkpoint: bool = True) -> dict[str, Any]:
+    """Write tables, summary and (optionally) the checkpoint, each atomically."""
+    if checkpoint:
+        torch_save(out / "checkpoint.pt", trainer.state_dict())
+    write_table(out / "episodes.parquet", trainer.episode_rows)
+    write_table(out / "tracking.parquet", trainer.tracking_rows)
+    write_table(out / "tracking_agents.parquet", trainer.agent_rows)
+    summary = trainer.summary(status, error)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def run_experiment(
+    cfg: Config,
+    out_dir: str | Path,
+    resume: bool = True,
+    progress: ProgressFn | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Train one configuration into ``out_dir`` and return its ``summary.json`` dict.
+
+    With ``resume`` (the default) a folder holding a checkpoint of the same
+    configuration continues from it (``run.episodes`` may be raised to extend a
+    finished run); a finished run with nothing left to do returns its summary.
+    Without ``resume`` an existing run folder is an error, so nothing is overwritten.
+    """
+    cfg.validate()
+    out = Path(out_dir)
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    ckpt = out / "checkpoint.pt"
+    if (out / "config.json").exists():
+        if not resume:
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        _check_resumable(read_json(out / "config.json"), cfg, out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", _config_record(cfg))
+
+    trainer = Trainer(cfg)
+    if resume and ckpt.exists():
+        trainer.load_state_dict(torch.load(ckpt, weights_only=False))
+    if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
+        return write_outputs(trainer, out, "finished", checkpoint=False)
+
+    bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
+    try:
+        with bar as live:
+            write_outputs(trainer, out, "running")
+            while trainer.episodes_done < cfg.run.episodes and not trainer.should_stop_early():
+                row = trainer.run_episode()
+                info = _progress_info(trainer, row)
+                if progress is not None:
+                    progress(info)
+                if live is not None:
+                    live.advance(info)
+                if trainer.episodes_done % cfg.run.checkpoint_interval == 0:
+                    write_outputs(trainer, out, "running")
+    except KeyboardInterrupt:
+        raise  # the last checkpoint stays valid; a rerun with resume continues from it
+    except Exception as exc:
+        write_json(out / "summary.json", trainer.summary("failed", f"{type(exc).__name__}: {exc}\n"
+                                                          + traceback.format_exc(limit=5)))
+        raise
+    return write_outputs(trainer, out, "finished")
+
+
+def _progress_info(trainer: Trainer, row: dict[str, Any]) -> dict[str, Any]:
+    sat = trainer.tracking_rows[-1]["saturation_ratio"] if trainer.tracking_rows else float("nan")
+    return {
+        "episode": trainer.episodes_done, "episodes": trainer.cfg.run.episodes,
+        "reward": row["reward"], "saturation_ratio": sat, "actors_stopped": row["actors_stopped"],
+        "seconds_per_episode": trainer.seconds / max(1, trainer.episodes_done),
+        "stopping_episode": trainer.stopping_episode,
+    }
+
+
+class _progress_bar:
+    """A rich progress bar: episode, reward, saturation ratio, actors stopped so far."""
+
+    def __init__(self, cfg: Config, start: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.cfg = cfg
+        self.progress = Progress(
+            TextColumn("[bold]episode {task.completed:>5.0f}/{task.total:.0f}"), BarColumn(),
+            TextColumn("reward {task.fields[reward]:>10}"), TextColumn("sat {task.fields[sat]:>5}"),
+            TextColumn("stopped {task.fields[stopped]:>3}/{task.fields[n]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        self.task = self.progress.add_task(
+            "run", total=cfg.run.episodes, completed=start, reward="-", sat="-", stopped=0, n=cfg.env.n_agents
+        )
+
+    def __enter__(self) -> "_progress_bar":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def advance(self, info: dict[str, Any]) -> None:
+        sat = info["saturation_ratio"]
+        self.progress.update(
+            self.task, completed=info["episode"], reward=f"{info['reward']:.0f}",
+            sat="-" if sat != sat else f"{sat:.2f}", stopped=info["actors_stopped"],
+        )

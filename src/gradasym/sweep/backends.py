@@ -1,0 +1,521 @@
+"""Where the runs of a sweep execute: this process, a local process pool, Ray, or SLURM.
+
+Every backend calls :func:`execute_run` for each run (in whatever process or
+node runs it) and reports to the driver through three callbacks of a
+:class:`Reporter`: ``started(run_id, where)``, ``progress(run_id, info)`` and
+``done(run_id, result)``. Run folders are written by the runner itself (on the
+worker); the driver only writes ``sweep.json`` and the summary table.
+
+The result of :func:`execute_run` is a plain dict (picklable, JSON-friendly)::
+
+    {"run_id": str, "status": "finished" | "failed" | "interrupted",
+     "summary": dict | None, "error": str | None, "traceback": str | None}
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.managers import SyncManager
+from pathlib import Path
+from queue import Empty
+from typing import Any, Callable, Protocol
+
+from gradasym.config import Config
+
+from .store import FAILED, FINISHED, INTERRUPTED
+
+#: ``run_experiment``-compatible callable: ``runner(cfg, out_dir, resume=, progress=, show_progress=) -> summary``.
+Runner = Callable[..., dict]
+
+#: How often (seconds) a remote run sends per-episode progress to the driver at most.
+PROGRESS_INTERVAL = 0.2
+
+
+class Reporter(Protocol):
+    """The driver's side of the event stream (see the module docstring)."""
+
+    def started(self, run_id: str, where: str = "") -> None: ...
+    def progress(self, run_id: str, info: dict[str, Any]) -> None: ...
+    def done(self, run_id: str, result: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+@dataclass
+class Job:
+    """One run to execute: id, resolved config (threads already set) and folder."""
+
+    run_id: str
+    config: Config
+    run_dir: str
+
+
+#: Result status of a run that a worker dequeued after the sweep was stopped (not reported).
+NOT_STARTED = "not started"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Raised inside a run (from its progress callback) when the sweep is being stopped."""
+
+
+# ------------------------------------------------------------------ one run
+def execute_run(
+    runner: Runner,
+    cfg: Config,
+    run_dir: str | Path,
+    run_id: str,
+    report: Callable[[str, str, dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run one config with ``resume=True`` and turn the outcome into a result dict.
+
+    Never raises: an exception becomes ``status="failed"`` with its message and
+    traceback; a ``KeyboardInterrupt`` (Ctrl-C, or ``should_stop()`` turning true at an
+    episode boundary) becomes ``status="interrupted"`` — the run folder keeps its
+    last checkpoint, and the next sweep resumes it.
+    """
+
+    def progress(info: dict[str, Any]) -> None:
+        if should_stop is not None:
+            try:
+                stop = should_stop()
+            except Exception:  # noqa: BLE001 - a broken control channel is not a stop
+                stop = False
+            if stop:
+                raise RunInterrupted(f"sweep stopped during {run_id}")
+        if report is not None:
+            try:
+                report("progress", run_id, dict(info))
+            except Exception:  # noqa: BLE001 - progress display must never kill a run
+                pass
+
+    try:
+        summary = runner(cfg, run_dir, resume=True, progress=progress, show_progress=False)
+    except KeyboardInterrupt:
+        return {"run_id": run_id, "status": INTERRUPTED, "summary": None, "error": None, "traceback": None}
+    except BaseException as exc:  # noqa: BLE001 - a failed run must not stop the sweep
+        return {"run_id": run_id, "status": FAILED, "summary": None,
+                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    summary = dict(summary) if isinstance(summary, dict) else None
+    status = str((summary or {}).get("status") or FINISHED)
+    error = (summary or {}).get("error") if status != FINISHED else None
+    return {"run_id": run_id, "status": status, "summary": summary, "error": error, "traceback": None}
+
+
+class _Throttle:
+    """Forward progress at most every ``interval`` seconds (other kinds immediately)."""
+
+    def __init__(self, send: Callable[[tuple], None], interval: float = PROGRESS_INTERVAL) -> None:
+        self.send, self.interval, self.last = send, interval, 0.0
+
+    def __call__(self, kind: str, run_id: str, payload: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if kind == "progress" and now - self.last < self.interval:
+            return
+        self.last = now
+        self.send((kind, run_id, payload))
+
+
+def _dispatch(reporter: Reporter, msg: tuple) -> None:
+    kind, run_id, payload = msg
+    if kind == "start":
+        reporter.started(run_id, payload.get("where", ""))
+    elif kind == "progress":
+        reporter.progress(run_id, payload)
+
+
+# ------------------------------------------------------------------ in-process
+def run_inline(jobs: list[Job], runner: Runner, reporter: Reporter) -> None:
+    """Run the jobs one after the other in this process (``workers=1``).
+
+    Ctrl-C interrupts the current run (its folder keeps the last checkpoint) and
+    raises ``KeyboardInterrupt`` after it has been reported.
+    """
+    for job in jobs:
+        reporter.started(job.run_id, "this process")
+        result = execute_run(
+            runner, job.config, job.run_dir, job.run_id,
+            report=lambda kind, rid, info: reporter.progress(rid, info),
+        )
+        reporter.done(job.run_id, result)
+        if result["status"] == INTERRUPTED:
+            raise KeyboardInterrupt
+
+
+# ------------------------------------------------------------------ process pool
+def _ignore_sigint() -> None:
+    """Ctrl-C is handled by the driver, which stops runs cleanly (not by each worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _child_init(parent: int) -> None:
+    """Initializer of pool workers and of the manager process.
+
+    Ignores Ctrl-C (see :func:`_ignore_sigint`) and exits when the driver ``parent``
+    dies (e.g. ``kill -9``), so no orphan keeps writing into the sweep folder; files
+    are written atomically, so exiting at any point leaves consistent run folders.
+    """
+    _ignore_sigint()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="gradasym-parent-watch", daemon=True).start()
+
+
+def _pool_task(runner: Runner, job: Job, queue: Any, stop: Any) -> dict[str, Any]:
+    """Body of one run in a pool worker; progress goes to the driver through ``queue``."""
+    parent = os.getppid()
+
+    def send(msg: tuple) -> None:
+        queue.put(msg)
+
+    def should_stop() -> bool:
+        # Stop when the driver asks, or when it died (we got re-parented).
+        return os.getppid() != parent or stop.is_set()
+
+    if should_stop():  # dequeued after Ctrl-C: leave it pending
+        return {"run_id": job.run_id, "status": NOT_STARTED, "summary": None, "error": None, "traceback": None}
+    try:
+        send(("start", job.run_id, {"where": f"pid {os.getpid()}"}))
+    except Exception:  # noqa: BLE001
+        pass
+    return execute_run(runner, job.config, job.run_dir, job.run_id,
+                       report=_Throttle(send), should_stop=should_stop)
+
+
+def _drain(queue: Any, reporter: Reporter) -> None:
+    while True:
+        try:
+            msg = queue.get_nowait()
+        except (Empty, EOFError, OSError, BrokenPipeError):
+            return
+        try:
+            _dispatch(reporter, msg)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    procs = getattr(executor, "_processes", None) or {}
+    for p in list(procs.values()):
+        try:
+            p.terminate()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def run_pool(
+    jobs: list[Job],
+    runner: Runner,
+    reporter: Reporter,
+    workers: int,
+    start_method: str = "spawn",
+    interrupt_grace: float = 120.0,
+) -> None:
+    """Run the jobs in ``workers`` worker processes (``spawn`` context by default).
+
+    ``runner`` must be picklable (a module-level function). Per-episode progress
+    comes back through a ``multiprocessing.Manager`` queue. If a worker process dies
+    (e.g. killed for memory), the run it was executing is recorded as failed and the
+    runs not yet started are retried in a fresh pool. Ctrl-C asks every running run
+    to stop at its next episode (checkpoints stay), waits up to ``interrupt_grace``
+    seconds (a second Ctrl-C kills the workers), then raises ``KeyboardInterrupt``.
+    """
+    ctx = mp.get_context(start_method)
+    manager = SyncManager(ctx=ctx)
+    manager.start(_child_init, (os.getpid(),))
+    try:
+        queue, stop = manager.Queue(), manager.Event()
+        remaining = list(jobs)
+        rounds = 0
+        while remaining:
+            rounds += 1
+            if rounds > len(jobs) + 1:
+                for job in remaining:
+                    reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
+                                               "error": "worker processes keep dying", "traceback": None})
+                return
+            remaining = _pool_round(remaining, runner, reporter, workers, ctx, queue, stop, interrupt_grace)
+    finally:
+        try:
+            manager.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: int, ctx: Any,
+                queue: Any, stop: Any, interrupt_grace: float) -> list[Job]:
+    """One process pool over ``jobs``; returns the jobs to retry after a broken pool."""
+    executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))), mp_context=ctx,
+                                   initializer=_child_init, initargs=(os.getpid(),))
+    futures: dict[Future, Job] = {}
+    started: set[str] = set()
+    retry: list[Job] = []
+
+    class _Track:
+        """Reporter proxy that remembers which runs have started in this pool."""
+
+        def started(self, run_id: str, where: str = "") -> None:
+            started.add(run_id)
+            reporter.started(run_id, where)
+
+        def progress(self, run_id: str, info: dict[str, Any]) -> None:
+            reporter.progress(run_id, info)
+
+    track = _Track()
+
+    def collect(done: set[Future]) -> None:
+        _drain(queue, track)  # start messages before results
+        for fut in done:
+            job = futures.pop(fut)
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if exc is None:
+                if fut.result()["status"] != NOT_STARTED:
+                    reporter.done(job.run_id, fut.result())
+            elif isinstance(exc, BrokenProcessPool) and job.run_id not in started:
+                retry.append(job)
+            else:
+                why = "its worker process died (killed? out of memory?)" if isinstance(exc, BrokenProcessPool) \
+                    else f"{type(exc).__name__}: {exc}"
+                reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
+                                           "error": why, "traceback": None})
+
+    try:
+        for job in jobs:
+            futures[executor.submit(_pool_task, runner, job, queue, stop)] = job
+        while futures:
+            done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
+            _drain(queue, track)
+            collect(done)
+    except BaseException as exc:
+        # Ctrl-C, or an error in the driver itself (e.g. the summary cannot be written):
+        # stop the runs at their next episode so no worker outlives the sweep.
+        interrupt = isinstance(exc, KeyboardInterrupt)
+        try:
+            stop.set()
+        except Exception:  # noqa: BLE001
+            pass
+        for fut in list(futures):
+            if fut.cancel():
+                futures.pop(fut)
+        if interrupt:
+            reporter.message("interrupted: stopping the running runs at their next episode "
+                             "(their checkpoints stay; press Ctrl-C again to kill them now)")
+        try:
+            deadline = time.monotonic() + (interrupt_grace if interrupt else 30.0)
+            while futures and time.monotonic() < deadline:
+                done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
+                if interrupt:
+                    collect(done)
+                else:
+                    for fut in done:
+                        futures.pop(fut)
+        except BaseException:  # noqa: BLE001 - a second Ctrl-C (or error): kill now
+            pass
+        _kill_workers(executor)
+        executor.shutdown(wait=False, cancel_futures=True)
+        if interrupt:
+            raise KeyboardInterrupt from None
+        raise
+    executor.shutdown(wait=True)
+    return retry
+
+
+# ------------------------------------------------------------------ Ray
+def import_ray() -> Any:
+    """Import ray lazily, with an install hint when it is missing."""
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the Ray backend needs the 'ray' package: pip install 'gradasym[ray]' (or pip install ray)"
+        ) from exc
+    return ray
+
+
+def _ray_task(runner: Runner, job: Job, queue: Any) -> dict[str, Any]:
+    """Body of one run as a Ray task; progress goes to the driver through a Ray queue."""
+
+    def send(msg: tuple) -> None:
+        queue.put_nowait(msg)
+
+    try:
+        send(("start", job.run_id, {"where": f"{socket.gethostname()} pid {os.getpid()}"}))
+    except Exception:  # noqa: BLE001
+        pass
+    return execute_run(runner, job.config, job.run_dir, job.run_id, report=_Throttle(send))
+
+
+def run_ray(
+    jobs: list[Job],
+    runner: Runner,
+    reporter: Reporter,
+    threads: int,
+    address: str | None = None,
+    max_in_flight: int | None = None,
+    init_kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Run the jobs as Ray tasks (``num_cpus=threads`` each) on a local or remote cluster.
+
+    If Ray is not initialised yet, ``ray.init(address=address, **init_kwargs)`` is
+    called (``address=None`` starts a local instance; ``"auto"`` joins the cluster this
+    node belongs to) and shut down at the end. Run folders are written by the tasks,
+    so on several nodes the sweep folder must be on a filesystem shared by all of
+    them, at the same path. ``max_in_flight`` caps the number of submitted tasks
+    (None = all at once; Ray queues them by free CPUs).
+    """
+    ray = import_ray()
+    from ray.util.queue import Queue  # noqa: PLC0415
+
+    owns = not ray.is_initialized()
+    if owns:
+        ray.init(address=address, **(init_kwargs or {}))
+    queue = Queue()
+    remote = ray.remote(_ray_task)
+    todo = list(jobs)
+    in_flight: dict[Any, Job] = {}
+    cap = max_in_flight if max_in_flight and max_in_flight > 0 else len(todo)
+
+    def submit() -> None:
+        while todo and len(in_flight) < cap:
+            job = todo.pop(0)
+            ref = remote.options(num_cpus=threads, name=f"gradasym:{job.run_id}",
+                                 max_retries=0).remote(runner, job, queue)
+            in_flight[ref] = job
+
+    def drain() -> None:
+        try:
+            n = queue.qsize()
+            msgs = queue.get_nowait_batch(n) if n else []
+        except Exception:  # noqa: BLE001
+            msgs = []
+        for msg in msgs:
+            try:
+                _dispatch(reporter, msg)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def collect(ready: list[Any]) -> None:
+        drain()
+        for ref in ready:
+            job = in_flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - task/worker crashed, cancelled, node lost
+                result = {"run_id": job.run_id, "status": FAILED, "summary": None,
+                          "error": f"{type(exc).__name__}: {exc}".splitlines()[0], "traceback": str(exc)}
+            reporter.done(job.run_id, result)
+
+    try:
+        submit()
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.25)
+            drain()
+            collect(ready)
+            submit()
+    except BaseException as exc:
+        interrupt = isinstance(exc, KeyboardInterrupt)
+        if interrupt:
+            reporter.message("interrupted: cancelling the Ray tasks (run folders keep their checkpoints)")
+        for ref in list(in_flight):
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001
+                pass
+        if interrupt and in_flight:
+            try:
+                ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
+                for ref in ready:
+                    job = in_flight.pop(ref)
+                    reporter.done(job.run_id, {"run_id": job.run_id, "status": INTERRUPTED, "summary": None,
+                                               "error": None, "traceback": None})
+            except BaseException:  # noqa: BLE001
+                pass
+        raise
+    finally:
+        try:
+            queue.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+        if owns:
+            ray.shutdown()
+
+
+# ------------------------------------------------------------------ SLURM (submitit)
+def _submitit_task(runner: Runner, job: Job) -> dict[str, Any]:
+    """Body of one run as a submitit job (SLURM or submitit's local executor)."""
+    return execute_run(runner, job.config, job.run_dir, job.run_id)
+
+
+def run_submitit(
+    jobs: list[Job],
+    runner: Runner,
+    reporter: Reporter,
+    threads: int,
+    folder: str | Path,
+    options: dict[str, Any] | None = None,
+    poll: float = 5.0,
+) -> None:
+    """Run the jobs as one submitit job array (SLURM when available).
+
+    ``options`` go to ``AutoExecutor.update_parameters`` (e.g. ``timeout_min``,
+    ``slurm_partition``, ``mem_gb``, ``slurm_array_parallelism``); the key ``cluster``
+    (``"slurm"``, ``"local"``, ``"debug"``) goes to the executor. Each job gets
+    ``cpus_per_task=threads``. Logs land in ``folder``. Progress is reported per job
+    (no per-episode view: look at the run folders). Ctrl-C cancels the jobs.
+    """
+    try:
+        import submitit  # noqa: PLC0415
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the submitit backend needs 'submitit': pip install 'gradasym[slurm]'") from exc
+    opts = dict(options or {})
+    cluster = opts.pop("cluster", None)
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = {"cpus_per_task": threads, "timeout_min": 24 * 60}
+    params.update(opts)
+    if executor.cluster in ("local", "debug"):
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    executor.update_parameters(**params)
+    with executor.batch():
+        pending = [(executor.submit(_submitit_task, runner, job), job) for job in jobs]
+    for sub, job in pending:
+        reporter.started(job.run_id, f"job {getattr(sub, 'job_id', '?')}")
+    try:
+        while pending:
+            still = []
+            for sub, job in pending:
+                if executor.cluster == "debug" or sub.done():
+                    try:
+                        result = sub.result()
+                    except Exception as exc:  # noqa: BLE001
+                        result = {"run_id": job.run_id, "status": FAILED, "summary": None,
+                                  "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                  "traceback": str(exc)}
+                    reporter.done(job.run_id, result)
+                else:
+                    still.append((sub, job))
+            pending = still
+            if pending:
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        reporter.message("interrupted: cancelling the submitit jobs (run folders keep their checkpoints)")
+        for sub, _ in pending:
+            try:
+                sub.cancel(check=False)
+            except Exception:  # noqa: BLE001
+                pass
+        raise

@@ -1,0 +1,416 @@
+"""``run_sweep``: run every (configuration, seed) of a :class:`SweepSpec`, resumably.
+
+Guarantees (``docs/sweeps.md``):
+
+* one run folder per run under ``out_dir/runs/<run_id>``; ``sweep.json`` and the
+  summary table (``summary.parquet`` + ``summary.csv``) at the top, all written atomically;
+  the summary is rewritten whenever a run ends;
+* running the same sweep again skips finished runs, resumes unfinished ones from
+  their checkpoints (``resume=True``) and retries failed ones, so an interrupted
+  sweep ends with the same summary as an uninterrupted one;
+* a run that raises is recorded (``status="failed"``, ``error``) and the others go on;
+  :class:`SweepResult` says which failed and gives the exit code;
+* a folder holding a different grid is refused (:class:`SweepMismatchError`)
+  unless ``force=True``; a larger grid (more seeds / values / combinations) extends it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import pandas as pd
+
+from gradasym.config import Config
+
+from . import store
+from .backends import Job, Runner, run_inline, run_pool, run_ray, run_submitit
+from .spec import RunSpec, SweepSpec
+from .store import (FAILED, FINISHED, PENDING, RUNNING, SweepError, SweepLock,
+                    SweepMismatchError)
+from .view import RunProgress, SweepView, make_view
+
+Backend = Literal["local", "ray", "submitit"]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was interrupted (Ctrl-C); the summary was written and reruns resume."""
+
+
+def default_runner() -> Runner:
+    """``gradasym.runner.run_experiment``, imported on first use."""
+    from gradasym.runner import run_experiment  # noqa: PLC0415
+
+    return run_experiment
+
+
+def _version() -> str:
+    try:
+        from gradasym import __version__  # noqa: PLC0415
+
+        return str(__version__)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def resolve_threads(base: Config, backend: str, workers: int, threads: int | None) -> int:
+    """Torch threads per run: explicit ``threads``, else ``cores // workers`` locally.
+
+    Locally ``workers x threads <= os.cpu_count()`` (a ``run.threads`` set in the base
+    config is kept when it is smaller). For Ray/submitit the default is the base
+    config's ``run.threads`` or 1: each task asks the scheduler for that many CPUs.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        return int(threads)
+    if backend == "local":
+        share = max(1, (os.cpu_count() or 1) // max(1, workers))
+        return min(base.run.threads, share) if base.run.threads > 0 else share
+    return base.run.threads if base.run.threads > 0 else 1
+
+
+# ------------------------------------------------------------------ result
+@dataclass
+class SweepResult:
+    """Which runs of a summary table finished, failed or are still to do."""
+
+    table: pd.DataFrame
+    finished: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> "SweepResult":
+        status = table["status"].astype(str) if len(table) else pd.Series([], dtype=str)
+        ids = table["run_id"].astype(str) if len(table) else pd.Series([], dtype=str)
+        return cls(
+            table=table,
+            finished=list(ids[status == FINISHED]),
+            failed=list(ids[status == FAILED]),
+            unfinished=list(ids[~status.isin([FINISHED, FAILED])]),
+        )
+
+    @classmethod
+    def from_dir(cls, out_dir: str | Path) -> "SweepResult":
+        """A sweep folder's state as its driver last recorded it (``summary.parquet``).
+
+        Falls back to rebuilding the table from the run folders when there is none.
+        """
+        path = Path(out_dir) / store.SUMMARY_PARQUET
+        table = pd.read_parquet(path) if path.is_file() else collect_summary(out_dir, write=False)
+        return cls.from_table(table)
+
+    @property
+    def ok(self) -> bool:
+        """Every run finished."""
+        return not self.failed and not self.unfinished
+
+    @property
+    def exit_code(self) -> int:
+        """0 if every run finished, 1 if any failed, 2 if some are unfinished (none failed)."""
+        return 0 if self.ok else (1 if self.failed else 2)
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        text = f"{len(self.finished)} finished, {len(self.failed)} failed, {len(self.unfinished)} unfinished"
+        if self.failed:
+            errors = dict(zip(self.table["run_id"], self.table["error"]))
+            text += "\nfailed runs:\n" + "\n".join(f"  {r}: {errors.get(r)}" for r in self.failed)
+        return text
+
+
+def exit_code(table: pd.DataFrame) -> int:
+    """CLI exit code for a summary table (see :attr:`SweepResult.exit_code`)."""
+    return SweepResult.from_table(table).exit_code
+
+
+# ------------------------------------------------------------------ driver state
+class _Driver:
+    """The driver's bookkeeping: run states, the summary file and the view."""
+
+    def __init__(self, out_dir: Path, runs: list[RunSpec], todo: set[str], view: SweepView) -> None:
+        self.out_dir = out_dir
+        self.entries = [r.to_dict() for r in runs]
+        self.todo = todo
+        self.view = view
+        self.active: set[str] = set()
+        self.results: dict[str, dict[str, Any]] = {}
+        self._finished: dict[str, dict[str, Any]] = {}  # summaries of finished runs never change
+
+    # Reporter protocol --------------------------------------------------------
+    def started(self, run_id: str, where: str = "") -> None:
+        self.active.add(run_id)
+        _safe(self.view.started, run_id, where)
+
+    def progress(self, run_id: str, info: dict[str, Any]) -> None:
+        _safe(self.view.progress, run_id, info)
+
+    def done(self, run_id: str, result: dict[str, Any]) -> None:
+        self.active.discard(run_id)
+        self.results[run_id] = result
+        table = self.write()
+        row = table.loc[table["run_id"] == run_id]
+        row_dict = row.iloc[0].to_dict() if len(row) else None
+        if row_dict:
+            row_dict = {k: (None if v is pd.NA or (isinstance(v, float) and v != v) else v)
+                        for k, v in row_dict.items()}
+        _safe(self.view.done, run_id, result["status"], row_dict, result.get("error"))
+
+    def message(self, text: str) -> None:
+        _safe(self.view.message, text)
+
+    # summary ------------------------------------------------------------------
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for entry in self.entries:
+            rid = entry["run_id"]
+            on_disk = self._finished.get(rid) or store.read_run_summary(store.run_dir(self.out_dir, rid))
+            if on_disk is not None and on_disk.get("status") == FINISHED and rid not in self.active:
+                self._finished[rid] = on_disk
+            result = self.results.get(rid)
+            status = error = None
+            summary = on_disk
+            if result is not None:  # ended in this sweep
+                status = result["status"]
+                if on_disk is None or on_disk.get("status") != status:
+                    summary = result.get("summary") or on_disk
+                if status == FAILED:
+                    disk_error = on_disk.get("error") if on_disk and on_disk.get("status") == FAILED else None
+                    error = disk_error or result.get("error") or "failed (no error message)"
+            elif rid in self.active:
+                status = RUNNING
+            elif rid in self.todo:  # not started yet in this sweep (maybe resumable)
+                status, summary = PENDING, None
+            rows.append(store.summary_row(entry, summary, status=status, error=error))
+        return store.build_table(rows)
+
+    def write(self) -> pd.DataFrame:
+        table = self.table()
+        store.write_summary(self.out_dir, table)
+        return table
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - the view must never break the sweep
+        pass
+
+
+# ------------------------------------------------------------------ sweep.json
+def _sweep_document(spec: SweepSpec, runs: list[RunSpec], old: dict[str, Any] | None) -> dict[str, Any]:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    doc = {"format": store.SWEEP_FORMAT, "version": _version(), **spec.to_dict(),
+           "run_ids": [r.run_id for r in runs], "runs": [r.to_dict() for r in runs],
+           "created": (old or {}).get("created", now), "updated": now}
+    return doc
+
+
+def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: bool,
+                    note: Callable[[str], None]) -> None:
+    """Check the folder against the grid, write ``sweep.json``, vet existing run folders."""
+    path = out_dir / store.SWEEP_JSON
+    old = store.read_json(path)
+    if path.exists() and old is None and not force:
+        raise SweepMismatchError(f"{path} is unreadable; pass force=True (--force) to overwrite it")
+    doc = _sweep_document(spec, runs, old)
+    if old is not None:
+        reasons = store.grid_differences(old, doc)
+        if reasons and not force:
+            raise SweepMismatchError(
+                f"{out_dir} already holds a different sweep:\n  - " + "\n  - ".join(reasons)
+                + "\nUse another folder, or force=True (--force) to redefine the sweep here "
+                "(run folders whose config changed are moved to stale/)."
+            )
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    def move_aside(rdir: Path, why: str) -> None:
+        stale = out_dir / "stale" / f"{rdir.name}-{stamp}"
+        n = 1
+        while stale.exists():
+            n += 1
+            stale = out_dir / "stale" / f"{rdir.name}-{stamp}-{n}"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(rdir), str(stale))
+        note(f"--force: moved {rdir} ({why}) to {stale}")
+
+    if old is not None and reasons:
+        note(f"--force: redefining the sweep in {out_dir} ({'; '.join(reasons)[:200]})")
+        # Runs of the old grid that the new one lacks would otherwise mix into reports.
+        wanted = {r.run_id for r in runs}
+        for entry in old.get("runs", []):
+            rdir = store.run_dir(out_dir, str(entry.get("run_id")))
+            if entry.get("run_id") not in wanted and rdir.is_dir():
+                move_aside(rdir, "not in the new grid")
+    # Run folders left with a different config (by hand, or an older grid under --force).
+    for run in runs:
+        rdir = store.run_dir(out_dir, run.run_id)
+        saved = store.read_json(rdir / "config.json")
+        if saved is None:
+            continue
+        diffs = store.config_differences(saved, run.config.to_dict())
+        if not diffs:
+            continue
+        if not force:
+            raise SweepMismatchError(
+                f"run folder {rdir} was made with another config ({'; '.join(diffs[:5])}); "
+                "use another sweep folder, or force=True (--force) to move it to stale/ and rerun it"
+            )
+        move_aside(rdir, f"config changed: {'; '.join(diffs[:3])}")
+    store.atomic_write_json(path, doc)
+
+
+def load_spec(out_dir: str | Path) -> SweepSpec:
+    """The :class:`SweepSpec` recorded in a sweep folder's ``sweep.json`` (to rerun/resume it)."""
+    doc = store.read_json(Path(out_dir) / store.SWEEP_JSON)
+    if doc is None:
+        raise SweepError(f"no readable {store.SWEEP_JSON} in {out_dir}")
+    return SweepSpec.from_dict(doc)
+
+
+def collect_summary(out_dir: str | Path, write: bool = True) -> pd.DataFrame:
+    """Rebuild the summary table of a sweep folder from ``sweep.json`` and the run folders.
+
+    Runs whose ``summary.json`` says ``running`` are reported as ``running`` (a live
+    sweep) — after a crash they are simply the ones the next sweep will resume.
+    """
+    out_dir = Path(out_dir)
+    doc = store.read_json(out_dir / store.SWEEP_JSON)
+    if doc is None:
+        raise SweepError(f"no readable {store.SWEEP_JSON} in {out_dir}")
+    rows = [store.summary_row(e, store.read_run_summary(store.run_dir(out_dir, e["run_id"])))
+            for e in doc.get("runs", [])]
+    table = store.build_table(rows)
+    if write:
+        store.write_summary(out_dir, table)
+    return table
+
+
+# ------------------------------------------------------------------ run_sweep
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    workers: int | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    runner: Runner | None = None,
+    live: bool = True,
+    *,
+    threads: int | None = None,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+    backend_options: dict[str, Any] | None = None,
+    title: str = "sweep",
+) -> pd.DataFrame:
+    """Run every (configuration, seed) of ``spec`` into ``out_dir``; return the summary table.
+
+    Args:
+        spec: the grid (base config x axes x preset combinations x seeds).
+        out_dir: the sweep folder (created if needed). Rerunning into it resumes.
+        workers: local backend: number of worker processes (default 1 = runs one
+            after the other in this process); Ray: maximum tasks in flight (default:
+            all, Ray schedules them by free CPUs); ignored by submitit.
+        backend: ``"local"``, ``"ray"`` (needs ``ray``) or ``"submitit"`` (needs ``submitit``).
+        address: Ray cluster address for ``ray.init`` (``"auto"``, ``"ray://host:10001"``;
+            None starts a local Ray instance unless one is already initialised).
+        runner: ``run_experiment``-compatible callable (default:
+            ``gradasym.runner.run_experiment``); must be a picklable module-level
+            function for ``workers > 1``, Ray and submitit.
+        live: a ``rich`` live view (progress bar with ETA, table of runs); False
+            prints plain log lines (CI, tests).
+        threads: torch threads per run (``cfg.run.threads``); default
+            ``cpu_count // workers`` locally, else ``run.threads`` or 1 (Ray: ``num_cpus`` per task).
+        force: redefine a sweep folder that holds a different grid.
+        log: where plain log lines go (default stderr).
+        backend_options: Ray: keyword arguments for ``ray.init``; submitit: executor
+            parameters (``timeout_min``, ``slurm_partition``, ``cluster``...).
+        title: label of the live view.
+
+    Returns:
+        The summary table (one row per run, columns in ``docs/architecture.md``);
+        ``SweepResult.from_table(table)`` says which runs failed. Failed runs do not
+        raise; ``KeyboardInterrupt`` is re-raised as :class:`SweepInterrupted` after the
+        summary has been written.
+
+    Raises:
+        SweepMismatchError: ``out_dir`` holds another grid (and ``force`` is False).
+        SweepError: another sweep is using ``out_dir``.
+        ConfigError: the grid produces an invalid config.
+    """
+    if backend not in ("local", "ray", "submitit"):
+        raise ValueError(f"unknown sweep backend {backend!r} (use 'local', 'ray' or 'submitit')")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out_dir = Path(out_dir).resolve()
+    runs = spec.expand()
+    n_workers = workers or 1
+    run_threads = resolve_threads(spec.base, backend, n_workers, threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
+
+    with SweepLock(out_dir):
+        _prepare_folder(out_dir, spec, runs, force, emit)
+        todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
+        n_skipped = len(runs) - len(todo_runs)
+        if todo_runs:
+            runner = runner or default_runner()
+        if todo_runs and (backend != "local" or n_workers > 1):
+            try:
+                pickle.dumps(runner)
+            except Exception as exc:  # noqa: BLE001
+                raise TypeError(
+                    f"the runner {runner!r} cannot be sent to worker processes ({exc}); "
+                    "use a module-level function (or workers=1)"
+                ) from None
+        jobs = []
+        for r in todo_runs:
+            cfg = copy.deepcopy(r.config)
+            cfg.run.threads = run_threads
+            jobs.append(Job(r.run_id, cfg, str(store.run_dir(out_dir, r.run_id))))
+        view = make_view(
+            [RunProgress(r.run_id, r.config.run.episodes, r.config.env.n_agents) for r in todo_runs],
+            n_skipped, live=live, log=log, title=title,
+        )
+        driver = _Driver(out_dir, runs, {r.run_id for r in todo_runs}, view)
+        driver.write()
+        if n_skipped:
+            emit(f"{out_dir}: {n_skipped} of {len(runs)} runs already finished, {len(todo_runs)} to run")
+        t0 = time.monotonic()
+        interrupted = False
+        try:
+            with view:
+                if not jobs:
+                    pass
+                elif backend == "ray":
+                    run_ray(jobs, runner, driver, run_threads, address=address, max_in_flight=workers,
+                            init_kwargs=backend_options)
+                elif backend == "submitit":
+                    run_submitit(jobs, runner, driver, run_threads, folder=out_dir / "submitit",
+                                 options=backend_options)
+                elif n_workers == 1:
+                    run_inline(jobs, runner, driver)
+                else:
+                    run_pool(jobs, runner, driver, n_workers)
+        except KeyboardInterrupt:
+            interrupted = True
+        table = driver.write()
+    result = SweepResult.from_table(table)
+    table.attrs["failed"] = result.failed
+    table.attrs["out_dir"] = str(out_dir)
+    if interrupted:
+        raise SweepInterrupted(
+            f"sweep interrupted after {time.monotonic() - t0:.0f} s: {result.describe()}; "
+            f"run the same command again to resume ({out_dir})"
+        )
+    if jobs or result.failed:
+        emit(f"{out_dir}: {result.describe()}")
+    return table

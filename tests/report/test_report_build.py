@@ -1,0 +1,143 @@
+"""The whole report: figure files, tables, HTML; complete, partial, single-run and empty inputs."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pandas as pd
+import pytest
+
+import gradasym
+from gradasym.report import build_report
+from gradasym.report.figures import COMPARE_FIGURES, GROUP_FIGURES
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IMG_RE = re.compile(r"<img alt='([^']*)' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>")
+
+
+def _images(html: str) -> list[tuple[str, bytes]]:
+    return [(alt, base64.b64decode(data)) for alt, data in IMG_RE.findall(html)]
+
+
+def test_every_figure_exists_as_png_and_pdf(full_report):
+    figs = full_report.out / "figures"
+    stems = [f[0] for f in GROUP_FIGURES + COMPARE_FIGURES]
+    assert len(stems) == 14
+    for stem in stems:
+        png, pdf = figs / f"{stem}.png", figs / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == PNG_MAGIC, stem
+        assert png.stat().st_size > 15_000, stem
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 8_000, stem
+
+
+def test_html_embeds_every_figure(full_report):
+    html = full_report.html.read_text()
+    images = _images(html)
+    assert len(images) == 14
+    for alt, png in images:
+        assert png[:8] == PNG_MAGIC and len(png) > 15_000, alt
+    for number in ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14–15", "15b"]:
+        assert any(alt.startswith(f"Fig. {number} —") for alt, _ in images), number
+    assert "not available" not in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+    assert "<script" not in html
+
+
+def test_html_lists_configs_version_and_definitions(full_report):
+    html = full_report.html.read_text()
+    assert f"gradasym {gradasym.__version__}" in html
+    assert "sweep.json" in html and "&quot;agent&quot;" in html  # resolved config JSON, escaped
+    assert "0.1.0-synthetic" in html                           # versions recorded by the runs
+    assert "exceeds the mean of the first 10%" in html and "5%" in html
+    assert "Paper (thesis, 10 seeds)" in html
+    assert "16 of 16 configurations fall in the same category" in html
+    assert "Nothing: every run finished" in html
+    for table in ["Table 3 —", "Table 4 —", "Table 7 —", "Table 8 —", "Table 9 —"]:
+        assert table in html
+
+
+def test_table_files(full_report):
+    tables = full_report.out / "tables"
+    for name in ["table3_stopping", "table4_preactivation", "table7_large_actor", "table8_linear_hidden",
+                 "table9_preact_linear", "table_compare_stopping", "table_viable_counts", "table_runs"]:
+        assert (tables / f"{name}.md").read_text().startswith("### "), name
+        assert (tables / f"{name}.csv").is_file(), name
+    t3 = pd.read_csv(tables / "table3_stopping.csv").set_index(["actor_lr", "critic_lr"])
+    assert t3.loc[(0.1, 0.1), "stop_mean"] == 16 and t3.loc[(0.1, 0.1), "paper_stop_episode"] == 161
+    counts = pd.read_csv(tables / "table_viable_counts.csv")
+    assert counts["viable"].tolist() == [1, 0] and counts["evaluated"].tolist() == [16, 8]
+    md = (full_report.out / "report.md").read_text()
+    assert "## Table 3 — Stopping episodes" in md and "| 0.1 | 0.01 |" in md
+
+
+def test_partial_sweep_report_says_what_is_missing(partial_report):
+    html = partial_report.html.read_text()
+    missing = html[html.index("id='missing'"):html.index("id='viable'")]
+    for needle in ["RuntimeError: boom", "still running (50 of 200 episodes)", "alr0.0001_clr0.1_s1",
+                   "alr0.01_clr0.01_s0", "tracking.parquet missing", "tracking.parquet unreadable",
+                   "summary.json unreadable", "summary.json missing", "alr0.1_clr0.1_s9",
+                   "copied-by-hand: learning rates unknown"]:
+        assert needle in missing, needle
+    assert "internal error" not in html
+    figs = partial_report.out / "figures"
+    for group in ("baseline", "layernorm"):  # two preset groups in one folder
+        assert (figs / f"fig02_stopping_heatmap__{group}.png").is_file()
+    assert (figs / "fig14_compare_stopping.png").is_file()
+    assert len(_images(html)) >= 24
+    assert "Not stopped yet" in html
+
+
+def test_single_run_folder(single_run, tmp_path):
+    html_path = build_report(single_run, out_dir=tmp_path / "rep")
+    html = html_path.read_text()
+    assert len(_images(html)) == 12
+    assert "needs a second result set" in html
+    assert "1 runs in 1 configurations" in html or "1 runs in 1 configuration" in html
+    assert (tmp_path / "rep" / "figures" / "fig11_learning_curves.pdf").is_file()
+
+
+def test_empty_sweep_does_not_crash(empty_sweep):
+    html_path = build_report(empty_sweep)
+    assert html_path == empty_sweep / "report" / "report.html"
+    html = html_path.read_text()
+    assert "No runs found yet" in html and "2 runs listed in sweep.json have no folder yet" in html
+    assert "<img" not in html and html.count("not available") == 14
+
+
+def test_missing_folder_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        build_report(tmp_path / "does-not-exist")
+    with pytest.raises(FileNotFoundError):
+        build_report(tmp_path, compare=[tmp_path / "nope"])
+
+
+def test_rebuild_removes_stale_figures(tmp_path):
+    from gradasym.report.build import _clean
+
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "figures" / "fig99_stale.png").write_bytes(b"x")
+    (tmp_path / "tables" / "table_old.csv").write_text("x")
+    (tmp_path / "figures" / "keep.txt").write_text("user file")
+    _clean(tmp_path)
+    assert not (tmp_path / "figures" / "fig99_stale.png").exists()
+    assert not (tmp_path / "tables" / "table_old.csv").exists()
+    assert (tmp_path / "figures" / "keep.txt").exists()
+
+
+def test_odd_types_and_columns_do_not_crash(tmp_path):
+    import json
+
+    import synthetic as syn
+
+    spec = syn.RunSpec(0.01, 0.1, 0, stop_episode=20, episodes=60)
+    run_dir = syn.write_run(tmp_path / "runs" / syn.run_id(0.01, 0.1, 0), spec)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(stopping_episode="n/a", presets="layernorm", per_agent_stop_episode=["x", None, 3],
+                   final_rho=None, max_abs_preactivation="big", critic_stopped=None)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    pd.DataFrame({"episode": [10, 20], "rho": [1e-6, 0.0]}).to_parquet(run_dir / "tracking.parquet")
+    html = build_report(tmp_path, out_dir=tmp_path / "rep").read_text()
+    assert "What is missing" in html and "Fig. 2 — Stopping-episode heatmap" in html
+    assert "internal error" not in html and "no per-layer gradient columns" in html

@@ -1,0 +1,627 @@
+"""Tests for gradasym.monitor (hand-computed expectations on tiny tensors)."""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+
+import pytest
+import torch
+from torch import nn
+
+from gradasym.monitor import (
+    ActorCriticMonitor,
+    HiddenActivationHook,
+    collect_grads,
+    collect_params,
+    group_layers,
+    register_preact_hook,
+    saturation_bound,
+)
+
+T = torch.tensor
+
+
+def _same(a, b) -> bool:
+    """Equality that treats NaN == NaN (for row comparisons)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _rows_equal(r1: dict, r2: dict) -> bool:
+    return r1.keys() == r2.keys() and all(_same(r1[k], r2[k]) for k in r1)
+
+
+# ----------------------------------------------------------------------------- norms
+
+
+def _two_agent_grads():
+    # agent 0: layer l0 = [3, 4, 0] -> 25, layer l1 = 0; agent 1: l0 = 0, l1 = [5, 12] -> 169
+    actor = {
+        "l0": {"weight": T([[[3.0], [4.0]], [[0.0], [0.0]]]), "bias": T([[0.0], [0.0]])},
+        "l1.weight": T([[[0.0]], [[5.0]]]),
+        "l1.bias": T([[0.0], [12.0]]),
+    }
+    critic = {
+        "a.weight": T([[1.0, 2.0], [2.0, 0.0]]),  # 9
+        "a.bias": T([0.0, 0.0]),
+        "b.weight": T([[4.0]]),  # 16
+        "b.bias": T([2.0]),  # 4
+    }
+    return actor, critic
+
+
+def test_group_layers_formats():
+    a, _ = _two_agent_grads()
+    groups = group_layers(a)
+    assert [name for name, _ in groups] == ["l0", "l1"]
+    assert [len(ts) for _, ts in groups] == [2, 2]
+    assert [n for n, _ in group_layers({"net.0.weight": T(1.0), "net.0.bias": T(1.0), "net.2.weight": T(1.0)})] == [
+        "net.0",
+        "net.2",
+    ]
+    assert [n for n, _ in group_layers([T(1.0), {"w": T(1.0), "b": T(2.0)}])] == ["0", "1"]
+    assert [n for n, _ in group_layers({"w0": T(1.0), "b0": T(1.0)}, layer_of=lambda k: k[1:])] == ["0"]
+
+
+def test_gradient_norms_and_rho_hand_computed():
+    a, c = _two_agent_grads()
+    mon = ActorCriticMonitor(n_agents=2)
+    mon.observe_update(7, a, c, None, None)
+    row = mon.log_row()
+    assert row["episode"] == 7
+    assert row["actor_grad_norm"] == pytest.approx(math.sqrt((25 + 169) / 2))
+    assert row["actor_grad_norm_l0"] == pytest.approx(math.sqrt(25 / 2))
+    assert row["actor_grad_norm_l1"] == pytest.approx(math.sqrt(169 / 2))
+    assert row["critic_grad_norm"] == pytest.approx(math.sqrt(29))
+    assert row["critic_grad_norm_l0"] == pytest.approx(3.0)
+    assert row["critic_grad_norm_l1"] == pytest.approx(math.sqrt(20))
+    assert row["rho"] == pytest.approx(math.sqrt(97) / math.sqrt(29))
+    assert "actor_grad_norm_l2" not in row and "critic_grad_norm_l2" not in row
+    agents = mon.agent_rows(7)
+    assert [r["agent"] for r in agents] == [0, 1]
+    assert [r["grad_norm"] for r in agents] == pytest.approx([5.0, 13.0])
+    assert all(type(v) in (int, float) for v in row.values())
+
+
+def test_norms_survive_tiny_and_huge_gradients():
+    # float32 sum of squares would underflow to 0 / overflow to inf here
+    mon = ActorCriticMonitor(n_agents=2)
+    a = {"w": torch.full((2, 100), 1e-30)}
+    c = {"w": torch.full((100,), 1e25)}
+    mon.observe_update(1, a, c, None, None)
+    row = mon.log_row()
+    assert row["actor_grad_norm"] == pytest.approx(1e-29, rel=1e-5, abs=0)
+    assert row["critic_grad_norm"] == pytest.approx(1e26, rel=1e-5, abs=0)
+    assert row["rho"] == pytest.approx(1e-55, rel=1e-5, abs=0)
+    assert mon.agent_rows()[0]["grad_norm"] == pytest.approx(1e-29, rel=1e-5, abs=0)
+
+
+def test_rho_edge_cases():
+    mon = ActorCriticMonitor(n_agents=None)
+    mon.observe_update(1, {"w": T([1.0])}, {"w": T([0.0])}, None, None)
+    assert mon.log_row()["rho"] == math.inf
+    mon.observe_update(2, {"w": T([0.0])}, {"w": T([0.0])}, None, None)
+    assert math.isnan(mon.log_row()["rho"])
+    mon.observe_update(3, {"w": T([1.0])}, None, None, None)
+    row = mon.log_row()
+    assert math.isnan(row["rho"]) and math.isnan(row["critic_grad_norm"])
+
+
+def test_single_actor_norms():
+    mon = ActorCriticMonitor()  # n_agents=None: plain tensors, no agent dim
+    mon.observe_update(1, {"fc.weight": T([[3.0, 0.0]]), "fc.bias": T([4.0])}, {"q.weight": T([[0.5]])}, None, None)
+    row = mon.log_row()
+    assert row["actor_grad_norm"] == pytest.approx(5.0)
+    assert row["rho"] == pytest.approx(10.0)
+    assert [r["grad_norm"] for r in mon.agent_rows()] == pytest.approx([5.0])
+
+
+def test_wrong_agent_dim_raises():
+    mon = ActorCriticMonitor(n_agents=3)
+    with pytest.raises(ValueError):
+        mon.observe_update(1, {"w": torch.zeros(2, 4)}, None, None, None)
+    with pytest.raises(ValueError):  # shapes are checked even when the statistics are deferred
+        mon.observe_update(1, {"w": torch.zeros(3, 4)}, None, None, None, preact=torch.zeros(5, 2, 3), log=False)
+    with pytest.raises(ValueError):
+        mon.observe_update(1, None, None, None, None, actor_hidden=[torch.zeros(5, 2, 3)], log=False)
+    mon.observe_update(1, None, None, None, None, preact=torch.zeros(5, 3, 2), critic_hidden=[torch.zeros(5, 2, 3)])
+
+
+# ----------------------------------------------------------------------------- pre-activations
+
+
+# z[b, agent, dim]; saturated under tanh/0.9 (|z| > 1.4722): 2, -3, 1.5, 5, -10
+Z = T(
+    [
+        [[0.0, 2.0], [-3.0, 1.0]],
+        [[1.5, -1.4], [5.0, -10.0]],
+    ]
+)
+
+
+def test_preact_stats_hand_computed():
+    mon = ActorCriticMonitor(n_agents=2)
+    mon.observe_update(10, None, None, None, None, preact=Z)
+    row = mon.log_row()
+    vals = [0.0, 2.0, -3.0, 1.0, 1.5, -1.4, 5.0, -10.0]
+    assert row["preact_mean"] == pytest.approx(-4.9 / 8)
+    assert row["preact_std"] == pytest.approx(statistics.pstdev(vals))
+    assert row["preact_min"] == -10.0 and row["preact_max"] == 5.0 and row["preact_max_abs"] == 10.0
+    assert row["saturation_ratio"] == pytest.approx(5 / 8)
+    assert row["saturation_dim0"] == pytest.approx(3 / 4)  # 0, -3, 1.5, 5
+    assert row["saturation_dim1"] == pytest.approx(2 / 4)  # 2, 1, -1.4, -10
+    assert "saturation_dim2" not in row
+    agents = mon.agent_rows()
+    assert [r["saturation_ratio"] for r in agents] == pytest.approx([2 / 4, 3 / 4])
+    assert [r["preact_max_abs"] for r in agents] == pytest.approx([2.0, 10.0])
+    assert mon.max_abs_preactivation == 10.0
+    assert mon.last_saturation_ratio == pytest.approx(5 / 8)
+
+
+@pytest.mark.parametrize(
+    "squash, expected",
+    [("tanh", 5 / 8), ("softsign", 1 / 8), ("scaled-sigmoid", 3 / 8), ("identity", 7 / 8)],
+)
+def test_saturation_per_squash(squash, expected):
+    mon = ActorCriticMonitor(n_agents=2, squash=squash)
+    mon.observe_update(1, None, None, None, None, preact=Z)
+    assert mon.log_row()["saturation_ratio"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "squash, fn",
+    [
+        ("tanh", torch.tanh),
+        ("softsign", lambda z: z / (1 + z.abs())),
+        ("scaled-sigmoid", lambda z: 2 * torch.sigmoid(z) - 1),
+        ("identity", lambda z: z),
+    ],
+)
+def test_saturation_bound_matches_squash(squash, fn):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, dtype=torch.float64, generator=g) * 10
+    for t in (0.5, 0.9, 0.99):
+        b = saturation_bound(squash, t)
+        assert torch.equal(z.abs() > b, fn(z).abs() > t)
+
+
+def test_invalid_squash_and_threshold():
+    with pytest.raises(ValueError):
+        ActorCriticMonitor(squash="relu")
+    with pytest.raises(ValueError):
+        ActorCriticMonitor(saturation_threshold=1.0)
+
+
+def test_single_actor_preact_any_leading_shape():
+    mon = ActorCriticMonitor()
+    mon.observe_update(1, None, None, None, None, preact=T([[[0.0, 3.0]], [[2.0, 0.1]]]))  # (2, 1, 2)
+    row = mon.log_row()
+    assert row["saturation_ratio"] == pytest.approx(0.5)
+    assert row["saturation_dim0"] == pytest.approx(0.5) and row["saturation_dim1"] == pytest.approx(0.5)
+
+
+def test_max_abs_preactivation_is_running_max_even_without_logging():
+    mon = ActorCriticMonitor(n_agents=1)
+    assert math.isnan(mon.max_abs_preactivation)
+    mon.observe_update(1, None, None, None, None, preact=T([[[1.0, -7.0]]]), log=False)
+    mon.observe_update(2, None, None, None, None, preact=T([[[2.0, 0.0]]]), log=False)
+    assert mon.max_abs_preactivation == 7.0
+    assert mon.last_saturation_ratio == pytest.approx(0.5)  # of the last update
+    mon.observe_update(3, None, None, None, None, preact=None)
+    assert mon.last_saturation_ratio == pytest.approx(0.5)  # last update *with* a preact
+    assert math.isnan(mon.log_row()["saturation_ratio"])  # but the row of update 3 has none
+    assert "saturation_dim1" in mon.log_row()  # columns stay stable
+
+
+# ----------------------------------------------------------------------------- hidden activations
+
+
+def test_hidden_stats_dead_relu():
+    # actor hidden (B=3, N=2, H=2): agent 0 unit 0 never > 0 (dead, includes a negative
+    # value as a pre-ReLU hook would see), agent 0 unit 1 and agent 1 both units alive
+    ah = T(
+        [
+            [[0.0, 1.0], [2.0, 0.0]],
+            [[-1.0, 0.0], [0.0, 3.0]],
+            [[0.0, 0.0], [0.0, 0.0]],
+        ]
+    )
+    ch = T([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, -5.0, 4.0]])  # units 0 and 2 dead -> 0.5
+    mon = ActorCriticMonitor(n_agents=2)
+    mon.observe_update(1, None, None, None, None, actor_hidden=[ah, ah * 0], critic_hidden={"h0": ch})
+    row = mon.log_row()
+    assert row["actor_dead_relu_l0"] == pytest.approx(0.25)  # (1/2 + 0/2) / 2
+    assert row["actor_hidden_mean_l0"] == pytest.approx(5.0 / 12)
+    assert row["actor_dead_relu_l1"] == pytest.approx(1.0)
+    assert row["actor_hidden_mean_l1"] == pytest.approx(0.0)
+    assert row["critic_dead_relu_l0"] == pytest.approx(0.5)
+    assert row["critic_hidden_mean_l0"] == pytest.approx(2.0 / 8)
+    assert "critic_dead_relu_l1" not in row
+
+
+# ----------------------------------------------------------------------------- freeze detection
+
+
+def _params(vals):
+    """Three agents, two tensors each, agent i's values from vals[i]."""
+    v = torch.as_tensor(vals, dtype=torch.float32)
+    return {"l0.weight": v[:, None, None].repeat(1, 2, 2).clone(), "l0.bias": v[:, None].repeat(1, 2).clone()}
+
+
+def test_freeze_detection_sequence():
+    mon = ActorCriticMonitor(n_agents=3)
+    seq = [
+        (1, [0, 0, 0]),  # first call: snapshot only
+        (2, [0, 1, 1]),  # agent 0 unchanged -> stop 2
+        (3, [5, 2, 2]),  # agent 0 moves again: stop stays 2
+        (4, [6, 2, 3]),  # agent 1 unchanged -> stop 4
+        (5, [7, 3, 3]),  # agent 2 unchanged -> stop 5 -> all stopped at max = 5
+        (6, [8, 4, 4]),  # everyone moves: nothing cleared
+    ]
+    seen = {}
+    for step, vals in seq:
+        mon.observe_update(step, None, None, _params(vals), None)
+        seen[step] = (mon.actor_stop_episode, mon.all_stopped_episode, mon.frozen_now, mon.n_stopped)
+    assert seen[1] == ([None, None, None], None, [False, False, False], 0)
+    assert seen[2] == ([2, None, None], None, [True, False, False], 1)
+    assert seen[3] == ([2, None, None], None, [False, False, False], 1)
+    assert seen[4] == ([2, 4, None], None, [False, True, False], 2)
+    assert seen[5] == ([2, 4, 5], 5, [False, False, True], 3)
+    assert seen[6] == ([2, 4, 5], 5, [False, False, False], 3)
+    assert mon.log_row()["actors_stopped"] == 3
+    assert not mon.all_frozen_now
+
+
+def test_first_call_never_stops_and_all_frozen_now():
+    mon = ActorCriticMonitor(n_agents=3)
+    p = _params([1, 2, 3])
+    mon.observe_update(1, None, None, p, None)
+    assert mon.actor_stop_episode == [None, None, None] and not mon.all_frozen_now
+    mon.observe_update(2, None, None, p, None)
+    assert mon.actor_stop_episode == [2, 2, 2] and mon.all_stopped_episode == 2
+    assert mon.all_frozen_now and mon.n_frozen_now == 3
+
+
+def test_snapshot_is_a_copy_in_place_updates_detected():
+    # the caller passes the live parameter tensors, updated in place by the optimiser
+    mon = ActorCriticMonitor(n_agents=3)
+    p = _params([1, 2, 3])
+    mon.observe_update(1, None, None, p, None)
+    with torch.no_grad():
+        p["l0.bias"][1, 0] += 1.0  # only agent 1, one element
+    mon.observe_update(2, None, None, p, None)
+    assert mon.actor_stop_episode == [2, None, 2]
+
+
+def test_freeze_tolerance():
+    exact = ActorCriticMonitor(n_agents=3)
+    tol = ActorCriticMonitor(n_agents=3, freeze_tolerance=1e-3)
+    for mon in (exact, tol):
+        mon.observe_update(1, None, None, _params([0.0, 0.0, 0.0]), None)
+        mon.observe_update(2, None, None, _params([1e-4, 2e-3, 0.0]), None)
+    assert exact.actor_stop_episode == [None, None, 2]
+    assert tol.actor_stop_episode == [2, None, 2]
+    tol.observe_update(3, None, None, _params([8e-4, 0.0, 0.0]), None)  # agent 0: 7e-4 from step 2
+    assert tol.frozen_now == [True, False, True]
+
+
+def test_nan_parameters_count_as_changed():
+    mon = ActorCriticMonitor(n_agents=3)
+    p = _params([1.0, float("nan"), 3.0])
+    mon.observe_update(1, None, None, p, None)
+    mon.observe_update(2, None, None, p, None)
+    assert mon.actor_stop_episode == [2, None, 2]  # torch.equal semantics: NaN != NaN
+
+
+def test_none_actor_means_not_updated():
+    # delayed actor updates: pass None and the next comparison uses the last snapshot
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_update(1, None, None, _params([0, 0, 0]), None)
+    mon.observe_update(2, None, None, None, None)
+    assert mon.actor_stop_episode == [None, None, None]
+    mon.observe_update(3, None, None, _params([1, 0, 1]), None)
+    assert mon.actor_stop_episode == [None, 3, None]
+
+
+def test_structure_change_raises():
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_update(1, None, None, _params([0, 0, 0]), None)
+    with pytest.raises(ValueError):
+        mon.observe_update(2, None, None, {"w": torch.zeros(3, 5)}, None)
+
+
+def test_critic_freeze():
+    mon = ActorCriticMonitor(n_agents=None)
+    c = {"q.weight": torch.ones(4, 3), "q.bias": torch.zeros(4)}
+    mon.observe_update(1, None, None, None, c)
+    assert mon.critic_stop_episode is None and not mon.critic_frozen_now
+    c2 = {"q.weight": torch.ones(4, 3), "q.bias": torch.tensor([0.0, 0.0, 0.0, 1.0])}
+    mon.observe_update(2, None, None, None, c2)
+    assert mon.critic_stop_episode is None and not mon.critic_frozen_now
+    mon.observe_update(3, None, None, None, c2)
+    assert mon.critic_stop_episode == 3 and mon.critic_frozen_now
+    mon.observe_update(4, None, None, None, c)
+    assert mon.critic_stop_episode == 3 and not mon.critic_frozen_now
+    mon.observe_update(5, None, None, None, c)  # frozen again: the first stop is kept
+    assert mon.critic_stop_episode == 3 and mon.critic_frozen_now
+    # tolerance applies to the critic too
+    tol = ActorCriticMonitor(freeze_tolerance=0.5)
+    tol.observe_update(1, None, None, None, c)
+    tol.observe_update(2, None, None, None, {"q.weight": torch.ones(4, 3) + 0.1, "q.bias": torch.zeros(4)})
+    assert tol.critic_stop_episode == 2
+    # always compared with the previous update (not with an older snapshot): slow drift stays frozen
+    tol.observe_update(3, None, None, None, {"q.weight": torch.ones(4, 3) + 0.5, "q.bias": torch.zeros(4)})
+    assert tol.critic_frozen_now
+    tol.observe_update(4, None, None, None, {"q.weight": torch.ones(4, 3) + 0.9, "q.bias": torch.zeros(4)})
+    assert tol.critic_frozen_now
+    tol.observe_update(5, None, None, None, {"q.weight": torch.ones(4, 3) + 1.5, "q.bias": torch.zeros(4)})
+    assert not tol.critic_frozen_now and tol.critic_stop_episode == 2
+
+
+def test_single_actor_freeze():
+    mon = ActorCriticMonitor()
+    w = torch.ones(2, 2)
+    mon.observe_update(1, None, None, {"w": w}, None)
+    mon.observe_update(2, None, None, {"w": w + 1}, None)
+    mon.observe_update(3, None, None, {"w": w + 1}, None)
+    assert mon.actor_stop_episode == [3] and mon.all_stopped_episode == 3 and mon.all_frozen_now
+
+
+# ----------------------------------------------------------------------------- gradient death
+
+
+def _grads(norms):
+    """Per-agent gradient with the given norms (two tensors, the norm split 3:4)."""
+    n = torch.as_tensor(norms, dtype=torch.float64)
+    return {"l0.weight": (0.6 * n)[:, None], "l0.bias": (0.8 * n)[:, None]}
+
+
+def test_grad_death_drop_rise_drop():
+    mon = ActorCriticMonitor(n_agents=2, grad_death_threshold=1e-12)
+    history = {}
+    for step, norms in enumerate([[1.0, 1.0], [0.0, 1.0], [1e-13, 1.0], [1.0, 1.0], [0.0, 1e-3], [1e-20, 0.0]], 1):
+        mon.observe_update(step, _grads(norms), None, None, None, log=False)
+        history[step] = mon.grad_death_episode
+    assert history == {
+        1: [None, None],
+        2: [2, None],
+        3: [2, None],  # stays below: still from 2
+        4: [None, None],  # rose above: reset
+        5: [5, None],  # dies again: the final run starts at 5
+        6: [5, 6],
+    }
+
+
+def test_grad_death_threshold_zero_means_exactly_zero():
+    mon = ActorCriticMonitor(n_agents=2, grad_death_threshold=0.0)
+    mon.observe_update(1, _grads([1e-30, 0.0]), None, None, None)
+    assert mon.grad_death_episode == [None, 1]
+
+
+# ----------------------------------------------------------------------------- lazy logging
+
+
+def _full_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return dict(
+        actor_grads={"l0.weight": r(3, 4, 5), "l0.bias": r(3, 5), "l1.weight": r(3, 5, 2), "l1.bias": r(3, 2)},
+        critic_grads={"l0.weight": r(6, 8), "l0.bias": r(6), "l1.weight": r(1, 6), "l1.bias": r(1)},
+        actor_params={"l0.weight": r(3, 4, 5), "l1.weight": r(3, 5, 2)},
+        critic_params={"l0.weight": r(6, 8)},
+        preact=r(10, 3, 2) * 3,
+        actor_hidden=[r(10, 3, 5).relu()],
+        critic_hidden=[r(30, 6).relu()],
+    )
+
+
+def test_log_false_then_log_row_equals_eager():
+    lazy, eager = ActorCriticMonitor(n_agents=3), ActorCriticMonitor(n_agents=3)
+    for step in range(1, 4):
+        inp = _full_inputs(step)
+        lazy.observe_update(step, **inp, log=False)
+        eager.observe_update(step, **inp, log=True)
+    assert _rows_equal(lazy.log_row(), eager.log_row())
+    assert lazy.agent_rows() == eager.agent_rows()
+
+
+def test_log_row_columns():
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_update(10, **_full_inputs(0))
+    row = mon.log_row(10)
+    expected = {
+        "episode", "actor_grad_norm", "critic_grad_norm", "rho",
+        "actor_grad_norm_l0", "actor_grad_norm_l1", "critic_grad_norm_l0", "critic_grad_norm_l1",
+        "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
+        "saturation_ratio", "saturation_dim0", "saturation_dim1",
+        "actor_dead_relu_l0", "actor_hidden_mean_l0", "critic_dead_relu_l0", "critic_hidden_mean_l0",
+        "actors_stopped",
+    }  # fmt: skip
+    assert set(row) == expected
+    assert type(row["episode"]) is int and type(row["actors_stopped"]) is int
+    assert all(type(v) is float for k, v in row.items() if k not in ("episode", "actors_stopped"))
+    assert all(set(r) == {"episode", "agent", "grad_norm", "saturation_ratio", "preact_max_abs"} for r in mon.agent_rows())
+
+
+# ----------------------------------------------------------------------------- state dict
+
+
+def test_state_dict_round_trip_continues_identically():
+    def inputs(step):
+        inp = _full_inputs(step)
+        if step >= 3:  # agent 1 frozen, agent 2's gradient dead from step 3
+            inp["actor_params"] = _full_inputs(2)["actor_params"]
+            inp["actor_params"]["l0.weight"][0] += step
+            inp["actor_params"]["l0.weight"][2] += step
+            inp["actor_grads"]["l0.weight"][2] = 0
+            inp["actor_grads"]["l0.bias"][2] = 0
+            inp["actor_grads"]["l1.weight"][2] = 0
+            inp["actor_grads"]["l1.bias"][2] = 0
+        return inp
+
+    a = ActorCriticMonitor(n_agents=3, freeze_tolerance=1e-9, squash="softsign", saturation_threshold=0.6)
+    for step in range(1, 5):
+        a.observe_update(step, **inputs(step), log=step % 2 == 0)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = ActorCriticMonitor(n_agents=3)  # the stored config is restored
+    b.load_state_dict(torch.load(buf, weights_only=True))  # plain data: safe-loadable
+    assert b.squash == "softsign" and b.freeze_tolerance == 1e-9
+    assert _rows_equal(a.log_row(), b.log_row())
+    for step in range(5, 8):
+        a.observe_update(step, **inputs(step))
+        b.observe_update(step, **inputs(step))
+        assert _rows_equal(a.log_row(), b.log_row())
+        assert a.agent_rows() == b.agent_rows()
+    for attr in (
+        "actor_stop_episode", "grad_death_episode", "all_stopped_episode", "critic_stop_episode",
+        "frozen_now", "max_abs_preactivation", "last_saturation_ratio", "n_updates",
+    ):  # fmt: skip
+        assert getattr(a, attr) == getattr(b, attr), attr
+    # step 3's params equal step 2's for agent 1 (step 2 used the same generator seed)
+    assert a.actor_stop_episode == [None, 3, None] and a.grad_death_episode == [None, None, 3]
+    assert a.summary() == b.summary()
+
+
+def test_load_state_dict_rejects_other_n_agents():
+    a = ActorCriticMonitor(n_agents=3)
+    with pytest.raises(ValueError):
+        ActorCriticMonitor(n_agents=2).load_state_dict(a.state_dict())
+
+
+# ----------------------------------------------------------------------------- nn.Module helpers
+
+
+def _actor():
+    return nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2), nn.Tanh())
+
+
+def _critic():
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 1))
+
+
+def test_hooks_capture_preact_and_hidden():
+    torch.manual_seed(0)
+    actor = _actor()
+    pre = register_preact_hook(actor)
+    hid = HiddenActivationHook(actor)
+    x = torch.randn(4, 3)
+    actor(x)
+    assert torch.allclose(pre.value, actor[:5](x))
+    assert len(hid.values) == 2 and hid.values[0].shape == (4, 16) and hid.values[1].shape == (4, 8)
+    assert torch.equal(hid.values[1], actor[:4](x))
+    # a Linear is hooked on its output
+    lin = register_preact_hook(actor[4])
+    actor(x)
+    assert torch.allclose(lin.value, pre.value)
+    # training_only ignores no-grad forwards
+    tr = register_preact_hook(actor, training_only=True)
+    actor(x)
+    before = tr.value
+    with torch.no_grad():
+        actor(torch.randn(7, 3))
+    assert tr.value is before and pre.value.shape == (7, 2)
+    pre.remove()
+    actor(x)
+    assert pre.value.shape == (7, 2)  # removed: no longer updated
+
+
+def test_collect_grads_and_params():
+    torch.manual_seed(0)
+    critic = _critic()
+    critic(torch.randn(6, 5)).pow(2).mean().backward()
+    g = collect_grads(critic)
+    assert list(g) == ["0", "2"] and set(g["0"]) == {"weight", "bias"}
+    assert torch.equal(g["0"]["weight"], critic[0].weight.grad)
+    assert g["0"]["weight"] is not critic[0].weight.grad  # a clone
+    p = collect_params(critic)
+    assert p["2"]["bias"].data_ptr() == critic[2].bias.data_ptr()  # a reference
+    critic[2].bias.grad = None
+    assert torch.equal(collect_grads(critic)["2"]["bias"], torch.zeros(1))
+    only = collect_grads(critic, params=[critic[2].weight])
+    assert list(only) == ["2"] and list(only["2"]) == ["weight"]
+
+
+def test_real_modules_end_to_end():
+    torch.manual_seed(0)
+    actor, critic = _actor(), _critic()
+    pre = register_preact_hook(actor, training_only=True)
+    hid = HiddenActivationHook(actor, training_only=True)
+    chid = HiddenActivationHook(critic, training_only=True)
+    a_opt = torch.optim.SGD(actor.parameters(), lr=0.0)  # actor never moves -> frozen
+    c_opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    mon = ActorCriticMonitor(n_agents=None)
+    for step in range(1, 6):
+        s = torch.randn(32, 3)
+        target = torch.randn(32, 1)
+        with torch.no_grad():
+            a = actor(s)  # acting-like forward, ignored by training_only hooks
+        c_opt.zero_grad()
+        critic_loss = (critic(torch.cat([s, a], 1)) - target).pow(2).mean()
+        critic_loss.backward()
+        critic_grads, critic_hidden = collect_grads(critic), chid.values
+        c_opt.step()
+        a_opt.zero_grad()
+        actor_loss = -critic(torch.cat([s, actor(s)], 1)).mean()
+        actor_loss.backward()  # also adds to the critic's .grad: collected before
+        actor_grads = collect_grads(actor)
+        a_opt.step()
+        mon.observe_update(
+            step, actor_grads, critic_grads, collect_params(actor), collect_params(critic),
+            preact=pre.value, actor_hidden=hid.values, critic_hidden=critic_hidden,
+        )  # fmt: skip
+        row = mon.log_row()
+        own_actor = math.sqrt(sum(float(g.pow(2).sum()) for layer in actor_grads.values() for g in layer.values()))
+        assert row["actor_grad_norm"] == pytest.approx(own_actor, rel=1e-6)
+        assert row["actor_grad_norm"] > 0 and row["critic_grad_norm"] > 0 and row["rho"] > 0
+        assert pre.value.shape == (32, 2)
+        with torch.no_grad():
+            z = actor[:5](s)
+        assert row["preact_max_abs"] == pytest.approx(float(z.abs().max()))
+    assert mon.actor_stop_episode == [2] and mon.all_stopped_episode == 2 and mon.all_frozen_now
+    assert mon.critic_stop_episode is None and not mon.critic_frozen_now
+    assert mon.grad_death_episode == [None]
+    assert set(k for k in row if k.startswith("actor_dead_relu")) == {"actor_dead_relu_l0", "actor_dead_relu_l1"}
+    assert "critic_dead_relu_l0" in row and "critic_grad_norm_l1" in row and "actor_grad_norm_l2" in row
+
+
+def test_collected_critic_grads_exclude_actor_loss():
+    torch.manual_seed(1)
+    actor, critic = _actor(), _critic()
+    s = torch.randn(8, 3)
+    critic.zero_grad()
+    critic(torch.cat([s, actor(s).detach()], 1)).pow(2).mean().backward()
+    own = collect_grads(critic)
+    (-critic(torch.cat([s, actor(s)], 1)).mean()).backward()  # pollutes critic .grad
+    assert not torch.equal(own["0"]["weight"], critic[0].weight.grad)
+    mon = ActorCriticMonitor()
+    mon.observe_update(1, collect_grads(actor), own, None, None)
+    expect = math.sqrt(sum(float(g.pow(2).sum()) for layer in own.values() for g in layer.values()))
+    assert mon.log_row()["critic_grad_norm"] == pytest.approx(expect, rel=1e-6)
+
+
+def test_observe_params_gives_the_first_update_a_reference():
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_params(_params([0, 0, 0]), {"w": torch.ones(2)})
+    assert mon.n_updates == 0 and mon.actor_stop_episode == [None, None, None]
+    mon.observe_update(1, None, None, _params([0, 1, 0]), {"w": torch.ones(2)})
+    assert mon.actor_stop_episode == [1, None, 1] and mon.critic_stop_episode == 1
+    # re-baselining never sets a stop episode
+    mon.observe_params(_params([5, 5, 5]))
+    mon.observe_update(2, None, None, _params([6, 5, 6]), None)
+    assert mon.actor_stop_episode == [1, 2, 1]
+
+
+def test_bad_call_changes_nothing_and_nan_preact_ignored_in_running_max():
+    mon = ActorCriticMonitor(n_agents=2)
+    mon.observe_update(1, None, None, None, None, preact=T([[[1.0], [2.0]]]))
+    with pytest.raises(ValueError):
+        mon.observe_update(2, None, None, None, None, preact=torch.zeros(4, 3, 1))
+    assert mon.n_updates == 1 and mon.last_step == 1
+    mon.observe_update(3, None, None, None, None, preact=T([[[float("nan")], [5.0]]]))
+    assert mon.max_abs_preactivation == 5.0
+    assert math.isnan(mon.log_row()["preact_max_abs"])  # the row shows the NaN
