@@ -13,21 +13,26 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
-import torch
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``."""
+    """Yield a temporary path next to ``path``; on success it is synced and replaces ``path``.
+
+    The temporary file lives in the same folder (so ``os.replace`` is a rename on
+    one filesystem) and is removed if writing fails; the old ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -35,22 +40,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def _jsonable(obj: Any) -> Any:
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with NaN/inf as None and numpy/torch scalars as Python numbers."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     return obj
 
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (NaN/inf become null so any JSON reader accepts it)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(data), indent=2))
+        tmp.write_text(json.dumps(jsonable(data), indent=2))
 
 
 def read_json(path: str | Path) -> Any:
@@ -69,5 +81,7 @@ def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
 
 def torch_save(path: str | Path, obj: Any) -> None:
     """``torch.save`` atomically."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

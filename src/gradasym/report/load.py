@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+
+from ..io import atomic_write
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -331,24 +331,12 @@ def summarize_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     return _typed_summary(rows)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_sweep_summary(sweep_dir: str | Path) -> pd.DataFrame:
     """Write ``summary.parquet`` and ``summary.csv`` (atomically) into ``sweep_dir``; return the table."""
     root = Path(sweep_dir)
     df = summarize_sweep(root)
-    _atomic_write(root / "summary.parquet", lambda p: df.to_parquet(p, index=False))
-    _atomic_write(root / "summary.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(root / "summary.parquet", lambda p: df.to_parquet(p, index=False))
+    atomic_write(root / "summary.csv", lambda p: df.to_csv(p, index=False))
     return df
 
 

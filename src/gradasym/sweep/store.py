@@ -17,12 +17,13 @@ import json
 import math
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
+
+from ..io import atomic_write, jsonable
 
 SWEEP_JSON = "sweep.json"
 SUMMARY_PARQUET = "summary.parquet"
@@ -69,30 +70,6 @@ class SweepMismatchError(SweepError):
 
 
 # ------------------------------------------------------------------ atomic writes
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then move the temporary file onto ``path`` atomically.
-
-    The temporary file lives in the same folder (so ``os.replace`` is a rename on
-    one filesystem) and is removed if ``write`` fails; the old ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            tmp_path.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write(path, lambda p: p.write_text(text))
@@ -100,17 +77,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON (NaN -> null) atomically."""
-    atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:
