@@ -1,0 +1,662 @@
+"""CCM-MADRL: client actors propose, the master critic selects (``ccm-madrl.md``).
+
+:class:`CCMMADRL` implements the algorithm of the spec, faithful by default:
+
+* :meth:`CCMMADRL.act` -- one environment step: actors, Gaussian exploration noise,
+  proposers, the master's selection (fits / random / greedy branch), environment
+  action ("Acting");
+* :meth:`CCMMADRL.remember` -- insert a transition with its TD error as priority
+  ("Replay");
+* :meth:`CCMMADRL.update` -- one training update: prioritised sample, critic
+  update, critic target update, then the actor updates, sequential (faithful) or
+  simultaneous (option) ("Critic update", "Actor update").
+
+Speed comes from evaluating the same mathematics in a cheaper order (only float
+rounding differs from the plain per-agent implementation ``tests/reference.py``,
+which the tests compare against):
+
+* the N actors are one batched ensemble (``gradasym.networks.ActorEnsemble``);
+* the critic's first layer is split into a per-transition part (joint state and
+  joint action, shared by the N rows of a transition) and a per-row part (own state
+  and action); the parts that depend on the states only are computed once per update;
+* ``max_k Q`` is found without gradient on proposer rows only; the gradient of the
+  max flows through the arg-max row only, so the backward pass needs one row per
+  transition (B rows), here written out by hand (``Critic.head_vjp``,
+  ``ActorEnsemble.backward_agent``; checked against autograd in the tests);
+* in the sequential actor loop only actor i-1's action column is recomputed after
+  its step (the other actors have not changed), and most proposer rows are skipped
+  by an exact Lipschitz bound: a row whose Q cannot have overtaken the best row since
+  the last full evaluation cannot be the arg-max (``_BatchCritic``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gradasym.config import Config
+from gradasym.networks import ActorEnsemble, Critic, soft_update_
+from gradasym.optim import BatchedAdam
+from gradasym.replay import PrioritizedReplay, ReplayBatch
+from gradasym.seeding import numpy_generator, torch_generator
+
+STATE_DIM = 7  # [power, gain, energy, size_MB, cycles, deadline, res] (mec-environment.md)
+ACTION_DIM = 3  # [offload proposal, frequency fraction, power fraction]
+SIZE_COLUMN = 3  # task size (MB) in the state vector
+
+
+def to_env_fraction(v: np.ndarray) -> np.ndarray:
+    """``g(v) = (v + 1) / 2 * (1 - 0.01) + 0.01``: maps [-1, 1] onto [0.01, 1]."""
+    return (v + 1.0) / 2.0 * (1.0 - 0.01) + 0.01
+
+
+@dataclass
+class ActResult:
+    """One acting step (``ccm-madrl.md``, "Acting")."""
+
+    actions: np.ndarray  # (N, 3) actor actions as acted: noisy and clipped (float64 holding replay-dtype values)
+    x: np.ndarray  # (N,) float64 0/1: the master's offload decisions
+    env_actions: np.ndarray  # (N, 3) [x, g(a1), g(a2)] for MECEnv.step
+    constrained: bool  # the master had to select (constraint or storage exceeded)
+    epsilon: float  # exploration rate used (0.0 when explore=False)
+    preact: Tensor  # (N, 3) actor output pre-activations (before tanh and noise), for the "original" pool
+    branch: str  # "none" (no proposer) | "fits" | "random" | "greedy"
+
+
+@dataclass
+class UpdateResult:
+    """What one training update computed (see docs/architecture.md, "Agent")."""
+
+    critic_loss: float
+    actor_loss: float  # mean over actors of loss_i (simultaneous: the one loss)
+    actor_losses: np.ndarray  # (N,) loss_i of each actor's pass
+    actor_grads: dict[str, Tensor]  # "l{j}.weight" (N, in, out), "l{j}.bias" (N, out)
+    critic_grads: dict[str, Tensor]  # "l{j}.weight" (out, in), "l{j}.bias" (out,)
+    preact: Tensor  # (B, N, 3) actor output pre-activations, actors as at actor-update start
+    actor_hidden: list[Tensor]  # (B, N, H_l) same forward
+    critic_hidden: list[Tensor]  # (T, H_l) hidden activations of the critic-loss forward (T terms)
+    indices: np.ndarray  # (B,) replay slots of the batch
+    td_errors: np.ndarray  # (B,) priority error per transition (critic before its step)
+    weights: np.ndarray  # (B,) importance weights used
+    preact_pool: Tensor | None = None  # tracking="original": (passes, B, N, 3) all actor-loop pre-activations
+
+
+_UNSUPPORTED = {  # AgentConfig field -> its faithful value (mitigations not implemented here yet)
+    "actor_norm": "none",
+    "policy": "deterministic",
+    "output_activation": "tanh",
+    "entropy_coef": 0.0,
+    "grad_clip": None,
+    "reward_norm": False,
+    "policy_delay": 1,
+    "preact_penalty": 0.0,
+}
+
+
+def _spectral_norm_bound(w: Tensor) -> Tensor:
+    """An upper bound on the largest singular value of ``w`` (eigvalsh of the small Gram
+    matrix, with a relative margin for its rounding)."""
+    gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
+    return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt() * (1 + 1e-3) + 1e-30
+
+
+class _BatchCritic:
+    """The online critic evaluated on one batch of states while the joint action changes.
+
+    Holds the first-layer pieces that do not depend on the actions (computed once),
+    the current shared part ``shared (B, H)`` and own part ``own (B, N, H)`` for the
+    current actions, and finds ``argmax_k Q`` over proposer rows without gradient.
+    Everything here is detached: the critic is not trained by the actor losses.
+
+    Row pruning (exact): Q is Lipschitz in the first-layer pre-activation h (ReLU and
+    identity are 1-Lipschitz), ``|Q(h) - Q(h')| <= min(c . |h - h'|, L2 ||h - h'||)`` with
+    ``c = |W_2|^T ... |W_L|^T |w_out|`` and ``L2 = ||w_out|| prod ||W_l||_2``. After one full
+    evaluation of all proposer rows (the reference), a later call evaluates only the
+    rows whose reference Q plus their drift bound can still reach the best lower bound
+    of their transition; row (b, k) drifts with ``h_bk - h_ref_bk = (shared_b -
+    shared_ref_b) + W_own_action (a_bk - a_ref_bk)``, and a relative rounding slack of
+    64 eps of the row's sum |terms| is added (observed float32 rounding errors are
+    below 4 eps of it). Rows that were not proposers at the reference are always
+    evaluated; when more than half of the proposer rows remain, everything is
+    evaluated again and becomes the new reference. The arg-max is the one the full
+    evaluation finds (float near-ties within rounding aside, where any choice is as
+    good as the reference's), and in the sequential actor loop, where one actor's
+    actions change between passes, typically ~5% of the rows are evaluated.
+    """
+
+    FULL_FRACTION = 0.5  # re-evaluate everything when more than this share of proposer rows remain
+
+    def __init__(self, critic: Critic, states: Tensor, prune: bool = True, cache: dict | None = None) -> None:
+        self.critic = critic
+        self.bsz, self.n, _ = states.shape
+        self.prune = prune
+        self.relu = critic.hidden_activation == "relu"
+        rows = self.bsz * self.n
+        # Work buffers, reused across updates through ``cache`` (large fresh allocations are slow).
+        sizes = critic.sizes[1:]
+        key = (rows, tuple(sizes), states.dtype)
+        if cache is None:
+            cache = {}
+        if key not in cache:
+            cache[key] = {
+                "own_s": states.new_empty(rows, sizes[0]),
+                "own": states.new_empty(rows, sizes[0]),
+                "rows": [states.new_empty(rows, sizes[0])]
+                + [states.new_empty(rows, h) for h in sizes[:-1]]
+                + [states.new_empty(rows)],
+            }
+        self._buffers = cache[key]["rows"]
+        with torch.no_grad():
+            w_js, w_ja, w_os, w_oa, b1 = (t.detach() for t in critic.first_layer_split())
+            self.w_ja_t = w_ja.t().contiguous()  # (N*A, H)
+            self.w_oa_t = w_oa.t().contiguous()  # (A, H)
+            self.base = torch.addmm(b1, states.flatten(1), w_js.t())  # (B, H): joint-state part + bias
+            own_s = torch.mm(states.view(rows, -1), w_os.t(), out=cache[key]["own_s"])
+            self.own_s = own_s.view(self.bsz, self.n, -1)  # (B, N, H): own-state part of every row
+            self._own_buf = cache[key]["own"]
+            if prune:
+                self._lipschitz(critic, w_oa)
+        self.shared: Tensor | None = None
+        self.own: Tensor | None = None
+        self.rows = torch.arange(self.bsz)
+        self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
+        self.n_evaluated = 0  # rows evaluated so far (for diagnostics)
+
+    def _lipschitz(self, critic: Critic, w_oa: Tensor) -> None:
+        """Constants of the drift bounds (see the class docstring)."""
+        layers = critic.layers
+        # 1-norm form: |Q(h) - Q(h')| <= c . |h - h'|, c = |W_2|^T ... |w_out|.
+        c = layers[-1].weight.detach().abs().flatten()
+        const = layers[-1].bias.detach().abs().sum()
+        for layer in reversed(layers[1:-1]):
+            const = const + c @ layer.bias.detach().abs()
+            c = layer.weight.detach().abs().t() @ c
+        self.c, self.c_a, self.const = c, w_oa.abs().t() @ c, const
+        # 2-norm form (often tighter): ||w_out|| * prod ||W_l||_2 * ||h - h'||.
+        lip2 = torch.linalg.vector_norm(layers[-1].weight.detach())
+        for layer in layers[1:-1]:
+            lip2 = lip2 * _spectral_norm_bound(layer.weight.detach())
+        self.lip2, self.w_oa_norm = lip2, _spectral_norm_bound(w_oa)
+        # Rounding slack relative to sum |terms| of Q (observed rounding errors stay below
+        # ~4 eps of it; typical gaps between the best two rows are ~1e-4 of it).
+        self.rel_slack = 64 * torch.finfo(c.dtype).eps
+
+    @torch.no_grad()
+    def set_actions(self, actions: Tensor) -> None:
+        """Recompute the action-dependent parts for joint actions ``(B, N, A)``."""
+        self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
+        own = torch.addmm(self.own_s.flatten(0, 1), actions.flatten(0, 1), self.w_oa_t, out=self._own_buf)
+        self.own = own.view_as(self.own_s)
+
+    @torch.no_grad()
+    def set_action_column(self, j: int, actions: Tensor) -> None:
+        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``)."""
+        self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
+        self.own[:, j] = torch.addmm(self.own_s[:, j], actions[:, j], self.w_oa_t)
+
+    def _q_rows(self, flat_idx: Tensor, want_scale: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Q of rows ``flat_idx`` (indices into the flattened ``(B*N)`` rows) for the current
+        actions, computed in preallocated buffers (this is the hot loop); optionally also
+        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale)."""
+        m = flat_idx.numel()
+        self.n_evaluated += m
+        bufs = self._buffers
+        pre = torch.index_select(self.own.view(self.bsz * self.n, -1), 0, flat_idx, out=bufs[0][:m])
+        pre += torch.index_select(self.shared, 0, flat_idx // self.n, out=bufs[1][:m])
+        h = pre.relu_() if self.relu else pre
+        scale = (h.abs() @ self.c + self.const) if want_scale else None
+        layers = self.critic.layers
+        for j, layer in enumerate(layers[1:-1]):
+            h = torch.addmm(layer.bias, h, layer.weight.t(), out=bufs[2 + j][:m])
+            if self.relu:
+                h.relu_()
+        q = torch.addmv(layers[-1].bias, h, layers[-1].weight[0], out=bufs[-1][:m])
+        return q, scale
+
+    @torch.no_grad()
+    def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(k_best, has, q_best)`` (each ``(B,)``): arg-max and max of Q over proposer rows;
+        ``has`` = any proposer (where it is False, k_best and q_best are meaningless).
+
+        ``actions`` must be the joint actions last passed to ``set_actions``/``set_action_column``.
+        """
+        bsz, n = self.bsz, self.n
+        q = self.shared.new_full((bsz * n,), float("-inf"))
+        cand = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
+        if cand is not None:
+            flat_idx = cand.flatten().nonzero().squeeze(1)
+            q[flat_idx] = self._q_rows(flat_idx)[0]
+        else:  # full evaluation of the proposer rows; it becomes the pruning reference
+            flat_idx = proposers.flatten().nonzero().squeeze(1)
+            scale = self.shared.new_zeros(bsz * n)
+            if flat_idx.numel():
+                q[flat_idx], scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
+                if self.prune:
+                    scale[flat_idx] = scale_rows
+            if self.prune:
+                self._set_reference(q.view(bsz, n), scale.view(bsz, n), actions, proposers)
+        q_best, k_best = q.view(bsz, n).max(dim=1)
+        return k_best, proposers.any(dim=1), q_best
+
+    def _set_reference(self, q: Tensor, scale: Tensor, actions: Tensor, proposers: Tensor) -> None:
+        """Remember a full evaluation as the reference of later pruned evaluations."""
+        finite = bool(torch.isfinite(q[proposers]).all())
+        self.ref_q = q.clone() if finite else None  # no pruning on non-finite values
+        self.ref_slack = self.rel_slack * scale
+        self.ref_known = proposers.clone()
+        self.ref_shared = self.shared.clone()
+        self.ref_actions = actions.clone()
+
+    def _candidates(self, actions: Tensor, proposers: Tensor) -> Tensor | None:
+        """Proposer rows that can still hold the max (``None``: evaluate everything)."""
+        d_shared = self.shared - self.ref_shared  # (B, H): drift of the shared part since the reference
+        d_own = actions - self.ref_actions  # (B, N, A): only the columns of actors updated since then
+        beta_1 = (d_shared.abs() @ self.c).unsqueeze(1) + d_own.abs() @ self.c_a
+        beta_2 = self.lip2 * (torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)
+                              + self.w_oa_norm * torch.linalg.vector_norm(d_own, dim=2))
+        margin = torch.minimum(beta_1, beta_2) + self.ref_slack  # (B, N)
+        if not bool(torch.isfinite(margin).all()):
+            return None
+        live = proposers & self.ref_known
+        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
+        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
+        if int(cand.sum()) > self.FULL_FRACTION * int(proposers.sum()):
+            return None
+        return cand
+
+    @torch.no_grad()
+    def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
+        """First-layer pre-activation of the chosen row per transition (zero input if none)."""
+        own = self.own[self.rows, k_best]
+        return torch.where(has.unsqueeze(1), self.shared + own, self.shared)
+
+
+class CCMMADRL:
+    """The CCM-MADRL agent: N client actors, one master critic, prioritised replay.
+
+    ``CCMMADRL(cfg, seed)``: constraint ``C = cfg.env.constraint`` (K_CHANNEL in H2
+    mode, N_UNITS in TOBM), server storage ``S_E = cfg.env.s_e``. ``seed`` (default
+    ``cfg.run.seed``) drives the ``networks``, ``exploration`` and ``replay`` streams.
+    ``dtype`` (float32 by default) is for tests that want float64 comparisons.
+    """
+
+    def __init__(self, cfg: Config, seed: int | None = None, *, dtype: torch.dtype = torch.float32) -> None:
+        a, e = cfg.agent, cfg.env
+        for name, faithful in _UNSUPPORTED.items():
+            if getattr(a, name) != faithful:
+                raise NotImplementedError(
+                    f"agent.{name}={getattr(a, name)!r} is not implemented in gradasym.agent yet "
+                    f"(only the faithful {faithful!r})"
+                )
+        self.cfg = cfg
+        self.seed = int(cfg.run.seed if seed is None else seed)
+        self.dtype = dtype
+        self.n_agents = int(e.n_agents)
+        self.constraint = int(e.constraint)
+        self.server_storage = float(e.s_e)
+        self.batch_size = int(a.batch_size)
+        self.gamma = float(a.gamma)
+        self.tau = float(a.tau)
+        self.sequential = a.actor_update == "sequential"
+        self.squash = a.output_activation  # the actors' output squashing, for the monitor
+        self.original_tracking = cfg.run.tracking == "original"
+
+        gen = torch_generator(self.seed, "networks")
+        net_kw = dict(hidden_activation=a.hidden_activation, output_init=a.output_init, generator=gen, dtype=dtype)
+        self.actors = ActorEnsemble(self.n_agents, STATE_DIM, ACTION_DIM, a.actor_hidden, **net_kw)
+        self.critic = Critic(self.n_agents, STATE_DIM, ACTION_DIM, a.critic_hidden, **net_kw)
+        self.target_actors = copy.deepcopy(self.actors).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optim = BatchedAdam([self.actors.flat], lr=a.actor_lr)
+        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=a.critic_lr)
+
+        self.rng = numpy_generator(self.seed, "exploration")
+        self.replay = PrioritizedReplay(
+            a.memory_capacity, self.n_agents, STATE_DIM, ACTION_DIM, numpy_generator(self.seed, "replay"),
+            alpha=a.per_alpha, beta0=a.per_beta0, beta_increment=a.per_beta_increment, per_eps=a.per_eps,
+            dtype=dtype,
+        )
+        self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
+        self.n_updates = 0
+        self._cache: dict = {}  # work buffers of _BatchCritic
+        self.prune_rows = True  # exact row pruning in the sequential actor loop (tests switch it off)
+
+    # ================================================================= acting
+    def epsilon(self, episodes_done: int) -> float:
+        """``eps_end + (eps_start - eps_end) * exp(-episodes_done / eps_decay)``."""
+        a = self.cfg.agent
+        return a.eps_end + (a.eps_start - a.eps_end) * math.exp(-episodes_done / a.eps_decay)
+
+    @torch.no_grad()
+    def act(self, states: np.ndarray, episodes_done: int, explore: bool = True) -> ActResult:
+        """One environment step for all agents (``states (N, 7)`` from the environment).
+
+        ``episodes_done`` = completed episodes before the current one (first episode: 0).
+        ``explore=False`` is the greedy policy: no noise, no random branch.
+        """
+        states = np.asarray(states, dtype=np.float64)
+        # 1. each actor maps its own state to a_i (no gradient)
+        a, z, _ = self.actors.forward_with_preact(torch.as_tensor(states, dtype=self.dtype))
+        actions = a.double().numpy()
+        # 2. training only: Gaussian noise N(0, 1) * eps on every component, clipped to [-1, 1]
+        eps = self.epsilon(episodes_done) if explore else 0.0
+        if explore:
+            actions = np.clip(actions + self.rng.standard_normal(actions.shape) * eps, -1.0, 1.0)
+        actions = actions.astype(self._np_dtype).astype(np.float64)  # exactly what the replay stores
+        # 3.-4. proposers and the master's selection (on the noisy actions)
+        x, constrained, branch = self.master_select(states, actions, eps, explore)
+        # 5. environment action [x_i, g(a_i1), g(a_i2)]
+        env_actions = np.column_stack([x, to_env_fraction(actions[:, 1]), to_env_fraction(actions[:, 2])])
+        return ActResult(actions, x, env_actions, constrained, eps, z, branch)
+
+    @torch.no_grad()
+    def master_select(
+        self, states: np.ndarray, actions: np.ndarray, epsilon: float, explore: bool = True
+    ) -> tuple[np.ndarray, bool, str]:
+        """The master's decision ``x`` for (noisy) ``actions``: ``(x (N,), constrained, branch)``.
+
+        Proposers ``P = {i : a_i[0] >= 0}``; C = constraint, S_E = server storage:
+        * P empty: nobody offloads ("none");
+        * ``|P| <= C`` and total size of P ``<= S_E``: every proposer offloads ("fits");
+        * else, when exploring, with probability eps (one uniform u, explore if
+          ``u <= eps``, drawn only here): C distinct agents drawn uniformly from ALL
+          agents, then one of them removed uniformly at random while their total
+          size exceeds S_E ("random");
+        * else ("greedy"): proposers visited in descending Q(s, a, s_k, a_k); k is
+          accepted if ``accepted < C`` and ``accepted_size + size_k < S_E`` (strict),
+          otherwise skipped (a later, smaller task can still be accepted).
+        """
+        n, cap_count, cap_size = self.n_agents, self.constraint, self.server_storage
+        sizes = states[:, SIZE_COLUMN]
+        x = np.zeros(n, dtype=np.float64)
+        proposers = np.flatnonzero(actions[:, 0] >= 0)
+        if proposers.size == 0:
+            return x, False, "none"
+        if proposers.size <= cap_count and sizes[proposers].sum() <= cap_size:
+            x[proposers] = 1.0
+            return x, False, "fits"
+        if explore and self.rng.random() <= epsilon:
+            chosen = list(self.rng.choice(n, size=cap_count, replace=False))
+            while sizes[chosen].sum() > cap_size:
+                chosen.pop(int(self.rng.integers(len(chosen))))
+            x[chosen] = 1.0
+            return x, True, "random"
+        q = self.score_rows(states, actions, proposers)
+        accepted, accepted_size = 0, 0.0
+        for k in proposers[np.argsort(-q, kind="stable")]:
+            if accepted < cap_count and accepted_size + sizes[k] < cap_size:
+                x[k] = 1.0
+                accepted += 1
+                accepted_size += sizes[k]
+        return x, True, "greedy"
+
+    @torch.no_grad()
+    def score_rows(self, states: np.ndarray, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Online-critic Q(s, a, s_k, a_k) of agents ``rows`` for one joint state/action."""
+        s = torch.as_tensor(states, dtype=self.dtype).unsqueeze(0)
+        a = torch.as_tensor(actions, dtype=self.dtype).unsqueeze(0)
+        k = torch.as_tensor(rows, dtype=torch.long)
+        return self.critic.q_pairs(s, a, torch.zeros_like(k), k).double().numpy()
+
+    # ================================================================= replay
+    @torch.no_grad()
+    def remember(self, states, actions, x, reward: float, next_states, done: bool) -> None:
+        """Store one transition; its priority comes from its TD error under the current networks."""
+        t = lambda v: torch.as_tensor(np.asarray(v), dtype=self.dtype).unsqueeze(0)  # noqa: E731
+        s, a, xx, ns = t(states), t(actions), t(x), t(next_states)
+        r = torch.tensor([float(reward)], dtype=self.dtype)
+        d = torch.tensor([float(bool(done))], dtype=self.dtype)
+        y = self._td_targets(r, ns, d)
+        b_idx, k_idx = self._critic_terms(xx)
+        q = self.critic.q_pairs(s, a, b_idx, k_idx)
+        err = float(((q - y[b_idx]) ** 2).sum())
+        self.replay.push(states, actions, x, reward, next_states, done, err)
+
+    # ================================================================= update
+    def update(self) -> UpdateResult | None:
+        """One training update (after an episode). ``None`` if skipped (empty buffer).
+
+        The runner calls it after every episode once more than
+        ``episodes_before_train`` episodes are done.
+        """
+        if len(self.replay) == 0:
+            return None
+        batch = self.replay.sample(self.batch_size)
+        result = self.update_on_batch(batch)
+        self.replay.update_priorities(batch.indices, result.td_errors)
+        return result
+
+    def update_on_batch(self, batch: ReplayBatch) -> UpdateResult:
+        """The update on a given batch (no sampling, no priority write-back)."""
+        # --- Critic update: y from target actors + target critic, loss over the selected rows
+        critic_loss, td_errors, critic_grads, critic_hidden = self._update_critic(batch)
+        # --- Critic target update (tau = 1: overwritten), before the actor updates
+        soft_update_(self.target_critic, self.critic, self.tau)
+        # --- Actor updates against the just-updated online critic
+        if self.sequential:
+            actor = self._update_actors_sequential(batch.states, batch.weights)
+        else:
+            actor = self._update_actors_simultaneous(batch.states, batch.weights)
+        # --- Actor target updates. Each actor's target is overwritten right after its own
+        #     step in the spec; target actors are not read during the actor updates, so
+        #     updating all of them here gives the same result.
+        soft_update_(self.target_actors.flat, self.actors.flat, self.tau)
+        if self.original_tracking:  # the original's critic .grad also held the actor losses' gradients
+            critic_grads = {k: g + actor["critic_grads"][k] for k, g in critic_grads.items()}
+        self.n_updates += 1
+        return UpdateResult(
+            critic_loss=critic_loss,
+            actor_loss=float(actor["losses"].mean()),
+            actor_losses=actor["losses"],
+            actor_grads=self.actors.layer_views(actor["grads"]),
+            critic_grads=critic_grads,
+            preact=actor["preact"],
+            actor_hidden=actor["hidden"],
+            critic_hidden=critic_hidden,
+            indices=np.asarray(batch.indices),
+            td_errors=td_errors,
+            weights=batch.weights.double().numpy(),
+            preact_pool=actor.get("preact_pool"),
+        )
+
+    # ---------------------------------------------------------------- critic
+    @torch.no_grad()
+    def _td_targets(self, rewards: Tensor, next_states: Tensor, dones: Tensor) -> Tensor:
+        """``y = r + gamma * q' * (1 - done)``, q' = max over next proposers of the target Q
+        (target actors on next states, no noise), or the zero-input target Q if none."""
+        a_next = self.target_actors(next_states.transpose(0, 1)).transpose(0, 1).contiguous()  # (B, N, A)
+        target = _BatchCritic(self.target_critic, next_states, prune=False, cache=self._cache)
+        target.set_actions(a_next)
+        _, has, q_next = target.best_rows(a_next, a_next[..., 0] >= 0)
+        if not bool(has.all()):  # nobody proposes: zero-input target Q
+            q_next = torch.where(has, q_next, self.target_critic.head(target.shared))
+        return rewards + self.gamma * q_next * (1.0 - dones)
+
+    def _critic_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Critic-loss terms ``(b_index, k_index)``: one per selected agent (x_bk = 1), or one
+        zero-input term (k = -1) for a transition where nobody was selected; b-major order."""
+        selected = x > 0.5
+        term_mask = torch.cat([selected, ~selected.any(dim=1, keepdim=True)], dim=1)  # (B, N+1)
+        b_index, k_index = term_mask.nonzero(as_tuple=True)
+        return b_index, torch.where(k_index == self.n_agents, -1, k_index)
+
+    def _update_critic(self, batch: ReplayBatch):
+        y = self._td_targets(batch.rewards, batch.next_states, batch.dones)
+        b_idx, k_idx = self._critic_terms(batch.x)
+        hidden: list[Tensor] = []
+        q = self.critic.q_pairs(batch.states, batch.actions, b_idx, k_idx, hidden=hidden)
+        w, y_t = batch.weights[b_idx], y[b_idx]
+        loss = ((w * q - w * y_t) ** 2).mean()  # mean over all terms of (w Q - w y)^2
+        td_errors = torch.zeros_like(y).index_add_(0, b_idx, (q.detach() - y_t) ** 2)  # per transition
+        self.critic_optim.zero_grad(set_to_none=False)
+        loss.backward()
+        grads = {k: g.detach().clone() for k, g in self.critic.layer_views(grads=True).items()}
+        self.critic_optim.step()
+        return float(loss.detach()), td_errors.double().numpy(), grads, [h.detach() for h in hidden]
+
+    # ---------------------------------------------------------------- actors
+    def _actor_start(self, states: Tensor):
+        """All actors on the batch (actor i on s_bi), no gradient: inputs and activations in the
+        ensemble layout ``(N, B, .)`` plus the current joint actions and pre-activations ``(B, N, A)``."""
+        s_nb = states.transpose(0, 1).contiguous()  # (N, B, S): actor i's inputs in row i
+        with torch.no_grad():
+            a_nb, z_nb, hidden_nb = self.actors.forward_with_preact(s_nb)
+        actions = a_nb.transpose(0, 1).contiguous()  # (B, N, A)
+        preact = z_nb.transpose(0, 1).contiguous()
+        return s_nb, a_nb, hidden_nb, actions, preact
+
+    def _update_actors_sequential(self, states: Tensor, weights: Tensor) -> dict:
+        """For i = 0..N-1: actions of all (already partly updated) actors on s_b, gradient for
+        actor i only, q_b = max over proposer rows of Q (zero-input Q if none),
+        loss_i = -(1/B) sum_b w_b q_b, step actor i's optimiser only.
+
+        The gradient of loss_i reaches actor i through its action a_bi, which enters the
+        critic's joint action in every row of transition b and, if row i is the arg-max
+        row, also the own action. It is computed by hand (:meth:`Critic.head_vjp`,
+        :meth:`ActorEnsemble.backward_agent`); tracking="original" instead uses autograd
+        into every actor and the critic, as the original's backward did.
+        """
+        n, bsz, adim = self.n_agents, states.shape[0], ACTION_DIM
+        original = self.original_tracking
+        s_nb, a_nb, hidden_nb, actions, preact = self._actor_start(states)
+        out = {"preact": preact.clone(), "hidden": [h.transpose(0, 1) for h in hidden_nb]}
+        batch_critic = _BatchCritic(self.critic, states, prune=self.prune_rows, cache=self._cache)
+        batch_critic.set_actions(actions)
+        w_a = torch.cat([batch_critic.w_ja_t.view(n, adim, -1), batch_critic.w_oa_t.expand(n, adim, -1)], dim=1)
+        grad_q = -weights / bsz  # dL/dq_b
+        rows = torch.arange(bsz)
+        grads = torch.zeros_like(self.actors.flat, requires_grad=False)
+        losses = torch.zeros(n, dtype=torch.float64)
+        if original:
+            later = torch.zeros_like(actions)  # sum over later passes i of dL_i/da_j (j < i)
+            critic_params = list(self.critic.parameters())
+            critic_extra = [torch.zeros_like(p) for p in critic_params]
+            pool = actions.new_empty((n,) + tuple(preact.shape))
+        for i in range(n):
+            if i > 0:  # actor i-1 has just stepped: refresh its action column only
+                with torch.no_grad():
+                    a_new, z_new = self.actors.forward_agent(i - 1, s_nb[i - 1])
+                    actions[:, i - 1] = a_new
+                    preact[:, i - 1] = z_new
+                batch_critic.set_action_column(i - 1, actions)
+            if original:
+                pool[i] = preact
+            # q_b = max over proposers k (a_bk[0] >= 0) of Q(s_b, a_b, s_bk, a_bk): arg-max without grad
+            k_best, has, _ = batch_critic.best_rows(actions, actions[..., 0] >= 0)
+            if not original:
+                with torch.no_grad():
+                    q, g_pre = self.critic.head_vjp(batch_critic.pre_rows(k_best, has), grad_q)
+                    loss = (grad_q * q).sum()  # = -(1/B) sum_b w_b q_b
+                    # dL/da_i: joint-action columns of agent i (every row), own action if the row is i's
+                    g_ja, g_own = (g_pre @ w_a[i].t()).split(adim, dim=1)
+                    g_a = g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
+                    g_row = self.actors.backward_agent(i, s_nb[i], [h[i] for h in hidden_nb], a_nb[i], g_a)
+            else:
+                # What the original's backward did: gradients into every actor and the critic.
+                row = self.actors.flat[i].detach().requires_grad_(True)
+                a_i, _ = self.actors.forward_agent(i, s_nb[i], row)
+                a_leaf = actions.detach().clone().requires_grad_(True)
+                k_sel = torch.where(has, k_best, torch.full_like(k_best, -1))
+                q = self.critic.q_pairs(states, a_leaf, rows, k_sel)
+                loss = -(weights * q).sum() / bsz
+                g_a_all, *g_c = torch.autograd.grad(loss, [a_leaf, *critic_params])
+                (g_row,) = torch.autograd.grad(a_i, row, grad_outputs=g_a_all[:, i])
+                later[:, :i] += g_a_all[:, :i]
+                for acc, g in zip(critic_extra, g_c):
+                    acc += g
+            # step actor i's optimiser only (its target is updated after the loop)
+            self.actor_optim.step_agent(i, [g_row])
+            grads[i] = g_row
+            losses[i] = loss.detach()
+        out["losses"] = losses.numpy()
+        if original:
+            # actor j's .grad in the original = sum over i >= j of dL_i/dtheta_j; for i > j actor j
+            # already has its final parameters, so the later part is one VJP of the final ensemble.
+            flat = self.actors.flat.detach().requires_grad_(True)
+            a_final = self.actors(s_nb, flat)
+            (g_later,) = torch.autograd.grad(a_final, flat, grad_outputs=later.transpose(0, 1))
+            grads = grads + g_later
+            out["critic_grads"] = dict(zip(self.critic.layer_views(), critic_extra))
+            out["preact_pool"] = pool
+        out["grads"] = grads
+        return out
+
+    def _update_actors_simultaneous(self, states: Tensor, weights: Tensor) -> dict:
+        """One loss with all actors' current actions, one backward, every actor steps once."""
+        bsz = states.shape[0]
+        s_nb = states.transpose(0, 1).contiguous()
+        flat = self.actors.flat.detach().requires_grad_(True)
+        a_nb, z_nb, hidden = self.actors.forward_with_preact(s_nb, flat)
+        actions = a_nb.transpose(0, 1)  # (B, N, A), with gradient into every actor's row
+        batch_critic = _BatchCritic(self.critic, states, prune=False, cache=self._cache)
+        batch_critic.set_actions(actions.detach())
+        k_best, has, _ = batch_critic.best_rows(actions.detach(), actions.detach()[..., 0] >= 0)
+        rows = torch.arange(bsz)
+        if not self.original_tracking:
+            delta = actions - actions.detach()
+            pre = batch_critic.pre_rows(k_best, has) + delta.flatten(1) @ batch_critic.w_ja_t
+            own = delta[rows, k_best] @ batch_critic.w_oa_t
+            pre = pre + has.unsqueeze(1).to(pre.dtype) * own
+            q = self.critic.head(pre)
+            loss = -(weights * q).sum() / bsz
+            (g_flat,) = torch.autograd.grad(loss, flat)
+            critic_extra = None
+        else:
+            critic_params = list(self.critic.parameters())
+            k_sel = torch.where(has, k_best, torch.full_like(k_best, -1))
+            q = self.critic.q_pairs(states, actions, rows, k_sel)
+            loss = -(weights * q).sum() / bsz
+            g_flat, *g_c = torch.autograd.grad(loss, [flat, *critic_params])
+            critic_extra = dict(zip(self.critic.layer_views(), g_c))
+        self.actor_optim.step_all([g_flat])
+        out = {
+            "losses": np.full(self.n_agents, float(loss.detach())),
+            "preact": z_nb.detach().transpose(0, 1).contiguous(),
+            "hidden": [h.detach().transpose(0, 1) for h in hidden],
+            "grads": g_flat,
+        }
+        if self.original_tracking:
+            out["critic_grads"] = critic_extra
+            out["preact_pool"] = out["preact"].unsqueeze(0)
+        return out
+
+    # ============================================================ accessors
+    def actor_parameters(self) -> dict[str, Tensor]:
+        """Live (detached) views ``{"l{j}.weight": (N, in, out), "l{j}.bias": (N, out)}``; clone to keep."""
+        return self.actors.layer_views(self.actors.flat.detach())
+
+    def critic_parameters(self) -> dict[str, Tensor]:
+        """Live (detached) ``{"l{j}.weight": (out, in), "l{j}.bias": (out,)}``; clone to keep."""
+        return {k: v.detach() for k, v in self.critic.layer_views().items()}
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-identically (a deep copy; ``torch.save``-able
+        with ``weights_only=True``)."""
+        state = copy.deepcopy({
+            "actors": self.actors.state_dict(),
+            "target_actors": self.target_actors.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_optim": self.actor_optim.state_dict(),
+            "critic_optim": self.critic_optim.state_dict(),
+            "exploration_rng": self.rng.bit_generator.state,
+            "n_updates": self.n_updates,
+        })
+        state["replay"] = self.replay.state_dict()  # already a copy
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actors.load_state_dict(state["actors"])
+        self.target_actors.load_state_dict(state["target_actors"])
+        self.critic.load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        self.actor_optim.load_state_dict(state["actor_optim"])
+        self.critic_optim.load_state_dict(copy.deepcopy(state["critic_optim"]))
+        self.replay.load_state_dict(state["replay"])
+        self.rng.bit_generator.state = state["exploration_rng"]
+        self.n_updates = int(state["n_updates"])

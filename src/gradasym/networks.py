@@ -1,0 +1,419 @@
+"""The CCM-MADRL networks: a batched ensemble of client actors and the master critic.
+
+``ccm-madrl.md`` ("Networks") defines N independent client actors
+(7 -> 64 -> 32 -> 3, ReLU hidden, tanh output) and one master critic
+([joint state, joint action, own state, own action] -> 512 -> 128 -> 1).
+
+* :class:`ActorEnsemble` stores the N actors as *one* flat parameter of shape
+  ``(N, P)`` (P = parameters of one actor). Each layer's weight is a view
+  ``(N, in, out)`` and its bias a view ``(N, out)`` of that buffer, so the N
+  actors are evaluated together with ``torch.baddbmm`` (agent = batch dimension),
+  one actor's row can be evaluated (or given its own autograd leaf) cheaply, and a
+  per-agent optimiser (:class:`gradasym.optim.BatchedAdam`) updates one row with a
+  handful of tensor ops. The networks are still independent: row i only ever
+  touches actor i's parameters.
+* :class:`Critic` is an ordinary ``nn.Module`` of ``nn.Linear`` layers (so it is
+  visibly the network of the spec), with helpers that evaluate its first layer
+  split into a per-transition part (joint state and joint action, shared by all N
+  rows of a transition) and a per-row part (own state and own action). This is the
+  exact algebra ``W [x_joint; x_own] + b = (W_joint x_joint + b) + W_own x_own``;
+  only floating-point rounding differs from the unsplit product.
+
+Initialisation uses an explicit ``torch.Generator`` (never the global RNG): hidden
+layers exactly like PyTorch's default ``nn.Linear`` init (weight via
+``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias
+U(-1/sqrt(fan_in), 1/sqrt(fan_in))), output layers U(-output_init, output_init).
+Draw order: actor 0 layer 0 weight, bias, layer 1 weight, bias, ..., actor 1, ...;
+critic layer 0 weight, bias, ... (as if the N actors were built one after the
+other as separate ``nn.Sequential`` modules, each weight drawn in nn.Linear's
+``(out, in)`` layout).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Activation = str  # "relu" | "linear"
+
+
+def activation_fn(name: Activation):
+    """The hidden-layer nonlinearity named in the config (``relu`` or ``linear``)."""
+    if name == "relu":
+        return torch.relu
+    if name == "linear":
+        return _identity
+    raise ValueError(f"unknown hidden activation {name!r} (expected 'relu' or 'linear')")
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _linear_default_init_(weight: Tensor, bias: Tensor, generator: torch.Generator) -> None:
+    """PyTorch's ``nn.Linear.reset_parameters``, drawing from ``generator``.
+
+    ``weight`` has nn.Linear's layout ``(out, in)``.
+    """
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    fan_in = weight.shape[1]
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    nn.init.uniform_(bias, -bound, bound, generator=generator)
+
+
+def _output_init_(weight: Tensor, bias: Tensor, bound: float, generator: torch.Generator) -> None:
+    nn.init.uniform_(weight, -bound, bound, generator=generator)
+    nn.init.uniform_(bias, -bound, bound, generator=generator)
+
+
+# ====================================================================== actors
+class ActorEnsemble(nn.Module):
+    """N independent deterministic actors ``state_dim -> *hidden -> action_dim``.
+
+    Parameters live in one flat ``nn.Parameter`` ``flat`` of shape ``(N, P)``;
+    ``weight(l)`` is the ``(N, in, out)`` view of layer ``l``'s weights and
+    ``bias(l)`` the ``(N, out)`` view of its biases (``x @ W + b`` convention).
+
+    Inputs are ``(N, B, state_dim)`` (agent i's batch in row i) or
+    ``(N, state_dim)`` (one state per agent); outputs keep that leading layout.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int = 7,
+        action_dim: int = 3,
+        hidden: Sequence[int] = (64, 32),
+        hidden_activation: Activation = "relu",
+        output_init: float = 3e-3,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.n_agents = int(n_agents)
+        self.state_dim = int(state_dim)
+        self.action_dim = int(action_dim)
+        self.sizes = [self.state_dim, *[int(h) for h in hidden], self.action_dim]
+        self.n_layers = len(self.sizes) - 1
+        self.hidden_activation = hidden_activation
+        self._act = activation_fn(hidden_activation)
+        # (weight offset, bias offset) of each layer inside one agent's row.
+        self._offsets: list[tuple[int, int]] = []
+        off = 0
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            self._offsets.append((off, off + fan_in * fan_out))
+            off += fan_in * fan_out + fan_out
+        self.n_params_per_agent = off
+        self.flat = nn.Parameter(torch.empty(self.n_agents, off, dtype=dtype))
+        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
+
+    # ---------------------------------------------------------------- params
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator, output_init: float = 3e-3) -> None:
+        """Initialise every actor (see module docstring for the draw order)."""
+        for i in range(self.n_agents):
+            for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+                w = torch.empty(fan_out, fan_in, dtype=self.flat.dtype)  # nn.Linear layout
+                b = torch.empty(fan_out, dtype=self.flat.dtype)
+                if layer < self.n_layers - 1:
+                    _linear_default_init_(w, b, generator)
+                else:
+                    _output_init_(w, b, output_init, generator)
+                self.weight(layer, self.flat)[i].copy_(w.t())
+                self.bias(layer, self.flat)[i].copy_(b)
+
+    def weight(self, layer: int, flat: Tensor | None = None) -> Tensor:
+        """Layer ``layer``'s weights as a view ``(N, in, out)`` of ``flat`` (default: the parameter).
+
+        ``flat`` may also be a single agent's row ``(P,)``, giving ``(in, out)``.
+        """
+        flat = self.flat if flat is None else flat
+        w0, b0 = self._offsets[layer]
+        shape = (self.sizes[layer], self.sizes[layer + 1])
+        return flat[..., w0:b0].unflatten(-1, shape)
+
+    def bias(self, layer: int, flat: Tensor | None = None) -> Tensor:
+        """Layer ``layer``'s biases as a view ``(N, out)`` (or ``(out,)`` for one row)."""
+        flat = self.flat if flat is None else flat
+        _, b0 = self._offsets[layer]
+        return flat[..., b0 : b0 + self.sizes[layer + 1]]
+
+    def layer_views(self, flat: Tensor | None = None) -> dict[str, Tensor]:
+        """``{"l{j}.weight": (N, in, out), "l{j}.bias": (N, out)}`` views of ``flat``.
+
+        Works for the parameter, a gradient of the same shape, or one row.
+        """
+        out: dict[str, Tensor] = {}
+        for layer in range(self.n_layers):
+            out[f"l{layer}.weight"] = self.weight(layer, flat)
+            out[f"l{layer}.bias"] = self.bias(layer, flat)
+        return out
+
+    # --------------------------------------------------------------- forward
+    def forward(self, states: Tensor, flat: Tensor | None = None) -> Tensor:
+        """Actions of all actors: ``(N, B, S) -> (N, B, A)`` or ``(N, S) -> (N, A)``."""
+        return self.forward_with_preact(states, flat)[0]
+
+    def forward_with_preact(
+        self, states: Tensor, flat: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """``(actions, z, hidden)``: z = output pre-activations (tanh inputs), hidden = activations
+        after each hidden layer, all with the input's leading layout.
+
+        ``flat`` replaces the parameter (e.g. an autograd leaf copy of it).
+        """
+        single = states.dim() == 2
+        h = states.unsqueeze(1) if single else states
+        hidden: list[Tensor] = []
+        for layer in range(self.n_layers):
+            h = torch.baddbmm(self.bias(layer, flat).unsqueeze(1), h, self.weight(layer, flat))
+            if layer < self.n_layers - 1:
+                h = self._act(h)
+                hidden.append(h.squeeze(1) if single else h)
+        z = h.squeeze(1) if single else h
+        return torch.tanh(z), z, hidden
+
+    @torch.no_grad()
+    def backward_agent(self, i: int, states: Tensor, hidden: Sequence[Tensor], actions: Tensor,
+                       grad_actions: Tensor) -> Tensor:
+        """Gradient of ``sum(grad_actions * actions)`` w.r.t. actor ``i``'s parameter row ``(P,)``.
+
+        Plain back-propagation through actor i given its forward activations on ``states``
+        ``(B, S)``: ``hidden`` (its hidden-layer outputs) and ``actions`` (its tanh outputs).
+        The same arithmetic as autograd (tanh' = 1 - a^2, ReLU' = [output > 0]), without
+        building a graph; the tests compare it with autograd.
+        """
+        row = self.flat[i]
+        grad_row = torch.empty_like(row)
+        g = grad_actions * (1 - actions * actions)  # d/dz through tanh
+        for layer in reversed(range(self.n_layers)):
+            inp = states if layer == 0 else hidden[layer - 1]
+            torch.mm(inp.t(), g, out=self.weight(layer, grad_row))
+            torch.sum(g, dim=0, out=self.bias(layer, grad_row))
+            if layer > 0:
+                g = g @ self.weight(layer, row).t()
+                if self.hidden_activation == "relu":
+                    g = g * (inp > 0)
+        return grad_row
+
+    def forward_agent(self, i: int, states: Tensor, row: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Actor ``i`` alone on ``states (B, S)``: returns ``(actions (B, A), z (B, A))``.
+
+        ``row`` replaces actor i's parameter row ``flat[i]`` (e.g. an autograd leaf).
+        """
+        row = self.flat[i] if row is None else row
+        h = states
+        for layer in range(self.n_layers):
+            h = torch.addmm(self.bias(layer, row), h, self.weight(layer, row))
+            if layer < self.n_layers - 1:
+                h = self._act(h)
+        return torch.tanh(h), h
+
+
+# ====================================================================== critic
+class Critic(nn.Module):
+    """The master critic Q(s, a, s_k, a_k): ``[N*S, N*A, S, A] -> *hidden -> 1``.
+
+    An ordinary stack of ``nn.Linear`` layers (``self.layers``); ``forward`` takes
+    the full concatenated input. The ``q_*`` helpers evaluate it for the rows of a
+    batch of transitions with the first layer split (shared per transition + own
+    per row). Row ``k = -1`` means the zero-input row (own state and action = 0).
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int = 7,
+        action_dim: int = 3,
+        hidden: Sequence[int] = (512, 128),
+        hidden_activation: Activation = "relu",
+        output_init: float = 3e-3,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.n_agents = int(n_agents)
+        self.state_dim = int(state_dim)
+        self.action_dim = int(action_dim)
+        self.joint_state_dim = self.n_agents * self.state_dim
+        self.joint_dim = self.n_agents * (self.state_dim + self.action_dim)
+        self.input_dim = self.joint_dim + self.state_dim + self.action_dim
+        self.sizes = [self.input_dim, *[int(h) for h in hidden], 1]
+        self.hidden_activation = hidden_activation
+        self._act = activation_fn(hidden_activation)
+        # skip_init: nn.Linear's constructor would draw from the global RNG.
+        self.layers = nn.ModuleList(
+            nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
+            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
+        )
+        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator, output_init: float = 3e-3) -> None:
+        for j, layer in enumerate(self.layers):
+            if j < len(self.layers) - 1:
+                _linear_default_init_(layer.weight, layer.bias, generator)
+            else:
+                _output_init_(layer.weight, layer.bias, output_init, generator)
+
+    def layer_views(self, grads: bool = False) -> dict[str, Tensor]:
+        """``{"l{j}.weight": (out, in), "l{j}.bias": (out,)}`` (parameters, or their ``.grad``)."""
+        out: dict[str, Tensor] = {}
+        for j, layer in enumerate(self.layers):
+            out[f"l{j}.weight"] = layer.weight.grad if grads else layer.weight
+            out[f"l{j}.bias"] = layer.bias.grad if grads else layer.bias
+        return out
+
+    # ------------------------------------------------------------ plain forward
+    def forward(self, x: Tensor) -> Tensor:
+        """Q for full inputs ``(..., input_dim) -> (...)``."""
+        return self.head(self.layers[0](x))
+
+    def head(self, pre1: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
+        """Everything after the first layer's affine map: ``(..., H1) -> (...)``.
+
+        If ``hidden`` is a list, the hidden activations are appended to it.
+        """
+        h = self._act(pre1)
+        if hidden is not None:
+            hidden.append(h)
+        for layer in self.layers[1:-1]:
+            h = self._act(layer(h))
+            if hidden is not None:
+                hidden.append(h)
+        return self.layers[-1](h).squeeze(-1)
+
+    @torch.no_grad()
+    def head_vjp(self, pre1: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q, d(sum grad_q * q)/d pre1)`` for first-layer pre-activations ``pre1 (B, H1)``.
+
+        Plain back-propagation through :meth:`head` (ReLU' = [output > 0]) without a
+        graph; used for the actor gradients, where the critic itself is not trained.
+        """
+        relu = self.hidden_activation == "relu"
+        hs = [self._act(pre1)]
+        for layer in self.layers[1:-1]:
+            hs.append(self._act(layer(hs[-1])))
+        out = self.layers[-1]
+        q = out(hs[-1]).squeeze(-1)
+        g = grad_q.unsqueeze(1) * out.weight  # (B, H_last)
+        for j in range(len(hs) - 1, 0, -1):
+            if relu:
+                g = g * (hs[j] > 0)
+            g = g @ self.layers[j].weight
+        if relu:
+            g = g * (hs[0] > 0)
+        return q, g
+
+    # ------------------------------------------------------- split first layer
+    def first_layer_split(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Views ``(W_joint_state, W_joint_action, W_own_state, W_own_action, b)`` of layer 0.
+
+        Shapes ``(H, N*S), (H, N*A), (H, S), (H, A), (H,)``; they are views of the
+        parameter, so gradients flow into ``layers[0]``.
+        """
+        w, b = self.layers[0].weight, self.layers[0].bias
+        js, jd, sd = self.joint_state_dim, self.joint_dim, self.state_dim
+        return w[:, :js], w[:, js:jd], w[:, jd : jd + sd], w[:, jd + sd :], b
+
+    def shared(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Per-transition part of layer 0 (bias included): ``(B,N,S),(B,N,A) -> (B,H)``."""
+        w, b = self.layers[0].weight, self.layers[0].bias
+        x = torch.cat([states.flatten(-2), actions.flatten(-2)], dim=-1)
+        return F.linear(x, w[:, : self.joint_dim], b)
+
+    def own(self, own_states: Tensor, own_actions: Tensor) -> Tensor:
+        """Per-row part of layer 0 (no bias): ``(...,S),(...,A) -> (...,H)``."""
+        w = self.layers[0].weight
+        return F.linear(torch.cat([own_states, own_actions], dim=-1), w[:, self.joint_dim :])
+
+    def full_input(self, states: Tensor, actions: Tensor, k: Tensor | int | None) -> Tensor:
+        """The plain 510-dim input rows (for tests/debugging): ``(B, input_dim)`` for rows ``k``.
+
+        ``k`` is ``(B,)`` row indices (``-1`` = zero input) or an int, or None = zero input.
+        """
+        bsz = states.shape[0]
+        joint = torch.cat([states.flatten(-2), actions.flatten(-2)], dim=-1)
+        if k is None:
+            own = joint.new_zeros(bsz, self.state_dim + self.action_dim)
+        else:
+            k = torch.as_tensor(k).expand(bsz) if not torch.is_tensor(k) or k.dim() == 0 else k
+            rows = torch.arange(bsz)
+            kk = k.clamp(min=0)
+            own = torch.cat([states[rows, kk], actions[rows, kk]], dim=-1) * (k >= 0).unsqueeze(-1).to(states.dtype)
+        return torch.cat([joint, own], dim=-1)
+
+    # -------------------------------------------------------------- Q helpers
+    def q_pairs(
+        self,
+        states: Tensor,
+        actions: Tensor,
+        b_index: Tensor,
+        k_index: Tensor,
+        shared: Tensor | None = None,
+        hidden: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Q of the rows ``(b_index[t], k_index[t])`` -> ``(T,)`` (``k = -1``: zero input).
+
+        Differentiable w.r.t. the critic's parameters and ``states``/``actions``.
+        ``shared`` may pass a precomputed :meth:`shared` ``(B, H)``.
+        """
+        if shared is None:
+            shared = self.shared(states, actions)
+        valid = k_index >= 0
+        kk = k_index.clamp(min=0)
+        own_x = torch.cat([states[b_index, kk], actions[b_index, kk]], dim=-1)
+        own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)  # zero-input rows: own part exactly 0
+        pre = shared[b_index] + F.linear(own_x, self.layers[0].weight[:, self.joint_dim :])
+        return self.head(pre, hidden)
+
+    def q_rows(self, states: Tensor, actions: Tensor, k_index: Tensor) -> Tensor:
+        """Q of one chosen row per transition: ``k_index (B,)`` -> ``(B,)`` (``-1`` = zero input)."""
+        return self.q_pairs(states, actions, torch.arange(states.shape[0]), k_index)
+
+    def q_zero(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Zero-input Q (own state and action replaced by zeros) -> ``(B,)``."""
+        return self.head(self.shared(states, actions))
+
+    def q_all(self, states: Tensor, actions: Tensor, rows_mask: Tensor | None = None) -> Tensor:
+        """Q of every agent row ``(B, N)``; with ``rows_mask (B, N)`` only those rows are
+        computed and the others are ``-inf``."""
+        shared = self.shared(states, actions)
+        if rows_mask is None:
+            return self.head(shared.unsqueeze(1) + self.own(states, actions))
+        b_index, k_index = rows_mask.nonzero(as_tuple=True)
+        q = self.q_pairs(states, actions, b_index, k_index, shared=shared)
+        out = q.new_full(rows_mask.shape, float("-inf"))
+        return out.index_put((b_index, k_index), q)
+
+    def q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``max_k Q`` over the rows in ``rows_mask`` per transition, or the zero-input Q where
+        the mask is empty. Returns ``(q (B,), k (B,))`` with ``k = -1`` for zero-input.
+
+        The gradient of the max flows through the selected row only (as ``torch.max``).
+        """
+        q_all = self.q_all(states, actions, rows_mask)
+        q_best, k_best = q_all.max(dim=1)
+        has = rows_mask.any(dim=1)
+        k_best = torch.where(has, k_best, torch.full_like(k_best, -1))
+        if not bool(has.all()):
+            q_best = torch.where(has, q_best, self.q_zero(states, actions))
+        return q_best, k_best
+
+
+@torch.no_grad()
+def soft_update_(target: Tensor | nn.Module, online: Tensor | nn.Module, tau: float) -> None:
+    """``target = (1 - tau) * target + tau * online``; tau = 1 is an exact copy (hard update)."""
+    if isinstance(target, nn.Module):
+        pairs = list(zip(target.parameters(), online.parameters()))
+    else:
+        pairs = [(target, online)]
+    for t, o in pairs:
+        if tau >= 1.0:
+            t.copy_(o)
+        else:
+            t.mul_(1.0 - tau).add_(o, alpha=tau)
