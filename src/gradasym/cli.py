@@ -133,13 +133,21 @@ def _add_report_command(sub: Any) -> None:
     p.add_argument("results_dir", type=Path, help="a sweep folder (or a single run folder)")
     p.add_argument("--compare", type=Path, nargs="+", default=[], help="other sweep folders to compare with")
     p.add_argument("--out", type=Path, default=None, help="output folder (default RESULTS_DIR/report)")
+    p.add_argument("--margin", type=float, default=0.05,
+                   help="viability margin: last-10%% mean reward must beat the first-10%% mean by this "
+                        "fraction of |first-10%% mean| in every seed (default 0.05)")
+    p.add_argument("--title", default=None, help="page title")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    path = build_report(args.results_dir, compare=args.compare, out_dir=args.out)
+    for folder in [args.results_dir, *args.compare]:
+        if not folder.exists():
+            raise ConfigError(f"results folder not found: {folder}")
+    path = build_report(args.results_dir, compare=args.compare, out_dir=args.out, margin=args.margin,
+                        title=args.title)
     print(f"report written to {path}")
     return 0
 

@@ -34,7 +34,7 @@ from .store import FINISHED
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 #: Episodes per configuration at reduced scale (tune after measuring the trainer).
-REDUCED_EPISODES: int = 400
+REDUCED_EPISODES: int = 1000
 #: Early termination at reduced scale (high actor-LR runs end soon after stopping).
 REDUCED_EARLY_STOP: bool = True
 #: Episodes run after all actors stopped before terminating (the paper's 100).

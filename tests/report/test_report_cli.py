@@ -1,0 +1,20 @@
+"""`gradasym report` on the command line."""
+
+from __future__ import annotations
+
+from gradasym.cli import main
+
+
+def test_report_command_writes_html(base_sweep, large_actor_sweep, tmp_path, capsys) -> None:
+    out = tmp_path / "rep"
+    rc = main(["report", str(base_sweep), "--compare", str(large_actor_sweep), "--out", str(out),
+               "--margin", "0.1", "--title", "CLI report"])
+    assert rc == 0
+    html = (out / "report.html").read_text()
+    assert "CLI report" in html and "10%" in html
+    assert "report written to" in capsys.readouterr().out
+
+
+def test_report_command_missing_folder_is_an_error(tmp_path, capsys) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
