@@ -50,8 +50,11 @@ def test_table3_numbers(base_group):
     assert frame.loc[("0.1", "0.01"), "95% CI"] == "[13, 23]"
     assert frame.loc[("0.0001", "0.001"), "Stop ep. (mean ± 95% CI)"] == "≥200"
     assert frame.loc[("0.1", "0.01"), "Paper stop ep."] == "176"
-    assert (frame["Same category"] == "yes").all()  # thresholds scaled to 200-episode runs
-    assert "scaled by 0.1" in t.caption
+    # thresholds are absolute: the synthetic late stops (70, 76) are early, the rest agree
+    late = [("0.0001", "0.1"), ("0.001", "0.1")]
+    assert (frame.loc[late, "Same category"] == "no").all()
+    assert (frame.drop(index=late)["Same category"] == "yes").all()
+    assert "Runs are 200 episodes long" in t.caption
 
 
 def test_table4_preactivation_ranges(base_group):
@@ -128,3 +131,12 @@ def test_markdown_table_escapes_pipes():
 
     md = to_markdown(pd.DataFrame({"a|b": ["x|y"], "c": [1]}))
     assert md.splitlines()[0] == "| a\\|b | c |" and md.splitlines()[2] == "| x\\|y | 1 |"
+
+
+def test_runs_shorter_than_the_papers_stop_are_not_compared() -> None:
+    from gradasym.report.analysis import comparable_with_paper
+
+    assert not comparable_with_paper(696, 400)  # the paper's late stop cannot happen in 400 episodes
+    assert comparable_with_paper(233, 400)
+    assert comparable_with_paper(2000, 2000)  # "no stop" at the paper's length
+    assert not comparable_with_paper(2000, 1000)

@@ -26,7 +26,7 @@ from .stats import MeanCI, geometric_mean_ci, mean_ci, t_quantile
 CONFIG_KEYS = ["set", "group", "actor_lr", "critic_lr"]
 
 __all__ = [
-    "CONFIG_KEYS", "config_table", "category_scale", "stop_cell_text", "tracking_long", "episodes_long",
+    "CONFIG_KEYS", "comparable_with_paper", "config_table", "category_scale", "stop_cell_text", "tracking_long", "episodes_long",
     "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
     "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups",
 ]
@@ -91,14 +91,27 @@ def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
 
 
 def category_scale(max_episodes: float) -> float:
-    """Factor applied to the paper's 300/500-episode category thresholds (runs of N episodes: N/2000)."""
-    return max_episodes / PAPER_MAX_EPISODES if np.isfinite(max_episodes) and max_episodes > 0 else 1.0
+    """Factor applied to the paper's 300/500-episode category thresholds: always 1.
+
+    Stopping episodes are absolute times (tanh saturation followed by Adam's momentum
+    decay), not fractions of the run, so shorter runs keep the paper's thresholds;
+    what a shorter run cannot show is a stop later than its length
+    (:func:`comparable_with_paper`).
+    """
+    return 1.0
+
+
+def comparable_with_paper(paper_stop: float | None, max_episodes: float) -> bool:
+    """Whether runs of ``max_episodes`` could have shown the paper's stopping episode."""
+    if paper_stop is None or not np.isfinite(max_episodes):
+        return True
+    return paper_stop >= PAPER_MAX_EPISODES and max_episodes >= PAPER_MAX_EPISODES or paper_stop <= max_episodes
 
 
 def _category(agg: dict) -> str:
     """Table-3 category of a configuration's mean stopping episode ('' when unknown).
 
-    Thresholds are the paper's (300, 500 episodes) scaled by the run length / 2000.
+    Thresholds are the paper's (300, 500 episodes).
     """
     if agg["stop_n"] == 0:
         return ""

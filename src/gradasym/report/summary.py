@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .analysis import GroupData, ViableCount, category_scale, fmt_lr, fmt_num, stop_cell_text
+from .analysis import GroupData, ViableCount, comparable_with_paper, fmt_lr, fmt_num, stop_cell_text
 from .load import STATUS_NO_SUMMARY, ResultSet
 
 __all__ = ["group_summary", "compare_summary", "missing_items"]
@@ -67,14 +67,18 @@ def _paper_lines(gd: GroupData) -> list[str]:
     if not rows:
         return ["No configuration of the paper's grid has a result yet, so nothing can be compared with the "
                 "paper's Table 3."]
+    shorter = [x for x in rows if x[0]["category"] == "No stopping" and x[0]["category"] != x[2]
+               and not comparable_with_paper(x[1], gd.max_episodes)]
+    rows = [x for x in rows if x not in shorter]
     same = [x for x in rows if x[0]["category"] == x[2]]
     diff = [f"{_cfg(r)} measured {r['category']} ({stop_cell_text(r)}), paper {c} ({p})" for r, p, c in rows
             if r["category"] != c]
-    scale = category_scale(gd.max_episodes)
-    scaled = ("" if np.isclose(scale, 1.0) else
-              f"; thresholds scaled ×{scale:g} because these runs are {gd.max_episodes:.0f} episodes long")
-    line = (f"Against the paper's Table 3 (single seed, 2000 episodes): {len(same)} of {len(rows)} configurations "
-            f"fall in the same category (Early <300 / Late >500 / No stopping{scaled}).")
+    line = (f"Against the paper's Table 3 (single seed, 2000 episodes): {len(same)} of {len(rows)} comparable "
+            "configurations fall in the same category (Early <300 / Late >500 / No stopping).")
+    if shorter:
+        line += (f" Not comparable ({len(shorter)}): the paper saw "
+                 + "; ".join(f"{_cfg(r)} stop at {p:.0f}" for r, p, _ in shorter)
+                 + f", later than these {gd.max_episodes:.0f}-episode runs.")
     if diff:
         line += " Different: " + "; ".join(diff) + "."
     high = gd.agg[(gd.agg["actor_lr"] >= 0.01) & (gd.agg["n_stopped"] > 0)]

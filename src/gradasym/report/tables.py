@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import paper
 from .analysis import (
-    GroupData, ViableCount, category_scale, fmt_lr, fmt_num, stop_cell_text, viable_count, viable_table,
+    GroupData, ViableCount, comparable_with_paper, fmt_lr, fmt_num, stop_cell_text, viable_count, viable_table,
 )
 from .stats import geometric_mean_ci, mean_ci
 
@@ -79,13 +79,14 @@ def write_table(table: Table, out_dir: Path) -> tuple[Path, Path]:
 def table3_stopping(gd: GroupData) -> Table:
     """Table 3: stopping episode per configuration, with the paper's single-seed values."""
     rows, data = [], []
-    scale = category_scale(gd.max_episodes)
     for _, r in gd.agg.sort_values(["actor_lr", "critic_lr"]).iterrows():
         p = paper.lookup(paper.TABLE3_STOP_EPISODES, r["actor_lr"], r["critic_lr"])
         pcat = paper.TABLE3_CATEGORIES.get((r["actor_lr"], r["critic_lr"])) if p is not None else None
         if p is not None and pcat is None:
             pcat = paper.paper_category(p)
         agrees = "" if (p is None or not r["category"] or r["partial"]) else ("yes" if r["category"] == pcat else "no")
+        if agrees == "no" and r["category"] == "No stopping" and not comparable_with_paper(p, gd.max_episodes):
+            agrees = "n/a (run shorter than the paper's stop)"
         rows.append({
             "Actor LR": fmt_lr(r["actor_lr"]), "Critic LR": fmt_lr(r["critic_lr"]),
             "Seeds": f"{r['n_finished']}/{r['n_runs']} finished",
@@ -101,9 +102,9 @@ def table3_stopping(gd: GroupData) -> Table:
                      "stop_mean": r["stop_mean"], "stop_lo": r["stop_lo"], "stop_hi": r["stop_hi"],
                      "stop_half": r["stop_half"], "any_censored": r["any_censored"], "category": r["category"],
                      "paper_stop_episode": p, "paper_category": pcat})
-    scale_note = ("" if math.isclose(scale, 1.0) else
-                  f" Runs are {gd.max_episodes:.0f} episodes long, so the category thresholds (300, 500) are "
-                  f"scaled by {scale:g} to compare with the paper's 2000-episode runs.")
+    scale_note = ("" if gd.max_episodes >= paper.PAPER_MAX_EPISODES else
+                  f" Runs are {gd.max_episodes:.0f} episodes long: a configuration the paper saw stop later "
+                  "than that cannot stop here, so it is marked n/a rather than compared.")
     caption = (f"{gd.title}, {gd.seeds_text}. Mean stopping episode (first episode at which all actors had "
                "stopped) with the 95% Student-t half-width; ≥N means at least one seed never stopped within "
                "the N episodes it ran (counted as N, the paper's convention: its Table 3 writes 2000). "
