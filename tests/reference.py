@@ -7,6 +7,14 @@ over proposers computed on all rows with gradient. It follows ``ccm-madrl.md``
 line by line, and the tests check that :class:`gradasym.agent.CCMMADRL` computes
 the same numbers.
 
+Mitigations (``docs/presets.md``) are written out the plain way too: ``nn.LayerNorm``
+modules (before the squashing for ``layernorm``, after each hidden activation for
+``fullnorm``, whose input normalisation uses the agent's running statistics passed
+in), ``nn.Softsign`` / a scaled sigmoid, ``torch.nn.utils.clip_grad_norm_`` per actor
+and for the critic, the pre-activation penalty on ``actor[:-1](s)``, the reward scale
+passed in, delayed actor updates, and the two stochastic policies with
+``torch.distributions`` (noise passed in).
+
 Gradient tracking: with ``tracking="original"`` the reference does what the
 original code did -- in actor i's pass it zeroes only actor i's ``.grad`` and
 back-propagates loss_i into every actor and into the critic, so at the end actor
@@ -29,6 +37,17 @@ def _act(name: str) -> nn.Module:
     return nn.ReLU() if name == "relu" else nn.Identity()
 
 
+class ScaledSigmoid(nn.Module):
+    def forward(self, z):
+        return 2 * torch.sigmoid(z) - 1
+
+
+def _squash_module(cfg) -> nn.Module:
+    if cfg.policy != "deterministic":
+        return nn.Identity()  # the stochastic heads are applied in ReferenceCCM.actor_out
+    return {"tanh": nn.Tanh, "softsign": nn.Softsign, "scaled-sigmoid": ScaledSigmoid}[cfg.output_activation]()
+
+
 class ReferenceCCM:
     def __init__(self, agent) -> None:
         """Copy the networks (weights only; fresh optimisers) of a ``CCMMADRL`` ``agent``."""
@@ -42,6 +61,7 @@ class ReferenceCCM:
         ens = agent.actors
         sizes = ens.sizes
 
+        self.cfg = cfg
         self.actors: list[nn.Sequential] = []
         for i in range(self.n):
             layers: list[nn.Module] = []
@@ -51,7 +71,17 @@ class ReferenceCCM:
                     lin.weight.copy_(ens.weight(j)[i].t())  # ensemble stores (in, out)
                     lin.bias.copy_(ens.bias(j)[i])
                 layers.append(lin)
-                layers.append(_act(cfg.hidden_activation) if j < len(sizes) - 2 else nn.Tanh())
+                last = j == len(sizes) - 2
+                if not last:
+                    layers.append(_act(cfg.hidden_activation))
+                if (cfg.actor_norm == "fullnorm" and not last) or (cfg.actor_norm == "layernorm" and last):
+                    ln = nn.LayerNorm(sizes[j + 1], dtype=dtype)
+                    with torch.no_grad():
+                        ln.weight.copy_(ens.ln_weight(j)[i])
+                        ln.bias.copy_(ens.ln_bias(j)[i])
+                    layers.append(ln)
+                if last:
+                    layers.append(_squash_module(cfg))
             self.actors.append(nn.Sequential(*layers))
 
         csizes = agent.critic.sizes
@@ -98,9 +128,48 @@ class ReferenceCCM:
         q = self.q_rows(critic, s_b, a_b)
         return torch.max(q[proposers])
 
-    def all_actions(self, actors, states):
-        """(B, N, A): actor i on s_bi."""
-        return torch.stack([actors[i](states[:, i]) for i in range(self.n)], dim=1)
+    def actor_out(self, actor, s, noise=None):
+        """One actor on states (B, S): (action, pre-activation z, regulariser of its loss)."""
+        cfg = self.cfg
+        out = actor(s)
+        a_dim = 3
+        reg = torch.zeros((), dtype=s.dtype)
+        if cfg.policy == "deterministic":
+            z = actor[:-1](s)  # the squashing's input
+            action = out
+        elif cfg.policy == "squashed-gaussian":
+            mean, log_std = out[:, :a_dim], out[:, a_dim:].clamp(-20, 2)
+            z = mean
+            if noise is None:
+                action = torch.tanh(mean)
+            else:
+                u = mean + log_std.exp() * noise
+                action = torch.tanh(u)
+                logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
+                logp = logp - torch.log(1 - action**2 + 1e-6).sum(-1)
+                reg = reg + cfg.entropy_coef * logp.mean()
+        else:  # beta
+            alpha = torch.nn.functional.softplus(out[:, :a_dim]) + 1
+            beta = torch.nn.functional.softplus(out[:, a_dim:]) + 1
+            dist = torch.distributions.Beta(alpha, beta)
+            action = 2 * dist.mean - 1
+            z = torch.log(alpha / beta)
+            reg = reg - cfg.entropy_coef * dist.entropy().sum(-1).mean()
+        if cfg.preact_penalty:
+            reg = reg + cfg.preact_penalty * (z**2).mean()
+        return action, z, reg
+
+    def all_actions(self, actors, states, noise=None):
+        """(B, N, A): actor i on s_bi (noise: (N, B, A) for the squashed Gaussian)."""
+        return torch.stack([self.actor_out(actors[i], states[:, i], None if noise is None else noise[i])[0]
+                            for i in range(self.n)], dim=1)
+
+    def actor_inputs(self, states):
+        """fullnorm: clip((s - mean_i) / sqrt(var_i + 1e-8), -10, 10) with the given statistics."""
+        if self.obs_stats is None:
+            return states
+        mean, var = self.obs_stats
+        return ((states - mean.to(states.dtype)) / torch.sqrt(var + 1e-8).to(states.dtype)).clamp(-10, 10)
 
     @staticmethod
     def _soft(target: nn.Module, online: nn.Module, tau: float) -> None:
@@ -109,14 +178,23 @@ class ReferenceCCM:
                 t.copy_((1 - tau) * t + tau * o) if tau < 1 else t.copy_(o)
 
     # ------------------------------------------------------------------ update
-    def update(self, batch) -> dict:
+    obs_stats = None  # fullnorm: (mean (N, S), var (N, S)) set by the test
+    n_updates = 0
+
+    def update(self, batch, reward_scale: float = 1.0, noise=None) -> dict:
+        """One update; ``reward_scale`` divides the rewards (reward-norm), ``noise`` (N, B, A)
+        is the squashed Gaussian's reparameterisation noise of this update."""
+        cfg = self.cfg
         s, a, x = batch.states, batch.actions, batch.x
-        r, s2, d, w = batch.rewards, batch.next_states, batch.dones, batch.weights
+        r, s2, d, w = batch.rewards / reward_scale, batch.next_states, batch.dones, batch.weights
         bsz = s.shape[0]
+        s_act = self.actor_inputs(s)  # what the actors see (the critic sees s)
+        actor_step = self.n_updates % cfg.policy_delay == 0
+        self.n_updates += 1
 
         # ---- critic update
         with torch.no_grad():
-            a2 = self.all_actions(self.target_actors, s2)
+            a2 = self.all_actions(self.target_actors, self.actor_inputs(s2))
             y = torch.stack([r[b] + self.gamma * self.max_q(self.target_critic, s2[b], a2[b]) * (1 - d[b])
                              for b in range(bsz)])
         terms = []  # (b, Q)
@@ -134,6 +212,8 @@ class ReferenceCCM:
         self.critic_optim.zero_grad()
         loss.backward()
         critic_grads = [p.grad.clone() for p in self.critic.parameters()]
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
         self.critic_optim.step()
         self._soft(self.target_critic, self.critic, self.tau)
 
@@ -142,30 +222,40 @@ class ReferenceCCM:
             actor.zero_grad()
         own_grads: list[list[torch.Tensor]] = [None] * self.n  # type: ignore[list-item]
         losses = []
+        if not actor_step:
+            return {"critic_loss": float(loss.detach()), "td_errors": td, "y": y, "critic_grads": critic_grads,
+                    "actor_grads": None, "actor_losses": [float("nan")] * self.n}
         if self.sequential:
             for i in range(self.n):
                 self.actors[i].zero_grad()
                 if not self.original:
                     for other in self.actors:
                         other.zero_grad()
-                acts = self.all_actions(self.actors, s)  # every actor, with gradient
+                acts = self.all_actions(self.actors, s_act, noise)  # every actor, with gradient
                 q = torch.stack([self.max_q(self.critic, s[b], acts[b]) for b in range(bsz)])
-                loss_i = -(w * q).sum() / bsz
+                reg_i = self.actor_out(self.actors[i], s_act[:, i], None if noise is None else noise[i])[2]
+                loss_i = -(w * q).sum() / bsz + reg_i
                 loss_i.backward()
                 own_grads[i] = [p.grad.clone() for p in self.actors[i].parameters()]
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.actors[i].parameters(), cfg.grad_clip)
                 self.actor_optims[i].step()
                 self._soft(self.target_actors[i], self.actors[i], self.tau)
                 losses.append(float(loss_i.detach()))
         else:
-            acts = self.all_actions(self.actors, s)
+            acts = self.all_actions(self.actors, s_act, noise)
             q = torch.stack([self.max_q(self.critic, s[b], acts[b]) for b in range(bsz)])
             loss_all = -(w * q).sum() / bsz
-            loss_all.backward()
+            regs = [self.actor_out(self.actors[i], s_act[:, i], None if noise is None else noise[i])[2]
+                    for i in range(self.n)]
+            (loss_all + sum(regs)).backward()
             for i in range(self.n):
                 own_grads[i] = [p.grad.clone() for p in self.actors[i].parameters()]
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.actors[i].parameters(), cfg.grad_clip)
                 self.actor_optims[i].step()
                 self._soft(self.target_actors[i], self.actors[i], self.tau)
-            losses = [float(loss_all.detach())] * self.n
+            losses = [float(loss_all.detach() + regs[i].detach()) for i in range(self.n)]
 
         if self.original:
             actor_grads = [[p.grad.clone() for p in actor.parameters()] for actor in self.actors]

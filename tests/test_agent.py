@@ -313,14 +313,6 @@ def test_state_dict_resume_is_bit_identical(mode):
     assert a.n_updates == b.n_updates == 3
 
 
-def test_unsupported_mitigations_raise():
-    for key, value in [("actor_norm", "layernorm"), ("grad_clip", 1.0), ("policy_delay", 2), ("reward_norm", True)]:
-        cfg = make_cfg()
-        setattr(cfg.agent, key, value)
-        with pytest.raises(NotImplementedError, match=key):
-            CCMMADRL(cfg, seed=0)
-
-
 # ------------------------------------------------------------------ row pruning
 def test_pruned_argmax_equals_exhaustive():
     """The sequential loop's pruned arg-max over proposer rows equals the exhaustive one,

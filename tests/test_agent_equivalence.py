@@ -98,7 +98,10 @@ def test_update_matches_reference_float32():
         batch = make_batch(rng, N, B, dtype=torch.float32)
         res = agent.update_on_batch(batch)
         ref_out = ref.update(batch)
-        compare_update(res, ref_out, agent, ref, rtol=2e-4, atol=1e-5)
+        # float32: summation order differs between the batched and the per-agent code (and with the
+        # number of BLAS threads); Adam's normalisation can turn that rounding into ~lr-sized steps on
+        # near-zero gradients, hence atol 1e-4. The float64 tests above prove equivalence to 1e-9.
+        compare_update(res, ref_out, agent, ref, rtol=2e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["sequential", "simultaneous"])

@@ -11,6 +11,15 @@
   update, critic target update, then the actor updates, sequential (faithful) or
   simultaneous (option) ("Critic update", "Actor update").
 
+The mitigation presets (``experiments.md`` section 3, ``docs/presets.md``) run on this
+same code path: the actors' architecture and policy heads come from
+:class:`gradasym.networks.ActorEnsemble`; the agent adds the ``fullnorm`` input
+normalisation (:meth:`CCMMADRL._actor_inputs`), the reward scale (``reward_norm``),
+per-network gradient clipping (``grad_clip``, each actor separately), delayed actor
+updates (``policy_delay``), the actor-loss regularisers (``preact_penalty``, the
+entropy terms) and sampling from stochastic policies when acting. With the defaults
+nothing of it runs.
+
 Speed comes from evaluating the same mathematics in a cheaper order (only float
 rounding differs from the plain per-agent implementation ``tests/reference.py``,
 which the tests compare against):
@@ -42,6 +51,7 @@ from torch import Tensor
 from gradasym.config import Config
 from gradasym.networks import ActorEnsemble, Critic, soft_update_
 from gradasym.optim import BatchedAdam
+from gradasym.policies import ActorOutput, RunningMeanStd, monitor_squash
 from gradasym.replay import PrioritizedReplay, ReplayBatch
 from gradasym.seeding import numpy_generator, torch_generator
 
@@ -64,7 +74,8 @@ class ActResult:
     env_actions: np.ndarray  # (N, 3) [x, g(a1), g(a2)] for MECEnv.step
     constrained: bool  # the master had to select (constraint or storage exceeded)
     epsilon: float  # exploration rate used (0.0 when explore=False)
-    preact: Tensor  # (N, 3) actor output pre-activations (before tanh and noise), for the "original" pool
+    preact: Tensor  # (N, 3) actor output pre-activations (before tanh and noise; with a mitigation the
+    #                 monitor's pre-activation, docs/presets.md), for the "original" pool
     branch: str  # "none" (no proposer) | "fits" | "random" | "greedy"
 
 
@@ -73,9 +84,10 @@ class UpdateResult:
     """What one training update computed (see docs/architecture.md, "Agent")."""
 
     critic_loss: float
-    actor_loss: float  # mean over actors of loss_i (simultaneous: the one loss)
-    actor_losses: np.ndarray  # (N,) loss_i of each actor's pass
-    actor_grads: dict[str, Tensor]  # "l{j}.weight" (N, in, out), "l{j}.bias" (N, out)
+    actor_loss: float  # mean over actors of loss_i (simultaneous: the one loss); NaN if the actors did not update
+    actor_losses: np.ndarray  # (N,) loss_i of each actor's pass (regularisers included)
+    actor_grads: dict[str, Tensor] | None  # "l{j}.weight" (N, in, out), "l{j}.bias" (N, out) [+ "l{j}.ln_*"];
+    #                 each actor's gradient before clipping; None if the actors did not update (policy_delay)
     critic_grads: dict[str, Tensor]  # "l{j}.weight" (out, in), "l{j}.bias" (out,)
     preact: Tensor  # (B, N, 3) actor output pre-activations, actors as at actor-update start
     actor_hidden: list[Tensor]  # (B, N, H_l) same forward
@@ -84,18 +96,11 @@ class UpdateResult:
     td_errors: np.ndarray  # (B,) priority error per transition (critic before its step)
     weights: np.ndarray  # (B,) importance weights used
     preact_pool: Tensor | None = None  # tracking="original": (passes, B, N, 3) all actor-loop pre-activations
+    actor_updated: bool = True  # False: the actors (and their targets) skipped this update (policy_delay)
 
 
-_UNSUPPORTED = {  # AgentConfig field -> its faithful value (mitigations not implemented here yet)
-    "actor_norm": "none",
-    "policy": "deterministic",
-    "output_activation": "tanh",
-    "entropy_coef": 0.0,
-    "grad_clip": None,
-    "reward_norm": False,
-    "policy_delay": 1,
-    "preact_penalty": 0.0,
-}
+CLIP_EPS = 1e-6  # gradient clipping: coef = max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_
+OBS_CLIP = 10.0  # fullnorm: normalised actor inputs are clipped to [-10, 10] (as SB3 VecNormalize)
 
 
 def _spectral_norm_bound(w: Tensor) -> Tensor:
@@ -287,12 +292,9 @@ class CCMMADRL:
 
     def __init__(self, cfg: Config, seed: int | None = None, *, dtype: torch.dtype = torch.float32) -> None:
         a, e = cfg.agent, cfg.env
-        for name, faithful in _UNSUPPORTED.items():
-            if getattr(a, name) != faithful:
-                raise NotImplementedError(
-                    f"agent.{name}={getattr(a, name)!r} is not implemented in gradasym.agent yet "
-                    f"(only the faithful {faithful!r})"
-                )
+        if a.policy != "deterministic" and a.output_activation != "tanh":
+            raise ValueError(f"agent.policy={a.policy!r} cannot be combined with "
+                             f"agent.output_activation={a.output_activation!r}")
         self.cfg = cfg
         self.seed = int(cfg.run.seed if seed is None else seed)
         self.dtype = dtype
@@ -303,12 +305,20 @@ class CCMMADRL:
         self.gamma = float(a.gamma)
         self.tau = float(a.tau)
         self.sequential = a.actor_update == "sequential"
-        self.squash = a.output_activation  # the actors' output squashing, for the monitor
+        self.policy = a.policy
+        # the squashing the monitor applies to the pre-activations this agent reports
+        self.squash = monitor_squash(a.policy, a.output_activation)
         self.original_tracking = cfg.run.tracking == "original"
+        # mitigations (docs/presets.md); the defaults are the faithful algorithm
+        self.grad_clip = a.grad_clip
+        self.policy_delay = int(a.policy_delay)
+        self.preact_penalty = float(a.preact_penalty)
+        self.entropy_coef = float(a.entropy_coef)
 
         gen = torch_generator(self.seed, "networks")
         net_kw = dict(hidden_activation=a.hidden_activation, output_init=a.output_init, generator=gen, dtype=dtype)
-        self.actors = ActorEnsemble(self.n_agents, STATE_DIM, ACTION_DIM, a.actor_hidden, **net_kw)
+        self.actors = ActorEnsemble(self.n_agents, STATE_DIM, ACTION_DIM, a.actor_hidden, **net_kw,
+                                    output_activation=a.output_activation, norm=a.actor_norm, policy=a.policy)
         self.critic = Critic(self.n_agents, STATE_DIM, ACTION_DIM, a.critic_hidden, **net_kw)
         self.target_actors = copy.deepcopy(self.actors).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -325,6 +335,12 @@ class CCMMADRL:
         self.n_updates = 0
         self._cache: dict = {}  # work buffers of _BatchCritic
         self.prune_rows = True  # exact row pruning in the sequential actor loop (tests switch it off)
+        # fullnorm: running mean/std of each actor's inputs, updated from the states it acts on
+        self.obs_rms = RunningMeanStd((self.n_agents, STATE_DIM)) if a.actor_norm == "fullnorm" else None
+        # reward-norm: running variance of the stored rewards; rewards are divided by its sqrt at use
+        self.reward_rms = RunningMeanStd(()) if a.reward_norm else None
+        # squashed Gaussian: the reparameterisation noise of the actor loss (its own stream)
+        self.policy_gen = torch_generator(self.seed, "policy") if a.policy == "squashed-gaussian" else None
 
     # ================================================================= acting
     def epsilon(self, episodes_done: int) -> float:
@@ -340,19 +356,86 @@ class CCMMADRL:
         ``explore=False`` is the greedy policy: no noise, no random branch.
         """
         states = np.asarray(states, dtype=np.float64)
-        # 1. each actor maps its own state to a_i (no gradient)
-        a, z, _ = self.actors.forward_with_preact(torch.as_tensor(states, dtype=self.dtype))
-        actions = a.double().numpy()
-        # 2. training only: Gaussian noise N(0, 1) * eps on every component, clipped to [-1, 1]
         eps = self.epsilon(episodes_done) if explore else 0.0
-        if explore:
-            actions = np.clip(actions + self.rng.standard_normal(actions.shape) * eps, -1.0, 1.0)
+        if self.obs_rms is not None and explore:  # fullnorm: statistics of the states acted on in training
+            self.obs_rms.update(torch.from_numpy(states))
+        s_in = self._actor_inputs(torch.as_tensor(states, dtype=self.dtype))
+        if self.policy == "deterministic":
+            # 1. each actor maps its own state to a_i (no gradient)
+            a, z, _ = self.actors.forward_with_preact(s_in)
+            actions = a.double().numpy()
+            # 2. training only: Gaussian noise N(0, 1) * eps on every component, clipped to [-1, 1]
+            if explore:
+                actions = np.clip(actions + self.rng.standard_normal(actions.shape) * eps, -1.0, 1.0)
+        else:
+            # stochastic policies: exploring samples from the policy, with no extra eps-noise;
+            # greedy acting uses the deterministic action (tanh(mean) / the Beta mean)
+            actions, z = self._act_stochastic(s_in, explore)
         actions = actions.astype(self._np_dtype).astype(np.float64)  # exactly what the replay stores
         # 3.-4. proposers and the master's selection (on the noisy actions)
         x, constrained, branch = self.master_select(states, actions, eps, explore)
         # 5. environment action [x_i, g(a_i1), g(a_i2)]
         env_actions = np.column_stack([x, to_env_fraction(actions[:, 1]), to_env_fraction(actions[:, 2])])
         return ActResult(actions, x, env_actions, constrained, eps, z, branch)
+
+    def _act_stochastic(self, s_in: Tensor, explore: bool) -> tuple[np.ndarray, Tensor]:
+        """Actions ``(N, 3)`` (float64, in [-1, 1]) and monitor pre-activations of a stochastic
+        policy, sampling with the exploration generator when ``explore``."""
+        if self.policy == "squashed-gaussian":
+            noise = None
+            if explore:  # u = mean + std * xi, a = tanh(u)
+                noise = torch.as_tensor(self.rng.standard_normal((self.n_agents, ACTION_DIM)), dtype=self.dtype)
+            out = self.actors.policy_forward(s_in, noise=noise)
+            return np.clip(out.action.double().numpy(), -1.0, 1.0), out.preact
+        out = self.actors.policy_forward(s_in)  # beta
+        if not explore:
+            return out.action.double().numpy(), out.preact
+        alpha, beta = (t.double().numpy() for t in out.dist)
+        x = self.rng.beta(alpha, beta)  # x ~ Beta(alpha, beta) on [0, 1], action 2x - 1
+        return np.clip(2.0 * x - 1.0, -1.0, 1.0), out.preact
+
+    # ------------------------------------------------------------ mitigations
+    def _actor_inputs(self, states: Tensor) -> Tensor:
+        """What the actors see: the raw states, or with ``fullnorm`` ``clip((s - mean_i) /
+        sqrt(var_i + 1e-8), -10, 10)`` with agent i's running statistics (``states (..., N, 7)``)."""
+        if self.obs_rms is None:
+            return states
+        mean = self.obs_rms.mean.to(states.dtype)
+        std = self.obs_rms.std().to(states.dtype)
+        return ((states - mean) / std).clamp_(-OBS_CLIP, OBS_CLIP)
+
+    def reward_scale(self) -> float:
+        """The divisor of the rewards in the critic's targets: 1, or with ``reward_norm``
+        ``sqrt(running var + 1e-8)`` of every reward stored so far."""
+        return 1.0 if self.reward_rms is None else float(self.reward_rms.std())
+
+    def _scaled_rewards(self, rewards: Tensor) -> Tensor:
+        if self.reward_rms is None:
+            return rewards
+        return rewards / self.reward_scale()
+
+    def _clip_(self, grads: Tensor) -> Tensor:
+        """Per-row gradient clipping (``torch.nn.utils.clip_grad_norm_``'s formula, each agent's
+        row ``(P,)`` or rows ``(N, P)`` separately); returns the clipped copy."""
+        norms = torch.linalg.vector_norm(grads, dim=-1, keepdim=True)
+        coef = (self.grad_clip / (norms + CLIP_EPS)).clamp(max=1.0)
+        return grads * coef
+
+    def _actor_reg(self, out: ActorOutput) -> Tensor | None:
+        """The regularisers added to each actor's loss, averaged over the batch (dim -2 of the
+        pre-activations): ``preact_penalty * mean(z^2)`` (z = the monitor's pre-activation),
+        squashed Gaussian ``+ entropy_coef * mean_b log pi``, Beta ``- entropy_coef * mean_b H``.
+        Shape: the leading dims without the batch (``(N,)`` or scalar); None if there is none."""
+        reg = None
+        if self.preact_penalty:
+            reg = self.preact_penalty * (out.preact * out.preact).mean(dim=(-2, -1))
+        if self.entropy_coef and out.log_prob is not None:
+            term = self.entropy_coef * out.log_prob.mean(dim=-1)
+            reg = term if reg is None else reg + term
+        if self.entropy_coef and out.entropy is not None:
+            term = -self.entropy_coef * out.entropy.mean(dim=-1)
+            reg = term if reg is None else reg + term
+        return reg
 
     @torch.no_grad()
     def master_select(
@@ -411,7 +494,9 @@ class CCMMADRL:
         s, a, xx, ns = t(states), t(actions), t(x), t(next_states)
         r = torch.tensor([float(reward)], dtype=self.dtype)
         d = torch.tensor([float(bool(done))], dtype=self.dtype)
-        y = self._td_targets(r, ns, d)
+        if self.reward_rms is not None:  # every stored reward updates the statistics (before its use)
+            self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64))
+        y = self._td_targets(self._scaled_rewards(r), ns, d)
         b_idx, k_idx = self._critic_terms(xx)
         q = self.critic.q_pairs(s, a, b_idx, k_idx)
         err = float(((q - y[b_idx]) ** 2).sum())
@@ -437,23 +522,29 @@ class CCMMADRL:
         critic_loss, td_errors, critic_grads, critic_hidden = self._update_critic(batch)
         # --- Critic target update (tau = 1: overwritten), before the actor updates
         soft_update_(self.target_critic, self.critic, self.tau)
-        # --- Actor updates against the just-updated online critic
-        if self.sequential:
-            actor = self._update_actors_sequential(batch.states, batch.weights)
+        # --- Actor updates against the just-updated online critic; with policy_delay = k
+        #     only at every k-th update (the 1st, (k+1)-th, ...), targets included
+        actor_step = self.n_updates % self.policy_delay == 0
+        s_in = self._actor_inputs(batch.states)  # what the actors see (fullnorm: normalised)
+        if not actor_step:
+            actor = self._actor_snapshot(s_in)
+        elif self.sequential:
+            actor = self._update_actors_sequential(batch.states, s_in, batch.weights)
         else:
-            actor = self._update_actors_simultaneous(batch.states, batch.weights)
+            actor = self._update_actors_simultaneous(batch.states, s_in, batch.weights)
         # --- Actor target updates. Each actor's target is overwritten right after its own
         #     step in the spec; target actors are not read during the actor updates, so
         #     updating all of them here gives the same result.
-        soft_update_(self.target_actors.flat, self.actors.flat, self.tau)
-        if self.original_tracking:  # the original's critic .grad also held the actor losses' gradients
+        if actor_step:
+            soft_update_(self.target_actors.flat, self.actors.flat, self.tau)
+        if self.original_tracking and actor_step:  # the original's critic .grad also held the actor losses' gradients
             critic_grads = {k: g + actor["critic_grads"][k] for k, g in critic_grads.items()}
         self.n_updates += 1
         return UpdateResult(
             critic_loss=critic_loss,
             actor_loss=float(actor["losses"].mean()),
             actor_losses=actor["losses"],
-            actor_grads=self.actors.layer_views(actor["grads"]),
+            actor_grads=self.actors.layer_views(actor["grads"]) if actor_step else None,
             critic_grads=critic_grads,
             preact=actor["preact"],
             actor_hidden=actor["hidden"],
@@ -462,14 +553,16 @@ class CCMMADRL:
             td_errors=td_errors,
             weights=batch.weights.double().numpy(),
             preact_pool=actor.get("preact_pool"),
+            actor_updated=actor_step,
         )
 
     # ---------------------------------------------------------------- critic
     @torch.no_grad()
     def _td_targets(self, rewards: Tensor, next_states: Tensor, dones: Tensor) -> Tensor:
         """``y = r + gamma * q' * (1 - done)``, q' = max over next proposers of the target Q
-        (target actors on next states, no noise), or the zero-input target Q if none."""
-        a_next = self.target_actors(next_states.transpose(0, 1)).transpose(0, 1).contiguous()  # (B, N, A)
+        (target actors on next states, no noise), or the zero-input target Q if none.
+        ``rewards`` are already scaled (reward-norm); stochastic target actors act deterministically."""
+        a_next = self.target_actors(self._actor_inputs(next_states).transpose(0, 1)).transpose(0, 1).contiguous()
         target = _BatchCritic(self.target_critic, next_states, prune=False, cache=self._cache)
         target.set_actions(a_next)
         _, has, q_next = target.best_rows(a_next, a_next[..., 0] >= 0)
@@ -486,7 +579,7 @@ class CCMMADRL:
         return b_index, torch.where(k_index == self.n_agents, -1, k_index)
 
     def _update_critic(self, batch: ReplayBatch):
-        y = self._td_targets(batch.rewards, batch.next_states, batch.dones)
+        y = self._td_targets(self._scaled_rewards(batch.rewards), batch.next_states, batch.dones)
         b_idx, k_idx = self._critic_terms(batch.x)
         hidden: list[Tensor] = []
         q = self.critic.q_pairs(batch.states, batch.actions, b_idx, k_idx, hidden=hidden)
@@ -495,35 +588,55 @@ class CCMMADRL:
         td_errors = torch.zeros_like(y).index_add_(0, b_idx, (q.detach() - y_t) ** 2)  # per transition
         self.critic_optim.zero_grad(set_to_none=False)
         loss.backward()
-        grads = {k: g.detach().clone() for k, g in self.critic.layer_views(grads=True).items()}
+        grads = {k: g.detach().clone() for k, g in self.critic.layer_views(grads=True).items()}  # before clipping
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.grad_clip)
         self.critic_optim.step()
         return float(loss.detach()), td_errors.double().numpy(), grads, [h.detach() for h in hidden]
 
     # ---------------------------------------------------------------- actors
-    def _actor_start(self, states: Tensor):
-        """All actors on the batch (actor i on s_bi), no gradient: inputs and activations in the
-        ensemble layout ``(N, B, .)`` plus the current joint actions and pre-activations ``(B, N, A)``."""
-        s_nb = states.transpose(0, 1).contiguous()  # (N, B, S): actor i's inputs in row i
-        with torch.no_grad():
-            a_nb, z_nb, hidden_nb = self.actors.forward_with_preact(s_nb)
-        actions = a_nb.transpose(0, 1).contiguous()  # (B, N, A)
-        preact = z_nb.transpose(0, 1).contiguous()
-        return s_nb, a_nb, hidden_nb, actions, preact
+    def _policy_noise(self, bsz: int) -> Tensor | None:
+        """Squashed Gaussian: the standard normal ``(N, B, A)`` of this update's reparameterised
+        samples (one draw per update from the ``policy`` stream, shared by all passes)."""
+        if self.policy_gen is None:
+            return None
+        return torch.randn((self.n_agents, bsz, ACTION_DIM), generator=self.policy_gen, dtype=self.dtype)
 
-    def _update_actors_sequential(self, states: Tensor, weights: Tensor) -> dict:
+    def _actor_start(self, s_in: Tensor, noise: Tensor | None = None):
+        """All actors on the batch (actor i on its input s_bi), no gradient: inputs and the
+        :class:`ActorOutput` in the ensemble layout ``(N, B, .)`` plus the current joint actions
+        and pre-activations ``(B, N, A)``."""
+        s_nb = s_in.transpose(0, 1).contiguous()  # (N, B, S): actor i's inputs in row i
+        with torch.no_grad():
+            out = self.actors.policy_forward(s_nb, noise=noise)
+        actions = out.action.transpose(0, 1).contiguous()  # (B, N, A)
+        preact = out.preact.transpose(0, 1).contiguous()
+        return s_nb, out, actions, preact
+
+    def _actor_snapshot(self, s_in: Tensor) -> dict:
+        """The actors skip this update (policy_delay): only the monitor's forward."""
+        _, out, _, preact = self._actor_start(s_in)
+        return {"preact": preact, "hidden": [h.transpose(0, 1) for h in out.hidden],
+                "losses": np.full(self.n_agents, np.nan)}
+
+    def _update_actors_sequential(self, states: Tensor, s_in: Tensor, weights: Tensor) -> dict:
         """For i = 0..N-1: actions of all (already partly updated) actors on s_b, gradient for
         actor i only, q_b = max over proposer rows of Q (zero-input Q if none),
-        loss_i = -(1/B) sum_b w_b q_b, step actor i's optimiser only.
+        loss_i = -(1/B) sum_b w_b q_b [+ regularisers], step actor i's optimiser only.
 
         The gradient of loss_i reaches actor i through its action a_bi, which enters the
         critic's joint action in every row of transition b and, if row i is the arg-max
         row, also the own action. It is computed by hand (:meth:`Critic.head_vjp`,
-        :meth:`ActorEnsemble.backward_agent`); tracking="original" instead uses autograd
-        into every actor and the critic, as the original's backward did.
+        :meth:`ActorEnsemble.backward_agent`; for actors with LayerNorm or a stochastic
+        policy the actor part is differentiated with autograd); tracking="original" instead
+        uses autograd into every actor and the critic, as the original's backward did.
+        ``states`` are the critic's (raw) inputs, ``s_in`` the actors'.
         """
         n, bsz, adim = self.n_agents, states.shape[0], ACTION_DIM
         original = self.original_tracking
-        s_nb, a_nb, hidden_nb, actions, preact = self._actor_start(states)
+        noise = self._policy_noise(bsz)
+        s_nb, out_nb, actions, preact = self._actor_start(s_in, noise)
+        a_nb, hidden_nb = out_nb.action, out_nb.hidden
         out = {"preact": preact.clone(), "hidden": [h.transpose(0, 1) for h in hidden_nb]}
         batch_critic = _BatchCritic(self.critic, states, prune=self.prune_rows, cache=self._cache)
         batch_critic.set_actions(actions)
@@ -532,17 +645,19 @@ class CCMMADRL:
         rows = torch.arange(bsz)
         grads = torch.zeros_like(self.actors.flat, requires_grad=False)
         losses = torch.zeros(n, dtype=torch.float64)
+        manual = self.actors.manual_backward
         if original:
             later = torch.zeros_like(actions)  # sum over later passes i of dL_i/da_j (j < i)
             critic_params = list(self.critic.parameters())
             critic_extra = [torch.zeros_like(p) for p in critic_params]
             pool = actions.new_empty((n,) + tuple(preact.shape))
         for i in range(n):
+            noise_i = None if noise is None else noise[i]
             if i > 0:  # actor i-1 has just stepped: refresh its action column only
                 with torch.no_grad():
-                    a_new, z_new = self.actors.forward_agent(i - 1, s_nb[i - 1])
-                    actions[:, i - 1] = a_new
-                    preact[:, i - 1] = z_new
+                    o = self.actors.policy_forward_agent(i - 1, s_nb[i - 1], noise=None if noise is None else noise[i - 1])
+                    actions[:, i - 1] = o.action
+                    preact[:, i - 1] = o.preact
                 batch_critic.set_action_column(i - 1, actions)
             if original:
                 pool[i] = preact
@@ -555,22 +670,43 @@ class CCMMADRL:
                     # dL/da_i: joint-action columns of agent i (every row), own action if the row is i's
                     g_ja, g_own = (g_pre @ w_a[i].t()).split(adim, dim=1)
                     g_a = g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
-                    g_row = self.actors.backward_agent(i, s_nb[i], [h[i] for h in hidden_nb], a_nb[i], g_a)
+                if manual:
+                    g_z = None
+                    if self.preact_penalty:  # + c * mean(z^2): dz = 2 c z / (B A)
+                        z_i = out_nb.preact[i]
+                        g_z = z_i * (2.0 * self.preact_penalty / z_i.numel())
+                        loss = loss + self.preact_penalty * (z_i * z_i).mean()
+                    g_row = self.actors.backward_agent(i, s_nb[i], [h[i] for h in hidden_nb], a_nb[i], g_a, g_z)
+                else:  # autograd through actor i (LayerNorm, stochastic policies)
+                    row = self.actors.flat[i].detach().requires_grad_(True)
+                    o = self.actors.policy_forward_agent(i, s_nb[i], row, noise_i)
+                    total = (g_a * o.action).sum()
+                    reg = self._actor_reg(o)
+                    if reg is not None:
+                        total = total + reg
+                        loss = loss + reg.detach()
+                    (g_row,) = torch.autograd.grad(total, row)
             else:
                 # What the original's backward did: gradients into every actor and the critic.
                 row = self.actors.flat[i].detach().requires_grad_(True)
-                a_i, _ = self.actors.forward_agent(i, s_nb[i], row)
+                o = self.actors.policy_forward_agent(i, s_nb[i], row, noise_i)
                 a_leaf = actions.detach().clone().requires_grad_(True)
                 k_sel = torch.where(has, k_best, torch.full_like(k_best, -1))
                 q = self.critic.q_pairs(states, a_leaf, rows, k_sel)
                 loss = -(weights * q).sum() / bsz
                 g_a_all, *g_c = torch.autograd.grad(loss, [a_leaf, *critic_params])
-                (g_row,) = torch.autograd.grad(a_i, row, grad_outputs=g_a_all[:, i])
+                reg = self._actor_reg(o)
+                if reg is None:
+                    (g_row,) = torch.autograd.grad(o.action, row, grad_outputs=g_a_all[:, i])
+                else:
+                    (g_row,) = torch.autograd.grad((g_a_all[:, i] * o.action).sum() + reg, row)
+                    loss = loss.detach() + reg.detach()
                 later[:, :i] += g_a_all[:, :i]
                 for acc, g in zip(critic_extra, g_c):
                     acc += g
-            # step actor i's optimiser only (its target is updated after the loop)
-            self.actor_optim.step_agent(i, [g_row])
+            # step actor i's optimiser only (its target is updated after the loop); the
+            # monitor gets the gradient before clipping
+            self.actor_optim.step_agent(i, [g_row if self.grad_clip is None else self._clip_(g_row)])
             grads[i] = g_row
             losses[i] = loss.detach()
         out["losses"] = losses.numpy()
@@ -578,7 +714,7 @@ class CCMMADRL:
             # actor j's .grad in the original = sum over i >= j of dL_i/dtheta_j; for i > j actor j
             # already has its final parameters, so the later part is one VJP of the final ensemble.
             flat = self.actors.flat.detach().requires_grad_(True)
-            a_final = self.actors(s_nb, flat)
+            a_final = self.actors.policy_forward(s_nb, flat, noise).action
             (g_later,) = torch.autograd.grad(a_final, flat, grad_outputs=later.transpose(0, 1))
             grads = grads + g_later
             out["critic_grads"] = dict(zip(self.critic.layer_views(), critic_extra))
@@ -586,17 +722,19 @@ class CCMMADRL:
         out["grads"] = grads
         return out
 
-    def _update_actors_simultaneous(self, states: Tensor, weights: Tensor) -> dict:
+    def _update_actors_simultaneous(self, states: Tensor, s_in: Tensor, weights: Tensor) -> dict:
         """One loss with all actors' current actions, one backward, every actor steps once."""
         bsz = states.shape[0]
-        s_nb = states.transpose(0, 1).contiguous()
+        s_nb = s_in.transpose(0, 1).contiguous()
         flat = self.actors.flat.detach().requires_grad_(True)
-        a_nb, z_nb, hidden = self.actors.forward_with_preact(s_nb, flat)
+        o = self.actors.policy_forward(s_nb, flat, self._policy_noise(bsz))
+        a_nb, z_nb, hidden = o.action, o.preact, o.hidden
         actions = a_nb.transpose(0, 1)  # (B, N, A), with gradient into every actor's row
         batch_critic = _BatchCritic(self.critic, states, prune=False, cache=self._cache)
         batch_critic.set_actions(actions.detach())
         k_best, has, _ = batch_critic.best_rows(actions.detach(), actions.detach()[..., 0] >= 0)
         rows = torch.arange(bsz)
+        reg = self._actor_reg(o)  # (N,) or None: each actor's regulariser, on its own row only
         if not self.original_tracking:
             delta = actions - actions.detach()
             pre = batch_critic.pre_rows(k_best, has) + delta.flatten(1) @ batch_critic.w_ja_t
@@ -604,18 +742,23 @@ class CCMMADRL:
             pre = pre + has.unsqueeze(1).to(pre.dtype) * own
             q = self.critic.head(pre)
             loss = -(weights * q).sum() / bsz
-            (g_flat,) = torch.autograd.grad(loss, flat)
+            total = loss if reg is None else loss + reg.sum()
+            (g_flat,) = torch.autograd.grad(total, flat)
             critic_extra = None
         else:
             critic_params = list(self.critic.parameters())
             k_sel = torch.where(has, k_best, torch.full_like(k_best, -1))
             q = self.critic.q_pairs(states, actions, rows, k_sel)
             loss = -(weights * q).sum() / bsz
-            g_flat, *g_c = torch.autograd.grad(loss, [flat, *critic_params])
+            total = loss if reg is None else loss + reg.sum()
+            g_flat, *g_c = torch.autograd.grad(total, [flat, *critic_params])
             critic_extra = dict(zip(self.critic.layer_views(), g_c))
-        self.actor_optim.step_all([g_flat])
+        self.actor_optim.step_all([g_flat if self.grad_clip is None else self._clip_(g_flat)])
+        losses = np.full(self.n_agents, float(loss.detach()))
+        if reg is not None:
+            losses = losses + reg.detach().double().numpy()
         out = {
-            "losses": np.full(self.n_agents, float(loss.detach())),
+            "losses": losses,
             "preact": z_nb.detach().transpose(0, 1).contiguous(),
             "hidden": [h.detach().transpose(0, 1) for h in hidden],
             "grads": g_flat,
@@ -648,6 +791,13 @@ class CCMMADRL:
             "n_updates": self.n_updates,
         })
         state["replay"] = self.replay.state_dict()  # already a copy
+        # mitigation state (only present when the option is on)
+        if self.obs_rms is not None:
+            state["obs_rms"] = self.obs_rms.state_dict()
+        if self.reward_rms is not None:
+            state["reward_rms"] = self.reward_rms.state_dict()
+        if self.policy_gen is not None:
+            state["policy_rng"] = self.policy_gen.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -660,3 +810,9 @@ class CCMMADRL:
         self.replay.load_state_dict(state["replay"])
         self.rng.bit_generator.state = state["exploration_rng"]
         self.n_updates = int(state["n_updates"])
+        if self.obs_rms is not None:
+            self.obs_rms.load_state_dict(state["obs_rms"])
+        if self.reward_rms is not None:
+            self.reward_rms.load_state_dict(state["reward_rms"])
+        if self.policy_gen is not None:
+            self.policy_gen.set_state(state["policy_rng"])

@@ -19,6 +19,11 @@
   exact algebra ``W [x_joint; x_own] + b = (W_joint x_joint + b) + W_own x_own``;
   only floating-point rounding differs from the unsplit product.
 
+The mitigation presets (``docs/presets.md``) change the actors only through
+:class:`ActorEnsemble`'s ``output_activation``, ``norm`` and ``policy`` arguments
+(LayerNorm parameters live in the same flat row; the stochastic heads and squashing
+are in :mod:`gradasym.policies`); the defaults are the network of the spec.
+
 Initialisation uses an explicit ``torch.Generator`` (never the global RNG): hidden
 layers exactly like PyTorch's default ``nn.Linear`` init (weight via
 ``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), bias
@@ -37,6 +42,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gradasym.policies import LN_EPS, OUTPUT_ACTIVATIONS, POLICIES, ActorOutput, policy_head, squash_grad
 
 Activation = str  # "relu" | "linear"
 
@@ -72,7 +79,7 @@ def _output_init_(weight: Tensor, bias: Tensor, bound: float, generator: torch.G
 
 # ====================================================================== actors
 class ActorEnsemble(nn.Module):
-    """N independent deterministic actors ``state_dim -> *hidden -> action_dim``.
+    """N independent actors ``state_dim -> *hidden -> action_dim`` (deterministic by default).
 
     Parameters live in one flat ``nn.Parameter`` ``flat`` of shape ``(N, P)``;
     ``weight(l)`` is the ``(N, in, out)`` view of layer ``l``'s weights and
@@ -80,6 +87,21 @@ class ActorEnsemble(nn.Module):
 
     Inputs are ``(N, B, state_dim)`` (agent i's batch in row i) or
     ``(N, state_dim)`` (one state per agent); outputs keep that leading layout.
+
+    Mitigation options (``docs/presets.md``), all on this one code path:
+
+    * ``output_activation``: ``tanh`` (faithful), ``softsign`` or ``scaled-sigmoid``;
+    * ``norm="layernorm"``: a LayerNorm (over the action dimensions, per-agent affine
+      ``ln_weight``/``ln_bias`` in the agent's row) on the output layer's result,
+      before the squashing; ``norm="fullnorm"``: a LayerNorm after each hidden
+      activation (over the hidden units) and none on the output (the input
+      normalisation of ``fullnorm`` lives in the agent);
+    * ``policy``: ``deterministic``, ``squashed-gaussian`` or ``beta`` -- the two
+      stochastic policies have ``2 * action_dim`` outputs (see
+      :func:`gradasym.policies.policy_head`).
+
+    LayerNorm parameters start at weight 1, bias 0 (no random draws), so the linear
+    layers are initialised exactly as without the LayerNorms.
     """
 
     def __init__(
@@ -92,22 +114,50 @@ class ActorEnsemble(nn.Module):
         output_init: float = 3e-3,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        output_activation: str = "tanh",
+        norm: str = "none",
+        policy: str = "deterministic",
     ) -> None:
         super().__init__()
+        if norm not in ("none", "layernorm", "fullnorm"):
+            raise ValueError(f"unknown actor norm {norm!r} (expected 'none', 'layernorm' or 'fullnorm')")
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"unknown output activation {output_activation!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}")
         self.n_agents = int(n_agents)
         self.state_dim = int(state_dim)
         self.action_dim = int(action_dim)
-        self.sizes = [self.state_dim, *[int(h) for h in hidden], self.action_dim]
+        self.output_activation = output_activation
+        self.norm = norm
+        self.policy = policy
+        heads = 1 if policy == "deterministic" else 2
+        self.sizes = [self.state_dim, *[int(h) for h in hidden], self.action_dim * heads]
         self.n_layers = len(self.sizes) - 1
         self.hidden_activation = hidden_activation
         self._act = activation_fn(hidden_activation)
-        # (weight offset, bias offset) of each layer inside one agent's row.
+        # Which layers are followed by a LayerNorm (over their outputs).
+        last = self.n_layers - 1
+        self._ln_layers = {
+            "none": set(), "layernorm": {last}, "fullnorm": set(range(last)),
+        }[norm]
+        # (weight offset, bias offset) of each layer inside one agent's row, and the
+        # offset of its LayerNorm weight (bias right after), or None.
         self._offsets: list[tuple[int, int]] = []
+        self._ln_offsets: list[int | None] = []
         off = 0
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+        for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             self._offsets.append((off, off + fan_in * fan_out))
             off += fan_in * fan_out + fan_out
+            if layer in self._ln_layers:
+                self._ln_offsets.append(off)
+                off += 2 * fan_out
+            else:
+                self._ln_offsets.append(None)
         self.n_params_per_agent = off
+        # The hand-written backward (backward_agent) covers deterministic actors without
+        # LayerNorm; the others are differentiated with autograd.
+        self.manual_backward = policy == "deterministic" and norm == "none"
         self.flat = nn.Parameter(torch.empty(self.n_agents, off, dtype=dtype))
         self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
 
@@ -125,6 +175,9 @@ class ActorEnsemble(nn.Module):
                     _output_init_(w, b, output_init, generator)
                 self.weight(layer, self.flat)[i].copy_(w.t())
                 self.bias(layer, self.flat)[i].copy_(b)
+                if self._ln_offsets[layer] is not None:
+                    self.ln_weight(layer, self.flat)[i].fill_(1.0)
+                    self.ln_bias(layer, self.flat)[i].zero_()
 
     def weight(self, layer: int, flat: Tensor | None = None) -> Tensor:
         """Layer ``layer``'s weights as a view ``(N, in, out)`` of ``flat`` (default: the parameter).
@@ -142,8 +195,31 @@ class ActorEnsemble(nn.Module):
         _, b0 = self._offsets[layer]
         return flat[..., b0 : b0 + self.sizes[layer + 1]]
 
+    def has_ln(self, layer: int) -> bool:
+        """Whether layer ``layer`` is followed by a LayerNorm."""
+        return self._ln_offsets[layer] is not None
+
+    def ln_weight(self, layer: int, flat: Tensor | None = None) -> Tensor:
+        """The LayerNorm gain after layer ``layer``: a view ``(N, out)`` (or ``(out,)``)."""
+        flat = self.flat if flat is None else flat
+        o = self._ln_offsets[layer]
+        if o is None:
+            raise ValueError(f"layer {layer} has no LayerNorm")
+        return flat[..., o : o + self.sizes[layer + 1]]
+
+    def ln_bias(self, layer: int, flat: Tensor | None = None) -> Tensor:
+        """The LayerNorm shift after layer ``layer``: a view ``(N, out)`` (or ``(out,)``)."""
+        flat = self.flat if flat is None else flat
+        o = self._ln_offsets[layer]
+        if o is None:
+            raise ValueError(f"layer {layer} has no LayerNorm")
+        n = self.sizes[layer + 1]
+        return flat[..., o + n : o + 2 * n]
+
     def layer_views(self, flat: Tensor | None = None) -> dict[str, Tensor]:
-        """``{"l{j}.weight": (N, in, out), "l{j}.bias": (N, out)}`` views of ``flat``.
+        """``{"l{j}.weight": (N, in, out), "l{j}.bias": (N, out)}`` views of ``flat``, plus
+        ``"l{j}.ln_weight"``, ``"l{j}.ln_bias"`` ``(N, out)`` for a layer followed by a
+        LayerNorm (grouped with layer j by the monitor).
 
         Works for the parameter, a gradient of the same shape, or one row.
         """
@@ -151,11 +227,15 @@ class ActorEnsemble(nn.Module):
         for layer in range(self.n_layers):
             out[f"l{layer}.weight"] = self.weight(layer, flat)
             out[f"l{layer}.bias"] = self.bias(layer, flat)
+            if self.has_ln(layer):
+                out[f"l{layer}.ln_weight"] = self.ln_weight(layer, flat)
+                out[f"l{layer}.ln_bias"] = self.ln_bias(layer, flat)
         return out
 
     # --------------------------------------------------------------- forward
     def forward(self, states: Tensor, flat: Tensor | None = None) -> Tensor:
-        """Actions of all actors: ``(N, B, S) -> (N, B, A)`` or ``(N, S) -> (N, A)``."""
+        """Actions of all actors: ``(N, B, S) -> (N, B, A)`` or ``(N, S) -> (N, A)``
+        (stochastic policies: the deterministic action, see :func:`policy_head`)."""
         return self.forward_with_preact(states, flat)[0]
 
     def forward_with_preact(
@@ -164,32 +244,59 @@ class ActorEnsemble(nn.Module):
         """``(actions, z, hidden)``: z = output pre-activations (tanh inputs), hidden = activations
         after each hidden layer, all with the input's leading layout.
 
-        ``flat`` replaces the parameter (e.g. an autograd leaf copy of it).
+        ``flat`` replaces the parameter (e.g. an autograd leaf copy of it). With a
+        mitigation, ``z`` is the pre-activation the monitor watches
+        (:attr:`gradasym.policies.ActorOutput.preact`).
         """
+        out = self.policy_forward(states, flat)
+        return out.action, out.preact, out.hidden
+
+    def policy_forward(self, states: Tensor, flat: Tensor | None = None, noise: Tensor | None = None) -> ActorOutput:
+        """All actors: :class:`ActorOutput` with the input's leading layout (``(N, B, .)`` or
+        ``(N, .)``). ``noise`` (squashed Gaussian only): standard normal ``(N, B, A)`` /
+        ``(N, A)`` for a reparameterised sample."""
         single = states.dim() == 2
         h = states.unsqueeze(1) if single else states
         hidden: list[Tensor] = []
         for layer in range(self.n_layers):
             h = torch.baddbmm(self.bias(layer, flat).unsqueeze(1), h, self.weight(layer, flat))
-            if layer < self.n_layers - 1:
-                h = self._act(h)
-                hidden.append(h.squeeze(1) if single else h)
-        z = h.squeeze(1) if single else h
-        return torch.tanh(z), z, hidden
+            h = self._after_layer(layer, h, flat, hidden, batched=True)
+        if single:
+            h = h.squeeze(1)
+            hidden = [t.squeeze(1) for t in hidden]
+        return policy_head(h, hidden, self.policy, self.output_activation, self.action_dim, noise)
+
+    def _after_layer(self, layer: int, h: Tensor, flat: Tensor | None, hidden: list[Tensor], batched: bool) -> Tensor:
+        """Hidden activation (kept in ``hidden``) and the optional LayerNorm after a layer."""
+        if layer < self.n_layers - 1:
+            h = self._act(h)
+            hidden.append(h)
+        if self._ln_offsets[layer] is not None:
+            g, b = self.ln_weight(layer, flat), self.ln_bias(layer, flat)
+            if batched:
+                g, b = g.unsqueeze(-2), b.unsqueeze(-2)
+            h = torch.addcmul(b, F.layer_norm(h, h.shape[-1:], eps=LN_EPS), g)
+        return h
 
     @torch.no_grad()
     def backward_agent(self, i: int, states: Tensor, hidden: Sequence[Tensor], actions: Tensor,
-                       grad_actions: Tensor) -> Tensor:
-        """Gradient of ``sum(grad_actions * actions)`` w.r.t. actor ``i``'s parameter row ``(P,)``.
+                       grad_actions: Tensor, grad_preact: Tensor | None = None) -> Tensor:
+        """Gradient of ``sum(grad_actions * actions) [+ sum(grad_preact * z)]`` w.r.t. actor
+        ``i``'s parameter row ``(P,)``.
 
         Plain back-propagation through actor i given its forward activations on ``states``
-        ``(B, S)``: ``hidden`` (its hidden-layer outputs) and ``actions`` (its tanh outputs).
-        The same arithmetic as autograd (tanh' = 1 - a^2, ReLU' = [output > 0]), without
-        building a graph; the tests compare it with autograd.
+        ``(B, S)``: ``hidden`` (its hidden-layer outputs) and ``actions`` (its squashed
+        outputs). The same arithmetic as autograd (tanh' = 1 - a^2, ReLU' = [output > 0]),
+        without building a graph; the tests compare it with autograd. Only for
+        deterministic actors without LayerNorm (``manual_backward``).
         """
+        if not self.manual_backward:
+            raise ValueError("backward_agent covers deterministic actors without LayerNorm; use autograd")
         row = self.flat[i]
         grad_row = torch.empty_like(row)
-        g = grad_actions * (1 - actions * actions)  # d/dz through tanh
+        g = squash_grad(grad_actions, actions, self.output_activation)  # d/dz through the squashing
+        if grad_preact is not None:
+            g = g + grad_preact
         for layer in reversed(range(self.n_layers)):
             inp = states if layer == 0 else hidden[layer - 1]
             torch.mm(inp.t(), g, out=self.weight(layer, grad_row))
@@ -205,13 +312,19 @@ class ActorEnsemble(nn.Module):
 
         ``row`` replaces actor i's parameter row ``flat[i]`` (e.g. an autograd leaf).
         """
+        out = self.policy_forward_agent(i, states, row)
+        return out.action, out.preact
+
+    def policy_forward_agent(self, i: int, states: Tensor, row: Tensor | None = None,
+                             noise: Tensor | None = None) -> ActorOutput:
+        """Actor ``i`` alone on ``states (B, S)``: :class:`ActorOutput` with leading dim ``B``."""
         row = self.flat[i] if row is None else row
         h = states
+        hidden: list[Tensor] = []
         for layer in range(self.n_layers):
             h = torch.addmm(self.bias(layer, row), h, self.weight(layer, row))
-            if layer < self.n_layers - 1:
-                h = self._act(h)
-        return torch.tanh(h), h
+            h = self._after_layer(layer, h, row, hidden, batched=False)
+        return policy_head(h, hidden, self.policy, self.output_activation, self.action_dim, noise)
 
 
 # ====================================================================== critic

@@ -125,9 +125,11 @@ class Trainer:
             if log:
                 preact = torch.cat(self._preact_pool) if self._preact_pool else None
                 self._preact_pool = []
+        # actors skipped by policy_delay: no actor gradients/parameters (not a freeze)
+        actor_params = self.agent.actor_parameters() if getattr(upd, "actor_updated", True) else None
         self.monitor.observe_update(
             episode, upd.actor_grads, upd.critic_grads,
-            self.agent.actor_parameters(), self.agent.critic_parameters(),
+            actor_params, self.agent.critic_parameters(),
             preact=preact, actor_hidden=upd.actor_hidden, critic_hidden=upd.critic_hidden, log=log,
         )
         if log:

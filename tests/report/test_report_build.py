@@ -141,3 +141,16 @@ def test_odd_types_and_columns_do_not_crash(tmp_path):
     html = build_report(tmp_path, out_dir=tmp_path / "rep").read_text()
     assert "What is missing" in html and "Fig. 2 — Stopping-episode heatmap" in html
     assert "internal error" not in html and "no per-layer gradient columns" in html
+
+
+def test_short_runs_mark_late_paper_stops_not_comparable(tmp_path) -> None:
+    """20-episode runs cannot show the paper's stops at 161-763: the summary says so instead of failing."""
+    import synthetic as syn
+
+    from gradasym.report import build_report
+
+    stops = {k: (None if v is None else 10) for k, v in syn.SCALED_TABLE3.items()}
+    stops.update({(0.0001, 0.1): None, (0.001, 0.1): None})
+    root = syn.write_sweep(tmp_path / "short", stops=stops, episodes=20)
+    html = build_report(root).read_text()
+    assert "Not comparable (2)" in html

@@ -67,9 +67,10 @@ def _paper_lines(gd: GroupData) -> list[str]:
     if not rows:
         return ["No configuration of the paper's grid has a result yet, so nothing can be compared with the "
                 "paper's Table 3."]
-    shorter = [x for x in rows if x[0]["category"] == "No stopping" and x[0]["category"] != x[2]
-               and not comparable_with_paper(x[1], gd.max_episodes)]
-    rows = [x for x in rows if x not in shorter]
+    is_shorter = [x[0]["category"] == "No stopping" and x[0]["category"] != x[2]
+                  and not comparable_with_paper(x[1], gd.max_episodes) for x in rows]
+    shorter = [x for x, s in zip(rows, is_shorter) if s]
+    rows = [x for x, s in zip(rows, is_shorter) if not s]
     same = [x for x in rows if x[0]["category"] == x[2]]
     diff = [f"{_cfg(r)} measured {r['category']} ({stop_cell_text(r)}), paper {c} ({p})" for r, p, c in rows
             if r["category"] != c]
