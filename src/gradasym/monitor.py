@@ -396,16 +396,26 @@ class ActorCriticMonitor:
             ne &= ~((p - q).abs() < self.freeze_tolerance)
         return ne
 
-    def _observe_actor_params(self, step: int, params: list[Tensor | None]) -> None:
-        N = self._N
+    @staticmethod
+    def _against_snapshot(prev: list[Tensor] | None, params: list[Tensor | None],
+                          what: str) -> tuple[list[Tensor], list[Tensor], bool]:
+        """``(params, snapshot, comparable)``: the detached parameters and the previous
+        snapshot on their device; ``comparable`` is False for the first observation, where
+        the returned snapshot is a fresh copy to store."""
         ps = [p.detach() for p in params if p is not None]
-        prev = self._prev_actor
         if prev and ps and prev[0].device != ps[0].device:  # e.g. after load_state_dict
-            prev = self._prev_actor = [t.to(ps[0].device) for t in prev]
+            prev = [t.to(ps[0].device) for t in prev]
         if prev is None or len(prev) != len(ps) or any(a.shape != b.shape for a, b in zip(prev, ps)):
             if prev is not None:
-                raise ValueError("actor parameters changed structure between updates")
-            self._prev_actor = [p.clone() for p in ps]
+                raise ValueError(f"{what} parameters changed structure between updates")
+            return ps, [p.clone() for p in ps], False
+        return ps, prev, True
+
+    def _observe_actor_params(self, step: int, params: list[Tensor | None]) -> None:
+        N = self._N
+        ps, prev, comparable = self._against_snapshot(self._prev_actor, params, "actor")
+        self._prev_actor = prev
+        if not comparable:
             return
         changed = torch.zeros(N, dtype=torch.bool, device=ps[0].device if ps else "cpu")
         for p, q in zip(ps, prev):
@@ -420,14 +430,9 @@ class ActorCriticMonitor:
         self._frozen = unchanged
 
     def _observe_critic_params(self, step: int, params: list[Tensor | None]) -> None:
-        ps = [p.detach() for p in params if p is not None]
-        prev = self._prev_critic
-        if prev and ps and prev[0].device != ps[0].device:  # e.g. after load_state_dict
-            prev = self._prev_critic = [t.to(ps[0].device) for t in prev]
-        if prev is None or len(prev) != len(ps) or any(a.shape != b.shape for a, b in zip(prev, ps)):
-            if prev is not None:
-                raise ValueError("critic parameters changed structure between updates")
-            self._prev_critic = [p.clone() for p in ps]
+        ps, prev, comparable = self._against_snapshot(self._prev_critic, params, "critic")
+        self._prev_critic = prev
+        if not comparable:
             return
         unchanged = True
         exact = self.freeze_tolerance == 0
