@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
+
 from gradasym.config import Config, ConfigError, load_config, read_config_file
 
 from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
@@ -167,19 +169,30 @@ def spec_from_args(args: argparse.Namespace, config_from_args: ConfigFromArgs | 
 def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None = None,
               add_config_args: AddConfigArgs | None = None) -> int:
     """``gradasym sweep``: run or resume a grid; returns the exit code."""
-    try:
+    def call() -> pd.DataFrame:
         spec = spec_from_args(args, config_from_args, add_config_args)
-        options = {k: _json_or_str(v) for k, v in args.backend_option}
-        table = run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
-                          live=args.live, force=args.force, backend_options=options or None)
+        return run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
+                         live=args.live, force=args.force, backend_options=_backend_options(args))
+
+    return _run_command("sweep", args.out, call)
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    return {k: _json_or_str(v) for k, v in args.backend_option} or None
+
+
+def _run_command(name: str, out: Path, call: Callable[[], pd.DataFrame]) -> int:
+    """Run a sweep-like command; errors and interrupts become exit codes (2, 130)."""
+    try:
+        table = call()
     except SweepInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 130
     except (SweepError, ConfigError, ImportError, ValueError) as exc:
-        print(f"gradasym sweep: error: {exc}", file=sys.stderr)
+        print(f"gradasym {name}: error: {exc}", file=sys.stderr)
         return 2
     result = SweepResult.from_table(table)
-    print(f"summary: {Path(args.out) / 'summary.csv'}  ({result.describe()})")
+    print(f"summary: {Path(out) / 'summary.csv'}  ({result.describe()})")
     return result.exit_code
 
 
@@ -203,21 +216,10 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``gradasym reproduce``: the paper grid, its summary, heatmap and report; returns the exit code."""
-    try:
-        options = {k: _json_or_str(v) for k, v in args.backend_option}
-        table = reproduce(args.out, full=args.full, seeds=args.seeds, presets=args.preset,
-                          workers=args.workers, live=args.live, backend=args.backend,
-                          address=args.address, force=args.force, report=args.report,
-                          threads=args.threads, backend_options=options or None)
-    except SweepInterrupted as exc:
-        print(f"\n{exc}", file=sys.stderr)
-        return 130
-    except (SweepError, ConfigError, ImportError, ValueError) as exc:
-        print(f"gradasym reproduce: error: {exc}", file=sys.stderr)
-        return 2
-    result = SweepResult.from_table(table)
-    print(f"summary: {Path(args.out) / 'summary.csv'}  ({result.describe()})")
-    return result.exit_code
+    return _run_command("reproduce", args.out, lambda: reproduce(
+        args.out, full=args.full, seeds=args.seeds, presets=args.preset, workers=args.workers, live=args.live,
+        backend=args.backend, address=args.address, force=args.force, report=args.report,
+        threads=args.threads, backend_options=_backend_options(args)))
 
 
 # ------------------------------------------------------------------ registration
