@@ -1,13 +1,13 @@
 """Training-speed benchmark of gradasym's CCM-MADRL at the paper's sizes (N=50, batch 64).
 
 Runs the real training loop (``gradasym.runner.Trainer.run_episode``: 10 acting steps +
-``remember`` each, one ``agent.update()``, then the monitor's ``observe_update``) with
+one batched ``remember_many``, one ``agent.update()``, then the monitor's ``observe_update``) with
 tracking on, and reports:
 
 * seconds per episode (mean, median, p10/p90) over the episodes after the warm-up;
 * a per-component breakdown, measured by wrapping methods of the live objects with
   ``time.perf_counter`` timers (no library code is edited): acting (``agent.act``,
-  master selection included), environment step, replay insertion (``agent.remember``,
+  master selection included), environment step, replay insertion (``agent.remember_many``,
   TD-error priority included), replay sampling + priority write-back, critic update,
   target updates, actor updates, tracking (``Trainer._observe``: ``monitor.observe_update``
   + the logged rows), and the rest;
@@ -59,7 +59,7 @@ MATMUL_OPS = {
 COMPONENTS = [
     ("acting", "agent.act (actors + noise + master selection)"),
     ("env", "env.step"),
-    ("replay_insert", "agent.remember (TD-error priority + push)"),
+    ("replay_insert", "agent.remember_many / remember (TD-error priorities + push)"),
     ("replay_sample", "replay.sample + update_priorities"),
     ("critic_update", "agent._update_critic (targets, loss, backward, Adam)"),
     ("target_updates", "soft_update_ of critic and actor targets"),
@@ -218,7 +218,8 @@ def instrument(trainer: Trainer, timers: Timers, prune: PruneStats) -> Callable[
 
     patch(agent, "act", "acting")
     patch(env, "step", "env")
-    patch(agent, "remember", "replay_insert")
+    patch(agent, "remember", "replay_insert")  # one by one (fullnorm)
+    patch(agent, "remember_many", "replay_insert")  # the episode's transitions in one call
     patch(replay, "sample", "replay_sample")
     patch(replay, "update_priorities", "replay_sample")
     patch(agent, "_update_critic", "critic_update")

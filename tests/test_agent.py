@@ -207,6 +207,30 @@ def test_remember_priority_is_td_error_at_insertion():
         assert agent.replay.priorities[slot] == pytest.approx((err + 0.01) ** 0.6, rel=1e-9)
 
 
+@pytest.mark.parametrize("reward_norm", [False, True])
+def test_batched_insertion_equals_one_by_one(reward_norm):
+    """An episode's transitions stored in one call get the priorities (and stored values)
+    of one call per transition; with reward-norm each uses the statistics after its own reward."""
+    cfgs = [make_cfg(reward_norm=reward_norm) for _ in range(2)]
+    one, many = (CCMMADRL(cfg, seed=3, dtype=torch.float64) for cfg in cfgs)
+    rng = np.random.default_rng(8)
+    steps = [(random_states(rng, (N,)).numpy(), rng.uniform(-1, 1, (N, 3)),
+              (rng.random(N) < 0.3).astype(float), -float(rng.uniform(1000, 3000)),
+              random_states(rng, (N,)).numpy(), t == 9) for t in range(10)]
+    steps[4] = steps[4][:2] + (np.zeros(N),) + steps[4][3:]  # nobody selected: zero-input term
+    for step in steps:
+        one.remember(*step)
+    many.remember_many(*(np.stack(column) for column in zip(*steps)))
+    n = one.replay.size
+    assert many.replay.size == n == 10 and many.replay.ptr == one.replay.ptr
+    np.testing.assert_allclose(many.replay.priorities[:n], one.replay.priorities[:n], rtol=1e-12)
+    assert len(set(one.replay.priorities[:n])) == n  # distinct priorities: the order is checked too
+    for name in ("states", "actions", "x", "rewards", "next_states", "dones"):
+        torch.testing.assert_close(getattr(many.replay, name)[:n], getattr(one.replay, name)[:n], rtol=0, atol=0)
+    if reward_norm:
+        assert many.reward_scale() == one.reward_scale() != 1.0
+
+
 def fill(agent, n_steps, seed=0, episodes_done=0):
     rng = np.random.default_rng(seed)
     s = random_states(rng, (agent.n_agents,)).numpy()

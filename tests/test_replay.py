@@ -46,6 +46,26 @@ def test_ring_buffer_overwrites_oldest():
     assert sorted(float(v) for v in buf.states[:, 0, 0]) == [2, 3, 4, 5, 6]
 
 
+def test_push_many_equals_pushes_in_order_with_wrap_around():
+    one, many = make(capacity=5), make(capacity=5)
+    for i in range(3):
+        push(one, i, err=float(i))
+        push(many, i, err=float(i))
+    items = list(range(3, 10))  # 7 more: wraps around and overwrites its own first items
+    for i in items:
+        push(one, i, err=float(i))
+    s = np.stack([np.full((N, S), float(i)) for i in items])
+    slots = many.push_many(s, np.stack([np.full((N, A), i / 1000.0) for i in items]),
+                           np.stack([np.arange(N) % 2] * len(items)), [-float(i) for i in items], s + 0.5,
+                           [i % 10 == 9 for i in items], [float(i) for i in items])
+    assert list(slots) == [3, 4, 0, 1, 2, 3, 4]
+    assert (many.ptr, many.size) == (one.ptr, one.size) == (0, 5)
+    np.testing.assert_array_equal(many.priorities, one.priorities)
+    for name in ("states", "actions", "x", "rewards", "next_states", "dones"):
+        torch.testing.assert_close(getattr(many, name), getattr(one, name), rtol=0, atol=0)
+    assert sorted(float(v) for v in many.states[:, 0, 0]) == [5, 6, 7, 8, 9]
+
+
 def test_never_samples_an_empty_slot():
     buf = make(capacity=10_000)
     with pytest.raises(ValueError):

@@ -68,6 +68,25 @@ def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path, mode) 
     pd.testing.assert_frame_equal(ta, tc)
 
 
+def test_deferred_insertion_trains_like_one_by_one(tmp_path, monkeypatch) -> None:
+    """Storing an episode's transitions in one call after it (the default) trains exactly
+    like storing them one by one during the episode."""
+    from gradasym.agent import CCMMADRL
+
+    sizes: list[int] = []
+    batched = CCMMADRL.remember_many
+    monkeypatch.setattr(CCMMADRL, "remember_many", lambda self, s, *rest: sizes.append(len(s)) or
+                        batched(self, s, *rest))
+    run_experiment(small_cfg(**{"run.episodes": 16}), tmp_path / "deferred")
+    assert sizes == [10] * 16  # one call per episode
+    sizes.clear()
+    monkeypatch.setattr(CCMMADRL, "can_defer_insertion", property(lambda self: False))
+    run_experiment(small_cfg(**{"run.episodes": 16}), tmp_path / "one")
+    assert sizes == [1] * 160
+    a, b = (pd.read_parquet(tmp_path / x / "episodes.parquet").drop(columns="seconds") for x in ("deferred", "one"))
+    pd.testing.assert_frame_equal(a, b, rtol=1e-6)
+
+
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, monkeypatch) -> None:
     """A crash after episode 17 keeps the checkpoint of episode 10; resuming reproduces the full run."""
     from gradasym import runner

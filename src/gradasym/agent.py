@@ -487,20 +487,44 @@ class CCMMADRL:
         return self.critic.q_pairs(s, a, torch.zeros_like(k), k).double().numpy()
 
     # ================================================================= replay
-    @torch.no_grad()
     def remember(self, states, actions, x, reward: float, next_states, done: bool) -> None:
         """Store one transition; its priority comes from its TD error under the current networks."""
-        t = lambda v: torch.as_tensor(np.asarray(v), dtype=self.dtype).unsqueeze(0)  # noqa: E731
-        s, a, xx, ns = t(states), t(actions), t(x), t(next_states)
-        r = torch.tensor([float(reward)], dtype=self.dtype)
-        d = torch.tensor([float(bool(done))], dtype=self.dtype)
-        if self.reward_rms is not None:  # every stored reward updates the statistics (before its use)
-            self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64))
-        y = self._td_targets(self._scaled_rewards(r), ns, d)
+        one = lambda v: np.asarray(v)[None]  # noqa: E731
+        self.remember_many(one(states), one(actions), one(x), one(float(reward)), one(next_states),
+                           one(bool(done)))
+
+    @property
+    def can_defer_insertion(self) -> bool:
+        """Whether an episode's transitions may be stored together after the episode with the
+        same priorities as one by one: true unless the actors' input normalisation (fullnorm)
+        changes at every acting step."""
+        return self.obs_rms is None
+
+    @torch.no_grad()
+    def remember_many(self, states, actions, x, rewards, next_states, dones) -> None:
+        """Store T transitions in order (leading dim T: ``states (T, N, S)``, ``rewards (T,)``, ...).
+
+        Each priority is the transition's TD error at insertion: the summed squared error of
+        its critic terms against ``y = r + gamma * q'`` (as in the critic update). The
+        networks do not change between the insertions of one episode, so one batched call
+        gives the priorities that T calls of :meth:`remember` give (to float rounding);
+        with reward-norm each transition is scaled with the statistics after its own reward.
+        """
+        t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=self.dtype)  # noqa: E731
+        s, a, xx, ns, r, d = (t(v) for v in (states, actions, x, next_states, rewards, dones))
+        if self.reward_rms is None:
+            r_scaled = r
+        else:  # every stored reward updates the statistics before its own use
+            scales = []
+            for reward in np.asarray(rewards, dtype=np.float64):
+                self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64))
+                scales.append(self.reward_scale())
+            r_scaled = r / torch.tensor(scales, dtype=self.dtype)
+        y = self._td_targets(r_scaled, ns, d)
         b_idx, k_idx = self._critic_terms(xx)
         q = self.critic.q_pairs(s, a, b_idx, k_idx)
-        err = float(((q - y[b_idx]) ** 2).sum())
-        self.replay.push(states, actions, x, reward, next_states, done, err)
+        err = torch.zeros_like(y).index_add_(0, b_idx, (q - y[b_idx]) ** 2)  # per transition
+        self.replay.push_many(states, actions, x, rewards, next_states, dones, err.double().numpy())
 
     # ================================================================= update
     def update(self) -> UpdateResult | None:
@@ -563,11 +587,7 @@ class CCMMADRL:
         (target actors on next states, no noise), or the zero-input target Q if none.
         ``rewards`` are already scaled (reward-norm); stochastic target actors act deterministically."""
         a_next = self.target_actors(self._actor_inputs(next_states).transpose(0, 1)).transpose(0, 1).contiguous()
-        target = _BatchCritic(self.target_critic, next_states, prune=False, cache=self._cache)
-        target.set_actions(a_next)
-        _, has, q_next = target.best_rows(a_next, a_next[..., 0] >= 0)
-        if not bool(has.all()):  # nobody proposes: zero-input target Q
-            q_next = torch.where(has, q_next, self.target_critic.head(target.shared))
+        q_next, _ = self.target_critic.q_max(next_states, a_next, a_next[..., 0] >= 0)  # proposer rows only
         return rewards + self.gamma * q_next * (1.0 - dones)
 
     def _critic_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -730,27 +750,19 @@ class CCMMADRL:
         o = self.actors.policy_forward(s_nb, flat, self._policy_noise(bsz))
         a_nb, z_nb, hidden = o.action, o.preact, o.hidden
         actions = a_nb.transpose(0, 1)  # (B, N, A), with gradient into every actor's row
-        batch_critic = _BatchCritic(self.critic, states, prune=False, cache=self._cache)
-        batch_critic.set_actions(actions.detach())
-        k_best, has, _ = batch_critic.best_rows(actions.detach(), actions.detach()[..., 0] >= 0)
-        rows = torch.arange(bsz)
+        # q_b = max over proposer rows: the arg-max without gradient, then the gradient flows
+        # through the B arg-max rows only (the gradient of max)
+        with torch.no_grad():
+            _, k_sel = self.critic.q_max(states, actions, actions[..., 0] >= 0)  # k = -1: zero input
+        q = self.critic.q_pairs(states, actions, torch.arange(bsz), k_sel)
+        loss = -(weights * q).sum() / bsz
         reg = self._actor_reg(o)  # (N,) or None: each actor's regulariser, on its own row only
+        total = loss if reg is None else loss + reg.sum()
         if not self.original_tracking:
-            delta = actions - actions.detach()
-            pre = batch_critic.pre_rows(k_best, has) + delta.flatten(1) @ batch_critic.w_ja_t
-            own = delta[rows, k_best] @ batch_critic.w_oa_t
-            pre = pre + has.unsqueeze(1).to(pre.dtype) * own
-            q = self.critic.head(pre)
-            loss = -(weights * q).sum() / bsz
-            total = loss if reg is None else loss + reg.sum()
-            (g_flat,) = torch.autograd.grad(total, flat)
+            (g_flat,) = torch.autograd.grad(total, flat)  # the critic is not updated by the actor loss
             critic_extra = None
-        else:
+        else:  # the original's backward also filled the critic's .grad
             critic_params = list(self.critic.parameters())
-            k_sel = torch.where(has, k_best, torch.full_like(k_best, -1))
-            q = self.critic.q_pairs(states, actions, rows, k_sel)
-            loss = -(weights * q).sum() / bsz
-            total = loss if reg is None else loss + reg.sum()
             g_flat, *g_c = torch.autograd.grad(total, [flat, *critic_params])
             critic_extra = dict(zip(self.critic.layer_views(), g_c))
         self.actor_optim.step_all([g_flat if self.grad_clip is None else self._clip_(g_flat)])

@@ -86,17 +86,26 @@ class PrioritizedReplay:
     # ---------------------------------------------------------------- insert
     def push(self, states, actions, x, reward: float, next_states, done: bool, err: float) -> int:
         """Store one transition with priority from ``err``; returns its slot."""
-        i = self.ptr
-        self.states[i] = torch.as_tensor(np.asarray(states), dtype=self.states.dtype)
-        self.actions[i] = torch.as_tensor(np.asarray(actions), dtype=self.actions.dtype)
-        self.x[i] = torch.as_tensor(np.asarray(x), dtype=self.x.dtype)
-        self.rewards[i] = float(reward)
-        self.next_states[i] = torch.as_tensor(np.asarray(next_states), dtype=self.next_states.dtype)
-        self.dones[i] = float(bool(done))
-        self.priorities[i] = self.priority(err)
-        self.ptr = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-        return i
+        one = lambda v: np.asarray(v)[None]  # noqa: E731
+        return int(self.push_many(one(states), one(actions), one(x), one(float(reward)), one(next_states),
+                                  one(bool(done)), one(float(err)))[-1])
+
+    def push_many(self, states, actions, x, rewards, next_states, dones, errs) -> np.ndarray:
+        """Store T transitions in order (leading dim T), as T calls of :meth:`push`; returns
+        their slots (when T exceeds the capacity only the last ``capacity`` ones stay)."""
+        errs = np.asarray(errs, dtype=np.float64)
+        n_new = len(errs)
+        keep = slice(max(0, n_new - self.capacity), n_new)  # what survives the ring's wrap-around
+        slots = (self.ptr + np.arange(n_new)) % self.capacity
+        idx = torch.as_tensor(slots[keep])
+        for name, values in (("states", states), ("actions", actions), ("x", x), ("rewards", rewards),
+                             ("next_states", next_states), ("dones", dones)):
+            buf = getattr(self, name)
+            buf[idx] = torch.as_tensor(np.asarray(values, dtype=np.float64)[keep], dtype=buf.dtype)
+        self.priorities[slots[keep]] = self.priority(errs[keep])
+        self.ptr = int((self.ptr + n_new) % self.capacity)
+        self.size = min(self.size + n_new, self.capacity)
+        return slots
 
     # ---------------------------------------------------------------- sample
     def sample(self, batch_size: int) -> ReplayBatch:

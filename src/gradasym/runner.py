@@ -76,12 +76,20 @@ class Trainer:
         reward = constrained = e_pen = t_pen = offload = 0.0
         steps = cfg.env.steps_per_episode
         original = cfg.run.tracking == "original"
+        # The networks do not change during an episode, so its transitions are stored (and their
+        # priorities computed) in one batched call after it, unless the agent says otherwise.
+        defer = agent.can_defer_insertion
+        transitions: list[tuple] = []
         for _ in range(steps):
             act = agent.act(self.states, self.episodes_done, explore=True)
             if original and act.preact is not None:
                 self._preact_pool.append(act.preact.reshape(-1, *act.preact.shape[-2:]))
             next_states, rewards, done, info = env.step(act.env_actions)
-            agent.remember(self.states, act.actions, act.x, float(rewards[0]), next_states, done)
+            transition = (self.states, act.actions, act.x, float(rewards[0]), next_states, done)
+            if defer:
+                transitions.append(transition)
+            else:
+                agent.remember(*transition)
             self.states = next_states
             reward += float(rewards[0])
             constrained += float(act.constrained)
@@ -90,6 +98,8 @@ class Trainer:
             offload += float(np.mean(act.x))
             if done:
                 self.states = env.reset()
+        if transitions:
+            agent.remember_many(*(np.stack(column) for column in zip(*transitions)))
         self.episodes_done += 1
         episode = self.episodes_done
 
