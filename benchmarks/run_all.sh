@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind benchmarks/RESULTS.md, one job at a time, each after the
 # machine has gone quiet (1-min load average below $MAX_LOAD, up to $MAX_WAIT s).
-# Logs and JSON go to benchmarks/runs/. Usage: bash benchmarks/run_all.sh [job ...]
+# Logs and JSON go to $OUT (default benchmarks/runs/). Usage: [OUT=dir] bash benchmarks/run_all.sh [job ...]
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-OUT=benchmarks/runs
+OUT=${OUT:-benchmarks/runs}
 MAX_LOAD=${MAX_LOAD:-1.0}
 MAX_WAIT=${MAX_WAIT:-900}
 mkdir -p "$OUT"

@@ -231,6 +231,13 @@ def test_batched_insertion_equals_one_by_one(reward_norm):
         assert many.reward_scale() == one.reward_scale() != 1.0
 
 
+def test_insertion_is_deferred_unless_the_actor_inputs_change_while_acting():
+    assert CCMMADRL(make_cfg(), seed=0).can_defer_insertion
+    assert CCMMADRL(make_cfg(reward_norm=True), seed=0).can_defer_insertion
+    # fullnorm's running input statistics move at every acting step, and the target actors read them
+    assert not CCMMADRL(make_cfg(actor_norm="fullnorm"), seed=0).can_defer_insertion
+
+
 def fill(agent, n_steps, seed=0, episodes_done=0):
     rng = np.random.default_rng(seed)
     s = random_states(rng, (agent.n_agents,)).numpy()

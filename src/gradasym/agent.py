@@ -32,6 +32,8 @@ which the tests compare against):
   max flows through the arg-max row only, so the backward pass needs one row per
   transition (B rows), here written out by hand (``Critic.head_vjp``,
   ``ActorEnsemble.backward_agent``; checked against autograd in the tests);
+* an episode's transitions get their insertion priorities in one batched call after
+  the episode (the networks do not change during it);
 * in the sequential actor loop only actor i-1's action column is recomputed after
   its step (the other actors have not changed), and most proposer rows are skipped
   by an exact Lipschitz bound: a row whose Q cannot have overtaken the best row since
