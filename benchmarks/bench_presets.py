@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+from gradasym.process import configure_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_training import ROOT, load_average, machine_info, run_training, wait_for_quiet  # noqa: E402
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)  # as gradasym run
     info = machine_info()
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, threads {args.threads}")
     rows: list[dict[str, Any]] = []

@@ -47,6 +47,7 @@ import torch
 
 import gradasym.agent as agent_mod
 from gradasym.config import load_config
+from gradasym.process import keep_freed_memory
 from gradasym.runner import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -532,6 +533,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="before each measurement, wait (up to --max-wait s) until the 1-min load average "
                         "is below this (0: don't)")
     p.add_argument("--max-wait", type=float, default=600.0)
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (gradasym run makes it keep freed memory; for A/B)")
     p.add_argument("--json", dest="json_out", default=None, help="write all results to this JSON file")
     args = p.parse_args(argv)
 
@@ -543,6 +546,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.wait_load:
         la = wait_for_quiet(args.wait_load, args.max_wait)
         print(f"load average before measuring: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    # what `gradasym run` does before training (gradasym.process.configure_process)
+    results["keep_freed_memory"] = keep_freed_memory() if not args.default_malloc else False
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"\n=== threads = {threads}")

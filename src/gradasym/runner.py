@@ -27,6 +27,7 @@ from .config import Config, ConfigError
 from .env.mec import MECEnv
 from .io import read_json, torch_save, write_json, write_table
 from .monitor import ActorCriticMonitor
+from .process import configure_process
 from .seeding import numpy_generator
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -282,8 +283,7 @@ def run_experiment(
     """
     cfg.validate()
     out = Path(out_dir)
-    if cfg.run.threads > 0:
-        torch.set_num_threads(cfg.run.threads)
+    configure_process(cfg.run.threads)
     ckpt = out / "checkpoint.pt"
     if (out / "config.json").exists():
         if not resume:

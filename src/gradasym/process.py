@@ -1,0 +1,42 @@
+"""Process-wide settings of a training process (speed only; nothing here changes a number).
+
+* ``torch`` intra-op threads (``run.threads``).
+* glibc's ``malloc`` keeps freed memory for reuse instead of handing it back to the
+  operating system. An update allocates and frees tensors of a few MB (rows x 512
+  first-layer activations); by default glibc returns such blocks to the kernel
+  after every update and the next update page-faults them in again, which cost
+  10-15 % of an episode in the simultaneous mode (benchmarks/RESULTS.md). The price
+  is that the process keeps its peak heap size until it exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import torch
+
+_M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's largest accepted value on 64-bit systems
+_TRIM_THRESHOLD = 2**31 - 1  # never trim the heap top
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to reuse freed blocks (up to 32 MB) instead of returning them to
+    the kernel. Returns False (and changes nothing) where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+
+
+def configure_process(threads: int = 0) -> None:
+    """The settings :func:`gradasym.runner.run_experiment` applies before training:
+    ``threads`` torch threads (0 = leave torch's default) and :func:`keep_freed_memory`."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    keep_freed_memory()
