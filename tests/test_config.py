@@ -49,6 +49,7 @@ def test_round_trip_through_dict() -> None:
         ({"run.episodes": "ten"}, "run.episodes"),
         ({"agent.nonexistent": 1}, "agent.nonexistent"),
         ({"agent.tau": 0}, "agent.tau"),
+        ({"run.device": "cuda"}, "run.device"),
     ],
 )
 def test_bad_values_are_clear_errors(overrides, message) -> None:
@@ -88,3 +89,18 @@ def test_presets_combine_and_conflicts_are_errors() -> None:
         load_config(presets=["squashed-gaussian", "softsign"])
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         load_config(presets=["nope"])
+
+
+def test_every_field_is_in_the_configuration_reference() -> None:
+    """docs/configuration.md documents every field of every section (and nothing stale)."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    cfg = Config()
+    fields = {f"{section}.{f.name}" for section in ("env", "agent", "run")
+              for f in dataclasses.fields(getattr(cfg, section))}
+    documented = set(re.findall(r"`((?:env|agent|run)\.[a-z_0-9]+)`", doc))
+    assert fields - documented == set(), "undocumented config fields"
+    assert documented - fields == set(), "docs/configuration.md names fields that do not exist"

@@ -120,8 +120,9 @@ class RunConfig:
     saturation_threshold: float = 0.9  # |tanh(z)| above this counts as saturated
     eval_interval: int = 0  # 0 = no periodic greedy evaluation
     eval_episodes: int = 1
-    device: str = "cpu"
+    device: str = "cpu"  # the only supported value (docs/configuration.md)
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+# Every field is documented in docs/configuration.md (tests/test_config.py checks it).
 
 
 @dataclass
@@ -264,6 +265,8 @@ class Config:
             raise ConfigError("run.eval_interval must be >= 0 and run.eval_episodes >= 1")
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
+        if r.device != "cpu":
+            raise ConfigError(f"run.device={r.device!r}: gradasym trains on the CPU only (run.device = \"cpu\")")
         return self
 
 
