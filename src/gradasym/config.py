@@ -8,7 +8,8 @@ recorded in the run's ``config.json``.
 Configs load from TOML or YAML files, from presets (``configs/<name>.toml``) and
 from dotted ``section.field=value`` overrides, and are validated before any
 long work starts (:meth:`Config.validate` raises :class:`ConfigError` naming the
-offending field).
+offending field). Every field is documented in ``docs/configuration.md``
+(``tests/test_config.py`` fails when one is missing).
 """
 
 from __future__ import annotations
@@ -122,7 +123,6 @@ class RunConfig:
     eval_episodes: int = 1
     device: str = "cpu"  # the only supported value (docs/configuration.md)
     threads: int = 0  # torch intra-op threads; 0 = leave torch's default
-# Every field is documented in docs/configuration.md (tests/test_config.py checks it).
 
 
 @dataclass
