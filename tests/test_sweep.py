@@ -34,18 +34,13 @@ from gradasym.sweep import (SUMMARY_COLUMNS, SweepError, SweepInterrupted, Sweep
 from gradasym.sweep import REDUCED_EPISODES, FULL_EPISODES
 from gradasym.sweep import add_cli
 from gradasym.sweep.commands import spec_from_args
-from gradasym.sweep.store import SweepLock, atomic_write_json
+from gradasym.io import write_json
+from gradasym.sweep.store import SweepLock
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- fake runner
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
 def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
                 progress: Callable[[dict], None] | None = None, show_progress: bool = False,
                 *, crash_dir: str | None = None, fail_ids: tuple[str, ...] = (),
@@ -75,7 +70,7 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
             json.dumps({k: v for k, v in cfg_dict.items() if k != "run"}))
         if old.get("status") == "finished" and same:
             return old
-    _write_json(out / "config.json", {**cfg_dict, "version": "test"})
+    write_json(out / "config.json", {**cfg_dict, "version": "test"})
     episodes, n = cfg.run.episodes, cfg.env.n_agents
     stop_at = max(1, episodes // 2) if cfg.agent.actor_lr >= 0.01 else None
     state = {"episode": 0, "rewards": []}
@@ -85,14 +80,14 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
     base = {"actor_lr": cfg.agent.actor_lr, "critic_lr": cfg.agent.critic_lr, "seed": cfg.run.seed,
             "presets": list(cfg.presets), "actor_update": cfg.agent.actor_update,
             "episodes_requested": episodes, "version": "test"}
-    _write_json(summary_path, {**base, "status": "running", "error": None,
+    write_json(summary_path, {**base, "status": "running", "error": None,
                                "episodes_run": state["episode"]})
     marker = Path(crash_dir) / run_id if crash_dir else None
     for ep in range(state["episode"] + 1, episodes + 1):
         reward = -(ep * cfg.agent.actor_lr * 10 + cfg.agent.critic_lr + cfg.run.seed / 1000)
         state["rewards"].append(reward)
         state["episode"] = ep
-        _write_json(ckpt, state)
+        write_json(ckpt, state)
         stopped = n if stop_at is not None and ep >= stop_at else 0
         if progress is not None:
             progress({"episode": ep, "episodes": episodes, "reward": reward,
@@ -107,7 +102,7 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
                 raise KeyboardInterrupt
             raise RuntimeError(f"simulated crash in {run_id}")
         if run_id in fail_ids:
-            _write_json(summary_path, {**base, "status": "failed", "error": "RuntimeError: boom",
+            write_json(summary_path, {**base, "status": "failed", "error": "RuntimeError: boom",
                                        "episodes_run": ep})
             raise RuntimeError("boom")
     rewards = state["rewards"]
@@ -122,7 +117,7 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
         "final_rho": 1e-6, "reward_first10": sum(rewards[:k]) / k, "reward_last10": sum(rewards[-k:]) / k,
         "seconds_total": 0.01 * episodes, "seconds_per_episode": 0.01, "early_stopped": False,
     }
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary)
     return summary
 
 
@@ -455,7 +450,7 @@ def test_busy_folder_is_refused(tmp_path: Path) -> None:
     out.mkdir()
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        atomic_write_json(out / ".sweep.lock", {"pid": other.pid, "host": socket.gethostname()})
+        write_json(out / ".sweep.lock", {"pid": other.pid, "host": socket.gethostname()})
         with pytest.raises(SweepError, match="in use"):
             sweep(small_spec(), out)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -20,15 +19,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from gradasym.config import Config  # noqa: E402
+from gradasym.io import write_json  # noqa: E402
 from gradasym.sweep import SweepResult, SweepSpec, run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def ray_fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
@@ -42,12 +36,12 @@ def ray_fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
         old = json.loads(summary_path.read_text())
         if old.get("status") == "finished":
             return old
-    _write_json(out / "config.json", {**cfg.to_dict(), "version": "test"})
+    write_json(out / "config.json", {**cfg.to_dict(), "version": "test"})
     base = {"actor_lr": cfg.agent.actor_lr, "critic_lr": cfg.agent.critic_lr, "seed": cfg.run.seed,
             "presets": list(cfg.presets), "episodes_requested": cfg.run.episodes}
-    _write_json(summary_path, {**base, "status": "running", "error": None})
+    write_json(summary_path, {**base, "status": "running", "error": None})
     if out.name in fail_ids:
-        _write_json(summary_path, {**base, "status": "failed", "error": "RuntimeError: ray boom"})
+        write_json(summary_path, {**base, "status": "failed", "error": "RuntimeError: ray boom"})
         raise RuntimeError("ray boom")
     for ep in range(1, cfg.run.episodes + 1):
         if progress is not None:
@@ -59,7 +53,7 @@ def ray_fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
                "critic_stopped": False, "max_abs_preactivation": 1.0, "final_saturation_ratio": 0.5,
                "reward_first10": -1.0, "reward_last10": -float(cfg.run.episodes), "seconds_per_episode": 0.001,
                "threads": cfg.run.threads, "pid": os.getpid()}
-    _write_json(summary_path, summary)
+    write_json(summary_path, summary)
     return summary
 
 

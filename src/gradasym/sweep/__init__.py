@@ -19,14 +19,14 @@ from .reproduction import (DEFAULT_SEEDS, FULL_EARLY_STOP, FULL_EARLY_STOP_PATIE
 from .spec import (PAPER_LEARNING_RATES, RunSpec, SweepSpec, build_base_config, format_value, make_run_id,
                    paper_axes, parse_axis, parse_preset_combo)
 from .store import (EXTRA_COLUMNS, SUMMARY_COLUMNS, SweepError, SweepMismatchError, atomic_write,
-                    atomic_write_json, read_summary, write_summary)
+                    read_summary, write_summary)
 
 __all__ = [
     "add_cli", "DEFAULT_SEEDS", "EXTRA_COLUMNS", "FULL_EARLY_STOP", "FULL_EARLY_STOP_PATIENCE", "FULL_EPISODES",
     "Job", "PAPER_LEARNING_RATES", "REDUCED_EARLY_STOP", "REDUCED_EARLY_STOP_PATIENCE",
     "REDUCED_EPISODES", "RunInterrupted", "RunSpec", "Runner", "SUMMARY_COLUMNS", "SweepError",
     "SweepInterrupted", "SweepMismatchError", "SweepResult", "SweepSpec", "atomic_write",
-    "atomic_write_json", "build_base_config", "collect_summary", "default_runner", "execute_run",
+    "build_base_config", "collect_summary", "default_runner", "execute_run",
     "exit_code", "format_value", "load_spec", "make_run_id", "paper_axes", "parse_axis",
     "parse_preset_combo", "print_stopping_grid", "read_summary", "reproduce", "reproduce_spec",
     "resolve_threads", "run_sweep", "stopping_grid", "write_summary",

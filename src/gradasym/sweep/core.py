@@ -30,6 +30,7 @@ from typing import Any, Callable, Literal
 import pandas as pd
 
 from gradasym.config import Config
+from gradasym.io import write_json
 
 from . import store
 from .backends import Job, Runner, run_inline, run_pool, run_ray, run_submitit
@@ -266,7 +267,7 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
                 "use another sweep folder, or force=True (--force) to move it to stale/ and rerun it"
             )
         move_aside(rdir, f"config changed: {'; '.join(diffs[:3])}")
-    store.atomic_write_json(path, doc)
+    write_json(path, doc)
 
 
 def load_spec(out_dir: str | Path) -> SweepSpec:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from ..io import atomic_write, jsonable
+from ..io import atomic_write
 
 SWEEP_JSON = "sweep.json"
 SUMMARY_PARQUET = "summary.parquet"
@@ -69,17 +69,7 @@ class SweepMismatchError(SweepError):
     """The folder already holds a sweep with a different grid or run configs."""
 
 
-# ------------------------------------------------------------------ atomic writes
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (NaN -> null) atomically."""
-    atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
-
-
+# ------------------------------------------------------------------ reading
 def read_json(path: str | Path) -> dict[str, Any] | None:
     """Read a JSON object, or None if the file is missing or unreadable."""
     try:
