@@ -12,7 +12,6 @@ the warm-up. Presets whose options the agent does not implement yet (the agent r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from gradasym.process import configure_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import ROOT, load_average, machine_info, run_training, wait_for_quiet  # noqa: E402
+from bench_training import ROOT, finish, machine_info, run_training, wait_for_quiet  # noqa: E402
 
 
 def preset_names() -> list[str]:
@@ -84,14 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"(actor {c.get('actor_updates', 0) * 1e3:.1f}, critic {c.get('critic_update', 0) * 1e3:.1f}, "
               f"remember {c.get('replay_insert', 0) * 1e3:.1f} ms; rows/pass {ev if ev is None else round(ev)}; "
               f"load {row['load_avg_start']:.2f}->{row['load_avg_end']:.2f})", flush=True)
-    la = load_average()
-    print(f"load average after: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
-    out = {"machine": info, "args": vars(args), "presets": rows, "load_avg_end": la}
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2, default=str))
-        print(f"wrote {args.json_out}")
-    return out
+    return finish({"machine": info, "args": vars(args), "presets": rows}, args.json_out)
 
 
 if __name__ == "__main__":

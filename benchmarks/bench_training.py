@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
 import os
 import platform
 import statistics
@@ -47,6 +46,7 @@ import torch
 
 import gradasym.agent as agent_mod
 from gradasym.config import load_config
+from gradasym.io import write_json
 from gradasym.process import keep_freed_memory
 from gradasym.runner import Trainer
 
@@ -74,6 +74,17 @@ COMPONENTS = [
 # ----------------------------------------------------------------------- machine
 def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
+
+
+def finish(results: dict[str, Any], json_out: str | None) -> dict[str, Any]:
+    """Record and print the closing load average; write ``results`` to ``json_out`` (atomically)."""
+    la = load_average()
+    results["load_avg_end"] = la
+    print(f"\nload average after: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+    if json_out:
+        write_json(json_out, results)
+        print(f"wrote {json_out}")
+    return results
 
 
 def cpu_snapshot() -> tuple[list[int], float, float]:
@@ -601,14 +612,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"  plain per-agent implementation (tests/reference.py), {mode}: "
                       f"{s['mean']:.2f} s per update (median {s['median']:.2f}, n={s['n']}); "
                       f"load {ref['load_avg_start'][0]:.2f} -> {ref['load_avg_end'][0]:.2f}")
-    la = load_average()
-    results["load_avg_end"] = la
-    print(f"\nload average after: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(results, indent=2, default=str))
-        print(f"wrote {args.json_out}")
-    return results
+    return finish(results, args.json_out)
 
 
 if __name__ == "__main__":
