@@ -25,6 +25,7 @@ holds its own loss gradient plus all actor losses' gradients.
 from __future__ import annotations
 
 import copy
+import io
 
 import numpy as np
 import torch
@@ -276,6 +277,15 @@ class ReferenceCCM:
 
 
 # ---------------------------------------------------------------------- test data
+def through_torch_save(state):
+    """``state`` after ``torch.save`` and ``torch.load(weights_only=True)`` (what a checkpoint
+    file gives back; weights_only proves the state is plain, safely loadable data)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
 def random_states(rng, shape, dtype=torch.float64) -> torch.Tensor:
     """MEC-like raw states ``shape + (7,)``: [power, gain, energy, size, cycles, deadline, res]."""
     lo = np.array([1.0, 5.0, 0.5, 1.0, 300.0, 0.1, 0.4])

@@ -4,7 +4,6 @@ determinism and exact resumption, exact row pruning."""
 from __future__ import annotations
 
 import copy
-import io
 import math
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from gradasym.agent import CCMMADRL, _BatchCritic, to_env_fraction
 from gradasym.config import Config
-from reference import ReferenceCCM, random_states
+from reference import ReferenceCCM, random_states, through_torch_save
 
 N = 6
 
@@ -325,11 +324,8 @@ def test_state_dict_resume_is_bit_identical(mode):
     for ep in range(2):
         fill(a, 10, seed=ep, episodes_done=ep)
         a.update()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
     b = CCMMADRL(cfg, seed=99)
-    b.load_state_dict(torch.load(buf, weights_only=True))
+    b.load_state_dict(through_torch_save(a.state_dict()))
     for agent in (a, b):
         fill(agent, 10, seed=5, episodes_done=2)
     ra, rb = a.update(), b.update()

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -23,7 +22,7 @@ from gradasym.monitor import saturation_bound
 from gradasym.networks import ActorEnsemble
 from gradasym.policies import RunningMeanStd, policy_head
 from gradasym.runner import Trainer, run_experiment
-from reference import ReferenceCCM, make_batch, random_states
+from reference import ReferenceCCM, make_batch, random_states, through_torch_save
 
 N, B = 4, 8
 
@@ -481,11 +480,8 @@ def test_agent_state_dict_with_mitigations_loads_weights_only():
         step = a.act(s, 0)
         a.remember(s, step.actions, step.x, -3000.0 + rng.normal(), s, False)
     a.update()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
     b = CCMMADRL(cfg, seed=7)
-    b.load_state_dict(torch.load(buf, weights_only=True))
+    b.load_state_dict(through_torch_save(a.state_dict()))
     ra, rb = a.update(), b.update()
     assert ra.critic_loss == rb.critic_loss and torch.equal(a.actors.flat, b.actors.flat)
     assert a.reward_scale() == b.reward_scale() and torch.equal(a.obs_rms.mean, b.obs_rms.mean)

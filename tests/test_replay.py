@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gradasym.replay import PrioritizedReplay
+from reference import through_torch_save
 
 N, S, A = 3, 7, 3
 
@@ -141,7 +142,7 @@ def test_state_dict_round_trip():
         push(buf, i, err=float(i % 5))
     buf.sample(4)
     sd = buf.state_dict()
-    sd = torch.load(_roundtrip(sd), weights_only=True)
+    sd = through_torch_save(sd)
     other = make(capacity=30, seed=99)
     other.load_state_dict(sd)
     a, b = buf.sample(8), other.sample(8)
@@ -152,12 +153,3 @@ def test_state_dict_round_trip():
     assert buf.ptr == other.ptr and len(buf) == len(other)
     with pytest.raises(ValueError):
         make(capacity=31).load_state_dict(sd)
-
-
-def _roundtrip(obj):
-    import io
-
-    f = io.BytesIO()
-    torch.save(obj, f)
-    f.seek(0)
-    return f
