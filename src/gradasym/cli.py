@@ -1,6 +1,6 @@
 """The ``gradasym`` command line: a thin layer over the library API.
 
-``gradasym run``        one training run (``gradasym.runner.run_experiment``)
+``gradasym run``        one training run of any algorithm (``--algo ccm-madrl`` (default), ``td3``, ``ddpg``, ``sac``)
 ``gradasym sweep``      a grid x seeds (``gradasym.sweep.run_sweep``)
 ``gradasym reproduce``  the paper grid at a reduced scale, then the heatmap
 ``gradasym report``     figures, tables and report.html from result folders
@@ -16,20 +16,27 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .config import Config, ConfigError, available_presets, load_config
+from . import algos
+from .algos.base import AlgoConfig
+from .config import ConfigError, available_presets, read_config_file
 
-# Flag -> dotted config field, for the options every training command accepts.
+# Flag -> dotted config field, for the options every training command accepts. A flag
+# applies to the algorithms whose config has that field (others get a clear error).
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--actor-lr": ("agent.actor_lr", float, "actor learning rate (all 50 actors)"),
-    "--critic-lr": ("agent.critic_lr", float, "critic (master) learning rate"),
-    "--episodes": ("run.episodes", int, "number of episodes (paper: 2000)"),
+    "--actor-lr": ("agent.actor_lr", float, "actor learning rate (ccm-madrl: all 50 actors)"),
+    "--critic-lr": ("agent.critic_lr", float, "critic learning rate (ccm-madrl: the master critic)"),
+    "--env": ("env.id", str, "td3/ddpg/sac: Gymnasium task with a continuous action space (default "
+                             "Pendulum-v1; MuJoCo ids such as HalfCheetah-v5 need gradasym[mujoco])"),
+    "--steps": ("run.steps", int, "td3/ddpg/sac: environment steps to train (default 20000)"),
+    "--episodes": ("run.episodes", int, "ccm-madrl: number of episodes (paper: 2000)"),
     "--seed": ("run.seed", int, "the one seed every generator derives from (paper: 42)"),
     "--actor-update": ("agent.actor_update", str,
                        "'sequential' (faithful, default) or 'simultaneous' (faster, different algorithm)"),
     "--mode": ("env.mode", str, "environment mode: 'H2' (default, shared units) or 'TOBM'"),
     "--n-agents": ("env.n_agents", int, "number of user devices / client actors (paper: 50)"),
     "--steps-per-episode": ("env.steps_per_episode", int, "environment steps per episode (published numbers: 10)"),
-    "--log-interval": ("run.log_interval", int, "episodes between tracking rows (default 10)"),
+    "--log-interval": ("run.log_interval", int, "between tracking rows: episodes (ccm-madrl, default 10) "
+                                                "or gradient steps (td3/ddpg/sac, default 100)"),
     "--batch-size": ("agent.batch_size", int, "replay batch size (paper: 64)"),
     "--tracking": ("run.tracking", str, "'clean' (default definitions) or 'original' (what the original code logged)"),
     "--freeze-tolerance": ("run.freeze_tolerance", float, "max |delta| counted as frozen; 0 = exact equality"),
@@ -41,7 +48,10 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("configuration (file < presets < flags < --set)")
-    g.add_argument("--config", type=Path, help="TOML/YAML config file (sections env, agent, run)")
+    g.add_argument("--algo", choices=algos.names(), default=None,
+                   help="algorithm: ccm-madrl (default; the paper's, on the MEC environment) or the "
+                        "Stable-Baselines3 td3, ddpg, sac on a Gymnasium task (docs/algorithms.md)")
+    g.add_argument("--config", type=Path, help="TOML/YAML config file (sections env, agent, run; optional algo)")
     g.add_argument("--preset", action="append", default=[], metavar="NAME",
                    help="mitigation preset from configs/ (repeatable; see `gradasym presets`)")
     for flag, (_, tp, help_) in RUN_FLAGS.items():
@@ -52,40 +62,64 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set agent.gamma=0.95 (repeatable)")
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Resolve file, presets, flags and --set overrides into a validated Config."""
+def algorithm_from_args(args: argparse.Namespace) -> algos.Algorithm:
+    """``--algo``, else the config file's ``algo``, else the default (ccm-madrl)."""
+    named = getattr(args, "algo", None)
+    config_file = getattr(args, "config", None)
+    in_file = read_config_file(config_file).get("algo") if config_file else None
+    if named and in_file and algos.get(named).name != algos.get(in_file).name:
+        raise ConfigError(f"--algo {named} contradicts algo = '{in_file}' in {config_file}")
+    return algos.get(named or in_file)
+
+
+def _check_applies(flag: str, dotted: str, plugin: algos.Algorithm) -> None:
+    """A flag whose field the algorithm lacks is an error naming the algorithms it is for."""
+    if plugin.has_field(dotted):
+        return
+    owners = [n for n in algos.names() if algos.get(n).has_field(dotted)]
+    raise ConfigError(f"{flag} is a {'/'.join(owners)} option; it does not apply to --algo {plugin.name}")
+
+
+def config_from_args(args: argparse.Namespace) -> AlgoConfig:
+    """Resolve algorithm, file, presets, flags and --set overrides into a validated config."""
+    plugin = algorithm_from_args(args)
     overrides: dict[str, Any] = {}
     for flag, (dotted, _, _) in RUN_FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
+            _check_applies(flag, dotted, plugin)
             overrides[dotted] = value
     if getattr(args, "early_stop", None) is not None:
+        _check_applies("--early-stop", "run.early_stop", plugin)
         overrides["run.early_stop"] = args.early_stop
     for item in getattr(args, "set", []):
         if "=" not in item:
             raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
-    return load_config(args.config, presets=args.preset, overrides=overrides)
+    return plugin.load_config(args.config, presets=args.preset, overrides=overrides)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_experiment
-
     cfg = config_from_args(args)
+    plugin = algos.of(cfg)
     out = args.out or Path("results") / _default_run_name(cfg)
-    print(f"gradasym {__version__}: actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} "
-          f"seed={cfg.run.seed} actor_update={cfg.agent.actor_update} presets={cfg.presets or ['baseline']} -> {out}")
-    summary = run_experiment(cfg, out, resume=args.resume, show_progress=not args.quiet)
-    keys = ["status", "episodes_run", "stopping_episode", "critic_stopped", "max_abs_preactivation",
-            "final_saturation_ratio", "seconds_per_episode"]
-    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    print(f"gradasym {__version__}: {plugin.describe(cfg)} -> {out}")
+    summary = plugin.runner(cfg, out, resume=args.resume, show_progress=not args.quiet)
+    k = plugin.summary_keys
+    keys = ["status", k["done"], k["stop"], "critic_stopped", "max_abs_preactivation",
+            "final_saturation_ratio", k["seconds_per_unit"]]
+    keys += [c for c in plugin.summary_columns if c not in keys and c not in ("algo", "env")]
+    print(json.dumps({key: summary.get(key) for key in keys}, indent=2))
     return 0
 
 
-def _default_run_name(cfg: Config) -> str:
-    tag = "_".join(cfg.presets)
-    return f"run_alr{cfg.agent.actor_lr:g}_clr{cfg.agent.critic_lr:g}" + (f"_{tag}" if tag else "") + f"_s{cfg.run.seed}"
+def _default_run_name(cfg: AlgoConfig) -> str:
+    plugin = algos.of(cfg)
+    tag = "_".join(plugin.presets(cfg))
+    task = "" if plugin.name == algos.DEFAULT_ALGO else f"{plugin.name}_{cfg.env.id}_"  # type: ignore[attr-defined]
+    return (f"run_{task}alr{cfg.agent.actor_lr:g}_clr{cfg.agent.critic_lr:g}" + (f"_{tag}" if tag else "")
+            + f"_s{cfg.run.seed}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

@@ -229,7 +229,7 @@ class Trainer:
 
 
 def _config_record(cfg: Config) -> dict[str, Any]:
-    return {**cfg.to_dict(), "version": __version__}
+    return {"algo": "ccm-madrl", **cfg.to_dict(), "version": __version__}
 
 
 def _check_resumable(saved: dict[str, Any], cfg: Config, out: Path) -> None:

@@ -17,7 +17,9 @@ import an algorithm's own code. The contract (``docs/algorithms.md``):
   ``"environment steps"``) and how many; ``stop_unit`` is the unit of its stop steps;
 * ``can_resume`` False: an unfinished run folder cannot be continued (the runner
   refuses ``resume``; a sweep moves the folder to ``stale/`` and reruns it);
-* ``report_extras`` names optional report parts (``"paper"``: the paper's tables).
+* ``report_extras`` names optional report parts (``"paper"``: the paper's tables);
+* ``summary_keys`` maps generic roles (``done``, ``total``, ``stop``, ``return_first``,
+  ``return_last``, ``seconds_per_unit``) to the run's own ``summary.json`` keys.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class Algorithm(ABC):
     report_extras: ClassVar[frozenset[str]] = frozenset()
     #: extra ``summary.json`` keys copied into the sweep summary table
     summary_columns: ClassVar[tuple[str, ...]] = ()
+    #: which ``summary.json`` key plays each generic role (view, report): ``done`` / ``total``
+    #: (``progress_unit``), ``stop`` (``stop_unit``), ``return_first`` / ``return_last``
+    #: (mean episode return over the first / last 10 % of episodes), ``seconds_per_unit``
+    summary_keys: ClassVar[dict[str, str]] = {}
+    #: what an episode's summed reward is called in tables and figures
+    return_label: ClassVar[str] = "return"
 
     # -------------------------------------------------------------- configs
     @abstractmethod
@@ -91,7 +99,8 @@ class Algorithm(ABC):
 
     def apply_preset(self, cfg: AlgoConfig, name: str) -> None:
         """Apply a mitigation preset (only algorithms with presets override this)."""
-        raise ConfigError(f"presets are a ccm-madrl option; --algo {self.name} has none (got '{name}')")
+        raise ConfigError(f"presets (--preset) are a ccm-madrl option; they do not apply to --algo {self.name} "
+                          f"(got '{name}')")
 
     def presets(self, cfg: AlgoConfig) -> list[str]:
         """The presets applied to ``cfg`` (part of run ids)."""

@@ -15,14 +15,6 @@ from ..config import Config, apply_preset, load_config
 from .base import Algorithm, Runner
 
 
-def run(cfg: Config, out_dir: str | Path, resume: bool = True, progress: Any = None,
-        show_progress: bool = False) -> dict[str, Any]:
-    """:func:`gradasym.runner.run_experiment` (imported on first use: torch, the agent)."""
-    from ..runner import run_experiment  # noqa: PLC0415
-
-    return run_experiment(cfg, out_dir, resume=resume, progress=progress, show_progress=show_progress)
-
-
 class CCMMADRLAlgorithm(Algorithm):
     """50 client actors + 1 master critic on the MEC simulator (the paper's setting)."""
 
@@ -31,6 +23,10 @@ class CCMMADRLAlgorithm(Algorithm):
     stop_unit = "episodes"
     can_resume = True
     report_extras = frozenset({"paper"})
+    summary_keys = {"done": "episodes_run", "total": "episodes_requested", "stop": "stopping_episode",
+                    "return_first": "reward_first10", "return_last": "reward_last10",
+                    "seconds_per_unit": "seconds_per_episode"}
+    return_label = "reward"
 
     def default_config(self) -> Config:
         return Config()
@@ -58,7 +54,10 @@ class CCMMADRLAlgorithm(Algorithm):
 
     @property
     def runner(self) -> Runner:
-        return run
+        """:func:`gradasym.runner.run_experiment` (imported on first use: torch, the agent)."""
+        from ..runner import run_experiment  # noqa: PLC0415
+
+        return run_experiment
 
     def progress_total(self, cfg: Config) -> int:  # type: ignore[override]
         return int(cfg.run.episodes)

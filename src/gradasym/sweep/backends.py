@@ -29,7 +29,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, Callable, Protocol
 
-from gradasym.config import Config
+from gradasym.algos.base import AlgoConfig
 
 from .store import FAILED, FINISHED, INTERRUPTED
 
@@ -54,7 +54,7 @@ class Job:
     """One run to execute: id, resolved config (threads already set) and folder."""
 
     run_id: str
-    config: Config
+    config: AlgoConfig
     run_dir: str
 
 
@@ -69,7 +69,7 @@ class RunInterrupted(KeyboardInterrupt):
 # ------------------------------------------------------------------ one run
 def execute_run(
     runner: Runner,
-    cfg: Config,
+    cfg: AlgoConfig,
     run_dir: str | Path,
     run_id: str,
     report: Callable[[str, str, dict[str, Any]], None] | None = None,
