@@ -43,7 +43,7 @@ from ..integrations.sb3 import SaturationMonitorCallback
 from ..io import read_json, write_json, write_table
 from ..process import configure_process
 from ..seeding import seed_sequence
-from .sb3_config import SB3Config
+from .sb3_config import SB3Config, SB3EnvConfig
 from .sb3_lr import CLASSES
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -72,14 +72,14 @@ def derived_seed(seed: int, stream: str) -> int:
 
 
 # ------------------------------------------------------------------ building blocks
-def make_env(cfg: SB3Config) -> Any:
-    """The task in SB3's ``Monitor`` (episode returns) and a one-env ``DummyVecEnv``."""
+def make_env(env_cfg: SB3EnvConfig) -> Any:
+    """The task (``env`` section) in SB3's ``Monitor`` (episode returns) and a one-env ``DummyVecEnv``."""
     import gymnasium as gym  # noqa: PLC0415
     from stable_baselines3.common.monitor import Monitor  # noqa: PLC0415
     from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: PLC0415
 
-    kwargs = {} if cfg.env.max_episode_steps is None else {"max_episode_steps": cfg.env.max_episode_steps}
-    return DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id, **kwargs))])
+    kwargs = {} if env_cfg.max_episode_steps is None else {"max_episode_steps": env_cfg.max_episode_steps}
+    return DummyVecEnv([lambda: Monitor(gym.make(env_cfg.id, **kwargs))])
 
 
 def make_model(cfg: SB3Config, env: Any) -> Any:
@@ -231,7 +231,7 @@ def run_sb3(cfg: SB3Config, out_dir: str | Path, resume: bool = True, progress: 
     if done is not None:
         return done
     configure_process(cfg.run.threads)
-    env = make_env(cfg)
+    env = make_env(cfg.env)
     monitor_cb = recorder = model = None
     t0 = time.perf_counter()
 
