@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -167,8 +168,6 @@ def test_bad_input_is_one_clear_line(args, match, tmp_path, capsys):
     assert cli.main(["run", "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gradasym: error:") and "Traceback" not in err
-    import re
-
     assert re.search(match, err), err
     assert not (tmp_path / "x").exists()  # nothing started
 
@@ -223,10 +222,17 @@ def test_sweep_reruns_an_unfinished_sb3_run_from_scratch(sweep, capsys):
 def test_report_on_sb3_sweep(sweep):
     out, _ = sweep
     assert cli.main(["report", str(out)]) == 0
-    html = (out / "report" / "report.html").read_text()
-    assert "td3" in html.lower()
-    for paper_only in ("Table 3", "Table 7", "MEC", "client actors"):
+    html = re.sub(r"base64,[A-Za-z0-9+/=]+", "", (out / "report" / "report.html").read_text())  # text only
+    assert "td3" in html and "Pendulum-v1" in html
+    assert "gradient steps" in html and "environment steps" in html  # units from the run folders
+    for paper_only in ("Table 3", "Table 7", "paper", "MEC", "client actors", "episodes run", "stopping episode"):
         assert paper_only not in html, paper_only
+    figures = {p.stem for p in (out / "report" / "figures").glob("*.png")}
+    assert {"fig_learning_curves", "fig_stopping_heatmap", "fig_grad_death_heatmap", "fig_saturation_time",
+            "fig_preactivation_time", "fig_rho_time"} <= figures
+    table = pd.read_csv(out / "report" / "tables" / "table_configurations.csv")
+    assert len(table) == 2 and (table["seeds"] == 1).all()
+    assert "1 seed: no interval" in (out / "report" / "report.md").read_text()  # no CI from one seed
 
 
 def test_mujoco_smoke(tmp_path):
