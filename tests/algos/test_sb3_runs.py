@@ -214,9 +214,25 @@ def test_sweep_reruns_an_unfinished_sb3_run_from_scratch(sweep, capsys):
     assert "cannot resume" in err and "1 of 2 runs already finished" in err
     stale = list((out / "stale").iterdir())
     assert len(stale) == 1 and stale[0].name.startswith(rid)
+    assert f"finished {rid}: 300 environment steps" in err and "s per environment step" in err  # units
     again = json.loads(summary.read_text())
     assert again["status"] == "finished"
     assert again["final_return"] == s["final_return"]  # same seed, same numbers
+    # no grid option: the recorded sweep (an SB3 base config in sweep.json) is continued
+    assert cli.main(["sweep", "--out", str(out), "--no-live"]) == 0
+    assert "continuing the sweep recorded" in capsys.readouterr().err
+
+
+def test_sb3_jobs_can_go_to_worker_processes():
+    """Pool workers and Ray receive the runner and the config by pickle."""
+    import pickle
+
+    from gradasym import algos
+
+    plugin = algos.get("td3")
+    cfg = plugin.load_config(overrides={"run.steps": 100})
+    assert pickle.loads(pickle.dumps(plugin.runner)) is plugin.runner
+    assert pickle.loads(pickle.dumps(cfg)).to_dict() == cfg.to_dict()
 
 
 def test_report_on_sb3_sweep(sweep):
