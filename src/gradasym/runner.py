@@ -31,7 +31,7 @@ from .env.mec import MECEnv
 from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
-from .runfolder import DiskFullError, RunFolder, disk_full_guard
+from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
 from .seeding import numpy_generator
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -289,6 +289,10 @@ def run_experiment(
         state = None
         if resume:
             folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+            try:
+                folder.read_summary()
+            except RunFolderError:
+                _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
             loaded = folder.load_checkpoint(warn=_warn)
             if loaded is not None:
                 state, path = loaded
