@@ -199,7 +199,9 @@ def test_temp_files_of_interrupted_writes_are_removed(tmp_path: Path) -> None:
             raise KeyboardInterrupt
     left = tmp_path / ".summary.json.abc123.tmp"  # as a kill -9 leaves it
     left.write_text("{")
-    assert RunFolder(tmp_path).clean_temp_files() == [left]
+    owner = tmp_path / ".run.lock.0123abcd.new"  # an acquirer killed before linking its lock
+    owner.write_text("{}")
+    assert RunFolder(tmp_path).clean_temp_files() == [left, owner]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tmp"]
 
 

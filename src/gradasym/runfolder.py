@@ -21,7 +21,8 @@ independent of the training framework:
   :meth:`RunFolder.load_checkpoint` falls back to it when the newest one is empty,
   truncated or corrupted, and otherwise says which file is bad and how to restart;
 * **clean starts**: :meth:`RunFolder.clean_temp_files` removes the ``.NAME.*.tmp``
-  files of writes that were interrupted (call it holding the lock);
+  files of writes that were interrupted and the owner files of killed lock
+  acquirers (call it holding the lock);
   unreadable ``config.json`` / ``summary.json`` raise :class:`RunFolderError`
   naming the file;
 * **disk full**: :func:`disk_full_guard` turns ``ENOSPC``/``EDQUOT`` into a
@@ -221,6 +222,21 @@ class FolderLock:
             except FileNotFoundError:
                 pass
 
+    def remove_leftovers(self) -> list[Path]:
+        """Delete owner files (``NAME.<token>.new``) left by acquirers that were killed; return them.
+
+        Safe while holding the lock: a live acquirer whose file vanishes writes it again
+        and is then refused as usual.
+        """
+        removed = []
+        for p in self.folder.glob(f"{self.path.name}.*.new"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+        return removed
+
     def __enter__(self) -> "FolderLock":
         self.acquire()
         return self
@@ -353,8 +369,8 @@ class RunFolder:
         return FolderLock(self.path, RUN_LOCK_FILE)
 
     def clean_temp_files(self) -> list[Path]:
-        """Remove the temporary files of interrupted writes (hold the lock); return them."""
-        return remove_temp_files(self.path)
+        """Remove the temporary files of interrupted writes and locks (hold the lock); return them."""
+        return remove_temp_files(self.path) + self.lock().remove_leftovers()
 
     # -- json files -------------------------------------------------------------
     def _read_json(self, path: Path, what: str) -> dict[str, Any] | None:

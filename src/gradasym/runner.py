@@ -284,7 +284,7 @@ def run_experiment(
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     configure_process(cfg.run.threads)
     wanted = cfg.to_dict()
-    with disk_full_guard("starting the run"), folder.lock():
+    with disk_full_guard(), folder.lock():
         folder.clean_temp_files()
         state = None
         if resume:

@@ -23,10 +23,11 @@ import pickle
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import pandas as pd
 
@@ -191,7 +192,8 @@ class _Driver:
             if result is not None:  # ended in this sweep
                 status = result["status"]
                 if on_disk is None or on_disk.get("status") != status:
-                    summary = result.get("summary") or on_disk
+                    returned = result.get("summary")
+                    summary = returned if returned and store.summary_is_valid(returned) else on_disk
                 if status == FAILED:
                     disk_error = on_disk.get("error") if on_disk and on_disk.get("status") == FAILED else None
                     error = disk_error or result.get("error") or "failed (no error message)"
@@ -288,18 +290,31 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
     write_json(path, doc)
 
 
-def _stop_on_full_disk(driver: _Driver, exc: OSError, out_dir: Path) -> None:
-    """Record what can be recorded after a full disk, then raise :class:`SweepDiskFullError`."""
+def _record(driver: _Driver) -> bool:
+    """Write the summary once more after a full disk (best effort); True if it worked."""
     try:
         driver.write()
-        recorded = f"the summary ({out_dir / store.SUMMARY_CSV}) records the runs so far"
     except OSError:
-        recorded = "the summary could not be rewritten either (the previous one is intact)"
-    line = str(exc) if isinstance(exc, DiskFullError) else disk_full_message(exc, "sweep summary")
-    raise SweepDiskFullError(
-        f"{line.splitlines()[0]}; the sweep stopped: {recorded}, run folders keep their last checkpoints; "
-        "free some space and run the same command again to resume"
-    ) from None
+        return False
+    return True
+
+
+@contextmanager
+def _full_disk_stops_sweep(out_dir: Path) -> Iterator[None]:
+    """Turn a full disk into :class:`SweepDiskFullError`: one line saying what was recorded and how to resume."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        where = (f"the summary ({out_dir / store.SUMMARY_CSV}) records the runs so far"
+                 if getattr(exc, "recorded", False) else
+                 "the summary could not be rewritten (the previous one is intact)")
+        line = str(exc) if isinstance(exc, DiskFullError) else disk_full_message(exc, "sweep")
+        raise SweepDiskFullError(
+            f"{line.splitlines()[0]}; the sweep stopped: {where}, run folders keep their last checkpoints; "
+            "free some space and run the same command again to resume"
+        ) from None
 
 
 def load_spec(out_dir: str | Path) -> SweepSpec:
@@ -393,8 +408,8 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
-    with SweepLock(out_dir):
-        for tmp in remove_temp_files(out_dir):
+    with _full_disk_stops_sweep(out_dir), SweepLock(out_dir) as lock:
+        for tmp in remove_temp_files(out_dir) + lock.remove_leftovers():
             emit(f"removed {tmp.name}, left by an interrupted write")
         _prepare_folder(out_dir, spec, runs, force, emit)
         todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
@@ -444,9 +459,9 @@ def run_sweep(
         except KeyboardInterrupt:
             interrupted = True
         except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            _stop_on_full_disk(driver, exc, out_dir)
+            if is_disk_full(exc):
+                exc.recorded = _record(driver)  # type: ignore[attr-defined]  # what the runs did, if there is room
+            raise
         table = driver.write()
     result = SweepResult.from_table(table)
     table.attrs["failed"] = result.failed

@@ -85,8 +85,34 @@ def run_dir(out_dir: str | Path, run_id: str) -> Path:
 
 
 def read_run_summary(path: str | Path) -> dict[str, Any] | None:
-    """A run folder's ``summary.json`` (None when absent or unreadable)."""
-    return read_json(Path(path) / "summary.json")
+    """A run folder's ``summary.json`` (None when absent, unreadable or with values of the wrong type).
+
+    An unreadable summary makes the run look unfinished, so the next sweep resumes it
+    from its checkpoint and the runner rewrites the file.
+    """
+    summary = read_json(Path(path) / "summary.json")
+    return summary if summary is not None and summary_is_valid(summary) else None
+
+
+def summary_is_valid(summary: dict[str, Any]) -> bool:
+    """Every summary column the table types (:data:`_DTYPES`) holds a value of that type (or null)."""
+    status = summary.get("status")
+    if status is not None and not isinstance(status, str):
+        return False
+    for key, dtype in _DTYPES.items():
+        value = summary.get(key)
+        if value is None:
+            continue
+        if dtype == "boolean":
+            ok = isinstance(value, bool)
+        elif dtype == "Int64":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            return False
+    per_agent = summary.get("per_agent_stop_episode")
+    return per_agent is None or isinstance(per_agent, list)
 
 
 def run_status(path: str | Path) -> str:
