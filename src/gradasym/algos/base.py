@@ -126,6 +126,13 @@ class Algorithm(ABC):
         """Number of actor networks (the view shows 'actors stopped k/n')."""
         return 1
 
+    def memory_bytes(self, cfg: AlgoConfig) -> int:
+        """Estimated peak bytes of one run (0 = not estimated); sweeps size workers by it."""
+        return 0
+
+    def check_memory(self, cfg: AlgoConfig, concurrent: int = 1) -> None:
+        """Raise ConfigError when ``concurrent`` runs of ``cfg`` cannot fit in memory (default: no check)."""
+
     def describe(self, cfg: AlgoConfig) -> str:
         """One line for the terminal before a run starts."""
         return (f"{self.name}: actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, apply_preset, load_config
+from ..config import Config, apply_preset, check_memory, estimate_memory, load_config
 from .base import Algorithm, Runner
 
 
@@ -64,6 +64,12 @@ class CCMMADRLAlgorithm(Algorithm):
 
     def n_actors(self, cfg: Config) -> int:  # type: ignore[override]
         return int(cfg.env.n_agents)
+
+    def memory_bytes(self, cfg: Config) -> int:  # type: ignore[override]
+        return int(estimate_memory(cfg)["total"])
+
+    def check_memory(self, cfg: Config, concurrent: int = 1) -> None:  # type: ignore[override]
+        check_memory(cfg, concurrent=concurrent)
 
     def describe(self, cfg: Config) -> str:  # type: ignore[override]
         return (f"actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} seed={cfg.run.seed} "

@@ -40,8 +40,9 @@ from torch import nn
 from .. import __version__
 from ..config import ConfigError
 from ..integrations.sb3 import SaturationMonitorCallback
-from ..io import read_json, write_json, write_table
+from ..io import write_json, write_table
 from ..process import configure_process
+from ..runfolder import DiskFullError, RunFolder, disk_full_guard
 from ..seeding import seed_sequence
 from .sb3_config import SB3Config, SB3EnvConfig
 from .sb3_lr import CLASSES
@@ -61,6 +62,9 @@ UNITS: dict[str, str] = {
     "seconds_per_step": "seconds per environment step",
     "final_return": "mean episode return over the last 10% of episodes",
 }
+
+#: Fields that may differ between a stored run and a rerun (threads depend on the number of workers).
+_RESUMABLE_FIELDS = {("run", "threads")}
 
 CANNOT_RESUME = ("Stable-Baselines3 runs cannot resume (the replay buffer and random states are not "
                  "checkpointed); rerun without --resume into a new folder")
@@ -198,22 +202,13 @@ def _tracking_rows(monitor_cb: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ the run
-def _check_existing(out: Path, cfg: SB3Config, resume: bool) -> dict[str, Any] | None:
-    """A finished run of the same config returns its summary; anything else there is refused."""
-    if not (out / "config.json").exists():
-        return None
-    if not resume:
-        raise ConfigError(f"{out} already holds a run; choose another --out")
-    from ..sweep.store import config_differences  # noqa: PLC0415 - the one stored-config comparison
-
-    diffs = config_differences(read_json(out / "config.json"), cfg.to_dict())
-    if diffs:
-        raise ConfigError(f"{out} holds a run with a different configuration ({'; '.join(diffs[:5])}); "
-                          "use another --out folder")
-    done = read_json(out / "summary.json") if (out / "summary.json").exists() else {}
+def _finished_or_refuse(folder: RunFolder, cfg: SB3Config) -> dict[str, Any]:
+    """A finished run of the same config: its summary; an unfinished one cannot resume (ConfigError)."""
+    folder.check_config(cfg.to_dict(), folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+    done = folder.read_summary() or {}
     if done.get("status") == "finished":
         return done
-    raise ConfigError(f"{out} holds an unfinished {cfg.algo} run (status {done.get('status', 'unknown')}): "
+    raise ConfigError(f"{folder.path} holds an unfinished {cfg.algo} run (status {done.get('status', 'unknown')}): "
                       + CANNOT_RESUME)
 
 
@@ -223,30 +218,41 @@ def run_sb3(cfg: SB3Config, out_dir: str | Path, resume: bool = True, progress: 
 
     ``resume`` only returns the summary of a finished run of the same config; an
     unfinished folder is a :class:`ConfigError` (``CANNOT_RESUME``). Without
-    ``resume`` an existing run folder is an error, so nothing is overwritten.
+    ``resume`` an existing run folder is an error, so nothing is overwritten. The
+    folder rules of :mod:`gradasym.runfolder` apply (one writer, stored-config check,
+    temporary files of interrupted writes removed, a full disk is one clear line).
     """
     cfg.validate()
-    out = Path(out_dir)
-    done = _check_existing(out, cfg, resume)
-    if done is not None:
-        return done
-    configure_process(cfg.run.threads)
+    folder = RunFolder(out_dir)
+    if folder.holds_run() and not resume:
+        raise ConfigError(f"{folder.path} already holds a run; choose another --out")
+    with disk_full_guard(), folder.lock():
+        folder.clean_temp_files()
+        if folder.holds_run():
+            return _finished_or_refuse(folder, cfg)
+        configure_process(cfg.run.threads)
+        return _train(cfg, folder, progress, show_progress)
+
+
+def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_progress: bool) -> dict[str, Any]:
+    """Build the agent, train, write the folder (the folder is locked and empty of runs)."""
+    out = folder.path
     env = make_env(cfg.env)
     monitor_cb = recorder = model = None
     t0 = time.perf_counter()
 
     def write(status: str, error: str | None = None) -> dict[str, Any]:
         tracking = _tracking_rows(monitor_cb)
-        write_table(out / "episodes.parquet", _episode_frame(recorder))
-        write_table(out / "tracking.parquet", tracking)
-        s = summary(cfg, model, monitor_cb, recorder, tracking, status, error, time.perf_counter() - t0)
-        write_json(out / "summary.json", s)
+        with disk_full_guard(f"environment step {model.num_timesteps if model is not None else 0}"):
+            write_table(out / "episodes.parquet", _episode_frame(recorder))
+            write_table(out / "tracking.parquet", tracking)
+            s = summary(cfg, model, monitor_cb, recorder, tracking, status, error, time.perf_counter() - t0)
+            write_json(folder.summary_path, s)
         return s
 
     try:
         model = make_model(cfg, env)  # ConfigError before anything is written
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {**cfg.to_dict(), "version": __version__})
+        folder.write_config({**cfg.to_dict(), "version": __version__})
         monitor_cb = SaturationMonitorCallback(
             log_freq=cfg.run.log_interval, squash="tanh", saturation_threshold=cfg.run.saturation_threshold,
             freeze_tolerance=cfg.run.freeze_tolerance, grad_death_threshold=cfg.run.grad_death_threshold,
@@ -256,15 +262,18 @@ def run_sb3(cfg: SB3Config, out_dir: str | Path, resume: bool = True, progress: 
             t0 = time.perf_counter()
             write("running")
             model.learn(total_timesteps=cfg.run.steps, callback=[monitor_cb, recorder], progress_bar=False)
-    except ConfigError:
-        raise
+    except (ConfigError, DiskFullError):
+        raise  # nothing (more) can be written
     except KeyboardInterrupt:
-        if (out / "config.json").exists():
+        if folder.config_path.exists():
             write("failed", "KeyboardInterrupt: interrupted; " + CANNOT_RESUME)
         raise
     except Exception as exc:
-        if (out / "config.json").exists():
-            write("failed", f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5))
+        if folder.config_path.exists():
+            try:
+                write("failed", f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5))
+            except OSError:
+                pass  # the original error matters more than the summary
         raise
     finally:
         if monitor_cb is not None:
