@@ -13,6 +13,10 @@ attaches :class:`gradasym.integrations.sb3.SaturationMonitorCallback`, trains fo
   the environment steps at that row);
 * ``summary.json``: see :func:`summary`.
 
+The folder rules of :mod:`gradasym.runfolder` apply as for CCM-MADRL runs (one
+writer via ``.run.lock``, the stored config checked, temporary files of
+interrupted writes removed, a full disk reported in one line).
+
 No checkpoint: SB3 cannot continue a run bit-identically (replay buffer, RNG states
 of numpy/torch/random, the environment), so an unfinished folder is refused with a
 clear message instead of being resumed. A run that raises is written with
