@@ -26,7 +26,8 @@ def _run(root: Path, alr: float, seed: int, stop: int | None, status: str = "fin
     write_table(d / "episodes.parquet", [{"episode": i + 1, "step": 200 * (i + 1), "return": -1000 + 100 * i
                                           + float(rng.normal()), "length": 200, "seconds": 0.1} for i in range(2)])
     write_table(d / "tracking.parquet", [{"gradient_step": g, "step": g + 100, "saturation_ratio": 0.5,
-                                          "preact_max_abs": 3.0 + g, "rho": 0.0 if stop else 0.01}
+                                          "preact_max_abs": 3.0 + g, "rho": 0.0 if stop else 0.01,
+                                          "dead_output_frac": 0.25 if stop else 0.0}
                                          for g in (50, 100)])
     write_json(d / "summary.json", {
         "status": status, "error": None if status == "finished" else "RuntimeError: boom", "algo": "sac",
@@ -60,6 +61,9 @@ def test_generic_report_on_sac_folders(tmp_path):
     html = re.sub(r"base64,[A-Za-z0-9+/=]+", "", build_report(tmp_path).read_text())  # text, not images
     assert "sac" in html and "gradient steps" in html and "Table 3" not in html and "MEC" not in html
     assert "RuntimeError: boom" in html  # the failed run is listed as missing, not dropped
+    drawn = {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")}
+    assert {"fig_learning_curves", "fig_stopping_heatmap", "fig_grad_death_heatmap", "fig_saturation_time",
+            "fig_preactivation_time", "fig_dead_output_time", "fig_rho_time"} <= drawn
     md = (tmp_path / "report" / "report.md").read_text()
     assert "1 of 2 configurations viable" in md
     table = pd.read_csv(tmp_path / "report" / "tables" / "table_configurations.csv")
