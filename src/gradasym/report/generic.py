@@ -372,12 +372,12 @@ def _figure_specs(rs: ResultSet, runs: pd.DataFrame, agg: pd.DataFrame, stop_uni
          "with its 95 % interval (log axis).",
          lambda: _over_time(rs, runs, "preact_max_abs", "max |z|", "log",
                             "max |z| (geometric mean, 95 % band over seeds)")),
-        ("fig_dead_output_time", "7", "Dead-output fraction over training",
+        ("fig_dead_output_time", "6", "Dead-output fraction over training",
          "Fraction of actor outputs whose tanh derivative is exactly 0 in the run's dtype (no gradient can "
          "flow through them), per tracking row; band inside [0, 1].",
          lambda: _over_time(rs, runs, "dead_output_frac", "dead-output fraction", "linear",
                             "Dead outputs (mean, 95 % band over seeds, inside [0, 1])", bounds=(0.0, 1.0))),
-        ("fig_rho_time", "6", "Actor/critic gradient-norm ratio over training",
+        ("fig_rho_time", "7", "Actor/critic gradient-norm ratio over training",
          "rho = ||actor gradient|| / ||critic gradient||; symmetric-log axis (linear below 1e-8) so that "
          "exact zeros (dead actor gradients) are drawn at 0, not dropped; the band is clipped at 0 (rho >= 0).",
          lambda: _over_time(rs, runs, "rho", "rho", "symlog", "rho (mean, 95 % band over seeds)",
