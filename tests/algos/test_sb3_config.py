@@ -39,10 +39,10 @@ def test_unset_learning_rates_are_sb3s_default(algo):
 def test_overrides_are_typed_and_only_set_fields_reach_sb3():
     cfg = load("td3", **{"agent.batch_size": "128", "agent.learning_starts": "100",
                          "agent.policy_kwargs": '{"net_arch": [64, 64]}', "agent.policy_delay": "3"})
-    assert cfg.sb3_kwargs() == {"batch_size": 128, "learning_starts": 100, "policy_delay": 3,
+    assert cfg.agent.sb3_kwargs() == {"batch_size": 128, "learning_starts": 100, "policy_delay": 3,
                                 "policy_kwargs": {"net_arch": [64, 64]}}
     sac = load("sac", **{"agent.ent_coef": "auto_0.5", "agent.target_entropy": "-2"})
-    assert sac.sb3_kwargs() == {"ent_coef": "auto_0.5", "target_entropy": -2.0}
+    assert sac.agent.sb3_kwargs() == {"ent_coef": "auto_0.5", "target_entropy": -2.0}
 
 
 @pytest.mark.parametrize("overrides, match", [

@@ -112,7 +112,7 @@ def test_failure_is_recorded_and_hooks_removed(tmp_path, monkeypatch):
 
     models = []
     real = sb3_runner.make_model
-    monkeypatch.setattr(sb3_runner, "make_model", lambda cfg, env: models.append(real(cfg, env)) or models[-1])
+    monkeypatch.setattr(sb3_runner, "make_model", lambda *a: models.append(real(*a)) or models[-1])
     cfg = algos.get("td3").load_config(overrides={"run.steps": 600, "agent.learning_starts": 100,
                                                   "agent.policy_kwargs": '{"net_arch": [16, 16]}'})
 
@@ -143,7 +143,7 @@ def test_each_optimiser_keeps_its_own_learning_rate(algo):
                                                  "agent.learning_starts": 50, "run.steps": 120,
                                                  "agent.policy_kwargs": '{"net_arch": [8]}', **extra})
     env = make_env(cfg.env)
-    model = make_model(cfg, env)
+    model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env)
     model.learn(120)  # SB3 resets the rates in every train(); the override keeps them apart
     assert model._n_updates == 70
     assert {g["lr"] for g in model.actor.optimizer.param_groups} == {0.003}

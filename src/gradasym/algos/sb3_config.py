@@ -69,6 +69,16 @@ class SB3AgentConfig:
     use_sde: bool | None = None  # SAC
     policy_kwargs: dict[str, Any] | None = None  # JSON, e.g. {"net_arch": [64, 64]}
 
+    def sb3_kwargs(self) -> dict[str, Any]:
+        """Constructor keywords for SB3 (only the fields that are set; learning rates and noise excluded)."""
+        skip = {"actor_lr", "critic_lr", "ent_coef_lr", "action_noise", "action_noise_std"}
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in skip and getattr(self, f.name) is not None}
+        for name in ("ent_coef", "target_entropy"):
+            if name in out:
+                out[name] = _number_or_text(out[name])
+        return out
+
 
 @dataclass
 class SB3RunConfig:
@@ -177,16 +187,6 @@ class SB3Config:
             raise ConfigError(f"env.max_episode_steps must be >= 1, got {self.env.max_episode_steps}")
         check_env_id(self.env.id)
         return self
-
-    def sb3_kwargs(self) -> dict[str, Any]:
-        """Constructor keywords for SB3 (only the fields that are set; learning rates excluded)."""
-        skip = {"actor_lr", "critic_lr", "ent_coef_lr", "action_noise", "action_noise_std"}
-        out = {f.name: getattr(self.agent, f.name) for f in fields(self.agent)
-               if f.name not in skip and getattr(self.agent, f.name) is not None}
-        for name in ("ent_coef", "target_entropy"):
-            if name in out:
-                out[name] = _number_or_text(out[name])
-        return out
 
 
 def _json_dict(value: Any, dotted: str, source: str) -> dict[str, Any] | None:

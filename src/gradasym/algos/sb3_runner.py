@@ -48,7 +48,7 @@ from ..io import write_json, write_table
 from ..process import configure_process
 from ..runfolder import DiskFullError, RunFolder, disk_full_guard
 from ..seeding import seed_sequence
-from .sb3_config import SB3Config, SB3EnvConfig
+from .sb3_config import SB3AgentConfig, SB3Config, SB3EnvConfig
 from .sb3_lr import CLASSES
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -90,12 +90,14 @@ def make_env(env_cfg: SB3EnvConfig) -> Any:
     return DummyVecEnv([lambda: Monitor(gym.make(env_cfg.id, **kwargs))])
 
 
-def make_model(cfg: SB3Config, env: Any) -> Any:
-    """The SB3 agent with separate learning rates; SB3's complaints become ConfigErrors."""
+def make_model(algo: str, a: SB3AgentConfig, seed: int, env: Any) -> Any:
+    """The SB3 ``algo`` agent (``agent`` section, run seed) with separate learning rates.
+
+    SB3's complaints about the hyperparameters become ConfigErrors.
+    """
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise  # noqa: PLC0415
 
-    a = cfg.agent
-    kwargs = cfg.sb3_kwargs()
+    kwargs = a.sb3_kwargs()
     if "policy_kwargs" in kwargs:
         pk = dict(kwargs["policy_kwargs"])
         if isinstance(pk.get("activation_fn"), str):
@@ -109,12 +111,12 @@ def make_model(cfg: SB3Config, env: Any) -> Any:
         cls = NormalActionNoise if a.action_noise == "normal" else OrnsteinUhlenbeckActionNoise
         kwargs["action_noise"] = cls(mean=np.zeros(n), sigma=a.action_noise_std * np.ones(n))
     try:
-        model = CLASSES[cfg.algo]("MlpPolicy", env, learning_rate=a.actor_lr, seed=derived_seed(cfg.run.seed, "sb3"),
-                                  device="cpu", verbose=0, **kwargs)
+        model = CLASSES[algo]("MlpPolicy", env, learning_rate=a.actor_lr, seed=derived_seed(seed, "sb3"),
+                              device="cpu", verbose=0, **kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
-        raise ConfigError(f"Stable-Baselines3 {cfg.algo.upper()} rejected the configuration: {exc}") from None
+        raise ConfigError(f"Stable-Baselines3 {algo.upper()} rejected the configuration: {exc}") from None
     model.set_learning_rates(a.actor_lr, a.critic_lr, a.ent_coef_lr)
-    model.env.seed(derived_seed(cfg.run.seed, "env"))  # resets use the env stream, not the model seed
+    model.env.seed(derived_seed(seed, "env"))  # resets use the env stream, not the model seed
     return model
 
 
@@ -255,7 +257,7 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
         return s
 
     try:
-        model = make_model(cfg, env)  # ConfigError before anything is written
+        model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env)  # ConfigError before anything is written
         folder.write_config({**cfg.to_dict(), "version": __version__})
         monitor_cb = SaturationMonitorCallback(
             log_freq=cfg.run.log_interval, squash="tanh", saturation_threshold=cfg.run.saturation_threshold,
