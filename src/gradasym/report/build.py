@@ -76,7 +76,8 @@ def _draw(make: Callable[[], Any], fig_dir: Path, name: str, number: str, title:
     """Draw one figure; a NoData or an unexpected error becomes a 'missing' entry."""
     res = FigureResult(name, number, title, caption, section)
     try:
-        res.png, res.pdf = render_figure(make, fig_dir, name)
+        res.png, res.pdf, caption = render_figure(make, fig_dir, name)
+        res.caption = caption or res.caption
     except NoData as exc:
         res.missing = str(exc)
     except Exception as exc:  # a report must never die on one figure
