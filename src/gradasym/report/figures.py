@@ -531,12 +531,12 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
                            edgecolors=color, marker=marker, s=(28 if multi else 60) * (1.4 if zero else 1.0),
                            alpha=0.6 if multi else 0.9, linewidths=1.3, zorder=3)
         if multi:
-            agg = gd.agg[(gd.agg["actor_lr"] == a) & (gd.agg[f"{agg_prefix}_n"] > 0) & (gd.agg["n_runs"] > 1)]
+            agg = gd.agg[(gd.agg["actor_lr"] == a) & (gd.agg["n_runs"] > 1)]
             if log:  # a geometric mean over positive seeds only would hide the zeros: no diamond then
-                has_zero = set(r.loc[r["_zero"], "critic_lr"])
-                keep = [c not in has_zero for c in agg["critic_lr"]]
-                skipped_means += int(len(agg) - sum(keep))
-                agg = agg[keep]
+                has_zero = agg["critic_lr"].isin(set(r.loc[r["_zero"], "critic_lr"]))
+                skipped_means += int(has_zero.sum())
+                agg = agg[~has_zero]
+            agg = agg[agg[f"{agg_prefix}_n"] > 0]
             if len(agg):
                 yerr = np.array([agg[f"{agg_prefix}_mean"] - agg[f"{agg_prefix}_lo"],
                                  agg[f"{agg_prefix}_hi"] - agg[f"{agg_prefix}_mean"]])

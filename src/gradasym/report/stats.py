@@ -223,7 +223,8 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> MeanCI:
     denom = 1.0 + z * z / n
     center = (p + z * z / (2.0 * n)) / denom
     half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
-    return MeanCI(p, max(0.0, center - half), min(1.0, center + half), half, n, level)
+    # The score interval always contains p; min/max only remove rounding (k = 0 or n gives exactly 0 / 1).
+    return MeanCI(p, max(0.0, min(p, center - half)), min(1.0, max(p, center + half)), half, n, level)
 
 
 def logit(p: np.ndarray | float, eps: float = LOGIT_EPS) -> np.ndarray:
