@@ -34,3 +34,15 @@ def test_git_commit_is_the_checkout_of_the_imported_package() -> None:
 
 def test_outside_a_checkout_the_commit_is_unknown(tmp_path) -> None:
     assert provenance.git_commit(tmp_path) == ("unknown", None)
+
+
+def test_a_run_records_its_provenance_in_summary_json(tmp_path) -> None:
+    import json
+
+    from gradasym.config import load_config
+    from gradasym.runner import run_experiment
+
+    cfg = load_config(overrides={"run.episodes": 2, "env.n_agents": 10, "run.threads": 1})
+    run_experiment(cfg, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["provenance"] == provenance.collect()

@@ -69,7 +69,8 @@ def test_fig6_draws_every_run_including_exact_zero_rho(one_seed) -> None:
     ax = fig.axes[0]
     pts = _offsets(ax)
     assert len(pts) == 16                                   # every run is a point
-    floor = zero_floor(runs["final_rho"])
+    floor = zero_floor([*runs["final_rho"], 1e-8])         # below the paper's rho range too
+    assert floor == pytest.approx(1e-9)
     on_floor = pts[np.isclose(pts[:, 1], floor)]
     assert len(on_floor) == 8                               # the 8 zero-rho runs, at the floor
     stopped_at = sorted(runs.loc[runs["final_rho"] == 0, "stopping_episode"])
@@ -78,7 +79,7 @@ def test_fig6_draws_every_run_including_exact_zero_rho(one_seed) -> None:
     assert any(np.isclose(line.get_ydata()[0], floor) for line in ax.get_lines())  # the floor line
     cap = figure_caption(fig)
     assert "Triangles" in cap and "8 runs whose ρ is exactly 0" in cap
-    assert "Filled circles" in cap and "Hollow" in cap
+    assert "Filled markers: the 8 runs" in cap and "Hollow markers: the 8 runs" in cap and "Circles: the 8 runs" in cap
     assert "Diamond" not in cap and "Diamond" not in " ".join(_legend_texts(fig))  # one seed: no means drawn
 
 
@@ -188,3 +189,12 @@ def test_fraction_intervals_stay_inside_0_1(near_one) -> None:
             for seg in c.lines[2]:
                 for path in seg.get_segments():
                     assert (path[:, 1] <= 1 + 1e-12).all() and (path[:, 1] >= -1e-12).all()
+
+
+def test_summary_counts_zero_rho_and_gradient_death(one_seed) -> None:
+    from gradasym.report.summary import group_summary
+
+    text = " ".join(group_summary(one_seed, 0, None))
+    assert "across the runs where it is positive; in 8 of 16 runs it is exactly 0" in text
+    assert "Every actor's gradient died" in text and "in 8 of 16 runs" in text
+    assert "the stop came 0–0 episodes after the gradient died" in text  # synthetic: death at the stop episode

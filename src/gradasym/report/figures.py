@@ -122,10 +122,11 @@ def zero_floor(values: Iterable[float]) -> float:
 
 
 def _floor_line(ax: Axes, floor: float, label: str) -> None:
-    """The dotted line where exact zeros are drawn, labelled on the axis."""
+    """The dotted line where exact zeros are drawn, labelled just below it (clear of the markers on it)."""
     ax.axhline(floor, color="#555555", ls=":", lw=1.0, zorder=1)
-    ax.text(0.995, floor, label, transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=7.5,
+    ax.text(0.995, floor / 1.3, label, transform=ax.get_yaxis_transform(), ha="right", va="top", fontsize=7.5,
             color="#555555")
+    ax.update_datalim([(np.nan, floor / 6.0)])  # room for the label below the line (y only)
 
 
 def _colors(values: Iterable[float]) -> dict[float, str]:
@@ -338,9 +339,13 @@ def fig_grad_norms(gd: GroupData) -> Figure:
     """
     _require(len(gd.track) and {"actor_grad_norm", "critic_grad_norm"} <= set(gd.track), "no tracking.parquet rows")
     values = pd.concat([pd.to_numeric(gd.track[c], errors="coerce") for c in ("actor_grad_norm", "critic_grad_norm")])
-    floor = zero_floor(values)
+    # The floor lies a decade below every positive value and every band of the positive values.
+    bands = [curve_summary(gd.track, c, log=True)["lo"] for c in ("actor_grad_norm", "critic_grad_norm")]
+    floor = zero_floor(pd.concat([values, *bands]))
     act = curve_summary(gd.track, "actor_grad_norm", log=True, zero_floor=floor)
     cri = curve_summary(gd.track, "critic_grad_norm", log=True, zero_floor=floor)
+    for cs in (act, cri):  # a band mixing zeros (at the floor) and positive seeds is cut at the floor
+        cs["lo"] = cs["lo"].where(cs["n_zero"] == 0, np.maximum(cs["lo"], floor))
     _require(len(act) or len(cri), "gradient norms are missing")
     both = pd.concat([act.assign(kind="actor"), cri.assign(kind="critic")])
     zeros = {k: int((pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") == 0).sum()) for k in ("actor", "critic")}
@@ -379,8 +384,9 @@ def fig_grad_norms(gd: GroupData) -> Figure:
     if n_zero:
         parts = [f"{zeros[k]} of the {total[k]} logged {k} norms (in {runs_zero[k]} runs)" for k in zeros if zeros[k]]
         caption += (" Exactly zero: " + " and ".join(parts) + f"; they are drawn at the dotted floor {floor:.0e} "
-                    "(a decade below the smallest positive norm) and marked ▼; a mean over seeds that includes a "
-                    "zero uses the floor value for it.")
+                    "(a decade below the smallest positive norm and interval) and marked ▼"
+                    + ("; a mean over seeds that includes a zero uses the floor value for it, and its band is cut "
+                       "at the floor." if (both["n"] >= 2).any() else "."))
     return set_caption(fig, caption)
 
 
@@ -500,20 +506,29 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
 
 
 # ------------------------------------------------------------------ scatter vs stop (6, 10)
+def multi_seed(gd: GroupData) -> bool:
+    """Whether some configuration of the group has more than one run (so means get intervals)."""
+    return bool(len(gd.agg) and gd.agg["n_runs"].max() > 1)
+
+
 def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log: bool, title: str,
-                     what: str, noun: str, refs: Callable[[Axes], str] | None = None) -> Figure:
+                     what: str, noun: str, refs: Callable[[Axes], str] | None = None,
+                     ci_method: str = "Student-t", below: Iterable[float] = ()) -> Figure:
     """Per-run ``ycol`` against the stopping episode; returns the figure with a caption of what it draws.
 
     On a log axis (``log``) runs whose value is exactly 0 are drawn as triangles at
-    the floor of :func:`zero_floor` (dotted line); runs without a value are listed
-    in the caption. ``refs(ax)`` draws reference marks and returns their caption text.
+    the floor of :func:`zero_floor` (dotted line), below every positive value, every
+    drawn interval and the values in ``below`` (reference marks); runs without a
+    value are listed in the caption. ``refs(ax)`` draws reference marks and returns
+    their caption text.
     """
     have_stop = gd.runs[gd.runs["stop_value"].notna()]
     vals = pd.to_numeric(have_stop[ycol], errors="coerce")
     runs = have_stop[vals.notna()].assign(_y=vals[vals.notna()])
     without = sorted(have_stop.loc[vals.isna(), "run_id"])
     _require(len(runs), f"no run has both a stopping episode and {ycol}")
-    floor = zero_floor(runs["_y"]) if log else math.nan
+    lows = gd.agg[f"{agg_prefix}_lo"] if multi_seed(gd) else pd.Series(dtype=float)
+    floor = zero_floor([*runs["_y"], *lows, *below]) if log else math.nan
     is_zero = (runs["_y"] == 0) if log else pd.Series(False, index=runs.index)
     runs = runs.assign(_zero=is_zero, _plot=runs["_y"].where(~is_zero, floor))
     colors = _colors(runs["actor_lr"].unique())
@@ -547,6 +562,10 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     n_zero = int(runs["_zero"].sum())
     if n_zero:
         _floor_line(ax, floor, f"{what} = 0 exactly (drawn at {floor:.0e})")
+    stacked = runs.groupby(["stop_value", "_plot"]).size()
+    for (xv, yv), k in stacked[stacked > 1].items():  # coinciding runs would look like one
+        ax.annotate(f"×{k}", (xv, yv), xytext=(-7, 0), textcoords="offset points", ha="right", va="center",
+                    fontsize=8, color="#333333", zorder=5)
     if np.isfinite(gd.max_episodes):
         ax.axvline(gd.max_episodes, color=MAX_LINE, ls="--", lw=1)
     if log:
@@ -557,9 +576,11 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
                                                    if any_hollow else ""))
     ax.set_ylabel(ylabel)
     handles = [Line2D([], [], marker="o", ls="", color=col, label=fmt_lr(a)) for a, col in colors.items()]
+    n_pos = len(runs) - int(runs["_zero"].sum())
+    shape = "o" if n_pos else "v"
     if any_filled and any_hollow:
-        handles.append(Line2D([], [], marker="o", ls="", color="grey", label="filled: actors stopped"))
-        handles.append(Line2D([], [], marker="o", ls="", color="grey", mfc="white", label="hollow: never stopped"))
+        handles.append(Line2D([], [], marker=shape, ls="", color="grey", label="filled: actors stopped"))
+        handles.append(Line2D([], [], marker=shape, ls="", color="grey", mfc="white", label="hollow: never stopped"))
     if n_zero:
         handles.append(Line2D([], [], marker="v", ls=":", color="#555555", mfc="white",
                               label=f"{what} = 0 exactly ({n_zero} of {len(runs)} runs)"))
@@ -574,21 +595,28 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     n_stopped = int(runs["stopped"].sum())
     parts = [f"{noun} of each run against its stopping episode, one colour per actor LR ({len(runs)} runs)."]
     if any_filled:
-        parts.append(f"Filled circles: the {n_stopped} runs whose actors all stopped.")
+        parts.append(f"Filled markers: the {n_stopped} runs whose actors all stopped.")
     if any_hollow:
-        parts.append(f"Hollow: the {len(runs) - n_stopped} runs that never stopped, plotted at the episodes they ran.")
+        parts.append(f"Hollow markers: the {len(runs) - n_stopped} runs that never stopped, plotted at the episodes "
+                     "they ran.")
+    if n_zero and n_pos:
+        parts.append(f"Circles: the {n_pos} runs with {what} > 0.")
     if n_zero:
         parts.append(f"Triangles on the dotted floor: the {n_zero} runs whose {what} is exactly 0 (their final actor "
-                     f"gradient vanished), drawn at {floor:.0e}, a decade below the smallest positive value.")
+                     f"gradient vanished), drawn at {floor:.0e}, a decade below every positive value, interval and "
+                     "reference mark.")
     if drew_means:
         parts.append("Diamonds: configuration means with 95% intervals"
-                     + (" (geometric mean, t-interval on log10)" if log else "")
+                     + (" (geometric mean, t-interval on log10)" if log else f" ({ci_method})")
                      + (f"; {skipped_means} configurations with a zero seed have no diamond (a geometric mean "
                         "cannot include it)" if skipped_means else "") + ".")
     if np.isfinite(gd.max_episodes):
         parts.append("Green dashed: the episodes requested.")
     if ref_text:
         parts.append(ref_text)
+    if (stacked > 1).any():
+        parts.append(f"×k: k runs at the same point ({int(stacked[stacked > 1].sum())} runs in "
+                     f"{int((stacked > 1).sum())} places).")
     if without:
         parts.append(f"Not drawn: {len(without)} runs without a value ({', '.join(without[:8])}"
                      + (" …" if len(without) > 8 else "") + ").")
@@ -605,7 +633,7 @@ def fig_rho_vs_stop(gd: GroupData) -> Figure:
 
     return _scatter_vs_stop(gd, "final_rho", "rho", "final ρ = ‖∇actor‖ / ‖∇critic‖ (log)", True,
                             "Fig. 6 — Gradient asymmetry vs stopping episode", "ρ",
-                            "Final ρ = ‖∇actor‖/‖∇critic‖", refs)
+                            "Final ρ = ‖∇actor‖/‖∇critic‖", refs, below=PAPER_RHO_RANGE)
 
 
 def fig_saturation_vs_stop(gd: GroupData) -> Figure:
@@ -613,11 +641,11 @@ def fig_saturation_vs_stop(gd: GroupData) -> Figure:
     def refs(ax: Axes) -> str:
         ax.axhline(0.9, color="black", ls="--", lw=0.8)
         ax.set_ylim(-0.03, 1.03)
-        return f"Black dashed: 0.9. Intervals of mean fractions: {FRACTION_CI_METHOD}."
+        return "Black dashed: 0.9."
 
     return _scatter_vs_stop(gd, "final_saturation_ratio", "sat", "final saturation ratio (fraction)", False,
                             "Fig. 10 — Final saturation vs stopping episode", "saturation",
-                            "Final saturation ratio", refs)
+                            "Final saturation ratio", refs, ci_method=FRACTION_CI_METHOD)
 
 
 # ------------------------------------------------------------------ bars (12, 13)
