@@ -197,4 +197,4 @@ def test_summary_counts_zero_rho_and_gradient_death(one_seed) -> None:
     text = " ".join(group_summary(one_seed, 0, None))
     assert "across the runs where it is positive; in 8 of 16 runs it is exactly 0" in text
     assert "Every actor's gradient died" in text and "in 8 of 16 runs" in text
-    assert "the stop came 0–0 episodes after the gradient died" in text  # synthetic: death at the stop episode
+    assert "the stop came 0 episodes after the gradient died" in text  # synthetic: death at the stop episode

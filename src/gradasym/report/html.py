@@ -67,9 +67,10 @@ class ReportContent:
     """Everything the page shows, already computed.
 
     ``scale``: the runs' scale derived from them (``reduced scale: 1000 episodes,
-    seed 42``); ``provenance``: :func:`gradasym.provenance.collect` of the build;
-    ``provenance_line``: the same as one line; ``main``: the main results, shown
-    before every other figure and before the comparison.
+    seed 42``); ``provenance_line``: :func:`gradasym.provenance.collect` of the
+    build as one line; ``provenance_table``: where the runs ran (their recorded
+    provenance); ``main``: the main results, shown before every other figure and
+    before the comparison.
     """
 
     title: str

@@ -184,7 +184,7 @@ FRACTION_CI_METHOD = ("95% Student-t interval of the per-seed fractions on the l
                       "inside [0, 1]")
 
 #: How intervals of proportions of seeds are computed (stated on the page).
-SEED_FRACTION_CI_METHOD = "95% Wilson score interval (k of n seeds), inside [0, 1] by construction"
+SEED_FRACTION_CI_METHOD = "95% Wilson score interval of the fraction k/n (inside [0, 1] by construction)"
 
 
 def normal_quantile(p: float) -> float:

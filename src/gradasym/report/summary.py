@@ -90,6 +90,12 @@ def _paper_lines(gd: GroupData) -> list[str]:
     return out
 
 
+def _range(values: pd.Series) -> str:
+    """``3`` or ``3–9`` (whole numbers)."""
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
+
+
 def _critic_rho_lines(gd: GroupData) -> list[str]:
     crit = int(gd.runs["critic_stopped"].fillna(False).astype(bool).sum())
     lines = [f"The critic stopped in {crit} of {len(gd.runs)} runs (paper: the critic never stops)."]
@@ -110,13 +116,12 @@ def _critic_rho_lines(gd: GroupData) -> list[str]:
     dead = gd.runs[gd.runs["grad_death_episode"].notna()]
     if len(dead):
         text = (f"Every actor's gradient died (norm below run.grad_death_threshold or exactly 0, for good) in "
-                f"{len(dead)} of {len(gd.runs)} runs, at episodes {dead['grad_death_episode'].min():.0f}–"
-                f"{dead['grad_death_episode'].max():.0f}")
+                f"{len(dead)} of {len(gd.runs)} runs, at episode {_range(dead['grad_death_episode'])}")
         both = dead[dead["stopped"]]
         if len(both):
             gap = both["stopping_episode"] - both["grad_death_episode"]
-            text += (f"; in the {len(both)} of them whose actors stopped, the stop came {gap.min():.0f}–"
-                     f"{gap.max():.0f} episodes after the gradient died")
+            text += (f"; in the {len(both)} of them whose actors stopped, the stop came "
+                     f"{_range(gap)} episodes after the gradient died")
         lines.append(text + ".")
     return lines
 

@@ -112,7 +112,7 @@ def table3_stopping(gd: GroupData) -> Table:
                "stopped) with the 95% Student-t half-width; ≥N means at least one seed never stopped within "
                "the N episodes it ran (counted as N, the paper's convention: its Table 3 writes 2000). "
                "Seeds stopped: k of n seeds whose actors all stopped"
-               + (f", with the {SEED_FRACTION_CI_METHOD} of the fraction" if gd.agg["stop_n"].max() > 1 else "")
+               + (f", with the {SEED_FRACTION_CI_METHOD}" if gd.agg["stop_n"].max() > 1 else "")
                + ". Grad-death ep.: the episode from which every actor's gradient stayed dead (norm below "
                "run.grad_death_threshold or exactly 0) to the end of the run, i.e. the latest of the agents' "
                "gradient-death episodes; mean over the runs where all actors' gradients died (k/n runs), — when "
