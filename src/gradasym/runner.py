@@ -1,6 +1,6 @@
 """One training run of CCM-MADRL on the MEC environment, with full tracking.
 
-``run_experiment`` owns the episode loop (``ccm-madrl.md``, "Training schedule"):
+``run_experiment`` owns the episode loop (``docs/study.md``, "The algorithm"):
 act for ``steps_per_episode`` steps, store every transition, run one training
 update after every episode once more than ``episodes_before_train`` episodes are
 done, feed the update to the monitor, and write the run folder described in
