@@ -93,3 +93,17 @@ def test_missing_extra_is_a_clear_error_before_anything_is_written(tmp_path: Pat
     assert not (tmp_path / "r").exists()
     assert main(["run", "--tensorboard", "--episodes", "2", "--out", str(tmp_path / "c"), "--quiet"]) == 2
     assert "tensorboard" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_sweep_flag_gives_every_run_its_scalars(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--out", str(out), "--actor-lr", "0.1", "--critic-lr", "0.1", "--seeds", "1", "2",
+            "--episodes", "4", "--tensorboard", "--no-live"]
+    for key, value in TINY.items():
+        if key != "run.tensorboard":
+            argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0
+    runs = sorted((out / "runs").iterdir())
+    assert [r.name for r in runs] == ["alr0.1_clr0.1_s1", "alr0.1_clr0.1_s2"]
+    for run_dir in runs:
+        check_against_tables(run_dir, scalars(run_dir))
