@@ -56,3 +56,21 @@ def test_installed_wheel_lists_the_presets(wheel: Path, tmp_path: Path) -> None:
     first, *lines = proc.stdout.splitlines()
     assert Path(first).is_relative_to(site)  # the unpacked wheel, not the source tree
     assert sorted(line.split()[0] for line in lines) == available_presets()
+
+
+def _doc_pages() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def test_readme_and_docs_point_at_nothing_outside_the_repository() -> None:
+    import re
+
+    for page in _doc_pages():
+        text = page.read_text()
+        assert "shared/spec" not in text and "../shared" not in text, page.name
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(REPO), f"{page.name} links outside the repository: {target}"
+            assert resolved.exists(), f"{page.name} links to a missing file: {target}"
