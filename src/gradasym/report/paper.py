@@ -1,4 +1,4 @@
-"""The paper's published numbers (``shared/spec/paper.md``), as labelled constants.
+"""The paper's published numbers (its Tables 3, 4, 7-9 and section 6; see docs/study.md), as labelled constants.
 
 Everything here is *the paper's*, single-seed result (its Table 3 footnote: one run
 per configuration), never a measurement of this package. The report prints these
