@@ -13,7 +13,7 @@ import pytest
 
 from gradasym.io import write_json, write_table
 from gradasym.report import build_report
-from gradasym.report.generic import config_summary, generic_runs, wilson_interval
+from gradasym.report.generic import config_summary, generic_runs
 from gradasym.report.load import load_results
 
 
@@ -36,14 +36,6 @@ def _run(root: Path, alr: float, seed: int, stop: int | None, status: str = "fin
         "critic_stopped": False, "diverged": False, "max_abs_preactivation": 103.0, "final_saturation_ratio": 0.5,
         "return_first10": -1000.0, "final_return": -900.0 + seed if stop else -1000.0, "seconds_per_step": 0.01})
     write_json(root / "sweep.json", {"runs": []})
-
-
-def test_wilson_interval_stays_in_unit_interval():
-    assert wilson_interval(0, 5)[0] == 0.0 and 0 < wilson_interval(0, 5)[1] < 1
-    assert wilson_interval(5, 5)[1] == 1.0
-    lo, hi = wilson_interval(3, 10)
-    assert 0 < lo < 0.3 < hi < 1
-    assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
 def test_generic_report_on_sac_folders(tmp_path):

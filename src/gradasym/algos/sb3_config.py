@@ -90,7 +90,7 @@ class SB3RunConfig:
     saturation_threshold: float = 0.9
     freeze_tolerance: float = 0.0
     grad_death_threshold: float = 1e-12
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 1  # torch intra-op threads; 0 = torch's default (one per core)
     device: str = "cpu"
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any, Callable
 
 import numpy as np
@@ -31,13 +30,13 @@ from matplotlib.figure import Figure
 
 from gradasym import algos
 
-from .html import ConfigInfo, FigureResult, ReportContent, render_html
+from ..provenance import collect as collect_provenance
+from .html import ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, RunData
-from .stats import geometric_mean_ci, mean_ci
-from .tables import Table, to_markdown, write_table
+from .stats import geometric_mean_ci, mean_ci, wilson_interval
+from .tables import Table, provenance_text, to_markdown, write_table
 
-__all__ = ["build_generic_report", "is_paper_set", "run_algorithm", "generic_runs", "config_summary",
-           "wilson_interval"]
+__all__ = ["build_generic_report", "is_paper_set", "run_algorithm", "generic_runs", "config_summary"]
 
 LEVEL = 0.95
 _COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -102,18 +101,6 @@ def _num(v: Any) -> float:
         return math.nan
 
 
-def wilson_interval(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (inside [0, 1]; NaN for n = 0)."""
-    if n == 0:
-        return math.nan, math.nan
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # k = 0 and k = n give exactly 0 and 1 (rounding would leave 1e-17 off)
-    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
-
-
 def _improves(first: float, last: float, margin: float) -> bool | None:
     if not (np.isfinite(first) and np.isfinite(last)):
         return None
@@ -130,7 +117,8 @@ def config_summary(runs: pd.DataFrame, margin: float) -> pd.DataFrame:
         imp = [_improves(f, l, margin) for f, l in zip(finished["return_first"], finished["return_last"])]
         evaluated = [x for x in imp if x is not None]
         k = sum(evaluated)
-        lo, hi = wilson_interval(k, len(evaluated))
+        ci = wilson_interval(k, len(evaluated))
+        lo, hi = ci.lo, ci.hi
         rows.append({
             "actor_lr": alr, "critic_lr": clr, "seeds": len(g), "finished": len(finished),
             "stopped": int(g["stop"].notna().sum()), "stop_mean": stop.mean, "stop_lo": stop.lo, "stop_hi": stop.hi,
@@ -189,7 +177,8 @@ def config_table(agg: pd.DataFrame, unit: str, stop_unit: str) -> Table:
 def viable_table(agg: pd.DataFrame, margin: float) -> tuple[Table, str]:
     n_viable, n_eval = int(agg["viable"].sum()), int((agg["evaluated"] > 0).sum())
     k, n = int(agg["improving"].sum()), int(agg["evaluated"].sum())
-    lo, hi = wilson_interval(k, n)
+    ci = wilson_interval(k, n)
+    lo, hi = ci.lo, ci.hi
     frame = pd.DataFrame({
         "actor LR": [f"{v:g}" for v in agg["actor_lr"]], "critic LR": [f"{v:g}" for v in agg["critic_lr"]],
         "improving seeds": [f"{a}/{b}" for a, b in zip(agg["improving"], agg["evaluated"])],
@@ -208,6 +197,31 @@ def viable_definition(margin: float) -> str:
     return (f"A configuration is viable when, in every finished seed, the mean episode return over the last 10 % "
             f"of episodes beats the mean over the first 10 % by more than {margin:g} x |first-10 % mean|. "
             "Intervals on fractions are 95 % Wilson intervals (inside [0, 1]).")
+
+
+def scale_text(runs: pd.DataFrame) -> str:
+    """``"400 environment steps, seeds 1, 2"`` (the largest requested length; the seeds)."""
+    if not len(runs):
+        return ""
+    total = runs["total"].max()
+    seeds = sorted({int(s) for s in runs["seed"].dropna()})
+    unit = _units(runs)[0]
+    length = f"{total:.0f} {unit}" if np.isfinite(total) else unit
+    return f"{length}, seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def provenance_table(rs: ResultSet, runs: pd.DataFrame) -> Table:
+    """Code version and speed of the runs (per version), in the runs' units."""
+    versions = pd.Series([str(r.summary.get("version") or "not recorded") for r in rs.runs], dtype=object)
+    frame = pd.DataFrame({"version": versions, "seconds_per_unit": runs["seconds_per_unit"].to_numpy()})
+    rows = []
+    for v, g in frame.groupby("version", sort=True):
+        spu = g["seconds_per_unit"].dropna()
+        rows.append({"gradasym version": v, "runs": len(g),
+                     f"s per {_units(runs)[0].rstrip('s')} (median)": f"{spu.median():.3g}" if len(spu) else "—"})
+    shown = pd.DataFrame(rows)
+    return Table("table_provenance", "", "Code version and speed", "The gradasym version each run recorded "
+                 "and its speed.", shown, shown)
 
 
 def runs_table(runs: pd.DataFrame) -> Table:
@@ -442,18 +456,23 @@ def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | N
     tables = [config_table(agg, unit, stop_unit)] if len(agg) else []
     viable, viable_line = viable_table(agg, margin) if len(agg) else (None, "no configurations evaluated")
     runs_tab = runs_table(runs)
+    scale = scale_text(runs)
+    heatmap = [f for f in figures if f.name == "fig_stopping_heatmap"]
     summary = [(rs.label, _summary(runs, agg, viable_line, unit, stop_unit) if len(runs)
                 else ["No runs found yet: " + "; ".join(rs.problems or ["empty folder"])])]
     content = ReportContent(
-        title=title or f"gradasym report — {rs.label}",
+        title=title or f"gradasym report — {rs.label}" + (f" ({scale})" if scale else ""),
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), version=version,
+        scale=scale, provenance_line=provenance_text(collect_provenance()),
+        main=[MainResult("Stopping over the learning-rate grid", heatmap, tables)],
+        provenance_table=provenance_table(rs, runs),
         sets=[{"role": "main", "label": rs.label, "path": str(rs.path), "kind": rs.kind, "runs": len(rs.runs)}],
         summary=summary, missing=_missing(rs, runs) + errors + list(extra_missing or []),
         viable=[viable] if viable else [], viable_definition=viable_definition(margin), figures=figures,
         group_tables=tables, compare_tables=[], runs_table=runs_tab, configs=[config_info], out_dir=out,
         runs_note=f"status, progress in {unit}, stopping step in {stop_unit}, errors",
     )
-    for t in ([viable] if viable else []) + tables + [runs_tab]:
+    for t in ([viable] if viable else []) + tables + [runs_tab, content.provenance_table]:
         write_table(t, tab_dir)
     md = [f"# {content.title}", "", *[f"- {x}" for x in summary[0][1]], "", viable_definition(margin), ""]
     for t in ([viable] if viable else []) + tables:

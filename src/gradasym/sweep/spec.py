@@ -30,7 +30,8 @@ from typing import Any
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
 
-#: The paper's learning-rate values: both axes of the default grid use them, for every algorithm.
+#: The paper's learning-rate values (``docs/study.md``, "The experiment"): both axes of the default
+#: grid use them, for every algorithm.
 PAPER_LEARNING_RATES: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
 
 #: Short run-id labels for the two axes of the paper's grid.
