@@ -405,7 +405,9 @@ def _draw(name: str, number: str, title: str, caption: str, make: Callable[[], F
 
     res = FigureResult(name, number, title, caption, "Learning-rate grid")
     try:
-        res.png, res.pdf = render_figure(make, fig_dir, name)
+        res.png, res.pdf, caption = render_figure(make, fig_dir, name)
+        if caption:  # a caption the figure computed from what it draws replaces the static one
+            res.caption = caption
     except (NoFigure, NoData) as exc:
         res.missing = str(exc)
     except Exception as exc:  # noqa: BLE001 - one figure never kills the report
