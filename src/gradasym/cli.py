@@ -56,13 +56,13 @@ def _config_defaults(dotted: str) -> dict[str, Any]:
 
 
 def _with_default(help_: str, dotted: str) -> str:
-    """``help (default: X)``, or ``help (default: ccm-madrl X; td3/ddpg/sac Y)`` when they differ."""
+    """``help (default: X)``: the first algorithm's default; others that differ follow, e.g.
+    ``(default: 0.0001) (td3/ddpg/sac: SB3's)``."""
     by_value: dict[str, list[str]] = {}
     for name, value in _config_defaults(dotted).items():
         by_value.setdefault("SB3's" if value is None else str(value), []).append(name)
-    if len(by_value) == 1:
-        return f"{help_} (default: {next(iter(by_value))})"
-    return f"{help_} (default: " + "; ".join(f"{'/'.join(n)} {v}" for v, n in by_value.items()) + ")"
+    (first, _), *others = by_value.items()
+    return f"{help_} (default: {first})" + "".join(f" ({'/'.join(n)}: {v})" for v, n in others)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
