@@ -65,6 +65,7 @@ def test_run_folder(runs, algo):
     assert s["final_return"] == pytest.approx(episodes["return"].iloc[-1])  # last 10 % of 2 episodes = 1
     assert s["units"]["stopping_step"] == "gradient steps" and s["units"]["steps_run"] == "environment steps"
     assert s["seconds_per_step"] > 0 and s["diverged"] is False
+    assert {"git_commit", "cpu_model", "torch_version"} <= set(s["provenance"])
     tracking = pd.read_parquet(folder / "tracking.parquet")
     assert tracking.columns[:2].tolist() == ["gradient_step", "step"] and "episode" not in tracking
     assert tracking["gradient_step"].is_monotonic_increasing and tracking["gradient_step"].max() <= STEPS - 100

@@ -46,6 +46,7 @@ from ..config import ConfigError
 from ..integrations.sb3 import SaturationMonitorCallback
 from ..io import write_json, write_table
 from ..process import configure_process
+from ..provenance import collect as collect_provenance
 from ..runfolder import DiskFullError, RunFolder, disk_full_guard
 from ..seeding import seed_sequence
 from .sb3_config import SB3AgentConfig, SB3Config, SB3EnvConfig
@@ -194,6 +195,7 @@ def summary(cfg: SB3Config, model: Any, monitor_cb: Any, recorder: EpisodeRecord
         "seconds_total": seconds,
         "seconds_per_step": seconds / steps_run if steps_run else None,
         "units": UNITS, "version": __version__,
+        "provenance": collect_provenance(),  # code commit, machine, library versions
     }
 
 

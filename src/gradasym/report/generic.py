@@ -211,17 +211,19 @@ def scale_text(runs: pd.DataFrame) -> str:
 
 
 def provenance_table(rs: ResultSet, runs: pd.DataFrame) -> Table:
-    """Code version and speed of the runs (per version), in the runs' units."""
-    versions = pd.Series([str(r.summary.get("version") or "not recorded") for r in rs.runs], dtype=object)
-    frame = pd.DataFrame({"version": versions, "seconds_per_unit": runs["seconds_per_unit"].to_numpy()})
+    """Where the runs ran (code commit and machine from each ``summary.json``) and how fast, in their units."""
+    unit = _units(runs)[0].rstrip("s") if len(runs) else "step"
+    where = pd.Series([provenance_text(r.summary.get("provenance")) for r in rs.runs], dtype=object)
+    frame = pd.DataFrame({"where": where, "seconds_per_unit": runs["seconds_per_unit"].to_numpy()})
     rows = []
-    for v, g in frame.groupby("version", sort=True):
+    for w, g in frame.groupby("where", sort=True):
         spu = g["seconds_per_unit"].dropna()
-        rows.append({"gradasym version": v, "runs": len(g),
-                     f"s per {_units(runs)[0].rstrip('s')} (median)": f"{spu.median():.3g}" if len(spu) else "—"})
+        rows.append({"Code commit · machine · Python": w, "runs": len(g),
+                     f"s per {unit} (median, range)": (f"{spu.median():.3g} ({spu.min():.3g} … {spu.max():.3g})"
+                                                       if len(spu) else "—")})
     shown = pd.DataFrame(rows)
-    return Table("table_provenance", "", "Code version and speed", "The gradasym version each run recorded "
-                 "and its speed.", shown, shown)
+    return Table("table_provenance", "", "Where the runs ran", "Code commit and machine recorded by each run "
+                 "in summary.json (provenance); \"not recorded\": runs written before it existed.", shown, shown)
 
 
 def runs_table(runs: pd.DataFrame) -> Table:
