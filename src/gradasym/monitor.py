@@ -42,6 +42,7 @@ __all__ = [
     "collect_grads",
     "collect_params",
     "group_layers",
+    "preact_summary",
     "register_preact_hook",
     "saturation_bound",
     "squash_derivative",
@@ -109,6 +110,33 @@ def squash_derivative(z: Tensor, squash: str) -> Tensor:
     if squash == "identity":
         return torch.ones_like(z)
     raise ValueError(f"squash must be one of {SQUASHES}, got {squash!r}")
+
+
+def _squash_elements(z: Tensor, squash: str, z_bound: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(z, |z|, saturated, dead, derivative)`` as float64 tensors of ``z``'s shape;
+    the derivative (and so "dead": derivative exactly 0) is computed in ``z``'s own dtype."""
+    zd = z.to(torch.float64)
+    az = zd.abs()
+    sat = (az > z_bound).to(torch.float64)
+    deriv = squash_derivative(z, squash)
+    return zd, az, sat, (deriv == 0).to(torch.float64), deriv.to(torch.float64)
+
+
+@torch.no_grad()
+def preact_summary(z: Tensor, squash: str = "tanh", saturation_threshold: float = 0.9) -> dict[str, float]:
+    """Scalar statistics of a batch of pre-activations ``z`` (any shape): ``max_abs``,
+    ``mean_abs``, ``saturation_ratio`` (``|squash(z)| > saturation_threshold``),
+    ``dead_output_frac`` (squashing derivative exactly 0 in ``z``'s dtype) and
+    ``squash_grad_mean``; NaN for an empty tensor. The monitor's own columns use the
+    same definitions (e.g. for SAC's sampled pre-tanh values in the SB3 callback)."""
+    keys = ("max_abs", "mean_abs", "saturation_ratio", "dead_output_frac", "squash_grad_mean")
+    if not isinstance(z, Tensor):
+        raise TypeError(f"preact_summary: expected a tensor, got {type(z).__name__}")
+    if not z.numel():
+        return dict.fromkeys(keys, _NAN)
+    _, az, sat, dead, deriv = _squash_elements(z.detach(), squash, saturation_bound(squash, saturation_threshold))
+    vals = torch.stack([az.max(), az.mean(), sat.mean(), dead.mean(), deriv.mean()]).tolist()
+    return dict(zip(keys, vals))
 
 
 def _default_layer_of(key: str) -> str:
@@ -626,14 +654,9 @@ class ActorCriticMonitor:
             else:
                 z3 = z.reshape(-1, 1, A)
             if z3.numel():
-                zd = z3.to(torch.float64)
-                az = zd.abs()
-                sat = (az > self.z_bound).to(torch.float64)
                 # the squashing derivative in z's own dtype (float32 for a float32 network):
                 # exactly 0 there means the output passes no gradient at all
-                deriv = squash_derivative(z3, self.squash)
-                dead = (deriv == 0).to(torch.float64)
-                deriv = deriv.to(torch.float64)
+                zd, az, sat, dead, deriv = _squash_elements(z3, self.squash, self.z_bound)
                 vals = torch.stack(
                     [
                         zd.mean(),
