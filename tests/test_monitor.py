@@ -18,6 +18,7 @@ from gradasym.monitor import (
     group_layers,
     register_preact_hook,
     saturation_bound,
+    selected_parameters,
 )
 from reference import through_torch_save
 
@@ -889,3 +890,29 @@ def test_gradients_and_parameters_of_different_structures():
     with pytest.raises(ValueError, match="changed structure"):
         mon.observe_update(2, None, None, {"l0.weight": torch.zeros(3, 4, 6), "l0.bias": torch.zeros(3, 5)}, None)
     assert mon.n_updates == 1
+
+
+def test_finite_parameters_whose_sum_overflows_are_not_diverged():
+    big = torch.tensor([3e38, 3e38, -1.0])  # float32: the sum overflows, every element is finite
+    assert not torch.isfinite(big.sum())
+    mon = ActorCriticMonitor(n_agents=2)
+    for step in (1, 2):
+        mon.observe_update(step, None, {"w": torch.ones(3)}, {"w": torch.stack([big, big + 1])}, {"w": big})
+    assert mon.actor_diverged_episode == [None, None] and mon.critic_diverged_episode is None
+    assert mon.actor_stop_episode == [2, 2] and mon.critic_stop_episode == 2  # unchanged, finite: stopped
+    mon.observe_update(3, None, None, {"w": torch.stack([big, torch.tensor([1.0, INF, 0.0])])}, None)
+    assert mon.actor_diverged_episode == [None, 3]
+
+
+def test_selected_parameters_walks_once():
+    torch.manual_seed(0)
+    critic = _critic()
+    critic(torch.randn(6, 5)).pow(2).mean().backward()
+    named = selected_parameters(critic, [critic[2].weight, critic[0].bias])
+    assert [n for n, _ in named] == ["0.bias", "2.weight"]
+    g, p = collect_grads(None, named=named), collect_params(None, named=named)
+    ref_g = collect_grads(critic, [critic[2].weight, critic[0].bias])
+    assert list(g) == list(ref_g) == ["0", "2"] and torch.equal(g["2"]["weight"], ref_g["2"]["weight"])
+    assert p["0"]["bias"].data_ptr() == critic[0].bias.data_ptr()
+    with pytest.raises(TypeError, match="nn.Module"):
+        selected_parameters([critic])

@@ -45,6 +45,7 @@ __all__ = [
     "preact_summary",
     "register_preact_hook",
     "saturation_bound",
+    "selected_parameters",
     "squash_derivative",
 ]
 
@@ -286,6 +287,7 @@ class ActorCriticMonitor:
         self.z_bound = saturation_bound(squash, saturation_threshold)
         self.layer_of = layer_of
         self._N = 1 if n_agents is None else int(n_agents)
+        self._consistent: set[tuple] = set()  # (what, grad shapes, param shapes) found consistent
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -522,14 +524,19 @@ class ActorCriticMonitor:
                     f"actor parameter of shape {tuple(p.shape)}; expected the agent dimension {self._N} first"
                 )
 
-    @staticmethod
-    def _check_same_structure(layers: list[tuple[str, list[Tensor | None]]] | None,
+    def _check_same_structure(self, layers: list[tuple[str, list[Tensor | None]]] | None,
                               params: list[Tensor | None] | None, what: str) -> None:
         """Gradients and parameters given together must describe the same tensors
-        (same count; same shapes, compared as sorted lists, where no gradient is ``None``)."""
+        (same count; same shapes, compared as sorted lists, where no gradient is ``None``).
+        A pair of structures found consistent once is remembered (the per-update cost is
+        then one tuple of shapes each)."""
         if layers is None or params is None:
             return
         grads = [t for _, ts in layers for t in ts]
+        key = (what, tuple(None if t is None else tuple(t.shape) for t in grads),
+               tuple(tuple(p.shape) for p in params if p is not None))  # fmt: skip
+        if key in self._consistent:
+            return
         n_params = sum(p is not None for p in params)
         if len(grads) != n_params:
             raise ValueError(
@@ -541,6 +548,8 @@ class ActorCriticMonitor:
                 f"{what} gradients and parameters have different structures: gradient shapes "
                 f"{_shapes(grads)}, parameter shapes {_shapes(params)}"
             )
+        if len(self._consistent) < 16:
+            self._consistent.add(key)
 
     @staticmethod
     def _check_snapshot(prev: list[Tensor] | None, params: list[Tensor | None] | None, what: str) -> None:
@@ -567,21 +576,27 @@ class ActorCriticMonitor:
         return bad
 
     def _params_diverged(self, params: list[Tensor | None], agents: bool) -> Tensor:
-        """Per agent (or ``(1,)``): some parameter is NaN or infinite (a float64 sum is
-        finite exactly when every float32 element is; one reduction per tensor)."""
-        parts = []
-        for p in params:
-            if p is None or not p.numel() or not p.is_floating_point():
-                continue
-            p = p.detach()
-            if agents and self.n_agents is not None:
-                parts.append(p.reshape(self._N, -1).sum(1, dtype=torch.float64))
-            else:
-                parts.append(p.sum(dtype=torch.float64).reshape(1))
-        n = self._N if agents else 1
-        if not parts:
+        """Per agent (or ``(1,)``): some parameter is NaN or infinite.
+
+        One native-dtype sum per tensor (over the non-agent dims): a sum is finite only
+        if every element is, so a finite sum settles it; a non-finite one (an element is
+        NaN/inf, or a finite sum overflowed) is re-checked exactly with ``isfinite``."""
+        per_agent = agents and self.n_agents is not None
+        ps = [p.detach() for p in params if p is not None and p.numel() and p.is_floating_point()]
+        n = self._N if per_agent else 1
+        if not ps:
             return torch.zeros(n, dtype=torch.bool)
-        return ~torch.isfinite(torch.stack(parts).sum(0)).cpu()
+        if per_agent:
+            sums = [p if p.dim() == 1 else p.sum(tuple(range(1, p.dim()))) for p in ps]
+        else:
+            sums = [p.sum().reshape(1) for p in ps]
+        bad = ~torch.isfinite(torch.stack([t.to(torch.float64) for t in sums]).sum(0))
+        if bool(bad.any()):  # rare: decide exactly
+            bad = torch.zeros(n, dtype=torch.bool, device=bad.device)
+            for p in ps:
+                fin = torch.isfinite(p)
+                bad |= ~fin.reshape(n, -1).all(1) if per_agent else ~fin.all().reshape(1)
+        return bad.cpu()
 
     @staticmethod
     def _against_snapshot(prev: list[Tensor] | None, params: list[Tensor | None]) -> tuple[list[Tensor], list[Tensor], bool]:
@@ -1007,26 +1022,42 @@ def _selected_params(module: nn.Module, params: Iterable[Tensor] | None,
     return named
 
 
-def collect_grads(module: nn.Module, params: Iterable[Tensor] | None = None) -> dict[str, dict[str, Tensor]]:
+def selected_parameters(module: nn.Module, params: Iterable[Tensor] | None = None) -> list[tuple[str, nn.Parameter]]:
+    """The ``(name, parameter)`` pairs :func:`collect_grads` / :func:`collect_params` use
+    (trainable, restricted to ``params`` if given): compute once and pass as ``named=``
+    to skip the module walk at every call."""
+    return _selected_params(module, params, "selected_parameters")
+
+
+def collect_grads(
+    module: nn.Module | None, params: Iterable[Tensor] | None = None,
+    named: Sequence[tuple[str, Tensor]] | None = None,
+) -> dict[str, dict[str, Tensor]]:
     """Clones of every trainable parameter's ``.grad``, grouped per layer.
 
     Returns ``{"net.0": {"weight": g, "bias": g}, ...}`` (layer = module path of the
     parameter). A parameter whose ``.grad`` is ``None`` gets zeros. ``params``
     restricts to those parameters (e.g. an optimiser's). Call it right after the
     network's own ``loss.backward()`` (before another loss's backward adds to it).
+    ``named`` (from :func:`selected_parameters`) replaces ``module`` and ``params``.
     """
+    pairs = named if named is not None else _selected_params(module, params, "collect_grads")
     return _group_named(
-        (n, p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
-        for n, p in _selected_params(module, params, "collect_grads")
+        (n, p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in pairs
     )
 
 
-def collect_params(module: nn.Module, params: Iterable[Tensor] | None = None) -> dict[str, dict[str, Tensor]]:
+def collect_params(
+    module: nn.Module | None, params: Iterable[Tensor] | None = None,
+    named: Sequence[tuple[str, Tensor]] | None = None,
+) -> dict[str, dict[str, Tensor]]:
     """Every trainable parameter (detached, *not* copied), grouped per layer.
 
-    The monitor keeps its own snapshot copy, so references are enough.
+    The monitor keeps its own snapshot copy, so references are enough. ``named`` as in
+    :func:`collect_grads`.
     """
-    return _group_named((n, p.detach()) for n, p in _selected_params(module, params, "collect_params"))
+    pairs = named if named is not None else _selected_params(module, params, "collect_params")
+    return _group_named((n, p.detach()) for n, p in pairs)
 
 
 _SQUASH_MODULES: tuple[type[nn.Module], ...] = (nn.Tanh, nn.Softsign, nn.Sigmoid, nn.Hardtanh)

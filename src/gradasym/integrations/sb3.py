@@ -60,6 +60,7 @@ from ..monitor import (
     collect_params,
     preact_summary,
     register_preact_hook,
+    selected_parameters,
 )
 
 __all__ = ["SaturationMonitorCallback", "DEFAULT_LOGGER_KEYS"]
@@ -186,6 +187,10 @@ def _build(BaseCallback: type) -> type:
                 )
             self._a_params = _opt_params(actor.optimizer)
             self._c_params = _opt_params(critic.optimizer)
+            self._a_named = selected_parameters(actor, self._a_params)  # walked once, not per step
+            self._c_named = selected_parameters(critic, self._c_params)
+            # TD3/DDPG step the actor only every policy_delay-th gradient step (SAC: every step)
+            self._policy_delay = int(getattr(model, "policy_delay", 1) or 1)
             # every hook is recorded as soon as it exists, so close() removes a partial wiring too
             target = self.preact_module or getattr(actor, "mu", None) or actor
             self._pre = register_preact_hook(target, training_only=True)
@@ -204,9 +209,8 @@ def _build(BaseCallback: type) -> type:
             self._grad_steps = int(model._n_updates)
             if self.monitor.n_updates == 0:
                 # reference snapshot, so the first update is compared too
-                self.monitor.observe_params(
-                    collect_params(actor, self._a_params), collect_params(critic, self._c_params)
-                )
+                self.monitor.observe_params(collect_params(None, named=self._a_named),
+                                            collect_params(None, named=self._c_named))
                 self._next_log = (self._grad_steps // self.log_freq + 1) * self.log_freq
 
         def _wrap_sac_sampling(self, actor: Any) -> None:
@@ -263,14 +267,19 @@ def _build(BaseCallback: type) -> type:
         # ------------------------------------------------------ optimiser hooks
         def _critic_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
             self._grad_steps += 1  # one critic step per gradient step
+            # only the critic step right before an actor step is observed: TD3 (SB3 counts
+            # _n_updates before the critic step) steps the actor when it is a multiple of
+            # policy_delay; skip the copy of the critic gradient otherwise
+            if self._policy_delay > 1 and int(self.model._n_updates) % self._policy_delay != 0:
+                return
             self._critic = {
-                "grads": collect_grads(self.model.critic, self._c_params),
+                "grads": collect_grads(None, named=self._c_named),
                 "hidden": self._chid.values,
             }
 
         def _actor_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
             self._actor = {
-                "grads": collect_grads(self.model.actor, self._a_params),
+                "grads": collect_grads(None, named=self._a_named),
                 "preact": self._pre.value,
                 "hidden": self._ahid.values,
                 "sampled": self._sampled,
@@ -286,8 +295,8 @@ def _build(BaseCallback: type) -> type:
                 step,
                 self._actor.get("grads"),
                 self._critic.get("grads"),
-                collect_params(model.actor, self._a_params),
-                collect_params(model.critic, self._c_params),
+                collect_params(None, named=self._a_named),
+                collect_params(None, named=self._c_named),
                 preact=self._actor.get("preact"),
                 actor_hidden=self._actor.get("hidden") or None,
                 critic_hidden=self._critic.get("hidden") or None,
