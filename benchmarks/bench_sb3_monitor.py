@@ -7,7 +7,10 @@ between repeats, so a change of machine load hits both arms alike):
   ``model.train(gradient_steps=G)`` with the ``SaturationMonitorCallback`` hooks
   attached (``cb.init_callback(model)``, default ``log_freq=100``) and without them
   (``cb.close()``); the overhead is ``(with - without) / without`` of the seconds per
-  gradient step, per repeat pair;
+  gradient step, per repeat pair. Under load that difference is noisy, so the time
+  spent *inside* the callback's three optimiser hooks is also accumulated
+  (``perf_counter`` around each call) and given as a share of the with-arm's time
+  (``hook_share``): the monitor's own cost, measured in the same steps;
 * **env steps per second**: ``model.learn(N, reset_num_timesteps=False)`` (acting,
   env step, one gradient step per env step) with and without the callback, for
   TD3 and SAC.
@@ -43,26 +46,45 @@ def _model(algo: str, env_id: str, seed: int, warmup: int) -> Any:
     return model
 
 
-def _callback() -> Any:
+def _callback(timed: dict[str, float] | None = None) -> Any:
+    """The callback with its defaults (log_freq=100, logger keys recorded); with ``timed``,
+    its optimiser hooks accumulate their own wall time there (``timed["s"]``)."""
     from gradasym.integrations.sb3 import SaturationMonitorCallback
 
-    return SaturationMonitorCallback()  # the defaults: log_freq=100, logger keys recorded
+    cb = SaturationMonitorCallback()
+    if timed is not None:
+        for name in ("_critic_pre_step", "_actor_pre_step", "_actor_post_step"):
+            hook = getattr(cb, name)
+
+            def wrapped(*args: Any, _hook: Any = hook) -> None:
+                t0 = time.perf_counter()
+                _hook(*args)
+                timed["s"] += time.perf_counter() - t0
+
+            setattr(cb, name, wrapped)  # registered by init_callback from the instance attribute
+    return cb
 
 
 def gradient_step_overhead(env_id: str, repeats: int, grad_steps: int, seed: int) -> dict[str, Any]:
     """Seconds per TD3 gradient step with and without the monitor's hooks, interleaved."""
     model = _model("TD3", env_id, seed, warmup=1000)
-    cb = _callback()
+    timed = {"s": 0.0}
+    cb = _callback(timed)
     times: dict[str, list[float]] = {"without": [], "with": []}
+    share: list[float] = []
     load, start = [load_average()[0]], cpu_snapshot()
     model.train(gradient_steps=20, batch_size=model.batch_size)  # warm-up, not timed
     for r in range(repeats):
         for arm in ("without", "with") if r % 2 == 0 else ("with", "without"):
             if arm == "with":
                 cb.init_callback(model)
+            timed["s"] = 0.0
             t0 = time.perf_counter()
             model.train(gradient_steps=grad_steps, batch_size=model.batch_size)
-            times[arm].append((time.perf_counter() - t0) / grad_steps)
+            wall = time.perf_counter() - t0
+            times[arm].append(wall / grad_steps)
+            if arm == "with":
+                share.append(timed["s"] / wall)
             cb.close()
         load.append(load_average()[0])
     over = [w / wo - 1 for w, wo in zip(times["with"], times["without"])]
@@ -72,12 +94,15 @@ def gradient_step_overhead(env_id: str, repeats: int, grad_steps: int, seed: int
         "ms_per_step_with": [round(t * 1e3, 3) for t in times["with"]],
         "overhead_per_pair": [round(o, 4) for o in over],
         "overhead_median": round(statistics.median(over), 4),
+        "hook_share": [round(v, 4) for v in share], "hook_share_median": round(statistics.median(share), 4),
+        "hook_ms_per_step_median": round(statistics.median(share) * statistics.median(times["with"]) * 1e3, 3),
         "load_1min": [round(v, 2) for v in load], "cpu": cpu_usage(start),
         "monitor_rows": len(cb.rows), "monitor_updates": cb.monitor.n_updates,
     }  # fmt: skip
     print(f"{env_id} TD3 gradient step: without {statistics.median(times['without']) * 1e3:.2f} ms, "
           f"with {statistics.median(times['with']) * 1e3:.2f} ms (medians of {repeats}); overhead per pair "
-          f"{', '.join(f'{o:+.1%}' for o in over)}, median {res['overhead_median']:+.1%}; "
+          f"{', '.join(f'{o:+.1%}' for o in over)}, median {res['overhead_median']:+.1%}; time inside the "
+          f"hooks {res['hook_share_median']:.1%} of the with-arm (per pair {', '.join(f'{v:.1%}' for v in share)}); "
           f"load {load[0]:.2f}-{max(load):.2f}, other processes {res['cpu'].get('other_cores', float('nan'))} cores")  # fmt: skip
     return res
 
@@ -111,7 +136,8 @@ def steps_per_second(algo: str, env_id: str, repeats: int, steps: int, seed: int
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
-    ap.add_argument("--algos", nargs="+", default=["TD3", "SAC"], help="for the steps-per-second part")
+    ap.add_argument("--algos", nargs="*", default=["TD3", "SAC"],
+                    help="for the steps-per-second part (none: skip it)")
     ap.add_argument("--repeats", type=int, default=6, help="A/B pairs per measurement (default 6)")
     ap.add_argument("--grad-steps", type=int, default=200, help="gradient steps per arm and repeat (default 200)")
     ap.add_argument("--learn-steps", type=int, default=300, help="env steps per arm and repeat (default 300)")

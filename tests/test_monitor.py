@@ -916,3 +916,18 @@ def test_selected_parameters_walks_once():
     assert p["0"]["bias"].data_ptr() == critic[0].bias.data_ptr()
     with pytest.raises(TypeError, match="nn.Module"):
         selected_parameters([critic])
+
+
+def test_single_actor_fast_freeze_check_equals_the_mask_path():
+    # n_agents=None (torch.equal, early exit) against n_agents=1 (elementwise mask) on one sequence:
+    # unchanged, only the second tensor changed, only the first, NaN, unchanged again
+    w, b = torch.ones(3, 2), torch.zeros(2)
+    seq = [(w, b), (w, b), (w, b + 1), (w + 1, b + 1), (w + 1, b + 1), (w * NAN, b), (w * NAN, b), (w, b), (w, b)]
+    fast, mask = ActorCriticMonitor(), ActorCriticMonitor(n_agents=1)
+    for step, (pw, pb) in enumerate(seq, 1):
+        fast.observe_update(step, None, None, {"l.weight": pw, "l.bias": pb}, None)
+        mask.observe_update(step, None, None, {"l.weight": pw[None], "l.bias": pb[None]}, None)
+        assert fast.frozen_now == mask.frozen_now, step
+    assert fast.actor_stop_episode == mask.actor_stop_episode == [2]
+    assert fast.actor_diverged_episode == mask.actor_diverged_episode == [6]
+    assert fast.frozen_now == [False]  # unchanged at 9, but diverged since 6

@@ -616,13 +616,24 @@ class ActorCriticMonitor:
         self._prev_actor = prev
         if not comparable:
             return
-        changed = torch.zeros(N, dtype=torch.bool, device=ps[0].device if ps else "cpu")
-        for p, q in zip(ps, prev):
-            if p.numel() == 0:
-                continue
-            c = self._changed(p, q)
-            changed |= c.reshape(N, -1).any(1) if self.n_agents is not None else c.any().reshape(1)
-            q.copy_(p)
+        if self.n_agents is None and self.freeze_tolerance == 0:
+            # one actor, exact test: torch.equal stops at the first difference, so a moving
+            # network costs only the snapshot copy (same semantics as the mask: NaN != NaN)
+            same = True
+            for p, q in zip(ps, prev):
+                if same and torch.equal(p, q):
+                    continue  # bitwise equal: nothing to copy
+                same = False
+                q.copy_(p)
+            changed = torch.tensor([not same])
+        else:
+            changed = torch.zeros(N, dtype=torch.bool, device=ps[0].device if ps else "cpu")
+            for p, q in zip(ps, prev):
+                if p.numel() == 0:
+                    continue
+                c = self._changed(p, q)
+                changed |= c.reshape(N, -1).any(1) if self.n_agents is not None else c.any().reshape(1)
+                q.copy_(p)
         unchanged = (~changed).cpu() & ~diverged  # a diverged actor is never "frozen"
         stop = self._actor_stop
         self._actor_stop = torch.where(unchanged & (stop == _NONE), step, stop)
