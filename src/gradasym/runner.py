@@ -1,6 +1,6 @@
 """One training run of CCM-MADRL on the MEC environment, with full tracking.
 
-``run_experiment`` owns the episode loop (``ccm-madrl.md``, "Training schedule"):
+``run_experiment`` owns the episode loop (``docs/study.md``, "The algorithm"):
 act for ``steps_per_episode`` steps, store every transition, run one training
 update after every episode once more than ``episodes_before_train`` episodes are
 done, feed the update to the monitor, and write the run folder described in
@@ -29,11 +29,13 @@ from .io import read_json, torch_save, write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
 from .seeding import numpy_generator
+from .tensorboard import open_for_run as open_tensorboard
+from .tensorboard import require as require_tensorboard
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 # Fields that may differ between a run and its resumption.
-_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device")}
+_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "tensorboard")}
 
 
 def epsilon(cfg: Config, episodes_done: int) -> float:
@@ -283,6 +285,8 @@ def run_experiment(
     Without ``resume`` an existing run folder is an error, so nothing is overwritten.
     """
     cfg.validate()
+    if cfg.run.tensorboard:
+        require_tensorboard()  # the extra is missing: say so before anything is written
     out = Path(out_dir)
     configure_process(cfg.run.threads)
     ckpt = out / "checkpoint.pt"
@@ -296,7 +300,10 @@ def run_experiment(
     trainer = Trainer(cfg)
     if resume and ckpt.exists():
         trainer.load_state_dict(torch.load(ckpt, weights_only=False))
+    board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
     if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
+        if board is not None:
+            board.close(trainer)
         return write_outputs(trainer, out, "finished", checkpoint=False)
 
     bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
@@ -311,6 +318,8 @@ def run_experiment(
                 if live is not None:
                     live.advance(info)
                 if trainer.episodes_done % cfg.run.checkpoint_interval == 0:
+                    if board is not None:
+                        board.write(trainer)
                     write_outputs(trainer, out, "running")
     except KeyboardInterrupt:
         raise  # the last checkpoint stays valid; a rerun with resume continues from it
@@ -318,6 +327,9 @@ def run_experiment(
         write_json(out / "summary.json", trainer.summary("failed", f"{type(exc).__name__}: {exc}\n"
                                                           + traceback.format_exc(limit=5)))
         raise
+    finally:
+        if board is not None:
+            board.close(trainer)
     return write_outputs(trainer, out, "finished")
 
 
