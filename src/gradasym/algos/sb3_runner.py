@@ -64,6 +64,7 @@ UNITS: dict[str, str] = {
     "gradient_steps": "gradient steps", "actor_updates": "actor optimiser steps",
     "stopping_step": "gradient steps", "grad_death_step": "gradient steps",
     "critic_stop_step": "gradient steps", "diverged_step": "gradient steps",
+    "actor_diverged_step": "gradient steps", "critic_diverged_step": "gradient steps",
     "seconds_per_step": "seconds per environment step",
     "final_return": "mean episode return over the last 10% of episodes",
 }
@@ -147,29 +148,13 @@ class EpisodeRecorder(BaseCallback):
 
 
 # ------------------------------------------------------------------ the summary
-def _diverged(model: Any, rows: list[dict[str, Any]], mon_summary: dict[str, Any]) -> tuple[bool, int | None]:
-    """Non-finite gradients in a tracking row, or non-finite weights at the end (monitor's answer first)."""
-    if "diverged" in mon_summary:
-        return bool(mon_summary["diverged"]), mon_summary.get("diverged_step")
-    for row in rows:
-        if not all(np.isfinite(row.get(k, 0.0)) for k in ("actor_grad_norm", "critic_grad_norm")):
-            return True, int(row["gradient_step"])
-    if model is not None:
-        import torch  # noqa: PLC0415
-
-        if not all(bool(torch.isfinite(p).all()) for p in model.policy.parameters()):
-            return True, None
-    return False, None
-
-
 def summary(cfg: SB3Config, model: Any, monitor_cb: Any, recorder: EpisodeRecorder | None,
-            tracking: list[dict[str, Any]], status: str, error: str | None, seconds: float) -> dict[str, Any]:
+            status: str, error: str | None, seconds: float) -> dict[str, Any]:
     """The run's ``summary.json`` (keys in ``docs/algorithms.md``; counters named by their unit)."""
     mon = monitor_cb.summary() if monitor_cb is not None else {}
     returns = [r["return"] for r in (recorder.rows if recorder else [])]
     k = max(1, len(returns) // 10)
     steps_run = int(model.num_timesteps) if model is not None else 0
-    diverged, diverged_step = _diverged(model, tracking, mon)
     death = mon.get("per_agent_grad_death_episode") or [None]
     return {
         "status": status, "error": error, "algo": cfg.algo, "env": cfg.env.id,
@@ -185,7 +170,8 @@ def summary(cfg: SB3Config, model: Any, monitor_cb: Any, recorder: EpisodeRecord
         "critic_stopped": bool(mon.get("critic_stopped", False)),
         "critic_stop_step": mon.get("critic_stop_episode"),
         "all_frozen_at_end": bool(mon.get("all_frozen_at_end", False)),
-        "diverged": diverged, "diverged_step": diverged_step,
+        "diverged": bool(mon.get("diverged", False)), "diverged_step": mon.get("diverged_step"),
+        "actor_diverged_step": mon.get("actor_diverged_step"), "critic_diverged_step": mon.get("critic_diverged_step"),
         "max_abs_preactivation": mon.get("max_abs_preactivation"),
         "final_saturation_ratio": mon.get("final_saturation_ratio"),
         "final_rho": mon.get("final_rho"),
@@ -254,7 +240,7 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
         with disk_full_guard(f"environment step {model.num_timesteps if model is not None else 0}"):
             write_table(out / "episodes.parquet", _episode_frame(recorder))
             write_table(out / "tracking.parquet", tracking)
-            s = summary(cfg, model, monitor_cb, recorder, tracking, status, error, time.perf_counter() - t0)
+            s = summary(cfg, model, monitor_cb, recorder, status, error, time.perf_counter() - t0)
             write_json(folder.summary_path, s)
         return s
 
@@ -285,7 +271,7 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
         raise
     finally:
         if monitor_cb is not None:
-            (getattr(monitor_cb, "close", None) or monitor_cb._detach)()  # hooks off, also on errors
+            monitor_cb.close()  # hooks off, also on errors
         env.close()
     return write("finished")
 
