@@ -33,6 +33,8 @@ def last_rows(sweep: Path, summary: pd.DataFrame) -> pd.DataFrame:
         if not path.exists():
             continue
         t = pd.read_parquet(path)
+        if t.empty:
+            continue
         last = t.iloc[-1]
         row = {"run_id": run_id, **{c: last[c] for c in LAST_ROW if c in t.columns}}
         if "dead_output_frac" in t.columns:
