@@ -60,6 +60,9 @@ def config_table(summary: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (alr, clr), g in df.groupby(["actor_lr", "critic_lr"], sort=True):
         fin = g[g["status"] == "finished"]
+        if fin.empty:  # not finished (pending, interrupted): say so instead of "never"
+            out.append({"actor LR": alr, "critic LR": clr, "seeds finished": f"0/{len(g)}"})
+            continue
         row = {
             "actor LR": alr, "critic LR": clr, "seeds finished": f"{len(fin)}/{len(g)}",
             "gradient steps": _median_range(fin["gradient_steps"]),
@@ -79,7 +82,7 @@ def config_table(summary: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
         row["return first 10% -> last 10%"] = (f"{fin['return_first10'].mean():.0f} -> "
                                               f"{fin['final_return'].mean():.0f}")
         out.append(row)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).fillna("not finished")
 
 
 def markdown(df: pd.DataFrame) -> str:
