@@ -11,6 +11,7 @@ sampled pre-tanh columns) and prints one Markdown table per sweep, one row per
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ def last_rows(sweep: Path, summary: pd.DataFrame) -> pd.DataFrame:
             continue
         last = t.iloc[-1]
         row = {"run_id": run_id, **{c: last[c] for c in LAST_ROW if c in t.columns}}
+        run_summary = json.loads((sweep / run_dir / "summary.json").read_text())
+        # actor optimiser steps per gradient step (TD3's policy_delay 2: 0.5)
+        row["actor_updates_per_gradient_step"] = run_summary["actor_updates"] / max(1, run_summary["gradient_steps"])
         if "dead_output_frac" in t.columns:
             row["max_dead_output_frac"] = t["dead_output_frac"].max()
         if "sampled_max_abs" in t.columns:
@@ -69,6 +73,8 @@ def config_table(summary: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
             "actor frozen": f"{int(fin['stopping_step'].notna().sum())}/{len(fin)}",
             "stopping step": _median_range(fin["stopping_step"]),
             "grad-death step": _median_range(fin["grad_death_step"]),
+            "death to freeze (actor updates)": _median_range(
+                (fin["stopping_step"] - fin["grad_death_step"]) * fin.get("actor_updates_per_gradient_step", np.nan)),
             "critic stopped": f"{int(fin['critic_stopped'].astype(bool).sum())}/{len(fin)}",
             "diverged": f"{int(fin['diverged'].astype(bool).sum())}/{len(fin)}",
             "max abs z": _median_range(fin["max_abs_preactivation"], "{:.3g}"),
