@@ -71,6 +71,7 @@ def config_table(summary: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
             "actor LR": alr, "critic LR": clr, "seeds finished": f"{len(fin)}/{len(g)}",
             "gradient steps": _median_range(fin["gradient_steps"]),
             "actor frozen": f"{int(fin['stopping_step'].notna().sum())}/{len(fin)}",
+            "frozen at end": f"{int(fin['all_frozen_at_end'].astype(bool).sum())}/{len(fin)}",
             "stopping step": _median_range(fin["stopping_step"]),
             "grad-death step": _median_range(fin["grad_death_step"]),
             "death to freeze (actor updates)": _median_range(
