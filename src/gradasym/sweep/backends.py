@@ -277,9 +277,12 @@ def _dead_workers(procs: dict[int, Any]) -> dict[int, int]:
     worker whose exit code is anything but ``-SIGTERM`` is the one that broke it.
     """
     dead = {}
+    deadline = time.monotonic() + 10
     for pid, proc in list(procs.items()):
         try:
-            proc.join(timeout=5)
+            # The pool's own thread reaps the processes too: poll until one of us has.
+            while proc.exitcode is None and time.monotonic() < deadline:
+                proc.join(timeout=0.05)
             code = proc.exitcode
         except Exception:  # noqa: BLE001
             continue
