@@ -268,9 +268,9 @@ def test_sweep_writes_folder_summary_and_sweep_json(tmp_path: Path) -> None:
     assert doc["runs"][0]["overrides"] == {"agent.actor_lr": 0.001, "agent.critic_lr": 0.0001, "run.seed": 1}
     for rid in table["run_id"]:
         assert (out / "runs" / rid / "summary.json").is_file()
-    # threads per run: workers x threads <= cores
+    # threads per run: the base config's run.threads (default 1; tests/test_threads.py)
     cfg = json.loads((out / "runs" / table["run_id"][0] / "config.json").read_text())
-    assert cfg["run"]["threads"] == max(1, os.cpu_count() or 1)
+    assert cfg["run"]["threads"] == 1
     assert not list(out.glob(".*.tmp")) and not (out / ".sweep.lock").exists()
     assert collect_summary(out, write=False).equals(table)
 
@@ -359,7 +359,7 @@ def test_process_pool_matches_sequential(tmp_path: Path) -> None:
     ok = table["run_id"] != "alr0.1_clr0.01_s2"
     pd.testing.assert_frame_equal(table[ok].reset_index(drop=True), expected[ok].reset_index(drop=True))
     cfg = json.loads((tmp_path / "s/runs/alr0.1_clr0.0001_s1/config.json").read_text())
-    assert cfg["run"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    assert cfg["run"]["threads"] == 1
     assert any("start" in line and "pid" in line for line in lines)
     assert any("FAILED" in line and "boom" in line for line in lines)
 

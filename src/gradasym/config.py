@@ -2,10 +2,10 @@
 
 A run is fully described by one :class:`Config` (environment, algorithm, run
 control). Defaults reproduce the original CCM-MADRL setup of the paper
-(``shared/spec``); every non-faithful option is a named field so that it is
+(``docs/study.md``); every non-faithful option is a named field so that it is
 recorded in the run's ``config.json``.
 
-Configs load from TOML or YAML files, from presets (``configs/<name>.toml``) and
+Configs load from TOML or YAML files, from presets (``gradasym/presets/<name>.toml``) and
 from dotted ``section.field=value`` overrides, and are validated before any
 long work starts (:meth:`Config.validate` raises :class:`ConfigError` naming the
 offending field). Every field is documented in ``docs/configuration.md``
@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    """The MEC environment (``mec-environment.md``); units as in the original setup."""
+    """The MEC environment (``docs/study.md``, ``docs/configuration.md``); units as in the original setup."""
 
     n_agents: int = 50
     steps_per_episode: int = 10
@@ -65,13 +65,13 @@ class EnvConfig:
 
     @property
     def constraint(self) -> int:
-        """Max number of offloaded tasks per step (C in ``ccm-madrl.md``)."""
+        """Max number of offloaded tasks per step (C in ``docs/study.md``)."""
         return self.k_channel if self.mode == "H2" else self.n_units
 
 
 @dataclass
 class AgentConfig:
-    """CCM-MADRL hyper-parameters (``ccm-madrl.md``) and the mitigation switches."""
+    """CCM-MADRL hyper-parameters (``docs/study.md``) and the mitigation switches."""
 
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
@@ -96,7 +96,7 @@ class AgentConfig:
     hidden_activation: Literal["relu", "linear"] = "relu"  # actor and critic hidden layers
     output_activation: Literal["tanh", "softsign", "scaled-sigmoid"] = "tanh"
     output_init: float = 3e-3  # output layers initialised U(-output_init, output_init)
-    # Mitigations (experiments.md section 3); defaults = off = original setup.
+    # Mitigations (docs/presets.md); defaults = off = original setup.
     actor_norm: Literal["none", "layernorm", "fullnorm"] = "none"
     policy: Literal["deterministic", "squashed-gaussian", "beta"] = "deterministic"
     entropy_coef: float = 0.0  # SAC-style entropy bonus weight (stochastic policies)
@@ -123,7 +123,10 @@ class RunConfig:
     eval_interval: int = 0  # 0 = no periodic greedy evaluation
     eval_episodes: int = 1
     device: str = "cpu"  # the only supported value (docs/configuration.md)
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    # torch intra-op threads; 1 keeps a run at its quiet-machine speed next to other busy
+    # processes (benchmarks/RESULTS.md, "Threads"); 0 = leave torch's default (one per core).
+    threads: int = 1
+    tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard/ (docs/tensorboard.md)
 
 
 @dataclass
@@ -473,7 +476,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-PRESET_DIRS = [Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "presets"]
+#: Where preset files are looked up: the package's own ``gradasym/presets/`` (package data,
+#: so a wheel install carries them; ``docs/presets.md``).
+PRESET_DIRS = [Path(__file__).resolve().parent / "presets"]
 
 
 def preset_path(name: str) -> Path:

@@ -1,6 +1,6 @@
 """One training run of CCM-MADRL on the MEC environment, with full tracking.
 
-``run_experiment`` owns the episode loop (``ccm-madrl.md``, "Training schedule"):
+``run_experiment`` owns the episode loop (``docs/study.md``, "The algorithm"):
 act for ``steps_per_episode`` steps, store every transition, run one training
 update after every episode once more than ``episodes_before_train`` episodes are
 done, feed the update to the monitor, and write the run folder described in
@@ -33,11 +33,13 @@ from .monitor import ActorCriticMonitor
 from .process import configure_process
 from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
 from .seeding import numpy_generator
+from .tensorboard import open_for_run as open_tensorboard
+from .tensorboard import require as require_tensorboard
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 # Fields that may differ between a run and its resumption.
-_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device")}
+_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "tensorboard")}
 
 
 def epsilon(cfg: Config, episodes_done: int) -> float:
@@ -278,6 +280,8 @@ def run_experiment(
     """
     cfg.validate()
     check_memory(cfg)
+    if cfg.run.tensorboard:
+        require_tensorboard()  # the extra is missing: say so before anything is written
     folder = RunFolder(out_dir)
     out = folder.path
     if folder.holds_run() and not resume:
@@ -302,12 +306,16 @@ def run_experiment(
             trainer.load_state_dict(state)
             del state
         folder.write_config(_config_record(cfg))
+        board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
         if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
+            if board is not None:
+                board.close(trainer)
             return write_outputs(trainer, folder, "finished", checkpoint=False)
-        return _train(trainer, folder, progress, show_progress)
+        return _train(trainer, folder, board, progress, show_progress)
 
 
-def _train(trainer: Trainer, folder: RunFolder, progress: ProgressFn | None, show_progress: bool) -> dict[str, Any]:
+def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn | None,
+           show_progress: bool) -> dict[str, Any]:
     """The episode loop of :func:`run_experiment` (the folder is locked and prepared)."""
     cfg = trainer.cfg
     bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
@@ -322,6 +330,8 @@ def _train(trainer: Trainer, folder: RunFolder, progress: ProgressFn | None, sho
                 if live is not None:
                     live.advance(info)
                 if trainer.episodes_done % cfg.run.checkpoint_interval == 0:
+                    if board is not None:
+                        board.write(trainer)
                     write_outputs(trainer, folder, "running")
     except KeyboardInterrupt:
         raise  # the last checkpoint stays valid; a rerun with resume continues from it
@@ -334,6 +344,9 @@ def _train(trainer: Trainer, folder: RunFolder, progress: ProgressFn | None, sho
         except OSError:
             pass  # the original error matters more than the summary
         raise
+    finally:
+        if board is not None:
+            board.close(trainer)
     return write_outputs(trainer, folder, "finished")
 
 

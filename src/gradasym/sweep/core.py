@@ -70,11 +70,15 @@ def _version() -> str:
 
 
 def resolve_threads(base: Config, backend: str, workers: int, threads: int | None) -> int:
-    """Torch threads per run: explicit ``threads``, else ``cores // workers`` locally.
+    """Torch threads per run: explicit ``threads``, else the base config's ``run.threads``.
 
-    Locally ``workers x threads <= os.cpu_count()`` (a ``run.threads`` set in the base
-    config is kept when it is smaller). For Ray/submitit the default is the base
-    config's ``run.threads`` or 1: each task asks the scheduler for that many CPUs.
+    ``run.threads`` defaults to 1: a multi-threaded run slows down many times as soon as
+    another process competes for its cores (benchmarks/RESULTS.md, "Threads"), and one
+    thread per run is also how the committed reproduction results were computed. Locally
+    a base ``run.threads`` of 0 means ``cores // workers`` and a larger value is capped at
+    it, so that ``workers x threads <= os.cpu_count()``. For Ray/submitit the default is
+    the base config's ``run.threads`` (0 counts as 1): each task asks the scheduler for
+    that many CPUs.
     """
     if threads is not None:
         if threads < 1:

@@ -56,8 +56,9 @@ _DTYPES: dict[str, str] = {
 FINISHED, FAILED, RUNNING, PENDING, INTERRUPTED = "finished", "failed", "running", "pending", "interrupted"
 
 #: Config fields that may differ between a run's saved config and a rerun's
-#: (thread counts depend on the number of workers, not on what is computed).
-IGNORED_CONFIG_FIELDS: set[tuple[str, str]] = {("run", "threads")}
+#: (thread counts depend on the number of workers, and TensorBoard output is a copy of
+#: the tables: neither changes what is computed).
+IGNORED_CONFIG_FIELDS: set[tuple[str, str]] = {("run", "threads"), ("run", "tensorboard")}
 
 
 class SweepError(RuntimeError):
