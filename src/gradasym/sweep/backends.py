@@ -374,6 +374,12 @@ def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: in
     try:
         for job in jobs:
             futures[executor.submit(_pool_task, runner, job, queue, stop)] = job
+        # CPython wakes the pool's manager thread *before* spawning the worker of each
+        # submit, so it may not watch the last workers until its next wake-up: a worker
+        # killed meanwhile would go unnoticed until another run ends. Wake it once more.
+        wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            wakeup.wakeup()
         procs.update(getattr(executor, "_processes", None) or {})
         while futures:
             procs.update(getattr(executor, "_processes", None) or {})
