@@ -174,7 +174,9 @@ def _add_report_command(sub: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
+    from .report.analysis import check_margin
 
+    check_margin(args.margin)  # NaN, inf or < 0 would silently change the viable-configuration verdict
     for folder in [args.results_dir, *args.compare]:
         if not folder.exists():
             raise ConfigError(f"results folder not found: {folder}")

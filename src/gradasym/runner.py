@@ -205,6 +205,7 @@ class Trainer:
             "seconds_per_episode": self.seconds / self.episodes_done if self.episodes_done else None,
             "early_stopped": self.should_stop_early(),
             "version": __version__,
+            "provenance": __import__("gradasym.provenance", fromlist=["collect"]).collect(),  # commit, machine
         }
 
     # --------------------------------------------------------- persistence
