@@ -199,6 +199,7 @@ class Trainer:
             "max_abs_preactivation": mon.max_abs_preactivation,
             "final_saturation_ratio": last_track.get("saturation_ratio"),
             "final_rho": last_track.get("rho"),
+            **mon.divergence_summary(),  # diverged, diverged_step, actor_/critic_/per_agent_diverged_step
             "reward_first10": float(np.mean(rewards[:k])) if rewards else None,
             "reward_last10": float(np.mean(rewards[-k:])) if rewards else None,
             "seconds_total": self.seconds,
