@@ -33,12 +33,16 @@ def test_run_flags_map_to_config_fields() -> None:
         (["run", "--n-agents", "3"], "constraint"),
         (["run", "--actor-update", "parallel"], "actor_update"),
         (["run", "--set", "agent.gamma"], "SECTION.FIELD=VALUE"),
+        (["run", "--seed", "-1"], "run.seed must be an integer"),
+        (["run", "--batch-size", "20000"], "larger than agent.memory_capacity"),
+        (["run", "--n-agents", "10000000"], "GiB of memory is available"),  # ~17 TB
     ],
 )
 def test_bad_input_is_a_clear_error_before_work(tmp_path, capsys, argv, message) -> None:
     rc = main([*argv, "--out", str(tmp_path / "r"), "--quiet"])
     assert rc == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("gradasym: error: ") and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing started
 
 

@@ -194,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gradasym: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a full disk (gradasym.runfolder.DiskFullError): one line, no traceback
+        print(f"gradasym: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ngradasym: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         return 130

@@ -6,12 +6,15 @@ update after every episode once more than ``episodes_before_train`` episodes are
 done, feed the update to the monitor, and write the run folder described in
 ``docs/architecture.md``. It checkpoints atomically every
 ``run.checkpoint_interval`` episodes and at the end, so a killed run resumes from
-its last checkpoint and gives the same numbers as an uninterrupted one.
+its last checkpoint and gives the same numbers as an uninterrupted one. The folder
+rules (lock, stored-configuration check, checkpoint rotation, temporary-file
+cleanup, disk-full errors) live in :mod:`gradasym.runfolder`.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import traceback
 from contextlib import nullcontext
@@ -23,11 +26,12 @@ import torch
 
 from . import __version__
 from .agent import CCMMADRL
-from .config import Config, ConfigError
+from .config import Config, ConfigError, check_memory
 from .env.mec import MECEnv
-from .io import read_json, torch_save, write_json, write_table
+from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
+from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
 from .seeding import numpy_generator
 from .tensorboard import open_for_run as open_tensorboard
 from .tensorboard import require as require_tensorboard
@@ -236,38 +240,22 @@ def _config_record(cfg: Config) -> dict[str, Any]:
     return {**cfg.to_dict(), "version": __version__}
 
 
-def _check_resumable(saved: dict[str, Any], cfg: Config, out: Path) -> None:
-    """Refuse to resume a folder written with a different configuration."""
-    now = cfg.to_dict()
-    diffs = []
-    for section in ("env", "agent", "run"):
-        for key, value in now[section].items():
-            old = saved.get(section, {}).get(key)
-            if isinstance(value, tuple):
-                value = list(value)
-            if isinstance(old, tuple):
-                old = list(old)
-            if (section, key) not in _RESUMABLE_FIELDS and old != value:
-                diffs.append(f"{section}.{key}: {old!r} -> {value!r}")
-    if sorted(saved.get("presets", [])) != sorted(now["presets"]):
-        diffs.append(f"presets: {saved.get('presets')} -> {now['presets']}")
-    if diffs:
-        raise ConfigError(
-            f"{out} holds a run with a different configuration ({'; '.join(diffs)}); "
-            "use another --out folder"
-        )
-
-
-def write_outputs(trainer: Trainer, out: Path, status: str, error: str | None = None,
+def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: str | None = None,
                   checkpoint: bool = True) -> dict[str, Any]:
-    """Write tables, summary and (optionally) the checkpoint, each atomically."""
-    if checkpoint:
-        torch_save(out / "checkpoint.pt", trainer.state_dict())
-    write_table(out / "episodes.parquet", trainer.episode_rows)
-    write_table(out / "tracking.parquet", trainer.tracking_rows)
-    write_table(out / "tracking_agents.parquet", trainer.agent_rows)
-    summary = trainer.summary(status, error)
-    write_json(out / "summary.json", summary)
+    """Write tables, summary and (optionally) the checkpoint, each atomically.
+
+    The checkpoint goes through :meth:`RunFolder.save_checkpoint` (the previous one is
+    kept as ``checkpoint.prev.pt``); a full disk raises :class:`DiskFullError` (one line).
+    """
+    folder = out if isinstance(out, RunFolder) else RunFolder(out)
+    with disk_full_guard(f"episode {trainer.episodes_done}"):
+        if checkpoint:
+            folder.save_checkpoint(trainer.state_dict())
+        write_table(folder.path / "episodes.parquet", trainer.episode_rows)
+        write_table(folder.path / "tracking.parquet", trainer.tracking_rows)
+        write_table(folder.path / "tracking_agents.parquet", trainer.agent_rows)
+        summary = trainer.summary(status, error)
+        write_json(folder.summary_path, summary)
     return summary
 
 
@@ -284,33 +272,58 @@ def run_experiment(
     configuration continues from it (``run.episodes`` may be raised to extend a
     finished run); a finished run with nothing left to do returns its summary.
     Without ``resume`` an existing run folder is an error, so nothing is overwritten.
+
+    The folder rules of :mod:`gradasym.runfolder` apply: the configuration must match
+    both ``config.json`` and the one stored in the checkpoint; another live process
+    writing the folder is refused (``.run.lock``); temporary files of interrupted
+    writes are removed; a bad newest checkpoint falls back to ``checkpoint.prev.pt``;
+    ``config.json`` is written only once the run has started (a refused start leaves
+    none behind); sizes that cannot fit in memory are refused before any allocation.
     """
     cfg.validate()
+    check_memory(cfg)
     if cfg.run.tensorboard:
         require_tensorboard()  # the extra is missing: say so before anything is written
-    out = Path(out_dir)
+    folder = RunFolder(out_dir)
+    out = folder.path
+    if folder.holds_run() and not resume:
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     configure_process(cfg.run.threads)
-    ckpt = out / "checkpoint.pt"
-    if (out / "config.json").exists():
-        if not resume:
-            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        _check_resumable(read_json(out / "config.json"), cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", _config_record(cfg))
+    wanted = cfg.to_dict()
+    with disk_full_guard(), folder.lock():
+        folder.clean_temp_files()
+        state = None
+        if resume:
+            folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+            try:
+                folder.read_summary()
+            except RunFolderError:
+                _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
+            loaded = folder.load_checkpoint(warn=_warn)
+            if loaded is not None:
+                state, path = loaded
+                folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
+        trainer = Trainer(cfg)
+        if state is not None:
+            trainer.load_state_dict(state)
+            del state
+        folder.write_config(_config_record(cfg))
+        board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
+        if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
+            if board is not None:
+                board.close(trainer)
+            return write_outputs(trainer, folder, "finished", checkpoint=False)
+        return _train(trainer, folder, board, progress, show_progress)
 
-    trainer = Trainer(cfg)
-    if resume and ckpt.exists():
-        trainer.load_state_dict(torch.load(ckpt, weights_only=False))
-    board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
-    if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
-        if board is not None:
-            board.close(trainer)
-        return write_outputs(trainer, out, "finished", checkpoint=False)
 
+def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn | None,
+           show_progress: bool) -> dict[str, Any]:
+    """The episode loop of :func:`run_experiment` (the folder is locked and prepared)."""
+    cfg = trainer.cfg
     bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
     try:
         with bar as live:
-            write_outputs(trainer, out, "running")
+            write_outputs(trainer, folder, "running")
             while trainer.episodes_done < cfg.run.episodes and not trainer.should_stop_early():
                 row = trainer.run_episode()
                 info = _progress_info(trainer, row)
@@ -321,17 +334,26 @@ def run_experiment(
                 if trainer.episodes_done % cfg.run.checkpoint_interval == 0:
                     if board is not None:
                         board.write(trainer)
-                    write_outputs(trainer, out, "running")
+                    write_outputs(trainer, folder, "running")
     except KeyboardInterrupt:
         raise  # the last checkpoint stays valid; a rerun with resume continues from it
+    except DiskFullError:
+        raise  # nothing more can be written; the files of the last checkpoint are intact
     except Exception as exc:
-        write_json(out / "summary.json", trainer.summary("failed", f"{type(exc).__name__}: {exc}\n"
-                                                          + traceback.format_exc(limit=5)))
+        try:
+            write_json(folder.summary_path, trainer.summary(
+                "failed", f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5)))
+        except OSError:
+            pass  # the original error matters more than the summary
         raise
     finally:
         if board is not None:
             board.close(trainer)
-    return write_outputs(trainer, out, "finished")
+    return write_outputs(trainer, folder, "finished")
+
+
+def _warn(text: str) -> None:
+    print(f"gradasym: warning: {text}", file=sys.stderr, flush=True)
 
 
 def _progress_info(trainer: Trainer, row: dict[str, Any]) -> dict[str, Any]:
