@@ -313,11 +313,11 @@ def run_experiment(
             if board is not None:
                 board.close(trainer)
             return write_outputs(trainer, folder, "finished", checkpoint=False)
-        return _train(trainer, folder, progress, show_progress, board)
+        return _train(trainer, folder, board, progress, show_progress)
 
 
-def _train(trainer: Trainer, folder: RunFolder, progress: ProgressFn | None, show_progress: bool,
-           board: Any = None) -> dict[str, Any]:
+def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn | None,
+           show_progress: bool) -> dict[str, Any]:
     """The episode loop of :func:`run_experiment` (the folder is locked and prepared)."""
     cfg = trainer.cfg
     bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
