@@ -418,3 +418,283 @@ class BatchCritic:
         q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
         g_ja, g_own = (g_pre @ self.w_a[i].t()).split(self.adim, dim=1)
         return q, g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
+
+
+# ==================================================== R independent critics as one
+def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The True entries of each run's flattened ``mask (R, ...)`` in increasing order, padded
+    to the largest count: ``(flat_idx (R, M), valid (R, M), counts (R,))``; padding slots
+    hold index 0 and ``valid = False``. (Per run the same order as ``mask[r].nonzero()``.)"""
+    flat = mask.flatten(1)
+    counts = flat.sum(dim=1)
+    m = int(counts.max()) if flat.shape[0] else 0
+    order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]
+    valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)
+    return torch.where(valid, order, 0), valid, counts
+
+
+class StackedCritic:
+    """R independent critics of one architecture as stacked tensors: ``weights[j] (R, out, in)``,
+    ``biases[j] (R, out)`` (layer j of run r = ``weights[j][r]``), evaluated with ``bmm``.
+
+    The same algebra as :class:`Critic` (split first layer, chosen rows, max over a row mask,
+    hand-written head backward) with the run as the leading dimension of every tensor; run r's
+    outputs depend on run r's weights and inputs only. Only float rounding differs from R
+    separate :class:`Critic` evaluations (``tests/test_batched.py``).
+    """
+
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], n_agents: int,
+                 state_dim: int, action_dim: int, hidden_activation: Activation) -> None:
+        self.weights, self.biases = list(weights), list(biases)
+        self.n, self.sdim, self.adim = int(n_agents), int(state_dim), int(action_dim)
+        self.js = self.n * self.sdim
+        self.jd = self.n * (self.sdim + self.adim)
+        self.relu = hidden_activation == "relu"
+        self._act = activation_fn(hidden_activation)
+
+    @classmethod
+    def from_critics(cls, critics: Sequence[Critic], requires_grad: bool = False) -> "StackedCritic":
+        """Copies of the critics' parameters stacked over runs (optionally autograd leaves)."""
+        c0 = critics[0]
+        ws = [torch.stack([c.layers[j].weight.detach() for c in critics]) for j in range(len(c0.layers))]
+        bs = [torch.stack([c.layers[j].bias.detach() for c in critics]) for j in range(len(c0.layers))]
+        if requires_grad:
+            ws = [w.requires_grad_(True) for w in ws]
+            bs = [b.requires_grad_(True) for b in bs]
+        return cls(ws, bs, c0.n_agents, c0.state_dim, c0.action_dim, c0.hidden_activation)
+
+    def parameters(self) -> list[Tensor]:
+        """``[w_0, b_0, w_1, b_1, ...]``: the order of ``Critic.parameters()``."""
+        return [t for pair in zip(self.weights, self.biases) for t in pair]
+
+    # -------------------------------------------------------------- forward
+    def shared(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Per-transition part of layer 0 (bias included): ``(R,B,N,S),(R,B,N,A) -> (R,B,H)``."""
+        x = torch.cat([states.flatten(2), actions.flatten(2)], dim=-1)
+        return torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0][:, :, : self.jd].transpose(1, 2))
+
+    def head(self, pre1: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
+        """Everything after layer 0's affine map: ``(R, M, H1) -> (R, M)``."""
+        h = self._act(pre1)
+        if hidden is not None:
+            hidden.append(h)
+        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = self._act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+            if hidden is not None:
+                hidden.append(h)
+        return torch.baddbmm(self.biases[-1].unsqueeze(1), h, self.weights[-1].transpose(1, 2)).squeeze(-1)
+
+    def q_pairs(self, states: Tensor, actions: Tensor, b_index: Tensor, k_index: Tensor,
+                hidden: list[Tensor] | None = None) -> Tensor:
+        """Q of rows ``(b_index[r, t], k_index[r, t])`` of run r -> ``(R, T)`` (``k = -1``: zero
+        input), as :meth:`Critic.q_pairs`; differentiable."""
+        shared = self.shared(states, actions)
+        r = torch.arange(states.shape[0]).unsqueeze(1)
+        valid = k_index >= 0
+        kk = k_index.clamp(min=0)
+        own_x = torch.cat([states[r, b_index, kk], actions[r, b_index, kk]], dim=-1)
+        own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)
+        own = torch.bmm(own_x, self.weights[0][:, :, self.jd :].transpose(1, 2))
+        return self.head(shared[r, b_index] + own, hidden)
+
+    def q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``max_k Q`` over the rows in ``rows_mask (R, B, N)``, the zero-input Q where a
+        transition's mask is empty: ``(q (R, B), k (R, B))``, ``k = -1`` for zero input.
+        The gradient of the max flows through the selected row only (as ``torch.max``)."""
+        rr, bsz, n = rows_mask.shape
+        flat_idx, valid, _ = pad_rows(rows_mask)
+        b_index = flat_idx // n
+        k_index = torch.where(valid, flat_idx % n, -1)
+        q_rows = self.q_pairs(states, actions, b_index, k_index)
+        q_all = q_rows.new_full((rr, bsz * n + 1), float("-inf"))  # last slot: padding sink
+        q_all = q_all.scatter(1, torch.where(valid, flat_idx, bsz * n), torch.where(valid, q_rows, float("-inf")))
+        q_best, k_best = q_all[:, :-1].view(rr, bsz, n).max(dim=2)
+        has = rows_mask.any(dim=2)
+        k_best = torch.where(has, k_best, -1)
+        if not bool(has.all()):
+            q_best = torch.where(has, q_best, self.head(self.shared(states, actions)))
+        return q_best, k_best
+
+    @torch.no_grad()
+    def head_vjp(self, pre1: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q (R, M), d(sum grad_q * q)/d pre1 (R, M, H1))``, as :meth:`Critic.head_vjp`."""
+        hs = [self._act(pre1)]
+        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
+            hs.append(self._act(torch.baddbmm(b.unsqueeze(1), hs[-1], w.transpose(1, 2))))
+        w_out = self.weights[-1]  # (R, 1, H_last)
+        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hs[-1], w_out.transpose(1, 2)).squeeze(-1)
+        g = grad_q.unsqueeze(2) * w_out
+        for j in range(len(hs) - 1, 0, -1):
+            if self.relu:
+                g = g * (hs[j] > 0)
+            g = torch.bmm(g, self.weights[j])
+        if self.relu:
+            g = g * (hs[0] > 0)
+        return q, g
+
+
+class StackedBatchCritic:
+    """:class:`BatchCritic` for R runs at once: the online critics of R runs on their own
+    batches ``states (R, B, N, S)`` while their joint actions change, with the same exact
+    row pruning, decided per run (a run whose candidates exceed ``FULL_FRACTION`` of its
+    proposer rows, or that has no valid reference, is evaluated in full and becomes its own
+    new reference; the others evaluate their candidate rows, padded to the largest count
+    among them). Everything is detached."""
+
+    FULL_FRACTION = BatchCritic.FULL_FRACTION
+
+    def __init__(self, critic: StackedCritic, states: Tensor, prune: bool = True) -> None:
+        self.c = critic
+        self.r, self.bsz, self.n, _ = states.shape
+        self.prune = prune
+        n, a, js, jd, sd = critic.n, critic.adim, critic.js, critic.jd, critic.sdim
+        with torch.no_grad():
+            w0 = critic.weights[0].detach()
+            w_js, w_ja, w_os, w_oa = w0[:, :, :js], w0[:, :, js:jd], w0[:, :, jd : jd + sd], w0[:, :, jd + sd :]
+            self.w_ja_t = w_ja.transpose(1, 2).contiguous()  # (R, N*A, H)
+            self.w_oa_t = w_oa.transpose(1, 2).contiguous()  # (R, A, H)
+            hdim = w0.shape[1]
+            self.w_a = torch.cat([self.w_ja_t.view(self.r, n, a, hdim),
+                                  self.w_oa_t.unsqueeze(1).expand(self.r, n, a, hdim)], dim=2)  # (R, N, 2A, H)
+            self.base = torch.baddbmm(critic.biases[0].detach().unsqueeze(1), states.flatten(2), w_js.transpose(1, 2))
+            self.own_s = torch.bmm(states.reshape(self.r, self.bsz * n, sd), w_os.transpose(1, 2)).view(self.r, self.bsz, n, -1)
+            if prune:
+                self._lipschitz(w_oa)
+        self.shared: Tensor | None = None
+        self.own: Tensor | None = None
+        self.ref_valid = torch.zeros(self.r, dtype=torch.bool)
+        self.n_evaluated = 0
+
+    def _lipschitz(self, w_oa: Tensor) -> None:
+        """Per-run constants of the drift bounds (see :class:`BatchCritic`)."""
+        ws, bs = [w.detach() for w in self.c.weights], [b.detach() for b in self.c.biases]
+        c = ws[-1].abs().flatten(1)  # (R, H_last)
+        const = bs[-1].abs().sum(dim=1)
+        for w, b in zip(reversed(ws[1:-1]), reversed(bs[1:-1])):
+            const = const + (c * b.abs()).sum(dim=1)
+            c = torch.bmm(w.abs().transpose(1, 2), c.unsqueeze(2)).squeeze(2)
+        self.cc, self.const = c, const
+        self.c_a = torch.bmm(w_oa.abs().transpose(1, 2), c.unsqueeze(2)).squeeze(2)  # (R, A)
+        lip2 = torch.linalg.vector_norm(ws[-1].flatten(1), dim=1)
+        for w in ws[1:-1]:
+            lip2 = lip2 * _spectral_norm_bound_batched(w)
+        self.lip2, self.w_oa_norm = lip2, _spectral_norm_bound_batched(w_oa)
+        self.rel_slack = 64 * torch.finfo(c.dtype).eps
+
+    @torch.no_grad()
+    def set_actions(self, actions: Tensor) -> None:
+        """Action-dependent parts for the joint actions ``(R, B, N, A)``."""
+        rr, bsz, n, a = actions.shape
+        self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
+        self.own = torch.baddbmm(self.own_s.view(rr, bsz * n, -1), actions.reshape(rr, bsz * n, a),
+                                 self.w_oa_t).view_as(self.own_s)
+
+    @torch.no_grad()
+    def set_action_column(self, j: int, actions: Tensor) -> None:
+        """Agent ``j``'s actions changed in every run (``actions`` the full ``(R, B, N, A)``)."""
+        self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
+        self.own[:, :, j] = torch.baddbmm(self.own_s[:, :, j], actions[:, :, j], self.w_oa_t)
+
+    def _q_rows(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
+        """Q of the rows in ``mask (R_g, B, N)`` of runs ``runs`` (None: all) -> ``(R_g, B*N)``
+        with ``-inf`` elsewhere, and optionally the rounding scale of each row (0 elsewhere)."""
+        sel = (lambda t: t) if runs is None else (lambda t: t.index_select(0, runs))
+        flat_idx, valid, _ = pad_rows(mask)
+        rg, m = flat_idx.shape
+        self.n_evaluated += int(valid.sum())
+        rid = (torch.arange(rg) if runs is None else runs).unsqueeze(1)
+        pre = self.own.view(self.r, self.bsz * self.n, -1)[rid, flat_idx] + self.shared[rid, flat_idx // self.n]
+        h = pre.relu_() if self.c.relu else pre
+        scale = None
+        if want_scale:
+            s = (h.abs() * sel(self.cc).unsqueeze(1)).sum(dim=2) + sel(self.const).unsqueeze(1)
+            scale = h.new_zeros(rg, self.bsz * self.n + 1).scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), s)[:, :-1]
+        for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
+            h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
+            if self.c.relu:
+                h = h.relu_()
+        q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
+                          sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
+        out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
+        out = out.scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), torch.where(valid, q, float("-inf")))
+        return out[:, :-1], scale
+
+    @torch.no_grad()
+    def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(k_best, has, q_best)`` (each ``(R, B)``): arg-max and max of Q over proposer rows."""
+        rr, bsz, n = self.r, self.bsz, self.n
+        q = self.shared.new_full((rr, bsz * n), float("-inf"))
+        if self.prune:
+            cand, full = self._candidates(actions, proposers)
+        else:
+            cand, full = None, torch.ones(rr, dtype=torch.bool)
+        part = ~full
+        if cand is not None and bool(part.any()):
+            runs = part.nonzero().squeeze(1)
+            q[runs] = self._q_rows(runs, cand[runs], want_scale=False)[0]
+        if bool(full.any()):
+            runs = None if bool(full.all()) else full.nonzero().squeeze(1)
+            q_full, scale = self._q_rows(runs, proposers if runs is None else proposers[runs], want_scale=self.prune)
+            idx = torch.arange(rr) if runs is None else runs
+            q[idx] = q_full
+            if self.prune:
+                self._set_reference(idx, q_full.view(-1, bsz, n), scale.view(-1, bsz, n), actions, proposers)
+        q_best, k_best = q.view(rr, bsz, n).max(dim=2)
+        return k_best, proposers.any(dim=2), q_best
+
+    def _set_reference(self, idx: Tensor, q: Tensor, scale: Tensor, actions: Tensor, proposers: Tensor) -> None:
+        """Full evaluations of runs ``idx`` become their pruning references."""
+        if not hasattr(self, "ref_q"):
+            self.ref_q = torch.full_like(self.own[..., 0], float("-inf"))
+            self.ref_slack = torch.zeros_like(self.ref_q)
+            self.ref_known = torch.zeros_like(proposers)
+            self.ref_shared = torch.zeros_like(self.shared)
+            self.ref_actions = torch.zeros_like(actions)
+        p = proposers[idx]
+        finite = torch.where(p, torch.isfinite(q), True).flatten(1).all(dim=1)
+        self.ref_valid[idx] = finite  # no pruning on non-finite values
+        self.ref_q[idx] = q
+        self.ref_slack[idx] = self.rel_slack * scale
+        self.ref_known[idx] = p
+        self.ref_shared[idx] = self.shared[idx]
+        self.ref_actions[idx] = actions[idx]
+
+    def _candidates(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Candidate rows ``(R, B, N)`` and which runs must be evaluated in full ``(R,)``."""
+        if not bool(self.ref_valid.any()):
+            return None, torch.ones(self.r, dtype=torch.bool)
+        d_shared = self.shared - self.ref_shared  # (R, B, H)
+        d_own = actions - self.ref_actions  # (R, B, N, A)
+        beta_1 = (d_shared.abs() * self.cc.unsqueeze(1)).sum(dim=2).unsqueeze(2) \
+            + (d_own.abs() * self.c_a[:, None, None, :]).sum(dim=3)
+        beta_2 = self.lip2[:, None, None] * (torch.linalg.vector_norm(d_shared, dim=2).unsqueeze(2)
+                                             + self.w_oa_norm[:, None, None] * torch.linalg.vector_norm(d_own, dim=3))
+        margin = torch.minimum(beta_1, beta_2) + self.ref_slack
+        finite = torch.isfinite(margin).flatten(1).all(dim=1)
+        live = proposers & self.ref_known
+        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=2, keepdim=True)
+        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
+        too_many = cand.flatten(1).sum(dim=1) > self.FULL_FRACTION * proposers.flatten(1).sum(dim=1)
+        return cand, ~self.ref_valid | ~finite | too_many
+
+    @torch.no_grad()
+    def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
+        """First-layer pre-activation of the chosen row per transition ``(R, B, H)``."""
+        r = torch.arange(self.r).unsqueeze(1)
+        b = torch.arange(self.bsz).unsqueeze(0)
+        own = self.own[r, b, k_best.clamp(min=0)]
+        return torch.where(has.unsqueeze(2), self.shared + own, self.shared)
+
+    @torch.no_grad()
+    def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q (R, B), dL/da_i (R, B, A))`` per run, as :meth:`BatchCritic.action_grad`."""
+        q, g_pre = self.c.head_vjp(self.pre_rows(k_best, has), grad_q)
+        g_ja, g_own = torch.bmm(g_pre, self.w_a[:, i].transpose(1, 2)).split(self.c.adim, dim=2)
+        return q, g_ja + (has & (k_best == i)).unsqueeze(2) * g_own
+
+
+def _spectral_norm_bound_batched(w: Tensor) -> Tensor:
+    """:func:`_spectral_norm_bound` of each ``w[r]`` -> ``(R,)``."""
+    wt = w.transpose(1, 2)
+    gram = torch.bmm(w, wt) if w.shape[1] <= w.shape[2] else torch.bmm(wt, w)
+    return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt() * (1 + 1e-3) + 1e-30

@@ -272,6 +272,26 @@ class ActorEnsemble(nn.Module):
                     g = g * (inp > 0)
         return grad_row
 
+    @torch.no_grad()
+    def backward_rows(self, rows: Tensor, states: Tensor, hidden: Sequence[Tensor], actions: Tensor,
+                      grad_actions: Tensor) -> Tensor:
+        """:meth:`backward_agent` for R parameter rows at once (e.g. actor i of R runs):
+        ``rows (R, P)``, ``states (R, B, S)``, ``hidden[l] (R, B, H_l)``, ``actions``,
+        ``grad_actions (R, B, A)`` -> gradient rows ``(R, P)``; row r uses only its own inputs."""
+        if not self.manual_backward:
+            raise ValueError("backward_rows covers deterministic actors without LayerNorm; use autograd")
+        grad = torch.empty(rows.shape, dtype=rows.dtype)
+        g = squash_grad(grad_actions, actions, self.output_activation)
+        for layer in reversed(range(self.n_layers)):
+            inp = states if layer == 0 else hidden[layer - 1]
+            self.weight(layer, grad).copy_(torch.bmm(inp.transpose(1, 2), g))
+            self.bias(layer, grad).copy_(g.sum(dim=1))
+            if layer > 0:
+                g = torch.bmm(g, self.weight(layer, rows).transpose(1, 2))
+                if self.hidden_activation == "relu":
+                    g = g * (inp > 0)
+        return grad
+
     def forward_agent(self, i: int, states: Tensor, row: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Actor ``i`` alone on ``states (B, S)``: returns ``(actions (B, A), z (B, A))``.
 
