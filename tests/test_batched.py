@@ -141,3 +141,184 @@ def test_unsupported_presets_are_named():
     cfg.run.tracking = "original"
     reason = unsupported_reason(cfg)
     assert "agent.grad_clip" in reason and "tracking" in reason
+
+
+# ------------------------------------------------------------------ the batched training loop
+SMALL = {
+    "env.n_agents": 6, "env.k_channel": 2, "env.n_units": 2, "agent.batch_size": 16,
+    "agent.memory_capacity": 300, "agent.critic_hidden": [64, 32], "run.log_interval": 3,
+    "run.checkpoint_interval": 4, "run.threads": 1,
+}
+
+
+def small_cfg(**extra) -> Config:
+    from gradasym.config import load_config
+
+    return load_config(overrides={**SMALL, **extra})
+
+
+@pytest.fixture
+def float64_runs(monkeypatch):
+    """Trainers build float64 agents: batched and alone then agree to ~1e-12, so that no
+    discrete decision (proposer sign, arg-max row) can flip on float rounding."""
+    import functools
+
+    import gradasym.runner as runner
+
+    monkeypatch.setattr(runner, "CCMMADRL", functools.partial(CCMMADRL, dtype=torch.float64))
+
+
+def tables(folder):
+    import pandas as pd
+
+    return {name: pd.read_parquet(folder / f"{name}.parquet").drop(columns=["seconds"], errors="ignore")
+            for name in ("episodes", "tracking", "tracking_agents")}
+
+
+def assert_same_run(a, b) -> None:
+    import pandas as pd
+
+    ta, tb = tables(a), tables(b)
+    for name in ta:
+        pd.testing.assert_frame_equal(ta[name], tb[name], check_exact=False, rtol=1e-7, atol=1e-9, obj=f"{a} {name}")
+
+
+BATCH = [  # per-run seeds, learning rates, budgets, early stopping
+    {"run.seed": 1, "run.episodes": 9},
+    {"run.seed": 2, "run.episodes": 12, "agent.actor_lr": 0.05, "agent.gamma": 0.9},
+    {"run.seed": 3, "run.episodes": 40, "run.freeze_tolerance": 1.0, "run.early_stop_patience": 3},
+]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
+def test_batch_writes_the_runs_alone_folders(tmp_path, float64_runs, mode):
+    from gradasym.batched import train_batch
+    from gradasym.runner import run_experiment
+
+    cfgs = [small_cfg(**kw, **{"agent.actor_update": mode}) for kw in BATCH]
+    logged: list[str] = []
+    summaries = train_batch(cfgs, [tmp_path / f"b{r}" for r in range(3)], log=logged.append)
+    assert any("3 runs as one batch" in m for m in logged)
+    for r, cfg in enumerate(cfgs):
+        alone = run_experiment(cfg, tmp_path / f"a{r}")
+        assert_same_run(tmp_path / f"b{r}", tmp_path / f"a{r}")
+        for key in ("status", "episodes_run", "stopping_episode", "early_stopped", "per_agent_stop_episode"):
+            assert summaries[r][key] == alone[key], key
+    assert [s["episodes_run"] for s in summaries] == [9, 12, 2 + 3 + 1]  # budgets and early stop per run
+
+
+def test_finished_run_drops_replay_unless_kept(tmp_path, float64_runs):
+    from gradasym.batched import train_batch
+    from gradasym.config import ConfigError
+
+    cfgs = [small_cfg(**{"run.seed": 1, "run.episodes": 5}),
+            small_cfg(**{"run.seed": 2, "run.episodes": 5, "run.keep_replay": True})]
+    train_batch(cfgs, [tmp_path / "drop", tmp_path / "keep"])
+    drop = torch.load(tmp_path / "drop" / "checkpoint.pt", weights_only=False)
+    keep = torch.load(tmp_path / "keep" / "checkpoint.pt", weights_only=False)
+    assert drop["agent"]["replay"] is None and keep["agent"]["replay"]["size"] == 5 * 10
+    assert (tmp_path / "drop" / "checkpoint.pt").stat().st_size < (tmp_path / "keep" / "checkpoint.pt").stat().st_size
+    # a finished folder is left as it is; extending one without its replay is refused
+    assert train_batch(cfgs[:1], [tmp_path / "drop"])[0]["episodes_run"] == 5
+    with pytest.raises(ConfigError, match="keep-replay"):
+        train_batch([small_cfg(**{"run.seed": 1, "run.episodes": 8})], [tmp_path / "drop"])
+
+
+def test_killed_batch_resumes_to_the_same_results(tmp_path, float64_runs, monkeypatch):
+    from gradasym.batched import train_batch
+    from gradasym.runner import Trainer
+
+    cfgs = [small_cfg(**{"run.seed": s, "run.episodes": 10}) for s in (1, 2)]
+    train_batch(cfgs, [tmp_path / "ref0", tmp_path / "ref1"])
+    act = Trainer.act_episode
+
+    def crash(self):
+        if self.episodes_done == 6:
+            raise KeyboardInterrupt
+        return act(self)
+
+    monkeypatch.setattr(Trainer, "act_episode", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_batch(cfgs, [tmp_path / "c0", tmp_path / "c1"])
+    monkeypatch.setattr(Trainer, "act_episode", act)
+    train_batch(cfgs, [tmp_path / "c0", tmp_path / "c1"])  # resumes from the checkpoints of episode 4
+    for r in range(2):
+        ta, tc = tables(tmp_path / f"ref{r}"), tables(tmp_path / f"c{r}")
+        for name in ta:
+            assert ta[name].equals(tc[name]), name
+
+
+def test_one_failing_run_fails_alone(tmp_path, float64_runs, monkeypatch):
+    from gradasym.batched import train_batch
+    from gradasym.runner import Trainer, run_experiment
+
+    act = Trainer.act_episode
+
+    def broken(self):
+        if self.cfg.run.seed == 2 and self.episodes_done == 5:
+            raise FloatingPointError("run 2 diverged")
+        return act(self)
+
+    monkeypatch.setattr(Trainer, "act_episode", broken)
+    cfgs = [small_cfg(**{"run.seed": s, "run.episodes": 8}) for s in (1, 2)]
+    summaries = train_batch(cfgs, [tmp_path / "b0", tmp_path / "b1"])
+    assert summaries[1]["status"] == "failed" and "run 2 diverged" in summaries[1]["error"]
+    assert summaries[0]["status"] == "finished" and summaries[0]["episodes_run"] == 8
+    monkeypatch.setattr(Trainer, "act_episode", act)
+    run_experiment(cfgs[0], tmp_path / "a0")
+    assert_same_run(tmp_path / "b0", tmp_path / "a0")
+
+
+def test_nan_run_does_not_reach_the_others():
+    """A run whose critic is NaN (simultaneous mode: no error, NaN propagates) updates its
+    neighbours exactly as they update alone."""
+    runs, alone = make_runs("simultaneous"), make_runs("simultaneous")
+    with torch.no_grad():
+        runs[0].critic.layers[1].weight.fill_(float("nan"))
+    results = batched_update(runs, [ag.replay.sample(16) for ag in runs])
+    assert np.isnan(results[0].critic_loss)
+    for r in (1, 2):
+        ref = alone[r].update()
+        close(results[r].actor_losses, ref.actor_losses, "actor losses")
+        compare_agents(runs[r], alone[r], f"run {r}")
+
+
+def test_nan_run_fails_alone_in_the_batch(tmp_path, float64_runs, monkeypatch):
+    """Sequential mode: a NaN critic makes the update raise (as it does alone); that run fails,
+    its neighbour goes on as alone."""
+    from gradasym.batched import train_batch
+    from gradasym.runner import Trainer, run_experiment
+
+    act = Trainer.act_episode
+
+    def poisoned(self):
+        if self.cfg.run.seed == 2 and self.episodes_done == 4:
+            with torch.no_grad():
+                self.agent.critic.layers[1].weight.fill_(float("nan"))
+        return act(self)
+
+    monkeypatch.setattr(Trainer, "act_episode", poisoned)
+    cfgs = [small_cfg(**{"run.seed": s, "run.episodes": 8}) for s in (1, 2)]
+    summaries = train_batch(cfgs, [tmp_path / "b0", tmp_path / "b1"])
+    with pytest.raises(Exception) as alone_error:
+        run_experiment(cfgs[1], tmp_path / "a1")
+    assert summaries[1]["status"] == "failed" and summaries[1]["episodes_run"] == 5
+    assert summaries[1]["error"].startswith(type(alone_error.value).__name__)
+    assert summaries[0]["status"] == "finished"
+    monkeypatch.setattr(Trainer, "act_episode", act)
+    run_experiment(cfgs[0], tmp_path / "a0")
+    assert_same_run(tmp_path / "b0", tmp_path / "a0")
+
+
+def test_unsupported_config_is_trained_alone(tmp_path, float64_runs):
+    from gradasym.batched import train_batch
+    from gradasym.runner import run_experiment
+
+    cfgs = [small_cfg(**{"run.seed": 1, "run.episodes": 5}),
+            small_cfg(**{"run.seed": 2, "run.episodes": 5, "agent.grad_clip": 1.0})]
+    logged: list[str] = []
+    train_batch(cfgs, [tmp_path / "b0", tmp_path / "b1"], log=logged.append)
+    assert any("b1: trained alone" in m and "agent.grad_clip" in m for m in logged)
+    run_experiment(cfgs[1], tmp_path / "a1")
+    for name, t in tables(tmp_path / "a1").items():
+        assert t.equals(tables(tmp_path / "b1")[name]), name

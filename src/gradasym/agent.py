@@ -160,6 +160,7 @@ class CCMMADRL:
         )
         self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
         self.n_updates = 0
+        self.has_replay = True  # False after loading a checkpoint saved without its replay buffer
         self._cache: dict = {}  # work buffers of BatchCritic
         self.prune_rows = True  # exact row pruning in the sequential actor loop (tests switch it off)
         # fullnorm: running mean/std of each actor's inputs, updated from the states it acts on
@@ -360,6 +361,9 @@ class CCMMADRL:
         The runner calls it after every episode once more than
         ``episodes_before_train`` episodes are done.
         """
+        if not self.has_replay:
+            raise RuntimeError("this agent was loaded without its replay buffer (run.keep_replay = false) "
+                               "and cannot continue training")
         if len(self.replay) == 0:
             return None
         batch = self.replay.sample(self.batch_size)
@@ -613,9 +617,10 @@ class CCMMADRL:
         """Live (detached) ``{"l{j}.weight": (out, in), "l{j}.bias": (out,)}``; clone to keep."""
         return {k: v.detach() for k, v in self.critic.layer_views().items()}
 
-    def state_dict(self) -> dict:
+    def state_dict(self, keep_replay: bool = True) -> dict:
         """Everything needed to continue bit-identically (a deep copy; ``torch.save``-able
-        with ``weights_only=True``)."""
+        with ``weights_only=True``); ``keep_replay=False`` stores ``replay = None`` instead of
+        the buffer (enough to evaluate or analyse the agent, not to continue training it)."""
         state = copy.deepcopy({
             "actors": self.actors.state_dict(),
             "target_actors": self.target_actors.state_dict(),
@@ -626,7 +631,7 @@ class CCMMADRL:
             "exploration_rng": self.rng.bit_generator.state,
             "n_updates": self.n_updates,
         })
-        state["replay"] = self.replay.state_dict()  # already a copy
+        state["replay"] = self.replay.state_dict() if keep_replay and self.has_replay else None  # already a copy
         # mitigation state (only present when the option is on)
         if self.obs_rms is not None:
             state["obs_rms"] = self.obs_rms.state_dict()
@@ -643,7 +648,9 @@ class CCMMADRL:
         self.target_critic.load_state_dict(state["target_critic"])
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(copy.deepcopy(state["critic_optim"]))
-        self.replay.load_state_dict(state["replay"])
+        self.has_replay = state["replay"] is not None
+        if self.has_replay:
+            self.replay.load_state_dict(state["replay"])
         self.rng.bit_generator.state = state["exploration_rng"]
         self.n_updates = int(state["n_updates"])
         if self.obs_rms is not None:

@@ -23,8 +23,12 @@ it does not cover (mitigations with extra terms or stochastic policies,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +38,10 @@ from gradasym.agent import CCMMADRL, UpdateResult
 from gradasym.config import Config
 from gradasym.critic import StackedBatchCritic, StackedCritic, pad_rows
 from gradasym.optim import adam_rows_
+from gradasym.io import write_json
+from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
+from gradasym.runner import Trainer, _progress_info, open_run, run_experiment, write_outputs
 
 
 # ------------------------------------------------------------------ what can be batched
@@ -295,3 +302,120 @@ def _actors_simultaneous(ag0, critic: StackedCritic, st: _Stack, flat, m, v, ste
     losses = np.repeat(loss.detach().double().numpy()[:, None], n, axis=1)
     return {"losses": losses, "preact": unf(o.preact).contiguous(), "hidden": [unf(h) for h in o.hidden],
             "grads": g_flat}
+
+
+# ------------------------------------------------------------------ the training loop
+ProgressFn = Callable[[int, dict[str, Any]], None]  # (run index, runner._progress_info dict)
+
+
+def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: bool = True,
+                progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train R configurations into their run folders as one computation; returns their
+    ``summary.json`` dicts in order.
+
+    Each run behaves as :func:`gradasym.runner.run_experiment` would train it alone (same
+    folder contents, checkpoints every ``run.checkpoint_interval`` episodes, resumable),
+    but the training updates of the runs still going are computed together
+    (:func:`batched_update`). Episode budgets, early termination and failures are per run:
+    a run that ends (or raises) leaves the batch and the others go on. A finished run's
+    final checkpoint holds no replay buffer unless ``run.keep_replay``. Configurations the
+    batched update does not cover (:func:`unsupported_reason`), or whose shapes differ from
+    the first one's (:func:`batch_key`), are trained alone, said through ``log``.
+    """
+    log = log or (lambda msg: None)
+    cfgs = [c.validate() for c in cfgs]
+    outs = [Path(o) for o in out_dirs]
+    if len(cfgs) != len(outs):
+        raise ValueError("one output folder per configuration")
+    configure_process(cfgs[0].run.threads if cfgs else 0)
+    summaries: list[dict[str, Any] | None] = [None] * len(cfgs)
+    batch: list[int] = []
+    for r, cfg in enumerate(cfgs):
+        reason = unsupported_reason(cfg)
+        if reason is None and batch and batch_key(cfg) != batch_key(cfgs[batch[0]]):
+            reason = "its tensor shapes differ from the batch's"
+        if reason is not None:
+            log(f"{outs[r]}: trained alone ({reason})")
+            summaries[r] = run_experiment(cfg, outs[r], resume=resume)
+        else:
+            batch.append(r)
+    trainers: dict[int, Trainer] = {}
+    for r in batch:
+        trainer = open_run(cfgs[r], outs[r], resume)
+        if trainer.should_stop_early() or trainer.episodes_done >= cfgs[r].run.episodes:
+            summaries[r] = write_outputs(trainer, outs[r], "finished", checkpoint=False)
+        else:
+            write_outputs(trainer, outs[r], "running")
+            trainers[r] = trainer
+    if trainers:
+        log(f"training {len(trainers)} runs as one batch")
+    while trainers:
+        _batched_episode(trainers, outs, summaries, progress)
+    return summaries  # type: ignore[return-value]  (every run has its summary now)
+
+
+def _fail(r: int, trainers: dict[int, Trainer], outs: Sequence[Path], summaries: list, exc: BaseException) -> None:
+    """Run r raised: its summary says so (as run_experiment's), it leaves the batch."""
+    trainer = trainers.pop(r)
+    text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc, limit=5))
+    summaries[r] = trainer.summary("failed", text)
+    write_json(outs[r] / "summary.json", summaries[r])
+
+
+def _batched_episode(trainers: dict[int, Trainer], outs: Sequence[Path], summaries: list,
+                     progress: ProgressFn | None) -> None:
+    """One episode of every run in ``trainers``: acting per run, one batched update, then each
+    run's monitor, checkpoint and end-of-run bookkeeping; ended runs leave ``trainers``."""
+    rows: dict[int, dict[str, Any]] = {}
+    for r in list(trainers):
+        try:
+            rows[r] = trainers[r].act_episode()
+        except Exception as exc:  # noqa: BLE001  (a run's error fails that run only)
+            _fail(r, trainers, outs, summaries, exc)
+    updating = [r for r in rows if trainers[r].wants_update]
+    t0 = time.perf_counter()
+    updates = _updates(updating, trainers, outs, summaries)
+    share = (time.perf_counter() - t0) / max(1, len(updating))
+    for r, row in rows.items():
+        if r not in trainers:
+            continue
+        trainer, cfg = trainers[r], trainers[r].cfg
+        try:
+            row = trainer.finish_episode(row, updates.get(r), share if r in updates else 0.0)
+            if progress is not None:
+                progress(r, _progress_info(trainer, row))
+            if trainer.episodes_done >= cfg.run.episodes or trainer.should_stop_early():
+                summaries[r] = write_outputs(trainer, outs[r], "finished", keep_replay=cfg.run.keep_replay)
+                del trainers[r]
+            elif trainer.episodes_done % cfg.run.checkpoint_interval == 0:
+                write_outputs(trainer, outs[r], "running")
+        except Exception as exc:  # noqa: BLE001
+            _fail(r, trainers, outs, summaries, exc)
+
+
+def _updates(runs: list[int], trainers: dict[int, Trainer], outs: Sequence[Path], summaries: list) -> dict[int, UpdateResult]:
+    """The training updates of ``runs`` (sample, batched update, priority write-back). If the
+    batched computation raises, each run is updated alone on its batch, so that only the
+    runs that raise alone fail."""
+    batches: dict[int, ReplayBatch] = {}
+    for r in runs:
+        try:
+            agent = trainers[r].agent
+            batches[r] = agent.replay.sample(agent.batch_size)
+        except Exception as exc:  # noqa: BLE001
+            _fail(r, trainers, outs, summaries, exc)
+    if not batches:
+        return {}
+    order = list(batches)
+    try:
+        results = dict(zip(order, batched_update([trainers[r].agent for r in order], [batches[r] for r in order])))
+    except Exception:  # noqa: BLE001  (the states were not written back: update the runs one by one)
+        results = {}
+        for r in order:
+            try:
+                results[r] = trainers[r].agent.update_on_batch(batches[r])
+            except Exception as exc:  # noqa: BLE001
+                _fail(r, trainers, outs, summaries, exc)
+    for r, res in results.items():
+        trainers[r].agent.replay.update_priorities(batches[r].indices, res.td_errors)
+    return results

@@ -33,7 +33,7 @@ from .seeding import numpy_generator
 ProgressFn = Callable[[dict[str, Any]], None]
 
 # Fields that may differ between a run and its resumption.
-_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device")}
+_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "keep_replay")}
 
 
 def epsilon(cfg: Config, episodes_done: int) -> float:
@@ -71,6 +71,19 @@ class Trainer:
     # ------------------------------------------------------------- episode
     def run_episode(self) -> dict[str, Any]:
         """Act for one episode, then train once (paper: one update per episode)."""
+        row = self.act_episode()
+        t0 = time.perf_counter()
+        upd = self.agent.update() if self.wants_update else None
+        return self.finish_episode(row, upd, time.perf_counter() - t0)
+
+    @property
+    def wants_update(self) -> bool:
+        """Whether the episode just acted is followed by a training update."""
+        return self.episodes_done > self.cfg.agent.episodes_before_train and len(self.agent.replay) > 0
+
+    def act_episode(self) -> dict[str, Any]:
+        """The acting half of :meth:`run_episode`: one episode of acting and storing; returns
+        the episode's row without its training and monitor fields (see :meth:`finish_episode`)."""
         cfg, agent, env = self.cfg, self.agent, self.env
         t0 = time.perf_counter()
         eps = epsilon(cfg, self.episodes_done)
@@ -110,19 +123,27 @@ class Trainer:
             "energy_penalty_frac": e_pen / steps, "time_penalty_frac": t_pen / steps,
             "offload_frac": offload / steps, "updated": False,
             "critic_loss": float("nan"), "actor_loss": float("nan"),
+            "seconds": time.perf_counter() - t0,
         }
-        if episode > cfg.agent.episodes_before_train:
-            upd = agent.update()
-            if upd is not None:  # a skipped update never counts as a freeze
-                self._observe(upd, episode)
-                row.update(updated=True, critic_loss=upd.critic_loss, actor_loss=upd.actor_loss)
+        return row
+
+    def finish_episode(self, row: dict[str, Any], upd: Any, update_seconds: float = 0.0) -> dict[str, Any]:
+        """The second half of :meth:`run_episode`: feed the episode's update ``upd`` (None: no
+        update) to the monitor, evaluate, complete and keep the row (``update_seconds``: the
+        time of the update, added to the row's ``seconds``)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        episode = self.episodes_done
+        if upd is not None:  # a skipped update never counts as a freeze
+            self._observe(upd, episode)
+            row.update(updated=True, critic_loss=upd.critic_loss, actor_loss=upd.actor_loss)
         mon = self.monitor
         row["actors_stopped"] = int(sum(s is not None for s in mon.actor_stop_episode))
         row["actors_frozen"] = int(sum(mon.frozen_now))
         row["critic_frozen"] = bool(mon.critic_frozen_now)
         row["eval_reward"] = self._evaluate() if cfg.run.eval_interval and episode % cfg.run.eval_interval == 0 else float("nan")
-        self.seconds += time.perf_counter() - t0
-        row["seconds"] = time.perf_counter() - t0
+        row["seconds"] += update_seconds + time.perf_counter() - t0
+        self.seconds += row["seconds"]
         self.episode_rows.append(row)
         return row
 
@@ -202,10 +223,12 @@ class Trainer:
         }
 
     # --------------------------------------------------------- persistence
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, keep_replay: bool = True) -> dict[str, Any]:
+        """The checkpoint; ``keep_replay=False`` leaves the replay buffer out (a finished run's
+        final checkpoint, ``run.keep_replay``)."""
         return {
             "config": self.cfg.to_dict(), "episodes_done": self.episodes_done,
-            "agent": self.agent.state_dict(), "env": self.env.state_dict(),
+            "agent": self.agent.state_dict(keep_replay=keep_replay), "env": self.env.state_dict(),
             "eval_env": self.eval_env.state_dict() if self.eval_env else None,
             "monitor": self.monitor.state_dict(), "states": self.states,
             "episode_rows": self.episode_rows, "tracking_rows": self.tracking_rows,
@@ -255,16 +278,39 @@ def _check_resumable(saved: dict[str, Any], cfg: Config, out: Path) -> None:
 
 
 def write_outputs(trainer: Trainer, out: Path, status: str, error: str | None = None,
-                  checkpoint: bool = True) -> dict[str, Any]:
-    """Write tables, summary and (optionally) the checkpoint, each atomically."""
+                  checkpoint: bool = True, keep_replay: bool = True) -> dict[str, Any]:
+    """Write tables, summary and (optionally) the checkpoint, each atomically
+    (``keep_replay=False``: the checkpoint without the replay buffer)."""
     if checkpoint:
-        torch_save(out / "checkpoint.pt", trainer.state_dict())
+        torch_save(out / "checkpoint.pt", trainer.state_dict(keep_replay=keep_replay))
     write_table(out / "episodes.parquet", trainer.episode_rows)
     write_table(out / "tracking.parquet", trainer.tracking_rows)
     write_table(out / "tracking_agents.parquet", trainer.agent_rows)
     summary = trainer.summary(status, error)
     write_json(out / "summary.json", summary)
     return summary
+
+
+def open_run(cfg: Config, out: Path, resume: bool) -> Trainer:
+    """Check and write the run folder's ``config.json``, build the :class:`Trainer` and load
+    its checkpoint (with ``resume``); ``cfg`` must be validated. A checkpoint without a
+    replay buffer (a finished run, ``run.keep_replay = false``) cannot be extended."""
+    ckpt = out / "checkpoint.pt"
+    if (out / "config.json").exists():
+        if not resume:
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        _check_resumable(read_json(out / "config.json"), cfg, out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", _config_record(cfg))
+    trainer = Trainer(cfg)
+    if resume and ckpt.exists():
+        trainer.load_state_dict(torch.load(ckpt, weights_only=False))
+        done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
+        if not done and not trainer.agent.has_replay:
+            raise ConfigError(f"{out} holds a finished run whose final checkpoint has no replay buffer "
+                              "(run.keep_replay = false), so it cannot be extended identically; "
+                              "rerun it with --keep-replay into another --out folder")
+    return trainer
 
 
 def run_experiment(
@@ -284,17 +330,7 @@ def run_experiment(
     cfg.validate()
     out = Path(out_dir)
     configure_process(cfg.run.threads)
-    ckpt = out / "checkpoint.pt"
-    if (out / "config.json").exists():
-        if not resume:
-            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        _check_resumable(read_json(out / "config.json"), cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", _config_record(cfg))
-
-    trainer = Trainer(cfg)
-    if resume and ckpt.exists():
-        trainer.load_state_dict(torch.load(ckpt, weights_only=False))
+    trainer = open_run(cfg, out, resume)
     if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
         return write_outputs(trainer, out, "finished", checkpoint=False)
 
