@@ -292,7 +292,6 @@ class BatchCritic:
             if prune:
                 self._lipschitz(critic, w_oa)
         self.shared: Tensor | None = None
-        self.own: Tensor | None = None
         self.rows = torch.arange(self.bsz)
         self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
         self.n_evaluated = 0  # rows evaluated so far (for diagnostics)
@@ -421,6 +420,9 @@ class BatchCritic:
 
 
 # ==================================================== R independent critics as one
+ROW_BUDGET = 1 << 20  # first-layer activations (elements) evaluated at once by the stacked critics
+
+
 def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The True entries of each run's flattened ``mask (R, ...)`` in increasing order, padded
     to the largest count: ``(flat_idx (R, M), valid (R, M), counts (R,))``; padding slots
@@ -495,12 +497,32 @@ class StackedCritic:
         own_x = torch.cat([states[r, b_index, kk], actions[r, b_index, kk]], dim=-1)
         own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)
         own = torch.bmm(own_x, self.weights[0][:, :, self.jd :].transpose(1, 2))
-        return self.head(shared[r, b_index] + own, hidden)
+        rr, bsz, hdim = shared.shape
+        rows = shared.reshape(rr * bsz, hdim).index_select(0, (r * bsz + b_index).flatten())  # (fast gather)
+        return self.head(rows.view(rr, -1, hdim) + own, hidden)
+
+    def runs(self, start: int, stop: int) -> "StackedCritic":
+        """Runs ``start:stop`` (views, no copies)."""
+        return StackedCritic([w[start:stop] for w in self.weights], [b[start:stop] for b in self.biases],
+                             self.n, self.sdim, self.adim, "relu" if self.relu else "linear")
 
     def q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
         """``max_k Q`` over the rows in ``rows_mask (R, B, N)``, the zero-input Q where a
         transition's mask is empty: ``(q (R, B), k (R, B))``, ``k = -1`` for zero input.
-        The gradient of the max flows through the selected row only (as ``torch.max``)."""
+        The gradient of the max flows through the selected row only (as ``torch.max``).
+
+        Evaluated in chunks of runs whose hidden activations fit in cache (:data:`ROW_BUDGET`):
+        with ~B*N/2 rows per run the arithmetic dominates, and one (R, M, H) intermediate of
+        tens of MB would make every elementwise op memory-bound."""
+        rr, bsz, n = rows_mask.shape
+        step = max(1, ROW_BUDGET // max(1, int(rows_mask.flatten(1).sum(dim=1).max()) * self.weights[0].shape[1]))
+        if step >= rr:
+            return self._q_max(states, actions, rows_mask)
+        parts = [self.runs(a, a + step)._q_max(states[a : a + step], actions[a : a + step], rows_mask[a : a + step])
+                 for a in range(0, rr, step)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
         rr, bsz, n = rows_mask.shape
         flat_idx, valid, _ = pad_rows(rows_mask)
         b_index = flat_idx // n
@@ -550,18 +572,21 @@ class StackedBatchCritic:
         n, a, js, jd, sd = critic.n, critic.adim, critic.js, critic.jd, critic.sdim
         with torch.no_grad():
             w0 = critic.weights[0].detach()
-            w_js, w_ja, w_os, w_oa = w0[:, :, :js], w0[:, :, js:jd], w0[:, :, jd : jd + sd], w0[:, :, jd + sd :]
+            w_js, w_ja, w_oa = w0[:, :, :js], w0[:, :, js:jd], w0[:, :, jd + sd :]
             self.w_ja_t = w_ja.transpose(1, 2).contiguous()  # (R, N*A, H)
             self.w_oa_t = w_oa.transpose(1, 2).contiguous()  # (R, A, H)
             hdim = w0.shape[1]
             self.w_a = torch.cat([self.w_ja_t.view(self.r, n, a, hdim),
                                   self.w_oa_t.unsqueeze(1).expand(self.r, n, a, hdim)], dim=2)  # (R, N, 2A, H)
             self.base = torch.baddbmm(critic.biases[0].detach().unsqueeze(1), states.flatten(2), w_js.transpose(1, 2))
-            self.own_s = torch.bmm(states.reshape(self.r, self.bsz * n, sd), w_os.transpose(1, 2)).view(self.r, self.bsz, n, -1)
+            # per-row part computed for the rows evaluated only: [s_bk, a_bk] W_own^T (10 -> H), so
+            # that no (R, B, N, H) array is ever held (it would not stay in cache)
+            self.w_own_t = w0[:, :, jd:].transpose(1, 2).contiguous()  # (R, S+A, H)
+            self.hdim = hdim
+            self._x = torch.cat([states, states.new_zeros(states.shape[:-1] + (a,))], dim=-1)  # (R, B, N, S+A)
             if prune:
                 self._lipschitz(w_oa)
         self.shared: Tensor | None = None
-        self.own: Tensor | None = None
         self.ref_valid = torch.zeros(self.r, dtype=torch.bool)
         self.n_evaluated = 0
 
@@ -584,26 +609,48 @@ class StackedBatchCritic:
     @torch.no_grad()
     def set_actions(self, actions: Tensor) -> None:
         """Action-dependent parts for the joint actions ``(R, B, N, A)``."""
-        rr, bsz, n, a = actions.shape
         self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
-        self.own = torch.baddbmm(self.own_s.view(rr, bsz * n, -1), actions.reshape(rr, bsz * n, a),
-                                 self.w_oa_t).view_as(self.own_s)
+        self._x[..., self.c.sdim :] = actions  # the own inputs [s_bk, a_bk] of every row
+        self._actions = self._x[..., self.c.sdim :]  # the actions ``shared`` holds
 
     @torch.no_grad()
     def set_action_column(self, j: int, actions: Tensor) -> None:
-        """Agent ``j``'s actions changed in every run (``actions`` the full ``(R, B, N, A)``)."""
-        self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
-        self.own[:, :, j] = torch.baddbmm(self.own_s[:, :, j], actions[:, :, j], self.w_oa_t)
+        """Agent ``j``'s actions changed in every run (``actions`` the full ``(R, B, N, A)``).
+
+        The shared part changes by agent j's columns only: a rank-A update
+        ``shared += (a_j - a_j_old) W_ja_j`` instead of the full product (the same algebra;
+        rounding differs from a recomputation by a few ulps, and the row pruning bounds the
+        values actually computed)."""
+        a = self.c.adim
+        delta = actions[:, :, j] - self._actions[:, :, j]
+        self.shared = torch.baddbmm(self.shared, delta, self.w_ja_t[:, j * a : (j + 1) * a])
+        self._actions[:, :, j] = actions[:, :, j]
 
     def _q_rows(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
         """Q of the rows in ``mask (R_g, B, N)`` of runs ``runs`` (None: all) -> ``(R_g, B*N)``
-        with ``-inf`` elsewhere, and optionally the rounding scale of each row (0 elsewhere)."""
+        with ``-inf`` elsewhere, and optionally the rounding scale of each row (0 elsewhere);
+        in chunks of runs that fit :data:`ROW_BUDGET` (see :meth:`StackedCritic.q_max`)."""
+        rg = mask.shape[0]
+        hdim = self.hdim
+        step = max(1, ROW_BUDGET // max(1, int(mask.flatten(1).sum(dim=1).max()) * hdim))
+        if step >= rg:
+            return self._q_rows_chunk(runs, mask, want_scale)
+        ids = torch.arange(self.r) if runs is None else runs
+        parts = [self._q_rows_chunk(ids[a : a + step], mask[a : a + step], want_scale) for a in range(0, rg, step)]
+        return torch.cat([p[0] for p in parts]), (torch.cat([p[1] for p in parts]) if want_scale else None)
+
+    def _q_rows_chunk(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
+        """One chunk of :meth:`_q_rows`."""
         sel = (lambda t: t) if runs is None else (lambda t: t.index_select(0, runs))
         flat_idx, valid, _ = pad_rows(mask)
         rg, m = flat_idx.shape
         self.n_evaluated += int(valid.sum())
         rid = (torch.arange(rg) if runs is None else runs).unsqueeze(1)
-        pre = self.own.view(self.r, self.bsz * self.n, -1)[rid, flat_idx] + self.shared[rid, flat_idx // self.n]
+        rows = self.bsz * self.n
+        hdim = self.hdim
+        x = self._x.view(-1, self._x.shape[-1]).index_select(0, (rid * rows + flat_idx).flatten())
+        pre = torch.bmm(x.view(rg, m, -1), sel(self.w_own_t))
+        pre += self.shared.view(-1, hdim).index_select(0, (rid * self.bsz + flat_idx // self.n).flatten()).view(rg, m, hdim)
         h = pre.relu_() if self.c.relu else pre
         scale = None
         if want_scale:
@@ -630,8 +677,11 @@ class StackedBatchCritic:
             cand, full = None, torch.ones(rr, dtype=torch.bool)
         part = ~full
         if cand is not None and bool(part.any()):
-            runs = part.nonzero().squeeze(1)
-            q[runs] = self._q_rows(runs, cand[runs], want_scale=False)[0]
+            if bool(part.all()):  # the usual case: no copies of the weights
+                q = self._q_rows(None, cand, want_scale=False)[0]
+            else:
+                runs = part.nonzero().squeeze(1)
+                q[runs] = self._q_rows(runs, cand[runs], want_scale=False)[0]
         if bool(full.any()):
             runs = None if bool(full.all()) else full.nonzero().squeeze(1)
             q_full, scale = self._q_rows(runs, proposers if runs is None else proposers[runs], want_scale=self.prune)
@@ -645,7 +695,7 @@ class StackedBatchCritic:
     def _set_reference(self, idx: Tensor, q: Tensor, scale: Tensor, actions: Tensor, proposers: Tensor) -> None:
         """Full evaluations of runs ``idx`` become their pruning references."""
         if not hasattr(self, "ref_q"):
-            self.ref_q = torch.full_like(self.own[..., 0], float("-inf"))
+            self.ref_q = torch.full_like(self._x[..., 0], float("-inf"))
             self.ref_slack = torch.zeros_like(self.ref_q)
             self.ref_known = torch.zeros_like(proposers)
             self.ref_shared = torch.zeros_like(self.shared)
@@ -682,7 +732,9 @@ class StackedBatchCritic:
         """First-layer pre-activation of the chosen row per transition ``(R, B, H)``."""
         r = torch.arange(self.r).unsqueeze(1)
         b = torch.arange(self.bsz).unsqueeze(0)
-        own = self.own[r, b, k_best.clamp(min=0)]
+        flat = ((r * self.bsz + b) * self.n + k_best.clamp(min=0)).flatten()
+        x = self._x.view(-1, self._x.shape[-1]).index_select(0, flat).view(self.r, self.bsz, -1)
+        own = torch.bmm(x, self.w_own_t)
         return torch.where(has.unsqueeze(2), self.shared + own, self.shared)
 
     @torch.no_grad()
