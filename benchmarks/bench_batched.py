@@ -6,9 +6,10 @@ past the first updates, then ``--episodes`` timed episodes of every run. The sin
 trainer trains the R runs one after the other (its throughput does not depend on R, so it
 is measured with ``min(R, --single-runs)`` runs); the batched trainer trains them as one
 computation (:func:`gradasym.batched._batched_episode`, the loop of ``train_batch``).
-Reported: run-episodes per second, the ratio to the single-run trainer measured just
-before it (interleaved, same process settings), the process's peak RSS per run, the load
-average, and for the batched trainer a breakdown of the update into its passes.
+Reported: run-episodes per second (wall clock and per CPU second of the process), the
+ratios to the single-run trainer measured just before it (interleaved, same process
+settings), the process's peak RSS per run, the load average, and for the batched trainer
+a breakdown of an episode into acting/monitor and the parts of the update.
 
 Each point runs in its own subprocess (clean peak RSS, no warm caches shared between
 points). Examples::
@@ -89,14 +90,15 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
         episode()
     timers.clear()
     load0 = _load()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(episodes):
         episode()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {
         "trainer": trainer, "runs": n_runs, "mode": mode, "threads": threads, "episodes": episodes,
-        "wall_s": wall, "run_episodes_per_s": n_runs * episodes / wall,
+        "wall_s": wall, "cpu_s": cpu, "run_episodes_per_s": n_runs * episodes / wall,
+        "run_episodes_per_cpu_s": n_runs * episodes / cpu,
         "peak_rss_mb": rss_mb, "rss_mb_per_run": rss_mb / n_runs,
         "load_before": load0, "load_after": _load(), "torch": torch.__version__,
     }
@@ -141,9 +143,11 @@ def main() -> None:
                     pair[trainer] = res
                     results.append(res)
                 ratio = pair["batched"]["run_episodes_per_s"] / pair["single"]["run_episodes_per_s"]
+                cpu_ratio = pair["batched"]["run_episodes_per_cpu_s"] / pair["single"]["run_episodes_per_cpu_s"]
                 pair["batched"]["ratio_to_single"] = ratio
+                pair["batched"]["cpu_ratio_to_single"] = cpu_ratio
                 print(f"threads {threads} {mode:12s} R={runs:3d}: single {pair['single']['run_episodes_per_s']:6.2f} "
-                      f"batched {pair['batched']['run_episodes_per_s']:6.2f} run-ep/s  ratio {ratio:5.2f}  "
+                      f"batched {pair['batched']['run_episodes_per_s']:6.2f} run-ep/s  ratio {ratio:5.2f} (CPU time {cpu_ratio:5.2f})  "
                       f"RSS/run {pair['batched']['rss_mb_per_run']:6.0f} MB  load {pair['batched']['load_before']:.1f}",
                       flush=True)
     if args.json:
