@@ -106,11 +106,17 @@ def test_rejects_mismatched_agents():
         BatchedAdam([torch.zeros(3, 2), torch.zeros(4, 2)], lr=1e-3)
 
 
+@pytest.mark.parametrize("row_loop", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_adam_rows_equals_separate_adams_with_own_lr_and_steps(dtype):
+def test_adam_rows_equals_separate_adams_with_own_lr_and_steps(dtype, row_loop, monkeypatch):
     """adam_rows_: one torch.optim.Adam per leading row, each with its own learning rate and
-    step count, bit for bit (the same operations as the single-tensor step)."""
+    step count, bit for bit (the same operations as the single-tensor step), vectorised or
+    row by row (large rows)."""
+    import gradasym.optim as optim
     from gradasym.optim import adam_rows_
+
+    if row_loop:
+        monkeypatch.setattr(optim, "ROW_LOOP_NUMEL", 1)
 
     g = torch.Generator().manual_seed(3)
     stacked = torch.randn(3, 4, 5, generator=g, dtype=dtype)

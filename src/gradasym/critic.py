@@ -494,10 +494,13 @@ class StackedCritic:
         r = torch.arange(states.shape[0]).unsqueeze(1)
         valid = k_index >= 0
         kk = k_index.clamp(min=0)
-        own_x = torch.cat([states[r, b_index, kk], actions[r, b_index, kk]], dim=-1)
+        rr, bsz, n, sdim = states.shape
+        flat = ((r * bsz + b_index) * n + kk).flatten()  # index_select: a fast gather (and its backward)
+        own_x = torch.cat([states.reshape(-1, sdim).index_select(0, flat),
+                           actions.reshape(-1, actions.shape[-1]).index_select(0, flat)], dim=-1).view(rr, -1, sdim + self.adim)
         own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)
         own = torch.bmm(own_x, self.weights[0][:, :, self.jd :].transpose(1, 2))
-        rr, bsz, hdim = shared.shape
+        hdim = shared.shape[-1]
         rows = shared.reshape(rr * bsz, hdim).index_select(0, (r * bsz + b_index).flatten())  # (fast gather)
         return self.head(rows.view(rr, -1, hdim) + own, hidden)
 

@@ -113,6 +113,9 @@ class BatchedAdam:
             dst.copy_(src)
 
 
+ROW_LOOP_NUMEL = 1 << 16  # rows at least this large are stepped one by one (cache; see adam_rows_)
+
+
 @torch.no_grad()
 def adam_rows_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, lr: Sequence[float],
                steps: Sequence[int], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
@@ -136,6 +139,16 @@ def adam_rows_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
         d += 1
     if size != count or len(lr) != count:
         raise ValueError(f"{count} step counts do not match the leading dims of {tuple(param.shape)}")
+    if d == 1 and param[0].numel() >= ROW_LOOP_NUMEL:
+        # large rows (a run's critic layer): one row at a time, so that each row's moments stay
+        # in cache (the same arithmetic, with the scalar bias corrections of torch.optim.Adam)
+        for r in range(count):
+            m, v, t = exp_avg[r], exp_avg_sq[r], steps[r]
+            m.lerp_(grad[r], 1 - beta1)
+            v.mul_(beta2).addcmul_(grad[r], grad[r], value=1 - beta2)
+            denom = (v.sqrt() / ((1 - beta2**t) ** 0.5)).add_(eps)
+            param[r].addcdiv_(m, denom, value=-(float(lr[r]) / (1 - beta1**t)))
+        return
     shape = tuple(param.shape[:d]) + (1,) * (param.dim() - d)
     neg_step = torch.tensor([-(float(a) / (1 - beta1**t)) for a, t in zip(lr, steps)], dtype=param.dtype).view(shape)
     bc2_sqrt = torch.tensor([(1 - beta2**t) ** 0.5 for t in steps], dtype=param.dtype).view(shape)
