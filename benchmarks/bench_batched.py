@@ -150,11 +150,11 @@ def main() -> None:
                       f"batched {pair['batched']['run_episodes_per_s']:6.2f} run-ep/s  ratio {ratio:5.2f} (CPU time {cpu_ratio:5.2f})  "
                       f"RSS/run {pair['batched']['rss_mb_per_run']:6.0f} MB  load {pair['batched']['load_before']:.1f}",
                       flush=True)
-    if args.json:
-        sys.path.insert(0, str(ROOT / "src"))
-        from gradasym.io import write_json
+                if args.json:  # after every pair: a killed benchmark keeps what it measured
+                    sys.path.insert(0, str(ROOT / "src"))
+                    from gradasym.io import write_json
 
-        write_json(args.json, {"results": results})
+                    write_json(args.json, {"results": results})
 
 
 if __name__ == "__main__":
