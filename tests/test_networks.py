@@ -234,11 +234,15 @@ def test_backward_rows_is_backward_agent_per_row(activation):
         torch.testing.assert_close(g[i], ens.backward_agent(i, x[i], [h[i] for h in hidden], a[i].detach(), g_a[i]))
 
 
+@pytest.mark.parametrize("pad_slack", [0.0, float("inf")])  # rows run by run / padded batched product
 @pytest.mark.parametrize("activation", ["relu", "linear"])
-def test_stacked_critic_is_each_critic(activation):
+def test_stacked_critic_is_each_critic(activation, pad_slack, monkeypatch):
     """StackedCritic (R critics as stacked tensors) evaluates, differentiates and back-propagates
     like each Critic on its own inputs; StackedBatchCritic finds each run's arg-max rows."""
+    import gradasym.critic as critic_mod
     from gradasym.critic import StackedBatchCritic, StackedCritic
+
+    monkeypatch.setattr(critic_mod, "PAD_SLACK", pad_slack)
 
     critics = [Critic(N, S, A, (32, 16), hidden_activation=activation, generator=gen(10 + r), dtype=torch.float64)
                for r in range(3)]

@@ -421,6 +421,7 @@ class BatchCritic:
 
 # ==================================================== R independent critics as one
 ROW_BUDGET = 1 << 20  # first-layer activations (elements) evaluated at once by the stacked critics
+PAD_SLACK = 1.3  # padded rows beyond this factor of the real ones: evaluate run by run instead
 
 
 def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -645,7 +646,7 @@ class StackedBatchCritic:
     def _q_rows_chunk(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
         """One chunk of :meth:`_q_rows`."""
         sel = (lambda t: t) if runs is None else (lambda t: t.index_select(0, runs))
-        flat_idx, valid, _ = pad_rows(mask)
+        flat_idx, valid, counts = pad_rows(mask)
         rg, m = flat_idx.shape
         self.n_evaluated += int(valid.sum())
         rid = (torch.arange(rg) if runs is None else runs).unsqueeze(1)
@@ -659,15 +660,37 @@ class StackedBatchCritic:
         if want_scale:
             s = (h.abs() * sel(self.cc).unsqueeze(1)).sum(dim=2) + sel(self.const).unsqueeze(1)
             scale = h.new_zeros(rg, self.bsz * self.n + 1).scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), s)[:, :-1]
-        for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
-            h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
-            if self.c.relu:
-                h = h.relu_()
-        q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
-                          sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
+        if rg > 1 and rg * m > PAD_SLACK * int(counts.sum()):
+            q = self._head_per_run(h, counts.tolist(), runs)
+        else:
+            for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
+                h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
+                if self.c.relu:
+                    h = h.relu_()
+            q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
+                              sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
         out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
         out = out.scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), torch.where(valid, q, float("-inf")))
         return out[:, :-1], scale
+
+    def _head_per_run(self, h: Tensor, counts: list[int], runs: Tensor | None) -> Tensor:
+        """The layers after the first on each run's own rows ``h[j, :counts[j]]`` (no padding)
+        -> ``(R_g, M)`` (padding slots: -inf): when the runs' row counts differ much, R small
+        products cost less than one padded batched product."""
+        q = h.new_full(h.shape[:2], float("-inf"))
+        ws = [w.detach() for w in self.c.weights]
+        bs = [b.detach() for b in self.c.biases]
+        for j, c in enumerate(counts):
+            if not c:
+                continue
+            r = j if runs is None else int(runs[j])
+            hj = h[j, :c]
+            for w, b in zip(ws[1:-1], bs[1:-1]):
+                hj = torch.addmm(b[r], hj, w[r].t())
+                if self.c.relu:
+                    hj = hj.relu_()
+            q[j, :c] = torch.addmv(bs[-1][r], hj, ws[-1][r, 0])
+        return q
 
     @torch.no_grad()
     def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
