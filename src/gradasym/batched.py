@@ -35,10 +35,10 @@ import torch
 from torch import Tensor
 
 from gradasym.agent import CCMMADRL, UpdateResult
-from gradasym.config import Config
+from gradasym.config import Config, ConfigError
 from gradasym.critic import StackedBatchCritic, StackedCritic, pad_rows
+from gradasym.io import read_json, write_json
 from gradasym.optim import adam_rows_
-from gradasym.io import write_json
 from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
 from gradasym.runner import Trainer, _progress_info, open_run, run_experiment, write_outputs
@@ -192,8 +192,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
             ag.actor_optim.exp_avg[0].copy_(actor_m[r])
             ag.actor_optim.exp_avg_sq[0].copy_(actor_v[r])
             ag.actor_optim.steps = [int(t) for t in actor_steps[r]]
-            for p, t, tp, (m, v) in zip(ag.critic.parameters(), online.parameters(),
-                                        ag.target_critic.parameters(), moments):
+            for p, t, (m, v) in zip(ag.critic.parameters(), online.parameters(), moments):
                 p.copy_(t[r])
                 state = ag.critic_optim.state[p]
                 if "exp_avg" not in state:  # first step: the state torch.optim.Adam creates
@@ -336,7 +335,12 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
             reason = "its tensor shapes differ from the batch's"
         if reason is not None:
             log(f"{outs[r]}: trained alone ({reason})")
-            summaries[r] = run_experiment(cfg, outs[r], resume=resume)
+            try:
+                summaries[r] = run_experiment(cfg, outs[r], resume=resume)
+            except ConfigError:
+                raise
+            except Exception:  # noqa: BLE001  (its failed summary.json is written; the others go on)
+                summaries[r] = read_json(outs[r] / "summary.json")
         else:
             batch.append(r)
     trainers: dict[int, Trainer] = {}
