@@ -118,6 +118,38 @@ def test_batched_update_equals_runs_alone(mode):
             compare_agents(ag, ref_ag, what)
 
 
+SUPPORTED_PRESETS = ["softsign", "scaled-sigmoid", "linear-hidden", "large-actor"]
+
+
+@pytest.mark.parametrize("preset", SUPPORTED_PRESETS)
+def test_supported_presets_batch_like_alone(preset):
+    """Every preset the batched update covers gives, run by run, the update of the run alone."""
+    from gradasym.config import load_config
+
+    def runs():
+        out = []
+        for kw in RUN_KW:
+            cfg = load_config(presets=[preset])
+            base = make_cfg(kw["seed"])
+            cfg.env, cfg.run = base.env, base.run
+            cfg.agent.batch_size, cfg.agent.memory_capacity, cfg.agent.critic_hidden = 16, 256, (64, 32)
+            for key, v in kw.items():
+                if key != "seed":
+                    setattr(cfg.agent, key, v)
+            assert unsupported_reason(cfg) is None
+            out.append(filled_agent(cfg, episodes=2))
+        return out
+
+    batch_runs, alone = runs(), runs()
+    for step in range(2):
+        results = batched_update(batch_runs, [ag.replay.sample(16) for ag in batch_runs])
+        for r, (ag, res, ref_ag) in enumerate(zip(batch_runs, results, alone)):
+            ag.replay.update_priorities(res.indices, res.td_errors)
+            ref = ref_ag.update()
+            close(res.actor_losses, ref.actor_losses, f"{preset} {step} {r}: actor losses")
+            compare_agents(ag, ref_ag, f"{preset} update {step} run {r}")
+
+
 def test_runs_never_mix():
     """A run's update does not depend on which other runs share its batch."""
     runs = make_runs("sequential")

@@ -263,6 +263,11 @@ def test_stacked_critic_is_each_critic(activation, pad_slack, monkeypatch):
         g_r = torch.autograd.grad(c.q_pairs(states[r], actions[r], torch.arange(6), k_r).sum(), list(c.parameters()))
         for a_, b_ in zip(grads, g_r):
             torch.testing.assert_close(a_[r], b_)
+    with torch.no_grad():  # no proposer in any run: the zero-input Q everywhere
+        q0, k0 = stacked.q_max(states, actions, torch.zeros_like(mask))
+        assert bool((k0 == -1).all())
+        for r, c in enumerate(critics):
+            torch.testing.assert_close(q0[r], c.q_zero(states[r], actions[r]))
     with torch.no_grad():
         bc = StackedBatchCritic(stacked, states)
         bc.set_actions(actions)

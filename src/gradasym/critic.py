@@ -498,12 +498,12 @@ class StackedCritic:
         rr, bsz, n, sdim = states.shape
         flat = ((r * bsz + b_index) * n + kk).flatten()  # index_select: a fast gather (and its backward)
         own_x = torch.cat([states.reshape(-1, sdim).index_select(0, flat),
-                           actions.reshape(-1, actions.shape[-1]).index_select(0, flat)], dim=-1).view(rr, -1, sdim + self.adim)
+                           actions.reshape(-1, actions.shape[-1]).index_select(0, flat)], dim=-1).view(rr, b_index.shape[1], sdim + self.adim)
         own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)
         own = torch.bmm(own_x, self.weights[0][:, :, self.jd :].transpose(1, 2))
         hdim = shared.shape[-1]
         rows = shared.reshape(rr * bsz, hdim).index_select(0, (r * bsz + b_index).flatten())  # (fast gather)
-        return self.head(rows.view(rr, -1, hdim) + own, hidden)
+        return self.head(rows.view(rr, b_index.shape[1], hdim) + own, hidden)
 
     def runs(self, start: int, stop: int) -> "StackedCritic":
         """Runs ``start:stop`` (views, no copies)."""
@@ -653,7 +653,7 @@ class StackedBatchCritic:
         rows = self.bsz * self.n
         hdim = self.hdim
         x = self._x.view(-1, self._x.shape[-1]).index_select(0, (rid * rows + flat_idx).flatten())
-        pre = torch.bmm(x.view(rg, m, -1), sel(self.w_own_t))
+        pre = torch.bmm(x.view(rg, m, self._x.shape[-1]), sel(self.w_own_t))
         pre += self.shared.view(-1, hdim).index_select(0, (rid * self.bsz + flat_idx // self.n).flatten()).view(rg, m, hdim)
         h = pre.relu_() if self.c.relu else pre
         scale = None
