@@ -45,6 +45,7 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
     import gradasym.batched as batched
     from gradasym.config import load_config
     from gradasym.process import configure_process
+    from gradasym.runfolder import RunFolder
     from gradasym.runner import Trainer
 
     configure_process(threads)
@@ -54,7 +55,7 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
             for s in range(n_runs)]
     trainers = {r: Trainer(c) for r, c in enumerate(cfgs)}
     tmp = Path(tempfile.mkdtemp(prefix="bench_batched_"))
-    outs = [tmp / str(r) for r in range(n_runs)]
+    folders = {r: RunFolder(tmp / str(r)) for r in range(n_runs)}
     summaries: list = [None] * n_runs
 
     timers: dict[str, float] = defaultdict(float)
@@ -81,7 +82,7 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
 
     def episode():
         if trainer == "batched":
-            batched._batched_episode(trainers, outs, summaries, None)
+            batched._batched_episode(trainers, folders, summaries, None)
         else:
             for t in trainers.values():
                 t.run_episode()

@@ -1,4 +1,4 @@
-"""Seconds per episode of every preset in configs/*.toml vs the baseline (sequential mode).
+"""Seconds per episode of every preset (``gradasym presets``) vs the baseline (sequential mode).
 
 Each preset is trained with the real ``Trainer`` (tracking on) for ``--warmup`` +
 ``--episodes`` episodes at the paper's sizes; the statistics cover the episodes after
@@ -17,20 +17,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gradasym.config import available_presets
 from gradasym.process import configure_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training import ROOT, finish, machine_info, run_training, wait_for_quiet  # noqa: E402
+from bench_training import finish, machine_info, run_training, wait_for_quiet  # noqa: E402
 
 
 def preset_names() -> list[str]:
-    names = sorted(p.stem for p in (ROOT / "configs").glob("*.toml"))
+    names = available_presets()
     return ["baseline"] + [n for n in names if n != "baseline"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=None, help="default: every configs/*.toml")
+    p.add_argument("--presets", nargs="+", default=None, help="default: every preset (`gradasym presets`)")
     p.add_argument("--mode", choices=["sequential", "simultaneous"], default="sequential")
     p.add_argument("--episodes", type=int, default=60, help="measured episodes per preset")
     p.add_argument("--warmup", type=int, default=20)

@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=30, help="first episodes excluded from the statistics")
     p.add_argument("--threads", type=int, nargs="+", default=[1], help="torch intra-op threads (one run each)")
     p.add_argument("--actor-lr", type=float, nargs="+", default=[None], help="actor learning rate(s); default: config")
-    p.add_argument("--preset", default=None, help="a preset name from configs/ (default: baseline)")
+    p.add_argument("--preset", default=None, help="a preset name (`gradasym presets`; default: baseline)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--detail", action="store_true",
                    help="also time the agent's helpers inside each component (small extra overhead)")

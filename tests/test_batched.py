@@ -252,7 +252,8 @@ def test_finished_run_drops_replay_unless_kept(tmp_path, float64_runs):
     assert (tmp_path / "drop" / "checkpoint.pt").stat().st_size < (tmp_path / "keep" / "checkpoint.pt").stat().st_size
     # a finished folder is left as it is; extending one without its replay is refused
     assert train_batch(cfgs[:1], [tmp_path / "drop"])[0]["episodes_run"] == 5
-    with pytest.raises(ConfigError, match="keep-replay"):
+    assert not (tmp_path / "drop" / "checkpoint.prev.pt").exists()  # it held the buffer too
+    with pytest.raises(ConfigError, match="run.keep_replay = true"):
         train_batch([small_cfg(**{"run.seed": 1, "run.episodes": 8})], [tmp_path / "drop"])
 
 

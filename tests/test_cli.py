@@ -33,12 +33,16 @@ def test_run_flags_map_to_config_fields() -> None:
         (["run", "--n-agents", "3"], "constraint"),
         (["run", "--actor-update", "parallel"], "actor_update"),
         (["run", "--set", "agent.gamma"], "SECTION.FIELD=VALUE"),
+        (["run", "--seed", "-1"], "run.seed must be an integer"),
+        (["run", "--batch-size", "20000"], "larger than agent.memory_capacity"),
+        (["run", "--n-agents", "10000000"], "GiB of memory is available"),  # ~17 TB
     ],
 )
 def test_bad_input_is_a_clear_error_before_work(tmp_path, capsys, argv, message) -> None:
     rc = main([*argv, "--out", str(tmp_path / "r"), "--quiet"])
     assert rc == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("gradasym: error: ") and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing started
 
 
@@ -56,3 +60,37 @@ def test_presets_command_lists_descriptions(capsys) -> None:
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "layernorm" in out and "LayerNorm" in out
+
+
+def _subparsers(parser):
+    import argparse
+
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "reproduce", "report", "presets"])
+def test_every_option_states_its_default(command) -> None:
+    import argparse
+
+    parser = _subparsers(build_parser())[command]
+    assert parser.description, f"`gradasym {command} --help` opens with no description"
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        text = (action.help or "") % {"default": action.default} if action.help else ""
+        assert "default" in text or (action.default not in (None, False, []) and str(action.default) in text), (
+            f"gradasym {command} {'/'.join(action.option_strings)}: help does not state the default: {text!r}")
+
+
+def test_run_flag_help_shows_the_config_default() -> None:
+    run = _subparsers(build_parser())["run"]
+    helps = {a.option_strings[0]: a.help for a in run._actions if a.option_strings}
+    assert "(default: 0.0001)" in helps["--actor-lr"] and "(default: 1)" in helps["--threads"]
+    assert "(default: 2000)" in helps["--episodes"] and "default: off" in helps["--tensorboard"]
+
+
+def test_tensorboard_flag_reaches_the_config() -> None:
+    assert config_from_args(parse("run", "--tensorboard")).run.tensorboard is True
+    assert config_from_args(parse("run")).run.tensorboard is False
+    assert config_from_args(parse("sweep", "--tensorboard")).run.tensorboard is True

@@ -12,11 +12,13 @@ from torch import nn
 from gradasym.monitor import (
     ActorCriticMonitor,
     HiddenActivationHook,
+    OutputPreactHook,
     collect_grads,
     collect_params,
     group_layers,
     register_preact_hook,
     saturation_bound,
+    selected_parameters,
 )
 from reference import through_torch_save
 
@@ -410,8 +412,8 @@ def _full_inputs(seed):
     return dict(
         actor_grads={"l0.weight": r(3, 4, 5), "l0.bias": r(3, 5), "l1.weight": r(3, 5, 2), "l1.bias": r(3, 2)},
         critic_grads={"l0.weight": r(6, 8), "l0.bias": r(6), "l1.weight": r(1, 6), "l1.bias": r(1)},
-        actor_params={"l0.weight": r(3, 4, 5), "l1.weight": r(3, 5, 2)},
-        critic_params={"l0.weight": r(6, 8)},
+        actor_params={"l0.weight": r(3, 4, 5), "l0.bias": r(3, 5), "l1.weight": r(3, 5, 2), "l1.bias": r(3, 2)},
+        critic_params={"l0.weight": r(6, 8), "l0.bias": r(6), "l1.weight": r(1, 6), "l1.bias": r(1)},
         preact=r(10, 3, 2) * 3,
         actor_hidden=[r(10, 3, 5).relu()],
         critic_hidden=[r(30, 6).relu()],
@@ -437,13 +439,17 @@ def test_log_row_columns():
         "actor_grad_norm_l0", "actor_grad_norm_l1", "critic_grad_norm_l0", "critic_grad_norm_l1",
         "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
         "saturation_ratio", "saturation_dim0", "saturation_dim1",
+        "dead_output_frac", "squash_grad_mean", "dead_output_dim0", "dead_output_dim1",
         "actor_dead_relu_l0", "actor_hidden_mean_l0", "critic_dead_relu_l0", "critic_hidden_mean_l0",
-        "actors_stopped",
+        "actors_stopped", "actors_diverged", "critic_diverged",
     }  # fmt: skip
     assert set(row) == expected
-    assert type(row["episode"]) is int and type(row["actors_stopped"]) is int
-    assert all(type(v) is float for k, v in row.items() if k not in ("episode", "actors_stopped"))
-    assert all(set(r) == {"episode", "agent", "grad_norm", "saturation_ratio", "preact_max_abs"} for r in mon.agent_rows())
+    ints = ("episode", "actors_stopped", "actors_diverged", "critic_diverged")
+    assert all(type(row[k]) is int for k in ints)
+    assert all(type(v) is float for k, v in row.items() if k not in ints)
+    agent_cols = {"episode", "agent", "grad_norm", "saturation_ratio", "preact_max_abs", "dead_output_frac",
+                  "squash_grad_mean", "diverged"}  # fmt: skip
+    assert all(set(r) == agent_cols for r in mon.agent_rows())
 
 
 # ----------------------------------------------------------------------------- state dict
@@ -622,3 +628,306 @@ def test_bad_call_changes_nothing_and_nan_preact_ignored_in_running_max():
     mon.observe_update(3, None, None, None, None, preact=T([[[float("nan")], [5.0]]]))
     assert mon.max_abs_preactivation == 5.0
     assert math.isnan(mon.log_row()["preact_max_abs"])  # the row shows the NaN
+
+
+# ----------------------------------------------------------------------------- divergence (NaN / inf)
+
+INF, NAN = float("inf"), float("nan")
+
+
+def test_nan_inf_gradients_are_diverged_not_dead():
+    # a NaN norm is not < threshold and an inf one is not 0: today's comparisons already say
+    # "alive"; divergence makes it explicit, per actor, with the first step
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_update(1, _grads([1.0, 1.0, 1.0]), None, None, None)
+    mon.observe_update(2, _grads([1.0, NAN, 1.0]), None, None, None)
+    mon.observe_update(3, _grads([0.0, NAN, INF]), None, None, None)
+    mon.observe_update(4, _grads([0.0, 0.0, 0.0]), None, None, None)  # diverged actors never "die"
+    assert mon.actor_diverged_episode == [None, 2, 3]
+    assert mon.grad_death_episode == [3, None, None]
+    row = mon.log_row()
+    assert row["actors_diverged"] == 2 and row["critic_diverged"] == 0
+    assert [r["diverged"] for r in mon.agent_rows()] == [0, 1, 1]
+    s = mon.summary()
+    assert s["diverged"] is True and s["diverged_step"] == 2 and s["actor_diverged_step"] == 2
+    assert s["critic_diverged_step"] is None and s["per_agent_diverged_step"] == [None, 2, 3]
+
+
+def test_infinite_parameters_that_stay_put_are_diverged_not_stopped():
+    # inf == inf: without the divergence rule an actor stuck at inf would count as frozen
+    p = _params([1.0, INF, 3.0])
+    assert torch.equal(p["l0.weight"][1], p["l0.weight"][1].clone())
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_update(1, None, None, p, None)
+    mon.observe_update(2, None, None, _params([1.0, INF, 3.0]), None)
+    assert mon.actor_stop_episode == [2, None, 2] and mon.frozen_now == [True, False, True]
+    assert mon.actor_diverged_episode == [None, 1, None]
+    assert mon.all_stopped_episode is None and mon.summary()["diverged_step"] == 1
+    # NaN parameters: the same (and they also compare unequal)
+    nan = ActorCriticMonitor(n_agents=3)
+    for step in (1, 2):
+        nan.observe_update(step, None, None, _params([1.0, 2.0, NAN]), None)
+    assert nan.actor_stop_episode == [2, 2, None] and nan.actor_diverged_episode == [None, None, 1]
+
+
+def test_critic_divergence_by_gradient_or_parameters():
+    c = {"q.weight": torch.ones(2, 2), "q.bias": torch.zeros(2)}
+    by_grad = ActorCriticMonitor()
+    by_grad.observe_update(1, None, c, None, c)
+    by_grad.observe_update(2, None, {"q.weight": torch.full((2, 2), NAN), "q.bias": torch.zeros(2)}, None, c)
+    assert by_grad.critic_diverged_episode == 2
+    assert by_grad.critic_stop_episode is None and not by_grad.critic_frozen_now  # unchanged but diverged
+    s = by_grad.summary()
+    assert s["critic_stopped"] is False and s["diverged"] is True and s["diverged_step"] == 2
+    assert s["actor_diverged_step"] is None and by_grad.log_row()["critic_diverged"] == 1
+    by_param = ActorCriticMonitor()
+    bad = {"q.weight": torch.full((2, 2), -INF), "q.bias": torch.zeros(2)}
+    for step in (1, 2, 3):
+        by_param.observe_update(step, None, None, None, bad)
+    assert by_param.critic_diverged_episode == 1 and by_param.critic_stop_episode is None
+
+
+def test_adam_overflow_is_diverged_not_stopped():
+    # a float32 gradient whose square overflows: Adam's second moment becomes inf, every later
+    # step is m / inf = 0 and the weights never move again, with finite weights and gradients
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    mon = ActorCriticMonitor(n_agents=None)
+    mon.observe_params(collect_params(net))
+    for step in range(1, 6):
+        opt.zero_grad()
+        net(torch.randn(4, 3)).sum().backward()
+        if step == 2:
+            for p in net.parameters():
+                p.grad.mul_(1e25)  # finite in float32, its square is not
+        before = [p.detach().clone() for p in net.parameters()]
+        opt.step()
+        moved = any(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+        assert moved == (step < 2)  # Adam's step is exactly 0 from the overflow on
+        mon.observe_update(step, collect_grads(net), None, collect_params(net), None)
+        assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert mon.actor_diverged_episode == [2]
+    assert mon.actor_stop_episode == [None] and mon.frozen_now == [False]
+    assert mon.grad_death_episode == [None]
+
+
+def test_large_finite_gradients_are_not_diverged():
+    mon = ActorCriticMonitor(n_agents=2)
+    g32 = {"w": torch.tensor([[1e18, 3.0], [1e15, 1e15]])}  # squares fit in float32 (< 3.4e38)
+    g64 = {"w": torch.tensor([[1e25, 1.0], [1.0, 1.0]], dtype=torch.float64)}  # fits in float64
+    mon.observe_update(1, g32, g64 | {}, None, None)
+    mon.observe_update(2, g64, g32, None, None)
+    assert mon.actor_diverged_episode == [None, None] and mon.critic_diverged_episode is None
+    assert mon.summary()["diverged"] is False
+
+
+def test_divergence_survives_state_dict():
+    mon = ActorCriticMonitor(n_agents=3)
+    mon.observe_update(4, _grads([1.0, NAN, 1.0]), {"c": torch.tensor([INF])}, None, None)
+    other = ActorCriticMonitor(n_agents=3)
+    other.load_state_dict(through_torch_save(mon.state_dict()))
+    assert other.divergence_summary() == mon.divergence_summary()
+    assert other.actor_diverged_episode == [None, 4, None] and other.critic_diverged_episode == 4
+    old = mon.state_dict()
+    del old["diverged"], old["critic_diverged"]  # a checkpoint from before divergence detection
+    other.load_state_dict(old)
+    assert other.divergence_summary()["diverged"] is False
+
+
+# ----------------------------------------------------------------------------- dead outputs / squash derivative
+
+
+def test_dead_outputs_use_the_networks_dtype():
+    # 1 - tanh(z)^2 is exactly 0 in float32 for |z| = 10 or 12, never in float64
+    vals = [0.0, 10.0, -12.0, 0.5]
+    d05 = 1 - math.tanh(0.5) ** 2
+    for dtype, dead, mean in ((torch.float32, 0.5, (1 + d05) / 4), (torch.float64, 0.0, None)):
+        mon = ActorCriticMonitor()
+        mon.observe_update(1, None, None, None, None, preact=torch.tensor([vals], dtype=dtype))
+        row = mon.log_row()
+        assert row["dead_output_frac"] == dead, dtype
+        assert row["saturation_ratio"] == 0.5  # 10 and -12 both saturated in either dtype
+        if mean is not None:
+            assert row["squash_grad_mean"] == pytest.approx(mean, rel=1e-6)
+        else:
+            assert row["squash_grad_mean"] > (1 + d05) / 4  # the float64 derivatives at 10, 12 are > 0
+
+
+@pytest.mark.parametrize(
+    "squash, z, dead, mean",
+    [
+        ("softsign", [0.0, 1.0, 3.0, -3.0], 0.0, (1 + 0.25 + 1 / 16 + 1 / 16) / 4),
+        # float32 sigmoid(20) rounds to 1 (derivative 0); sigmoid(-20) = 2e-9 does not (autograd's view)
+        ("scaled-sigmoid", [0.0, 20.0, -20.0, 0.0], 0.25, (0.5 + 0.0 + 2 * 2.0611536e-9 + 0.5) / 4),
+        ("identity", [0.0, 1e30, -5.0, 2.0], 0.0, 1.0),
+    ],
+)
+def test_dead_outputs_other_squashes(squash, z, dead, mean):
+    mon = ActorCriticMonitor(squash=squash)
+    mon.observe_update(1, None, None, None, None, preact=torch.tensor([z]))
+    row = mon.log_row()
+    assert row["dead_output_frac"] == dead and row["squash_grad_mean"] == pytest.approx(mean, rel=1e-5)
+
+
+def test_dead_outputs_per_dim_and_agent():
+    # Z (float32): dead (|z| > 9.01) only the -10 of agent 1, dim 1; saturated but alive: 2, -3, 1.5, 5
+    mon = ActorCriticMonitor(n_agents=2)
+    mon.observe_update(1, None, None, None, None, preact=Z, log=False)
+    row = mon.log_row()
+    assert row["dead_output_frac"] == 1 / 8 and row["saturation_ratio"] == 5 / 8
+    assert row["dead_output_dim0"] == 0.0 and row["dead_output_dim1"] == 1 / 4
+    expect = [1 - math.tanh(v) ** 2 for v in (0.0, 2.0, -3.0, 1.0, 1.5, -1.4, 5.0, -10.0)]
+    assert row["squash_grad_mean"] == pytest.approx(statistics.mean(expect), rel=1e-6)
+    agents = mon.agent_rows()
+    assert [r["dead_output_frac"] for r in agents] == [0.0, 1 / 4]
+    per_agent = [statistics.mean(expect[0:2] + expect[4:6]), statistics.mean(expect[2:4] + expect[6:8])]
+    assert [r["squash_grad_mean"] for r in agents] == pytest.approx(per_agent, rel=1e-6)
+    # a later update without pre-activations keeps the per-dimension columns (NaN)
+    mon.observe_update(2, None, None, None, None)
+    row = mon.log_row()
+    assert math.isnan(row["dead_output_dim1"]) and math.isnan(row["squash_grad_mean"])
+
+
+def test_ccm_madrl_run_writes_the_new_columns(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from gradasym.config import load_config
+    from gradasym.io import read_json
+    from gradasym.runner import run_experiment
+
+    cfg = load_config(overrides={
+        "env.n_agents": 4, "env.k_channel": 2, "env.n_units": 2, "agent.batch_size": 8,
+        "agent.memory_capacity": 100, "run.log_interval": 2, "run.checkpoint_interval": 100, "run.episodes": 6,
+    })  # fmt: skip
+    run_experiment(cfg, tmp_path)
+    tr = pd.read_parquet(tmp_path / "tracking.parquet")
+    for col in ("dead_output_frac", "squash_grad_mean", "dead_output_dim0", "actors_diverged", "critic_diverged"):
+        assert col in tr.columns, col
+    assert tr["dead_output_frac"].between(0, 1).all() and tr["squash_grad_mean"].between(0, 1).all()
+    assert (tr["squash_grad_mean"] > 0).all() and (tr["actors_diverged"] == 0).all()
+    agents = pd.read_parquet(tmp_path / "tracking_agents.parquet")
+    assert {"dead_output_frac", "squash_grad_mean", "diverged"} <= set(agents.columns)
+    s = read_json(tmp_path / "summary.json")
+    assert s["diverged"] is False and s["diverged_step"] is None
+    assert s["actor_diverged_step"] is None and s["critic_diverged_step"] is None
+
+
+# ----------------------------------------------------------------------------- clear errors for bad input
+
+
+def test_helpers_reject_lists_strings_and_non_modules():
+    net = _actor()
+    for bad in ([net[0], net[2]], "actor", 3):
+        for fn in (collect_grads, collect_params, register_preact_hook):
+            with pytest.raises(TypeError, match="nn.Module"):
+                fn(bad)
+        with pytest.raises(TypeError, match="nn.Module"):
+            HiddenActivationHook(bad)
+    with pytest.raises(TypeError, match="not a list"):
+        collect_grads([net])
+    with pytest.raises(TypeError, match="sequence of modules"):
+        HiddenActivationHook(layers="relu")
+    with pytest.raises(TypeError, match="nn.Module"):
+        HiddenActivationHook(layers=[net[1], "relu"])
+    with pytest.raises(TypeError, match="nn.Module"):
+        OutputPreactHook([net], "input")
+    HiddenActivationHook(layers=(net[1], net[3])).remove()  # a tuple of modules is fine
+
+
+def test_observe_update_rejects_wrong_kinds_and_changes_nothing():
+    mon = ActorCriticMonitor(n_agents=None)
+    net = _actor()
+    good = collect_params(net)
+    mon.observe_update(1, collect_grads(net), None, good, None)
+    bad_calls = [
+        dict(actor_grads="grads"),
+        dict(actor_grads=[1.0, 2.0]),
+        dict(critic_grads={"l0": "w"}),
+        dict(actor_params=net),  # the module itself, not its tensors
+        dict(critic_params=net),
+        dict(preact=[[0.0, 1.0]]),
+        dict(actor_hidden="relu"),
+        dict(critic_hidden=[[0.0]]),
+    ]
+    for kw in bad_calls:
+        with pytest.raises(TypeError) as e:
+            mon.observe_update(2, **kw)
+        assert "\n" not in str(e.value), kw
+    with pytest.raises(TypeError, match="collect_params"):
+        mon.observe_update(2, actor_params=net)
+    assert mon.n_updates == 1 and mon.last_step == 1
+
+
+def test_wrong_agent_dimension_on_the_first_update():
+    for kw in (
+        dict(actor_grads={"w": torch.zeros(2, 4)}),
+        dict(actor_params={"w": torch.zeros(6, 5)}),  # 30 elements: reshape(3, -1) would silently work
+        dict(preact=torch.zeros(5, 2, 3)),
+        dict(actor_hidden=[torch.zeros(5, 4, 8)]),
+    ):
+        mon = ActorCriticMonitor(n_agents=3)
+        with pytest.raises(ValueError, match="3"):
+            mon.observe_update(1, **kw)
+        assert mon.n_updates == 0
+        if "actor_params" in kw:
+            with pytest.raises(ValueError, match="agent dimension"):
+                mon.observe_params(kw["actor_params"])
+
+
+def test_gradients_and_parameters_of_different_structures():
+    mon = ActorCriticMonitor(n_agents=3)
+    g = {"l0.weight": torch.zeros(3, 4, 5), "l0.bias": torch.zeros(3, 5)}
+    with pytest.raises(ValueError, match="different structures"):  # one tensor missing
+        mon.observe_update(1, g, None, {"l0.weight": torch.zeros(3, 4, 5)}, None)
+    with pytest.raises(ValueError, match="different structures"):  # a different shape
+        mon.observe_update(1, g, None, {"l0.weight": torch.zeros(3, 4, 5), "l0.bias": torch.zeros(3, 4)}, None)
+    with pytest.raises(ValueError, match="critic gradients and parameters"):
+        mon.observe_update(1, None, {"w": torch.zeros(2, 2)}, None, {"w": torch.zeros(2, 3)})
+    assert mon.n_updates == 0
+    # the same tensors in another grouping or order are accepted
+    mon.observe_update(1, {"l0": [torch.zeros(3, 5), torch.zeros(3, 4, 5)]}, None, g, None)
+    # and a later structure change of the parameters is refused before anything is recorded
+    with pytest.raises(ValueError, match="changed structure"):
+        mon.observe_update(2, None, None, {"l0.weight": torch.zeros(3, 4, 6), "l0.bias": torch.zeros(3, 5)}, None)
+    assert mon.n_updates == 1
+
+
+def test_finite_parameters_whose_sum_overflows_are_not_diverged():
+    big = torch.tensor([3e38, 3e38, -1.0])  # float32: the sum overflows, every element is finite
+    assert not torch.isfinite(big.sum())
+    mon = ActorCriticMonitor(n_agents=2)
+    for step in (1, 2):
+        mon.observe_update(step, None, {"w": torch.ones(3)}, {"w": torch.stack([big, big + 1])}, {"w": big})
+    assert mon.actor_diverged_episode == [None, None] and mon.critic_diverged_episode is None
+    assert mon.actor_stop_episode == [2, 2] and mon.critic_stop_episode == 2  # unchanged, finite: stopped
+    mon.observe_update(3, None, None, {"w": torch.stack([big, torch.tensor([1.0, INF, 0.0])])}, None)
+    assert mon.actor_diverged_episode == [None, 3]
+
+
+def test_selected_parameters_walks_once():
+    torch.manual_seed(0)
+    critic = _critic()
+    critic(torch.randn(6, 5)).pow(2).mean().backward()
+    named = selected_parameters(critic, [critic[2].weight, critic[0].bias])
+    assert [n for n, _ in named] == ["0.bias", "2.weight"]
+    g, p = collect_grads(None, named=named), collect_params(None, named=named)
+    ref_g = collect_grads(critic, [critic[2].weight, critic[0].bias])
+    assert list(g) == list(ref_g) == ["0", "2"] and torch.equal(g["2"]["weight"], ref_g["2"]["weight"])
+    assert p["0"]["bias"].data_ptr() == critic[0].bias.data_ptr()
+    with pytest.raises(TypeError, match="nn.Module"):
+        selected_parameters([critic])
+
+
+def test_single_actor_fast_freeze_check_equals_the_mask_path():
+    # n_agents=None (torch.equal, early exit) against n_agents=1 (elementwise mask) on one sequence:
+    # unchanged, only the second tensor changed, only the first, NaN, unchanged again
+    w, b = torch.ones(3, 2), torch.zeros(2)
+    seq = [(w, b), (w, b), (w, b + 1), (w + 1, b + 1), (w + 1, b + 1), (w * NAN, b), (w * NAN, b), (w, b), (w, b)]
+    fast, mask = ActorCriticMonitor(), ActorCriticMonitor(n_agents=1)
+    for step, (pw, pb) in enumerate(seq, 1):
+        fast.observe_update(step, None, None, {"l.weight": pw, "l.bias": pb}, None)
+        mask.observe_update(step, None, None, {"l.weight": pw[None], "l.bias": pb[None]}, None)
+        assert fast.frozen_now == mask.frozen_now, step
+    assert fast.actor_stop_episode == mask.actor_stop_episode == [2]
+    assert fast.actor_diverged_episode == mask.actor_diverged_episode == [6]
+    assert fast.frozen_now == [False]  # unchanged at 9, but diverged since 6

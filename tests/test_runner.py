@@ -134,3 +134,153 @@ def test_early_stop_ends_run_after_patience(tmp_path) -> None:
     s = run_experiment(cfg, tmp_path)
     assert s["stopping_episode"] == 2  # the first update runs after episode 2
     assert s["episodes_run"] == 2 + 5 + 1 and s["early_stopped"] is True
+
+
+# ---------------------------------------------------------------- run-folder safety (gradasym.runfolder)
+def _episodes(path):
+    return pd.read_parquet(path / "episodes.parquet").drop(columns="seconds")
+
+
+def test_resume_checks_the_config_stored_in_the_checkpoint(tmp_path) -> None:
+    """Without config.json, or with a checkpoint copied from another run, a changed config is refused."""
+    import shutil
+
+    run_experiment(small_cfg(**{"run.episodes": 3}), tmp_path / "a")
+    (tmp_path / "a" / "config.json").unlink()
+    with pytest.raises(ConfigError, match=r"checkpoint\.pt: agent\.actor_lr: 0\.0001 -> 0\.01\)"):
+        run_experiment(small_cfg(**{"run.episodes": 3, "agent.actor_lr": 0.01}), tmp_path / "a")
+    assert not (tmp_path / "a" / "config.json").exists()  # the refused start wrote nothing
+    run_experiment(small_cfg(**{"run.episodes": 3, "agent.actor_lr": 0.01}), tmp_path / "b")
+    shutil.copy(tmp_path / "a" / "checkpoint.pt", tmp_path / "b" / "checkpoint.pt")
+    (tmp_path / "b" / "checkpoint.prev.pt").unlink()
+    with pytest.raises(ConfigError, match=r"b/checkpoint\.pt: agent\.actor_lr: 0\.0001 -> 0\.01\)"):
+        run_experiment(small_cfg(**{"run.episodes": 4, "agent.actor_lr": 0.01}), tmp_path / "b")
+
+
+def test_cli_resume_refuses_other_config_without_config_json(tmp_path, capsys) -> None:
+    from gradasym.cli import main
+
+    out = tmp_path / "r"
+    common = ["run", "--episodes", "2", "--n-agents", "12", "--batch-size", "8", "--set", "env.k_channel=4",
+              "--set", "env.n_units=3", "--out", str(out), "--quiet"]
+    assert main(common) == 0
+    (out / "config.json").unlink()
+    capsys.readouterr()
+    assert main([*common, "--actor-lr", "0.01", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradasym: error: ") and "agent.actor_lr: 0.0001 -> 0.01" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_newest_checkpoint_resumes_from_the_previous_one(tmp_path, capsys) -> None:
+    """A truncated checkpoint.pt: the run resumes from checkpoint.prev.pt and ends like an uninterrupted run."""
+    cfg = {"run.episodes": 6, "run.checkpoint_interval": 2}
+    run_experiment(small_cfg(**cfg), tmp_path / "ref")
+    run_experiment(small_cfg(**{**cfg, "run.episodes": 4}), tmp_path / "r")
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    capsys.readouterr()
+    run_experiment(small_cfg(**cfg), tmp_path / "r")
+    assert "checkpoint.pt" in capsys.readouterr().err  # warned, naming the file
+    pd.testing.assert_frame_equal(_episodes(tmp_path / "ref"), _episodes(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "corrupted"])
+def test_unreadable_checkpoints_are_one_clear_line(tmp_path, capsys, damage) -> None:
+    from gradasym.cli import main
+
+    out = tmp_path / "r"
+    common = ["run", "--episodes", "2", "--n-agents", "12", "--batch-size", "8", "--set", "env.k_channel=4",
+              "--set", "env.n_units=3", "--out", str(out), "--quiet"]
+    assert main(common) == 0
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        data = (out / name).read_bytes()
+        (out / name).write_bytes({"empty": b"", "truncated": data[:200],
+                                  "corrupted": data[:64] + b"\xff" * 512 + data[576:]}[damage])
+    capsys.readouterr()
+    assert main([*common, "--episodes", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradasym: error: cannot resume") and "checkpoint.pt (" in err
+    assert "checkpoint.prev.pt (" in err and "delete the folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_garbage_config_json_is_named_on_resume(tmp_path, capsys) -> None:
+    run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path)
+    (tmp_path / "summary.json").write_text("{trunc")
+    (tmp_path / "config.json").write_text("\x00\x01 garbage")
+    with pytest.raises(ConfigError, match=r"config\.json is unreadable.*delete it"):
+        run_experiment(small_cfg(**{"run.episodes": 3}), tmp_path)
+    (tmp_path / "config.json").unlink()  # as the message says: the checkpoint's config is checked instead
+    capsys.readouterr()
+    assert run_experiment(small_cfg(**{"run.episodes": 3}), tmp_path)["episodes_run"] == 3
+    assert "summary.json is unreadable" in capsys.readouterr().err
+    assert read_json(tmp_path / "summary.json")["status"] == "finished"
+
+
+def test_failed_start_leaves_no_config_json(tmp_path, monkeypatch) -> None:
+    from gradasym import runner
+
+    def broken(self, cfg):
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(runner.Trainer, "__init__", broken)
+    with pytest.raises(RuntimeError):
+        run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path, resume=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "config.json").exists() and not (tmp_path / ".run.lock").exists()
+    assert run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path, resume=False)["status"] == "finished"
+
+
+def test_run_folder_written_by_a_live_process_is_refused(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from gradasym.io import write_json
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        write_json(tmp_path / ".run.lock", {"pid": other.pid, "host": socket.gethostname()})
+        with pytest.raises(ConfigError, match=f"being written by another process \\(pid {other.pid}"):
+            run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path)
+        assert not (tmp_path / "config.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+    (tmp_path / ".episodes.parquet.x1y2.tmp").write_bytes(b"PAR1 half")  # left by the killed writer
+    assert run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path)["status"] == "finished"  # stale: taken over
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / ".run.lock").exists()
+
+
+def test_disk_full_mid_run_is_one_line_and_resumes(tmp_path, monkeypatch, capsys) -> None:
+    """ENOSPC while writing the tables of episode 4: one line, the files of episode 2 intact, resumable."""
+    import errno
+
+    from gradasym import runner
+    from gradasym.cli import main
+
+    cfg = {"run.episodes": 6, "run.checkpoint_interval": 2}
+    run_experiment(small_cfg(**cfg), tmp_path / "ref")
+    real = runner.write_table
+    calls = {"n": 0}
+
+    def filling_up(path, rows):
+        calls["n"] += 1
+        if calls["n"] == 7:  # 3 tables per write: the start, episode 2, then episode 4
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, rows)
+
+    monkeypatch.setattr(runner, "write_table", filling_up)
+    out = tmp_path / "r"
+    argv = ["run", "--episodes", "6", "--checkpoint-interval", "2", "--n-agents", "12", "--batch-size", "16",
+            "--set", "env.k_channel=4", "--set", "env.n_units=3", "--set", "agent.memory_capacity=500",
+            "--log-interval", "5", "--out", str(out), "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gradasym: error: no space left") and "episodes.parquet" in err
+    assert len(err.strip().splitlines()) == 1
+    assert len(pd.read_parquet(out / "episodes.parquet")) == 2  # earlier files intact
+    assert read_json(out / "summary.json")["status"] == "running"
+    monkeypatch.setattr(runner, "write_table", real)
+    assert main([*argv, "--resume"]) == 0
+    pd.testing.assert_frame_equal(_episodes(tmp_path / "ref"), _episodes(out))

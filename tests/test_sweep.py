@@ -10,6 +10,7 @@ once ``gradasym.runner`` exists.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -35,7 +36,8 @@ from gradasym.sweep import REDUCED_EPISODES, FULL_EPISODES
 from gradasym.sweep import add_cli
 from gradasym.sweep.commands import spec_from_args
 from gradasym.io import write_json
-from gradasym.sweep.store import SweepLock
+from gradasym.sweep.core import SweepDiskFullError
+from gradasym.sweep.store import SweepLock, read_run_summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,8 +51,9 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
 
     * actor_lr >= 0.01: all actors "stop" at episode episodes // 2, else never;
     * resumes from checkpoint.json; returns at once if already finished;
-    * ``crash_dir/<run_id>`` (content "interrupt" or "error") makes the run crash
-      once at episode 2 (the marker is consumed);
+    * ``crash_dir/<run_id>`` (content "interrupt", "error", "full" = ENOSPC, "wait" = sleep
+      120 s, or "kill:<other run id>" = SIGKILL itself once the other run's marker is
+      consumed) makes the run crash once at episode 2 (the marker is consumed);
     * runs in ``fail_ids`` always fail (summary status "failed", then raise);
     * every call leaves a file in ``<sweep>/calls/`` so tests can count calls.
     """
@@ -63,7 +66,7 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
     cfg_dict = cfg.to_dict()
     summary_path = out / "summary.json"
     if resume and summary_path.exists():
-        old = json.loads(summary_path.read_text())
+        old = read_run_summary(out) or {}  # unreadable: resume and rewrite it, as the runner does
         saved_cfg = json.loads((out / "config.json").read_text())
         saved_cfg.pop("version", None)
         same = {k: v for k, v in saved_cfg.items() if k != "run"} == json.loads(
@@ -100,7 +103,18 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
             marker.unlink()
             if kind == "interrupt":
                 raise KeyboardInterrupt
-            raise RuntimeError(f"simulated crash in {run_id}")
+            if kind == "full":
+                raise OSError(errno.ENOSPC, "No space left on device", str(ckpt))
+            if kind == "wait":  # stay in flight (until the pool is torn down)
+                time.sleep(120)
+            elif kind.startswith("kill:"):  # once the other run waits, die like an OOM kill
+                other = Path(crash_dir) / kind.split(":", 1)[1]
+                deadline = time.monotonic() + 120  # spawning the other worker can take long on a busy machine
+                while other.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os.kill(os.getpid(), signal.SIGKILL)
+            else:
+                raise RuntimeError(f"simulated crash in {run_id}")
         if run_id in fail_ids:
             write_json(summary_path, {**base, "status": "failed", "error": "RuntimeError: boom",
                                        "episodes_run": ep})
@@ -254,9 +268,9 @@ def test_sweep_writes_folder_summary_and_sweep_json(tmp_path: Path) -> None:
     assert doc["runs"][0]["overrides"] == {"agent.actor_lr": 0.001, "agent.critic_lr": 0.0001, "run.seed": 1}
     for rid in table["run_id"]:
         assert (out / "runs" / rid / "summary.json").is_file()
-    # threads per run: workers x threads <= cores
+    # threads per run: the base config's run.threads (default 1; tests/test_threads.py)
     cfg = json.loads((out / "runs" / table["run_id"][0] / "config.json").read_text())
-    assert cfg["run"]["threads"] == max(1, os.cpu_count() or 1)
+    assert cfg["run"]["threads"] == 1
     assert not list(out.glob(".*.tmp")) and not (out / ".sweep.lock").exists()
     assert collect_summary(out, write=False).equals(table)
 
@@ -345,7 +359,7 @@ def test_process_pool_matches_sequential(tmp_path: Path) -> None:
     ok = table["run_id"] != "alr0.1_clr0.01_s2"
     pd.testing.assert_frame_equal(table[ok].reset_index(drop=True), expected[ok].reset_index(drop=True))
     cfg = json.loads((tmp_path / "s/runs/alr0.1_clr0.0001_s1/config.json").read_text())
-    assert cfg["run"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    assert cfg["run"]["threads"] == 1
     assert any("start" in line and "pid" in line for line in lines)
     assert any("FAILED" in line and "boom" in line for line in lines)
 
@@ -675,3 +689,100 @@ def test_real_runner_tiny_sweep(tmp_path: Path) -> None:
     again = sweep(spec, tmp_path / "s", runner=counting)
     assert len(calls) == 2
     pd.testing.assert_frame_equal(again, table)
+
+
+# ---------------------------------------------------------------- robustness (issue: every bad input a clear error)
+def test_killed_worker_fails_only_its_own_run(tmp_path: Path) -> None:
+    """SIGKILL of one pool worker while another run is in flight: only the dead worker's run fails;
+    the other resumes in a fresh pool and the rerun completes the sweep like an uninterrupted one."""
+    spec = small_spec(episodes=20, **{"agent.actor_lr": [1e-3, 0.1]})
+    reference = sweep(spec, tmp_path / "ref")
+    victim, other = [r.run_id for r in spec.expand()]
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / other).write_text("wait")
+    (crash / victim).write_text(f"kill:{other}")
+    out = tmp_path / "s"
+    table = run_sweep(spec, out, workers=2, runner=partial(fake_runner, crash_dir=str(crash), sleep=0.02),
+                      live=False, log=lambda s: None)
+    status, errors = dict(zip(table["run_id"], table["status"])), dict(zip(table["run_id"], table["error"]))
+    assert status == {victim: "failed", other: "finished"}
+    assert "worker process (pid" in errors[victim] and "SIGKILL" in errors[victim]
+    assert calls_per_run(out)[other] == 2  # terminated with the broken pool, then resumed
+    pd.testing.assert_frame_equal(sweep(spec, out), reference)
+
+
+def test_disk_full_in_a_run_stops_the_sweep_cleanly(tmp_path: Path) -> None:
+    spec = small_spec()
+    reference = sweep(spec, tmp_path / "ref")
+    first = spec.expand()[0].run_id
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / first).write_text("full")
+    out = tmp_path / "s"
+    with pytest.raises(SweepDiskFullError) as info:
+        sweep(spec, out, runner=partial(fake_runner, crash_dir=str(crash)))
+    text = str(info.value)
+    assert "no space left" in text.lower() and "resume" in text and "\n" not in text
+    recorded = pd.read_parquet(out / "summary.parquet")  # the driver recorded it
+    row = recorded.loc[recorded["run_id"] == first].iloc[0]
+    assert row["status"] == "failed" and "No space left" in row["error"]
+    assert set(recorded["status"]) == {"failed", "pending"}  # the other runs were not started
+    assert not (out / ".sweep.lock").exists() and not list(out.glob(".*.tmp"))
+    pd.testing.assert_frame_equal(sweep(spec, out), reference)  # after freeing space: resumes
+
+
+def test_disk_full_in_the_driver_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "s"
+    sweep(small_spec(), out)
+    before = (out / "summary.parquet").read_bytes()
+    real = pd.DataFrame.to_parquet
+    calls = {"n": 0}
+
+    def full(self: pd.DataFrame, path: Any, **kw: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 1:  # the disk is full from the start
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(self, path, **kw)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(SweepDiskFullError, match="summary could not be rewritten") as info:
+        sweep(small_spec(seeds=[42, 3]), out)
+    assert "\n" not in str(info.value)
+    assert (out / "summary.parquet").read_bytes() == before  # the old table is intact
+    assert not (out / ".sweep.lock").exists() and not list(out.glob(".*.tmp"))
+
+
+def test_garbage_run_files_in_a_sweep_are_named(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    reference = sweep(small_spec(), out)
+    runs = [r.run_id for r in small_spec().expand()]
+    (out / "runs" / runs[0] / "config.json").write_text("{garbage")
+    with pytest.raises(SweepMismatchError, match=f"{runs[0]}/config.json is unreadable"):
+        sweep(small_spec(), out)
+    notes: list[str] = []
+    sweep(small_spec(), out, force=True, log=notes.append)  # moved aside, rerun
+    assert any("unreadable config.json" in n for n in notes)
+    (out / "runs" / runs[1] / "summary.json").write_text('{"status": "finished", "episodes_run": "many"}')
+    (out / "runs" / runs[2] / "summary.json").write_text("[1, 2")
+    notes.clear()
+    table = sweep(small_spec(), out, log=notes.append)
+    assert sum("summary.json is unreadable" in n for n in notes) == 2
+    pd.testing.assert_frame_equal(table, reference)
+    assert collect_summary(out, write=False)["status"].eq("finished").all()
+
+
+def test_temp_files_of_interrupted_writes_are_removed_on_the_next_start(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    sweep(small_spec(), out)
+    (out / ".summary.parquet.k9j8.tmp").write_bytes(b"PAR1 half")
+    (out / ".sweep.json.abcd.tmp").write_text("{")
+    sweep(small_spec(), out)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_sweep_refuses_runs_that_cannot_fit_in_memory(tmp_path: Path) -> None:
+    spec = small_spec(**{"env.n_agents": [10, 10_000_000]})
+    with pytest.raises(ConfigError, match="GiB of memory is available"):
+        sweep(spec, tmp_path / "s")
+    assert not (tmp_path / "s" / "runs").exists()

@@ -23,6 +23,7 @@ it does not cover (mitigations with extra terms or stochastic policies,
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -35,12 +36,13 @@ import torch
 from torch import Tensor
 
 from gradasym.agent import CCMMADRL, UpdateResult
-from gradasym.config import Config, ConfigError
+from gradasym.config import Config, ConfigError, check_memory
 from gradasym.critic import StackedBatchCritic, StackedCritic, pad_rows
 from gradasym.io import read_json, write_json
 from gradasym.optim import adam_rows_
 from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
+from gradasym.runfolder import DiskFullError, RunFolder, disk_full_guard
 from gradasym.runner import Trainer, _progress_info, open_run, run_experiment, write_outputs
 
 
@@ -56,6 +58,7 @@ def unsupported_reason(cfg: Config) -> str | None:
         (bool(a.preact_penalty), "agent.preact_penalty"),
         (bool(a.reward_norm), "agent.reward_norm"),
         (cfg.run.tracking == "original", "run.tracking='original'"),
+        (bool(getattr(cfg.run, "tensorboard", False)), "run.tensorboard"),
     ]
     reasons = [name for bad, name in checks if bad]
     return None if not reasons else "the batched trainer does not cover " + ", ".join(reasons)
@@ -326,7 +329,7 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
     outs = [Path(o) for o in out_dirs]
     if len(cfgs) != len(outs):
         raise ValueError("one output folder per configuration")
-    configure_process(cfgs[0].run.threads if cfgs else 0)
+    configure_process(cfgs[0].run.threads if cfgs else 1)
     summaries: list[dict[str, Any] | None] = [None] * len(cfgs)
     batch: list[int] = []
     for r, cfg in enumerate(cfgs):
@@ -343,30 +346,47 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
                 summaries[r] = read_json(outs[r] / "summary.json")
         else:
             batch.append(r)
-    trainers: dict[int, Trainer] = {}
-    for r in batch:
-        trainer = open_run(cfgs[r], outs[r], resume)
-        if trainer.should_stop_early() or trainer.episodes_done >= cfgs[r].run.episodes:
-            summaries[r] = write_outputs(trainer, outs[r], "finished", checkpoint=False)
-        else:
-            write_outputs(trainer, outs[r], "running")
-            trainers[r] = trainer
-    if trainers:
-        log(f"training {len(trainers)} runs as one batch")
-    while trainers:
-        _batched_episode(trainers, outs, summaries, progress)
+    if batch:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(disk_full_guard())
+            trainers: dict[int, Trainer] = {}
+            folders: dict[int, RunFolder] = {}
+            for r in batch:
+                check_memory(cfgs[r], concurrent=len(batch))
+                folder = RunFolder(outs[r])
+                if folder.holds_run() and not resume:
+                    raise ConfigError(f"{folder.path} already holds a run; pass resume=True to continue it "
+                                      "or choose another folder")
+                stack.enter_context(folder.lock())
+                folders[r] = folder
+                trainer = open_run(cfgs[r], folder, resume)
+                if trainer.should_stop_early() or trainer.episodes_done >= cfgs[r].run.episodes:
+                    summaries[r] = write_outputs(trainer, folder, "finished", checkpoint=False)
+                else:
+                    write_outputs(trainer, folder, "running")
+                    trainers[r] = trainer
+            if trainers:
+                log(f"training {len(trainers)} runs as one batch")
+            while trainers:
+                _batched_episode(trainers, folders, summaries, progress)
     return summaries  # type: ignore[return-value]  (every run has its summary now)
 
 
-def _fail(r: int, trainers: dict[int, Trainer], outs: Sequence[Path], summaries: list, exc: BaseException) -> None:
+def _fail(r: int, trainers: dict[int, Trainer], folders: dict[int, RunFolder], summaries: list,
+          exc: BaseException) -> None:
     """Run r raised: its summary says so (as run_experiment's), it leaves the batch."""
+    if isinstance(exc, DiskFullError):
+        raise exc  # nothing more can be written: stop (the last checkpoints are intact)
     trainer = trainers.pop(r)
     text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc, limit=5))
     summaries[r] = trainer.summary("failed", text)
-    write_json(outs[r] / "summary.json", summaries[r])
+    try:
+        write_json(folders[r].summary_path, summaries[r])
+    except OSError:
+        pass  # the original error matters more than the summary
 
 
-def _batched_episode(trainers: dict[int, Trainer], outs: Sequence[Path], summaries: list,
+def _batched_episode(trainers: dict[int, Trainer], folders: dict[int, RunFolder], summaries: list,
                      progress: ProgressFn | None) -> None:
     """One episode of every run in ``trainers``: acting per run, one batched update, then each
     run's monitor, checkpoint and end-of-run bookkeeping; ended runs leave ``trainers``."""
@@ -375,10 +395,10 @@ def _batched_episode(trainers: dict[int, Trainer], outs: Sequence[Path], summari
         try:
             rows[r] = trainers[r].act_episode()
         except Exception as exc:  # noqa: BLE001  (a run's error fails that run only)
-            _fail(r, trainers, outs, summaries, exc)
+            _fail(r, trainers, folders, summaries, exc)
     updating = [r for r in rows if trainers[r].wants_update]
     t0 = time.perf_counter()
-    updates = _updates(updating, trainers, outs, summaries)
+    updates = _updates(updating, trainers, folders, summaries)
     share = (time.perf_counter() - t0) / max(1, len(updating))
     for r, row in rows.items():
         if r not in trainers:
@@ -389,15 +409,18 @@ def _batched_episode(trainers: dict[int, Trainer], outs: Sequence[Path], summari
             if progress is not None:
                 progress(r, _progress_info(trainer, row))
             if trainer.episodes_done >= cfg.run.episodes or trainer.should_stop_early():
-                summaries[r] = write_outputs(trainer, outs[r], "finished", keep_replay=cfg.run.keep_replay)
+                summaries[r] = write_outputs(trainer, folders[r], "finished", keep_replay=cfg.run.keep_replay)
+                if not cfg.run.keep_replay:  # the rotated previous checkpoint still holds the buffer
+                    folders[r].previous_checkpoint_path.unlink(missing_ok=True)
                 del trainers[r]
             elif trainer.episodes_done % cfg.run.checkpoint_interval == 0:
-                write_outputs(trainer, outs[r], "running")
+                write_outputs(trainer, folders[r], "running")
         except Exception as exc:  # noqa: BLE001
-            _fail(r, trainers, outs, summaries, exc)
+            _fail(r, trainers, folders, summaries, exc)
 
 
-def _updates(runs: list[int], trainers: dict[int, Trainer], outs: Sequence[Path], summaries: list) -> dict[int, UpdateResult]:
+def _updates(runs: list[int], trainers: dict[int, Trainer], folders: dict[int, RunFolder],
+             summaries: list) -> dict[int, UpdateResult]:
     """The training updates of ``runs`` (sample, batched update, priority write-back). If the
     batched computation raises, each run is updated alone on its batch, so that only the
     runs that raise alone fail."""
@@ -407,7 +430,7 @@ def _updates(runs: list[int], trainers: dict[int, Trainer], outs: Sequence[Path]
             agent = trainers[r].agent
             batches[r] = agent.replay.sample(agent.batch_size)
         except Exception as exc:  # noqa: BLE001
-            _fail(r, trainers, outs, summaries, exc)
+            _fail(r, trainers, folders, summaries, exc)
     if not batches:
         return {}
     order = list(batches)
@@ -419,7 +442,7 @@ def _updates(runs: list[int], trainers: dict[int, Trainer], outs: Sequence[Path]
             try:
                 results[r] = trainers[r].agent.update_on_batch(batches[r])
             except Exception as exc:  # noqa: BLE001
-                _fail(r, trainers, outs, summaries, exc)
+                _fail(r, trainers, folders, summaries, exc)
     for r, res in results.items():
         trainers[r].agent.replay.update_priorities(batches[r].indices, res.td_errors)
     return results

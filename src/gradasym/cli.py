@@ -18,38 +18,53 @@ from typing import Any, Sequence
 from . import __version__
 from .config import Config, ConfigError, available_presets, load_config
 
-# Flag -> dotted config field, for the options every training command accepts.
+# Flag -> dotted config field, for the options every training command accepts. The help
+# texts get "(default: X)" appended from the Config defaults (_with_default).
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--actor-lr": ("agent.actor_lr", float, "actor learning rate (all 50 actors)"),
+    "--actor-lr": ("agent.actor_lr", float, "actor learning rate (all actors)"),
     "--critic-lr": ("agent.critic_lr", float, "critic (master) learning rate"),
-    "--episodes": ("run.episodes", int, "number of episodes (paper: 2000)"),
-    "--seed": ("run.seed", int, "the one seed every generator derives from (paper: 42)"),
+    "--episodes": ("run.episodes", int, "number of episodes, one training update each"),
+    "--seed": ("run.seed", int, "the one seed every generator derives from"),
     "--actor-update": ("agent.actor_update", str,
-                       "'sequential' (faithful, default) or 'simultaneous' (faster, different algorithm)"),
-    "--mode": ("env.mode", str, "environment mode: 'H2' (default, shared units) or 'TOBM'"),
-    "--n-agents": ("env.n_agents", int, "number of user devices / client actors (paper: 50)"),
-    "--steps-per-episode": ("env.steps_per_episode", int, "environment steps per episode (published numbers: 10)"),
-    "--log-interval": ("run.log_interval", int, "episodes between tracking rows (default 10)"),
-    "--batch-size": ("agent.batch_size", int, "replay batch size (paper: 64)"),
-    "--tracking": ("run.tracking", str, "'clean' (default definitions) or 'original' (what the original code logged)"),
+                       "'sequential' (faithful) or 'simultaneous' (faster, a different algorithm)"),
+    "--mode": ("env.mode", str, "environment mode: 'H2' (shared units) or 'TOBM'"),
+    "--n-agents": ("env.n_agents", int, "number of user devices / client actors"),
+    "--steps-per-episode": ("env.steps_per_episode", int, "environment steps per episode"),
+    "--log-interval": ("run.log_interval", int, "episodes between tracking rows"),
+    "--batch-size": ("agent.batch_size", int, "replay batch size"),
+    "--tracking": ("run.tracking", str, "'clean' (our definitions) or 'original' (what the original code logged)"),
     "--freeze-tolerance": ("run.freeze_tolerance", float, "max |delta| counted as frozen; 0 = exact equality"),
-    "--checkpoint-interval": ("run.checkpoint_interval", int, "episodes between checkpoints (default 50)"),
+    "--checkpoint-interval": ("run.checkpoint_interval", int, "episodes between checkpoints"),
     "--eval-interval": ("run.eval_interval", int, "episodes between greedy evaluations (0 = off)"),
-    "--threads": ("run.threads", int, "torch threads (0 = torch default)"),
+    "--threads": ("run.threads", int, "torch threads per run; 1 stays fast next to other busy processes, "
+                                      "0 = torch's default (one per core)"),
 }
+
+
+def _config_default(dotted: str) -> Any:
+    section, name = dotted.split(".")
+    return getattr(getattr(Config(), section), name)
+
+
+def _with_default(help_: str, dotted: str) -> str:
+    return f"{help_} (default: {_config_default(dotted)})"
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("configuration (file < presets < flags < --set)")
-    g.add_argument("--config", type=Path, help="TOML/YAML config file (sections env, agent, run)")
+    g.add_argument("--config", type=Path, help="TOML/YAML config file with sections env, agent, run "
+                                               "(default: none, every field at its default)")
     g.add_argument("--preset", action="append", default=[], metavar="NAME",
-                   help="mitigation preset from configs/ (repeatable; see `gradasym presets`)")
-    for flag, (_, tp, help_) in RUN_FLAGS.items():
-        g.add_argument(flag, type=tp, default=None, help=help_)
+                   help="mitigation preset (repeatable; see `gradasym presets`; default: none = baseline)")
+    for flag, (dotted, tp, help_) in RUN_FLAGS.items():
+        g.add_argument(flag, type=tp, default=None, help=_with_default(help_, dotted))
     g.add_argument("--early-stop", dest="early_stop", action=argparse.BooleanOptionalAction, default=None,
-                   help="end the run 100 episodes after all actors stopped (default on)")
+                   help="end the run 100 episodes after all actors stopped (default: on)")
+    g.add_argument("--tensorboard", dest="tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="also write every episode and tracking metric as TensorBoard scalars to "
+                        "RUN/tensorboard/ (needs the 'tensorboard' extra; default: off)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override any config field, e.g. --set agent.gamma=0.95 (repeatable)")
+                   help="override any config field, e.g. --set agent.gamma=0.95 (repeatable; default: none)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -61,6 +76,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
             overrides[dotted] = value
     if getattr(args, "early_stop", None) is not None:
         overrides["run.early_stop"] = args.early_stop
+    if getattr(args, "tensorboard", None) is not None:
+        overrides["run.tensorboard"] = args.tensorboard
     for item in getattr(args, "set", []):
         if "=" not in item:
             raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
@@ -103,14 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gradasym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="train one configuration with full tracking")
+    p = sub.add_parser(
+        "run", help="train one configuration with full tracking",
+        description="Train one CCM-MADRL configuration on the MEC environment with gradient, saturation "
+                    "and weight-freeze tracking, writing config.json, episodes/tracking tables, "
+                    "summary.json and checkpoints to one run folder (docs/architecture.md). Defaults "
+                    "are the original setup of the study (docs/study.md, docs/configuration.md).")
     _add_config_args(p)
-    p.add_argument("--out", type=Path, default=None, help="run folder (default results/run_<lrs>_s<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder (default: results/run_alr<actor_lr>_clr<critic_lr>[_<presets>]_s<seed>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (default: off; an existing run "
+                        "folder is then an error)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: progress bar shown)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("presets", help="list the mitigation presets")
+    p = sub.add_parser("presets", help="list the mitigation presets",
+                       description="List the mitigation presets shipped with gradasym (docs/presets.md).")
     p.set_defaults(func=cmd_presets)
 
     _add_sweep_commands(sub)
@@ -129,20 +155,28 @@ def _add_sweep_commands(sub: Any) -> None:
 
 
 def _add_report_command(sub: Any) -> None:
-    p = sub.add_parser("report", help="figures, tables and report.html from result folders")
+    p = sub.add_parser(
+        "report", help="figures, tables and report.html from result folders",
+        description="Build the study's figures and tables (stopping heatmap, gradient norms, saturation, "
+                    "pre-activations, learning curves, Tables 3 and 4 ...) from a sweep or run folder, "
+                    "optionally compared with other result sets, as one self-contained report.html "
+                    "(docs/report.md).")
     p.add_argument("results_dir", type=Path, help="a sweep folder (or a single run folder)")
-    p.add_argument("--compare", type=Path, nargs="+", default=[], help="other sweep folders to compare with")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default RESULTS_DIR/report)")
+    p.add_argument("--compare", type=Path, nargs="+", default=[],
+                   help="other sweep folders to compare with (default: none)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR/report)")
     p.add_argument("--margin", type=float, default=0.05,
                    help="viability margin: last-10%% mean reward must beat the first-10%% mean by this "
                         "fraction of |first-10%% mean| in every seed (default 0.05)")
-    p.add_argument("--title", default=None, help="page title")
+    p.add_argument("--title", default=None, help="page title (default: one naming the results folder)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
+    from .report.analysis import check_margin
 
+    check_margin(args.margin)  # NaN, inf or < 0 would silently change the viable-configuration verdict
     for folder in [args.results_dir, *args.compare]:
         if not folder.exists():
             raise ConfigError(f"results folder not found: {folder}")
@@ -160,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gradasym: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a full disk (gradasym.runfolder.DiskFullError): one line, no traceback
+        print(f"gradasym: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ngradasym: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
         return 130

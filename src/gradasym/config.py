@@ -2,10 +2,10 @@
 
 A run is fully described by one :class:`Config` (environment, algorithm, run
 control). Defaults reproduce the original CCM-MADRL setup of the paper
-(``shared/spec``); every non-faithful option is a named field so that it is
+(``docs/study.md``); every non-faithful option is a named field so that it is
 recorded in the run's ``config.json``.
 
-Configs load from TOML or YAML files, from presets (``configs/<name>.toml``) and
+Configs load from TOML or YAML files, from presets (``gradasym/presets/<name>.toml``) and
 from dotted ``section.field=value`` overrides, and are validated before any
 long work starts (:meth:`Config.validate` raises :class:`ConfigError` naming the
 offending field). Every field is documented in ``docs/configuration.md``
@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,7 +32,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    """The MEC environment (``mec-environment.md``); units as in the original setup."""
+    """The MEC environment (``docs/study.md``, ``docs/configuration.md``); units as in the original setup."""
 
     n_agents: int = 50
     steps_per_episode: int = 10
@@ -64,13 +65,13 @@ class EnvConfig:
 
     @property
     def constraint(self) -> int:
-        """Max number of offloaded tasks per step (C in ``ccm-madrl.md``)."""
+        """Max number of offloaded tasks per step (C in ``docs/study.md``)."""
         return self.k_channel if self.mode == "H2" else self.n_units
 
 
 @dataclass
 class AgentConfig:
-    """CCM-MADRL hyper-parameters (``ccm-madrl.md``) and the mitigation switches."""
+    """CCM-MADRL hyper-parameters (``docs/study.md``) and the mitigation switches."""
 
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
@@ -95,7 +96,7 @@ class AgentConfig:
     hidden_activation: Literal["relu", "linear"] = "relu"  # actor and critic hidden layers
     output_activation: Literal["tanh", "softsign", "scaled-sigmoid"] = "tanh"
     output_init: float = 3e-3  # output layers initialised U(-output_init, output_init)
-    # Mitigations (experiments.md section 3); defaults = off = original setup.
+    # Mitigations (docs/presets.md); defaults = off = original setup.
     actor_norm: Literal["none", "layernorm", "fullnorm"] = "none"
     policy: Literal["deterministic", "squashed-gaussian", "beta"] = "deterministic"
     entropy_coef: float = 0.0  # SAC-style entropy bonus weight (stochastic policies)
@@ -122,7 +123,10 @@ class RunConfig:
     eval_interval: int = 0  # 0 = no periodic greedy evaluation
     eval_episodes: int = 1
     device: str = "cpu"  # "cpu" only for now; "cuda" is refused with its reason (docs/configuration.md)
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    # torch intra-op threads; 1 keeps a run at its quiet-machine speed next to other busy
+    # processes (benchmarks/RESULTS.md, "Threads"); 0 = leave torch's default (one per core).
+    threads: int = 1
+    tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard/ (docs/tensorboard.md)
     keep_replay: bool = False  # batched trainer: keep the replay buffer in a finished run's final checkpoint
 
 
@@ -225,6 +229,11 @@ class Config:
                 raise ConfigError(f"agent.{name} must be a positive learning rate, got {v}")
         _positive_int(a.batch_size, "agent.batch_size")
         _positive_int(a.memory_capacity, "agent.memory_capacity")
+        if a.batch_size > a.memory_capacity:
+            raise ConfigError(
+                f"agent.batch_size={a.batch_size} is larger than agent.memory_capacity={a.memory_capacity}: "
+                "the replay buffer could never hold one batch, so no update would ever run"
+            )
         if not 0 <= a.gamma <= 1:
             raise ConfigError(f"agent.gamma must be in [0, 1], got {a.gamma}")
         if not 0 < a.tau <= 1:
@@ -254,6 +263,8 @@ class Config:
 
         if r.episodes < 1:
             raise ConfigError(f"run.episodes must be >= 1, got {r.episodes}")
+        if not isinstance(r.seed, int) or isinstance(r.seed, bool) or not 0 <= r.seed < 2**63:
+            raise ConfigError(f"run.seed must be an integer in [0, 2**63), got {r.seed!r}")
         _positive_int(r.log_interval, "run.log_interval")
         _positive_int(r.checkpoint_interval, "run.checkpoint_interval")
         if r.early_stop_patience < 0:
@@ -285,6 +296,106 @@ def _check_device(device: str) -> None:
 
 
 _SECTIONS = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}
+
+# ---------------------------------------------------------------- memory
+#: Per-agent state and action sizes of the CCM-MADRL networks (gradasym.agent STATE_DIM, ACTION_DIM).
+_STATE_DIM, _ACTION_DIM = 7, 3
+_FLOAT_BYTES = 4  # float32 networks and replay buffer
+#: Copies of every network parameter alive during training: the parameter, its gradient,
+#: the target network, two Adam moments and the monitor's parameter snapshot.
+_PARAM_COPIES = 6
+
+
+def _mlp_params(sizes: list[int]) -> int:
+    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+def estimate_memory(cfg: Config) -> dict[str, int]:
+    """Bytes a run of ``cfg`` needs at its peak, by component (and ``"total"``).
+
+    A deliberately simple upper-bound model, used to refuse sizes that cannot fit
+    before any allocation (:func:`check_memory`):
+
+    * ``replay``: ``memory_capacity`` transitions of all agents (states, next states,
+      actions, offloading decisions; rewards, dones and priorities);
+    * ``actors``: the ensemble of ``n_agents`` MLPs ``7 -> actor_hidden -> 3``, and
+    * ``critic``: the MLP ``n_agents * 10 -> critic_hidden -> 1``, each times
+      :data:`_PARAM_COPIES` (parameters, gradients, target, Adam moments, monitor snapshot);
+    * ``work``: the update's batch activations (the joint critic input of
+      ``batch_size`` x (constraint + 2) terms, forward and backward);
+    * ``checkpoint``: resuming loads a checkpoint (replay and networks) next to the
+      live state.
+    """
+    e, a = cfg.env, cfg.agent
+    n, cap, batch = int(e.n_agents), int(a.memory_capacity), int(a.batch_size)
+    joint = n * (_STATE_DIM + _ACTION_DIM)
+    per_transition = n * (2 * _STATE_DIM + _ACTION_DIM + 1) * _FLOAT_BYTES + 2 * _FLOAT_BYTES + 8
+    replay = cap * per_transition
+    actor_params = n * _mlp_params([_STATE_DIM, *map(int, a.actor_hidden), _ACTION_DIM])
+    critic_params = _mlp_params([joint, *map(int, a.critic_hidden), 1])
+    actors = actor_params * _FLOAT_BYTES * _PARAM_COPIES
+    critic = critic_params * _FLOAT_BYTES * _PARAM_COPIES
+    widest = max([joint, *map(int, a.critic_hidden), *map(int, a.actor_hidden)])
+    work = 3 * batch * (e.constraint + 2) * widest * _FLOAT_BYTES
+    checkpoint = replay + (actor_params + critic_params) * _FLOAT_BYTES * 4
+    parts = {"replay": replay, "actors": actors, "critic": critic, "work": work, "checkpoint": checkpoint}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: ``MemAvailable`` (and the cgroup limit).
+
+    None when it cannot be told (no ``/proc``): then nothing is refused.
+    """
+    avail: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        avail = None
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            avail = None
+    try:  # cgroup v2 limit of this container
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            room = int(limit) - used
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(cfg: Config, concurrent: int = 1, available: int | None = None) -> None:
+    """Refuse (ConfigError, naming the estimate) a run that cannot fit in memory.
+
+    ``concurrent`` runs of this size at once (a sweep's workers); ``available`` defaults
+    to :func:`available_memory`.
+    """
+    avail = available_memory() if available is None else available
+    if avail is None:
+        return
+    parts = estimate_memory(cfg)
+    need = parts["total"] * max(1, concurrent)
+    if need > avail:
+        big = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items() if k != "total" and v >= 0.05 * parts["total"])
+        times = f" x {concurrent} runs at once" if concurrent > 1 else ""
+        raise ConfigError(
+            f"env.n_agents={cfg.env.n_agents}, agent.memory_capacity={cfg.agent.memory_capacity}: a run needs "
+            f"about {_gib(parts['total'])}{times} ({big}), but only {_gib(avail)} of memory is available; "
+            "use fewer agents, a smaller replay (agent.memory_capacity) or smaller networks"
+            + (" (or fewer workers)" if concurrent > 1 else "")
+        )
 
 
 def _positive_int(v: Any, name: str) -> None:
@@ -379,7 +490,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-PRESET_DIRS = [Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "presets"]
+#: Where preset files are looked up: the package's own ``gradasym/presets/`` (package data,
+#: so a wheel install carries them; ``docs/presets.md``).
+PRESET_DIRS = [Path(__file__).resolve().parent / "presets"]
 
 
 def preset_path(name: str) -> Path:

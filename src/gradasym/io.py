@@ -2,7 +2,9 @@
 
 Every result file is written to a temporary file in the same folder and then
 moved over the target with ``os.replace`` (atomic on POSIX), so readers see either
-the old complete file or the new complete file.
+the old complete file or the new complete file. The temporary files are named
+``.NAME.<random>.tmp``; one left by a killed writer is removed by
+:func:`remove_temp_files` when the folder is next opened (``gradasym.runfolder``).
 """
 
 from __future__ import annotations
@@ -18,26 +20,58 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 
+#: Suffix of :func:`atomic_path`'s temporary files (``.NAME.<random>.tmp``).
+TEMP_SUFFIX = ".tmp"
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_previous: str | Path | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is synced and replaces ``path``.
 
     The temporary file lives in the same folder (so ``os.replace`` is a rename on
     one filesystem) and is removed if writing fails; the old ``path`` is untouched.
+    With ``keep_previous``, an existing ``path`` is first moved (atomically) to
+    ``keep_previous``, so the last good version survives next to the new one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def temp_files(folder: str | Path) -> list[Path]:
+    """The :func:`atomic_path` temporary files (``.NAME.*.tmp``) directly in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f".*.*{TEMP_SUFFIX}") if p.is_file())
+
+
+def remove_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of interrupted writes in ``folder``; return them.
+
+    Call it only while no other process writes into ``folder`` (e.g. holding the
+    folder's lock): a live writer's temporary file would be removed too.
+    """
+    removed = []
+    for p in temp_files(folder):
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
@@ -79,9 +113,9 @@ def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
             df.to_parquet(tmp, index=False)
 
 
-def torch_save(path: str | Path, obj: Any) -> None:
-    """``torch.save`` atomically."""
+def torch_save(path: str | Path, obj: Any, keep_previous: str | Path | None = None) -> None:
+    """``torch.save`` atomically (``keep_previous``: see :func:`atomic_path`)."""
     import torch
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_previous=keep_previous) as tmp:
         torch.save(obj, tmp)

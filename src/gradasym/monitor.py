@@ -42,8 +42,11 @@ __all__ = [
     "collect_grads",
     "collect_params",
     "group_layers",
+    "preact_summary",
     "register_preact_hook",
     "saturation_bound",
+    "selected_parameters",
+    "squash_derivative",
 ]
 
 TensorTree = Union[Tensor, None, Mapping[str, "TensorTree"], Sequence["TensorTree"]]
@@ -52,6 +55,10 @@ SQUASHES = ("tanh", "softsign", "scaled-sigmoid", "identity")
 
 _NONE = torch.iinfo(torch.int64).min  # sentinel for "no episode yet" in int64 state
 _NAN = float("nan")
+_PREACT_KEYS = (
+    "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
+    "saturation_ratio", "dead_output_frac", "squash_grad_mean",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- helpers
@@ -82,28 +89,91 @@ def saturation_bound(squash: str, threshold: float) -> float:
     return 2.0 * math.atanh(t)  # scaled-sigmoid
 
 
+def squash_derivative(z: Tensor, squash: str) -> Tensor:
+    """``d squash / dz`` elementwise, computed in ``z``'s dtype the way autograd does.
+
+    ``tanh``: ``1 - tanh(z)^2`` (0 exactly once ``tanh(z)`` rounds to +-1, ``|z| > 9.01``
+    in float32); ``softsign``: ``1 / (1 + |z|)^2``; ``scaled-sigmoid`` (``2 sigmoid(z) -
+    1``): ``2 s (1 - s)`` with ``s = sigmoid(z)`` (0 exactly once ``s`` rounds to 1,
+    ``z > 16.6`` in float32); ``identity``: 1. The derivative is computed in the
+    network's own precision on purpose: an exact 0 there means the output passes no
+    gradient at all, whatever float64 would say.
+    """
+    if squash == "tanh":
+        t = torch.tanh(z)
+        return 1 - t * t
+    if squash == "softsign":
+        d = 1 + z.abs()
+        return 1 / (d * d)
+    if squash == "scaled-sigmoid":
+        sg = torch.sigmoid(z)
+        return 2 * sg * (1 - sg)
+    if squash == "identity":
+        return torch.ones_like(z)
+    raise ValueError(f"squash must be one of {SQUASHES}, got {squash!r}")
+
+
+def _squash_elements(z: Tensor, squash: str, z_bound: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(z, |z|, saturated, dead, derivative)`` as float64 tensors of ``z``'s shape;
+    the derivative (and so "dead": derivative exactly 0) is computed in ``z``'s own dtype."""
+    zd = z.to(torch.float64)
+    az = zd.abs()
+    sat = (az > z_bound).to(torch.float64)
+    deriv = squash_derivative(z, squash)
+    return zd, az, sat, (deriv == 0).to(torch.float64), deriv.to(torch.float64)
+
+
+@torch.no_grad()
+def preact_summary(z: Tensor, squash: str = "tanh", saturation_threshold: float = 0.9) -> dict[str, float]:
+    """Scalar statistics of a batch of pre-activations ``z`` (any shape): ``max_abs``,
+    ``mean_abs``, ``saturation_ratio`` (``|squash(z)| > saturation_threshold``),
+    ``dead_output_frac`` (squashing derivative exactly 0 in ``z``'s dtype) and
+    ``squash_grad_mean``; NaN for an empty tensor. The monitor's own columns use the
+    same definitions (e.g. for SAC's sampled pre-tanh values in the SB3 callback)."""
+    keys = ("max_abs", "mean_abs", "saturation_ratio", "dead_output_frac", "squash_grad_mean")
+    if not isinstance(z, Tensor):
+        raise TypeError(f"preact_summary: expected a tensor, got {type(z).__name__}")
+    if not z.numel():
+        return dict.fromkeys(keys, _NAN)
+    _, az, sat, dead, deriv = _squash_elements(z.detach(), squash, saturation_bound(squash, saturation_threshold))
+    vals = torch.stack([az.max(), az.mean(), sat.mean(), dead.mean(), deriv.mean()]).tolist()
+    return dict(zip(keys, vals))
+
+
 def _default_layer_of(key: str) -> str:
     return key.rsplit(".", 1)[0] if "." in key else key
 
 
-def _flatten_tensors(tree: TensorTree) -> list[Tensor | None]:
+def _bad_tree(tree: Any, what: str) -> TypeError:
+    if isinstance(tree, nn.Module):
+        helper = "collect_params" if "param" in what else "collect_grads"
+        return TypeError(
+            f"{what}: got the module {type(tree).__name__}, expected its tensors; pass {helper}(module)"
+        )
+    return TypeError(
+        f"{what}: expected a tensor, a mapping or a sequence of tensors, got {type(tree).__name__}"
+        + (f" {tree!r}" if isinstance(tree, (str, bytes, int, float)) else "")
+    )
+
+
+def _flatten_tensors(tree: TensorTree, what: str = "tensors") -> list[Tensor | None]:
     if tree is None or isinstance(tree, Tensor):
         return [tree]
     if isinstance(tree, Mapping):
         out: list[Tensor | None] = []
         for v in tree.values():
-            out.extend(_flatten_tensors(v))
+            out.extend(_flatten_tensors(v, what))
         return out
     if isinstance(tree, Sequence) and not isinstance(tree, (str, bytes)):
         out = []
         for v in tree:
-            out.extend(_flatten_tensors(v))
+            out.extend(_flatten_tensors(v, what))
         return out
-    raise TypeError(f"expected a tensor, a mapping or a sequence of tensors, got {type(tree).__name__}")
+    raise _bad_tree(tree, what)
 
 
 def group_layers(
-    tree: TensorTree, layer_of: Callable[[str], str] | None = None
+    tree: TensorTree, layer_of: Callable[[str], str] | None = None, what: str = "tensors"
 ) -> list[tuple[str, list[Tensor | None]]]:
     """Group tensors into ordered layers.
 
@@ -116,7 +186,8 @@ def group_layers(
     * a single tensor: one layer ``"0"``.
 
     Layers are ordered by first appearance. ``None`` entries (a parameter without a
-    gradient) are kept and count as zeros.
+    gradient) are kept and count as zeros. Anything else (a string, a number, an
+    ``nn.Module``) raises a ``TypeError`` naming ``what``.
     """
     layer_of = layer_of or _default_layer_of
     if tree is None or isinstance(tree, Tensor):
@@ -127,23 +198,35 @@ def group_layers(
             if v is None or isinstance(v, Tensor):
                 groups.setdefault(layer_of(str(key)), []).append(v)
             else:
-                groups.setdefault(str(key), []).extend(_flatten_tensors(v))
+                groups.setdefault(str(key), []).extend(_flatten_tensors(v, what))
     elif isinstance(tree, Sequence) and not isinstance(tree, (str, bytes)):
         for i, v in enumerate(tree):
-            groups.setdefault(str(i), []).extend(_flatten_tensors(v))
+            groups.setdefault(str(i), []).extend(_flatten_tensors(v, what))
     else:
-        raise TypeError(f"expected a tensor, a mapping or a sequence of tensors, got {type(tree).__name__}")
+        raise _bad_tree(tree, what)
     return list(groups.items())
 
 
-def _as_list(x: Any) -> list[Tensor]:
+def _tensor_list(x: Any, what: str) -> list[Tensor]:
+    """A tensor, a sequence or a mapping of tensors as a list (``None`` entries dropped)."""
     if x is None:
         return []
     if isinstance(x, Tensor):
         return [x]
     if isinstance(x, Mapping):
-        return [v for v in x.values() if v is not None]
-    return [v for v in x if v is not None]
+        items = list(x.values())
+    elif isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+        items = list(x)
+    else:
+        raise _bad_tree(x, what)
+    for v in items:
+        if v is not None and not isinstance(v, Tensor):
+            raise TypeError(f"{what}: expected tensors, got an element of type {type(v).__name__}")
+    return [v for v in items if v is not None]
+
+
+def _shapes(ts: Iterable[Tensor | None]) -> list[tuple[int, ...]]:
+    return sorted(tuple(t.shape) for t in ts if t is not None)
 
 
 def _f(x: Tensor | float | None) -> float:
@@ -204,6 +287,7 @@ class ActorCriticMonitor:
         self.z_bound = saturation_bound(squash, saturation_threshold)
         self.layer_of = layer_of
         self._N = 1 if n_agents is None else int(n_agents)
+        self._consistent: set[tuple] = set()  # (what, grad shapes, param shapes) found consistent
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -218,6 +302,8 @@ class ActorCriticMonitor:
         self._frozen = torch.zeros(N, dtype=torch.bool)
         self._critic_stop: int | None = None
         self._critic_frozen: bool = False
+        self._diverged = torch.full((N,), _NONE, dtype=torch.int64)  # per actor: first diverged step
+        self._critic_diverged: int | None = None
         self._prev_actor: list[Tensor] | None = None
         self._prev_critic: list[Tensor] | None = None
         self._max_abs = torch.tensor(_NAN, dtype=torch.float64)
@@ -259,55 +345,85 @@ class ActorCriticMonitor:
         update: an unchanged network would count as frozen.
 
         ``log=False`` does only the bookkeeping that must see every update (per-actor
-        gradient norms, gradient death, freeze detection, running max ``|z|``); the
-        remaining statistics of this update are computed from the given tensors only
-        if :meth:`log_row` / :meth:`agent_rows` are called before the next update, so
-        do not modify those tensors in place in between.
+        gradient norms, gradient death, divergence, freeze detection, running max
+        ``|z|``); the remaining statistics of this update are computed from the given
+        tensors only if :meth:`log_row` / :meth:`agent_rows` are called before the next
+        update, so do not modify those tensors in place in between.
+
+        Every argument is validated before anything is recorded (``TypeError`` for a
+        wrong kind of value, ``ValueError`` for a wrong shape or agent dimension, or
+        gradients and parameters of different structures), so a bad call changes nothing.
         """
         step = int(step)
-        # ---- validate the activation shapes first (cheap), so a bad call changes nothing
+        # ---- validate everything first, so that a bad call changes nothing
         if actor_hidden is not None:
-            actor_hidden = [h.detach() for h in _as_list(actor_hidden)]
+            actor_hidden = [h.detach() for h in _tensor_list(actor_hidden, "actor_hidden")]
             for h in actor_hidden:
                 self._check_agent_shape(h, "actor hidden activation", "H")
         if critic_hidden is not None:
-            critic_hidden = [h.detach() for h in _as_list(critic_hidden)]
+            critic_hidden = [h.detach() for h in _tensor_list(critic_hidden, "critic_hidden")]
         if preact is not None:
+            if not isinstance(preact, Tensor):
+                raise TypeError(f"preact: expected a tensor, got {type(preact).__name__}")
             preact = preact.detach()
             self._check_agent_shape(preact, "preact", "A")
-        actor_layers = group_layers(actor_grads, self.layer_of) if actor_grads is not None else None
+        actor_layers = group_layers(actor_grads, self.layer_of, "actor_grads") if actor_grads is not None else None
+        critic_layers = group_layers(critic_grads, self.layer_of, "critic_grads") if critic_grads is not None else None
+        a_params = _flatten_tensors(actor_params, "actor_params") if actor_params is not None else None
+        c_params = _flatten_tensors(critic_params, "critic_params") if critic_params is not None else None
+        if a_params is not None:
+            self._check_actor_params(a_params)
+        self._check_same_structure(actor_layers, a_params, "actor")
+        self._check_same_structure(critic_layers, c_params, "critic")
+        self._check_snapshot(self._prev_actor, a_params, "actor")
+        self._check_snapshot(self._prev_critic, c_params, "critic")
         layer_sq = self._agent_layer_sq(actor_layers) if actor_layers is not None else None  # (L, N)
 
         self.n_updates += 1
         self.last_step = step
 
         # ---- actor gradients: per-agent and per-layer norms (float64, no under/overflow)
+        actor_bad = torch.zeros(self._N, dtype=torch.bool)  # diverged at this update
         if actor_layers is not None and layer_sq is not None:
             self._actor_layers = [name for name, _ in actor_layers]
             agent_sq = layer_sq.sum(0)
             self._agent_sq = agent_sq
             self._actor_layer_total = layer_sq.mean(1).sqrt()
-            norms = agent_sq.sqrt()
-            dead = (norms < self.grad_death_threshold) | (norms == 0)
-            death = self._death
-            self._death = torch.where(dead, torch.where(death == _NONE, step, death), _NONE)
+            actor_bad = self._grad_diverged(agent_sq, actor_layers)
         else:
             self._agent_sq = None
             self._actor_layer_total = None
 
         # ---- critic gradients
-        if critic_grads is not None:
-            layers = group_layers(critic_grads, self.layer_of)
-            self._critic_layers = [name for name, _ in layers]
-            self._critic_layer_sq = torch.stack([self._sq(ts) for _, ts in layers])
+        critic_bad = False
+        if critic_layers is not None:
+            self._critic_layers = [name for name, _ in critic_layers]
+            self._critic_layer_sq = torch.stack([self._sq(ts) for _, ts in critic_layers])
+            critic_bad = bool(self._grad_diverged(self._critic_layer_sq.sum().reshape(1), critic_layers, agents=False))
         else:
             self._critic_layer_sq = None
 
-        # ---- freeze detection
-        if actor_params is not None:
-            self._observe_actor_params(step, _flatten_tensors(actor_params))
-        if critic_params is not None:
-            self._observe_critic_params(step, _flatten_tensors(critic_params))
+        # ---- divergence (non-finite gradients or parameters), then freeze detection
+        if a_params is not None:
+            actor_bad |= self._params_diverged(a_params, agents=True)
+        if c_params is not None:
+            critic_bad |= bool(self._params_diverged(c_params, agents=False))
+        div = self._diverged
+        self._diverged = torch.where(actor_bad & (div == _NONE), step, div)
+        if critic_bad and self._critic_diverged is None:
+            self._critic_diverged = step
+        actor_gone = self._diverged != _NONE  # never stopped or dead once diverged
+        critic_gone = self._critic_diverged is not None
+
+        if layer_sq is not None and self._agent_sq is not None:
+            norms = self._agent_sq.sqrt()
+            dead = ((norms < self.grad_death_threshold) | (norms == 0)) & ~actor_gone
+            death = self._death
+            self._death = torch.where(dead, torch.where(death == _NONE, step, death), _NONE)
+        if a_params is not None:
+            self._observe_actor_params(step, a_params, actor_gone)
+        if c_params is not None:
+            self._observe_critic_params(step, c_params, critic_gone)
 
         # ---- running max |z| over every pre-activation (one reduction; NaNs ignored)
         if preact is not None and preact.numel():
@@ -337,10 +453,13 @@ class ActorCriticMonitor:
         the first update only takes the snapshot. Calling it later re-baselines the
         snapshot (no comparison, no stop episode).
         """
-        if actor_params is not None:
-            self._prev_actor = [p.detach().clone() for p in _flatten_tensors(actor_params) if p is not None]
-        if critic_params is not None:
-            self._prev_critic = [p.detach().clone() for p in _flatten_tensors(critic_params) if p is not None]
+        a = _flatten_tensors(actor_params, "actor_params") if actor_params is not None else None
+        c = _flatten_tensors(critic_params, "critic_params") if critic_params is not None else None
+        if a is not None:
+            self._check_actor_params(a)
+            self._prev_actor = [p.detach().clone() for p in a if p is not None]
+        if c is not None:
+            self._prev_critic = [p.detach().clone() for p in c if p is not None]
 
     # ------------------------------------------------------------------ internals
 
@@ -396,41 +515,132 @@ class ActorCriticMonitor:
             ne &= ~((p - q).abs() < self.freeze_tolerance)
         return ne
 
+    def _check_actor_params(self, params: list[Tensor | None]) -> None:
+        if self.n_agents is None:
+            return
+        for p in params:
+            if p is not None and (p.dim() == 0 or p.shape[0] != self._N):
+                raise ValueError(
+                    f"actor parameter of shape {tuple(p.shape)}; expected the agent dimension {self._N} first"
+                )
+
+    def _check_same_structure(self, layers: list[tuple[str, list[Tensor | None]]] | None,
+                              params: list[Tensor | None] | None, what: str) -> None:
+        """Gradients and parameters given together must describe the same tensors
+        (same count; same shapes, compared as sorted lists, where no gradient is ``None``).
+        A pair of structures found consistent once is remembered (the per-update cost is
+        then one tuple of shapes each)."""
+        if layers is None or params is None:
+            return
+        grads = [t for _, ts in layers for t in ts]
+        key = (what, tuple(None if t is None else tuple(t.shape) for t in grads),
+               tuple(tuple(p.shape) for p in params if p is not None))  # fmt: skip
+        if key in self._consistent:
+            return
+        n_params = sum(p is not None for p in params)
+        if len(grads) != n_params:
+            raise ValueError(
+                f"{what} gradients ({len(grads)} tensors) and parameters ({n_params} tensors) "
+                "have different structures"
+            )
+        if None not in grads and _shapes(grads) != _shapes(params):
+            raise ValueError(
+                f"{what} gradients and parameters have different structures: gradient shapes "
+                f"{_shapes(grads)}, parameter shapes {_shapes(params)}"
+            )
+        if len(self._consistent) < 16:
+            self._consistent.add(key)
+
     @staticmethod
-    def _against_snapshot(prev: list[Tensor] | None, params: list[Tensor | None],
-                          what: str) -> tuple[list[Tensor], list[Tensor], bool]:
+    def _check_snapshot(prev: list[Tensor] | None, params: list[Tensor | None] | None, what: str) -> None:
+        if prev is None or params is None:
+            return
+        ps = [p for p in params if p is not None]
+        if len(prev) != len(ps) or any(a.shape != b.shape for a, b in zip(prev, ps)):
+            raise ValueError(f"{what} parameters changed structure between updates")
+
+    def _grad_diverged(self, sq: Tensor, layers: list[tuple[str, list[Tensor | None]]],
+                       agents: bool = True) -> Tensor:
+        """Per agent (or ``(1,)`` for the critic): the gradient is non-finite, or an
+        element's square overflows its own dtype (``|g| > 1.8e19`` in float32: Adam's
+        second moment then becomes inf and the weights stop moving or turn NaN)."""
+        bad = ~torch.isfinite(sq)
+        tensors = [t for _, ts in layers for t in ts if t is not None and t.is_floating_point() and t.numel()]
+        if not tensors:
+            return bad
+        fmax = min(torch.finfo(t.dtype).max for t in tensors)
+        if bool((sq > fmax).any()):  # only then can an element's square overflow (rare)
+            for t in tensors:
+                g = t.detach().reshape(self._N if agents and self.n_agents is not None else 1, -1)
+                bad |= (~torch.isfinite(g * g)).any(1).cpu()
+        return bad
+
+    def _params_diverged(self, params: list[Tensor | None], agents: bool) -> Tensor:
+        """Per agent (or ``(1,)``): some parameter is NaN or infinite.
+
+        One native-dtype sum per tensor (over the non-agent dims): a sum is finite only
+        if every element is, so a finite sum settles it; a non-finite one (an element is
+        NaN/inf, or a finite sum overflowed) is re-checked exactly with ``isfinite``."""
+        per_agent = agents and self.n_agents is not None
+        ps = [p.detach() for p in params if p is not None and p.numel() and p.is_floating_point()]
+        n = self._N if per_agent else 1
+        if not ps:
+            return torch.zeros(n, dtype=torch.bool)
+        if per_agent:
+            sums = [p if p.dim() == 1 else p.sum(tuple(range(1, p.dim()))) for p in ps]
+        else:
+            sums = [p.sum().reshape(1) for p in ps]
+        bad = ~torch.isfinite(torch.stack([t.to(torch.float64) for t in sums]).sum(0))
+        if bool(bad.any()):  # rare: decide exactly
+            bad = torch.zeros(n, dtype=torch.bool, device=bad.device)
+            for p in ps:
+                fin = torch.isfinite(p)
+                bad |= ~fin.reshape(n, -1).all(1) if per_agent else ~fin.all().reshape(1)
+        return bad.cpu()
+
+    @staticmethod
+    def _against_snapshot(prev: list[Tensor] | None, params: list[Tensor | None]) -> tuple[list[Tensor], list[Tensor], bool]:
         """``(params, snapshot, comparable)``: the detached parameters and the previous
         snapshot on their device; ``comparable`` is False for the first observation, where
-        the returned snapshot is a fresh copy to store."""
+        the returned snapshot is a fresh copy to store (structure checked before)."""
         ps = [p.detach() for p in params if p is not None]
         if prev and ps and prev[0].device != ps[0].device:  # e.g. after load_state_dict
             prev = [t.to(ps[0].device) for t in prev]
-        if prev is None or len(prev) != len(ps) or any(a.shape != b.shape for a, b in zip(prev, ps)):
-            if prev is not None:
-                raise ValueError(f"{what} parameters changed structure between updates")
+        if prev is None:
             return ps, [p.clone() for p in ps], False
         return ps, prev, True
 
-    def _observe_actor_params(self, step: int, params: list[Tensor | None]) -> None:
+    def _observe_actor_params(self, step: int, params: list[Tensor | None], diverged: Tensor) -> None:
         N = self._N
-        ps, prev, comparable = self._against_snapshot(self._prev_actor, params, "actor")
+        ps, prev, comparable = self._against_snapshot(self._prev_actor, params)
         self._prev_actor = prev
         if not comparable:
             return
-        changed = torch.zeros(N, dtype=torch.bool, device=ps[0].device if ps else "cpu")
-        for p, q in zip(ps, prev):
-            if p.numel() == 0:
-                continue
-            c = self._changed(p, q)
-            changed |= c.reshape(N, -1).any(1) if self.n_agents is not None else c.any().reshape(1)
-            q.copy_(p)
-        unchanged = (~changed).cpu()
+        if self.n_agents is None and self.freeze_tolerance == 0:
+            # one actor, exact test: torch.equal stops at the first difference, so a moving
+            # network costs only the snapshot copy (same semantics as the mask: NaN != NaN)
+            same = True
+            for p, q in zip(ps, prev):
+                if same and torch.equal(p, q):
+                    continue  # bitwise equal: nothing to copy
+                same = False
+                q.copy_(p)
+            changed = torch.tensor([not same])
+        else:
+            changed = torch.zeros(N, dtype=torch.bool, device=ps[0].device if ps else "cpu")
+            for p, q in zip(ps, prev):
+                if p.numel() == 0:
+                    continue
+                c = self._changed(p, q)
+                changed |= c.reshape(N, -1).any(1) if self.n_agents is not None else c.any().reshape(1)
+                q.copy_(p)
+        unchanged = (~changed).cpu() & ~diverged  # a diverged actor is never "frozen"
         stop = self._actor_stop
         self._actor_stop = torch.where(unchanged & (stop == _NONE), step, stop)
         self._frozen = unchanged
 
-    def _observe_critic_params(self, step: int, params: list[Tensor | None]) -> None:
-        ps, prev, comparable = self._against_snapshot(self._prev_critic, params, "critic")
+    def _observe_critic_params(self, step: int, params: list[Tensor | None], diverged: bool) -> None:
+        ps, prev, comparable = self._against_snapshot(self._prev_critic, params)
         self._prev_critic = prev
         if not comparable:
             return
@@ -443,6 +653,7 @@ class ActorCriticMonitor:
                 if exact and same:
                     continue  # bitwise equal: nothing to copy
             q.copy_(p)  # the snapshot is always the previous update's values
+        unchanged = unchanged and not diverged  # a diverged critic is never "stopped"
         self._critic_frozen = unchanged
         if unchanged and self._critic_stop is None:
             self._critic_stop = step
@@ -469,9 +680,9 @@ class ActorCriticMonitor:
             else:
                 z3 = z.reshape(-1, 1, A)
             if z3.numel():
-                zd = z3.to(torch.float64)
-                az = zd.abs()
-                sat = (az > self.z_bound).to(torch.float64)
+                # the squashing derivative in z's own dtype (float32 for a float32 network):
+                # exactly 0 there means the output passes no gradient at all
+                zd, az, sat, dead, deriv = _squash_elements(z3, self.squash, self.z_bound)
                 vals = torch.stack(
                     [
                         zd.mean(),
@@ -480,17 +691,17 @@ class ActorCriticMonitor:
                         zd.max(),
                         az.max(),
                         sat.mean(),
+                        dead.mean(),
+                        deriv.mean(),
                     ]
                 ).tolist()
-                s.update(
-                    zip(
-                        ("preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs", "saturation_ratio"),
-                        vals,
-                    )
-                )
+                s.update(zip(_PREACT_KEYS, vals))
                 s["saturation_dim"] = sat.mean((0, 1)).tolist()
+                s["dead_output_dim"] = dead.mean((0, 1)).tolist()
                 s["agent_saturation"] = sat.mean((0, 2)).tolist()
                 s["agent_max_abs"] = az.amax((0, 2)).tolist()
+                s["agent_dead_output"] = dead.mean((0, 2)).tolist()
+                s["agent_squash_grad"] = deriv.mean((0, 2)).tolist()
                 self._n_dims = max(self._n_dims or 0, A)
                 self._last_sat = s["saturation_ratio"]
         ah = pend.get("actor_hidden")
@@ -564,11 +775,12 @@ class ActorCriticMonitor:
             row[f"actor_grad_norm_l{j}"] = float(v)
         for j, v in enumerate(c_l):
             row[f"critic_grad_norm_l{j}"] = float(v)
-        for k in ("preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs", "saturation_ratio"):
+        for k in _PREACT_KEYS:
             row[k] = float(s.get(k, _NAN))
-        dims = s.get("saturation_dim", [])
-        for d in range(max(self._n_dims or 0, len(dims))):
-            row[f"saturation_dim{d}"] = float(dims[d]) if d < len(dims) else _NAN
+        for name, key in (("saturation_dim", "saturation_dim"), ("dead_output_dim", "dead_output_dim")):
+            dims = s.get(key, [])
+            for d in range(max(self._n_dims or 0, len(dims))):
+                row[f"{name}{d}"] = float(dims[d]) if d < len(dims) else _NAN
         for prefix, key, n in (
             ("actor", "actor_hidden", self._n_actor_hidden),
             ("critic", "critic_hidden", self._n_critic_hidden),
@@ -579,6 +791,8 @@ class ActorCriticMonitor:
                 row[f"{prefix}_dead_relu_l{j}"] = float(dead)
                 row[f"{prefix}_hidden_mean_l{j}"] = float(mean)
         row["actors_stopped"] = self.n_stopped
+        row["actors_diverged"] = self.n_diverged
+        row["critic_diverged"] = int(self._critic_diverged is not None)
         return row
 
     def agent_rows(self, step: int | None = None) -> list[dict[str, float | int]]:
@@ -589,8 +803,15 @@ class ActorCriticMonitor:
         g = self._agent_sq.sqrt().tolist() if self._agent_sq is not None else [_NAN] * N
         sat = s.get("agent_saturation", [_NAN] * N)
         mx = s.get("agent_max_abs", [_NAN] * N)
+        dead = s.get("agent_dead_output", [_NAN] * N)
+        dg = s.get("agent_squash_grad", [_NAN] * N)
+        div = (self._diverged != _NONE).tolist()
         return [
-            {"episode": ep, "agent": i, "grad_norm": float(g[i]), "saturation_ratio": float(sat[i]), "preact_max_abs": float(mx[i])}
+            {
+                "episode": ep, "agent": i, "grad_norm": float(g[i]), "saturation_ratio": float(sat[i]),
+                "preact_max_abs": float(mx[i]), "dead_output_frac": float(dead[i]),
+                "squash_grad_mean": float(dg[i]), "diverged": int(div[i]),
+            }  # fmt: skip
             for i in range(N)
         ]
 
@@ -620,6 +841,22 @@ class ActorCriticMonitor:
     @property
     def critic_stop_episode(self) -> int | None:
         return self._critic_stop
+
+    @property
+    def actor_diverged_episode(self) -> list[int | None]:
+        """Per actor: first step with a non-finite gradient or parameter, or a gradient
+        element whose square overflows its dtype (None if it never diverged)."""
+        return self._episodes(self._diverged)
+
+    @property
+    def critic_diverged_episode(self) -> int | None:
+        """First step at which the critic diverged (same test as the actors')."""
+        return self._critic_diverged
+
+    @property
+    def n_diverged(self) -> int:
+        """Number of actors that have diverged."""
+        return int((self._diverged != _NONE).sum())
 
     @property
     def n_stopped(self) -> int:
@@ -659,8 +896,25 @@ class ActorCriticMonitor:
     def last_rho(self) -> float:
         return self._norms()[2]
 
+    def divergence_summary(self) -> dict[str, Any]:
+        """The divergence keys of ``summary.json``: ``diverged`` (bool: an actor or the
+        critic diverged), ``diverged_step`` (the first such step), ``actor_diverged_step``
+        (first over the actors), ``critic_diverged_step``, ``per_agent_diverged_step``."""
+        a = [v for v in self.actor_diverged_episode if v is not None]
+        actor = min(a) if a else None
+        c = self._critic_diverged
+        first = [v for v in (actor, c) if v is not None]
+        return {
+            "diverged": bool(first),
+            "diverged_step": min(first) if first else None,
+            "actor_diverged_step": actor,
+            "critic_diverged_step": c,
+            "per_agent_diverged_step": self.actor_diverged_episode,
+        }
+
     def summary(self) -> dict[str, Any]:
-        """The monitor's part of ``summary.json``."""
+        """The monitor's part of ``summary.json`` (plain JSON-able values; NaN where
+        nothing was observed)."""
         return {
             "stopping_episode": self.all_stopped_episode,
             "per_agent_stop_episode": self.actor_stop_episode,
@@ -671,6 +925,7 @@ class ActorCriticMonitor:
             "max_abs_preactivation": self.max_abs_preactivation,
             "final_saturation_ratio": self.last_saturation_ratio,
             "final_rho": self.last_rho,
+            **self.divergence_summary(),
         }
 
     # ------------------------------------------------------------------ persistence
@@ -694,6 +949,8 @@ class ActorCriticMonitor:
             "frozen": cpu(self._frozen),
             "critic_stop": self._critic_stop,
             "critic_frozen": self._critic_frozen,
+            "diverged": cpu(self._diverged),
+            "critic_diverged": self._critic_diverged,
             "prev_actor": None if self._prev_actor is None else [cpu(t) for t in self._prev_actor],
             "prev_critic": None if self._prev_critic is None else [cpu(t) for t in self._prev_critic],
             "max_abs": cpu(self._max_abs),
@@ -728,6 +985,10 @@ class ActorCriticMonitor:
         self._frozen = cl(d["frozen"])
         self._critic_stop = d["critic_stop"]
         self._critic_frozen = bool(d["critic_frozen"])
+        # states saved before divergence detection existed: nothing diverged
+        div = d.get("diverged")
+        self._diverged = torch.full((self._N,), _NONE, dtype=torch.int64) if div is None else cl(div)
+        self._critic_diverged = d.get("critic_diverged")
         self._prev_actor = None if d["prev_actor"] is None else [t.detach().clone() for t in d["prev_actor"]]
         self._prev_critic = None if d["prev_critic"] is None else [t.detach().clone() for t in d["prev_critic"]]
         self._max_abs = cl(d["max_abs"])
@@ -755,7 +1016,16 @@ def _group_named(named: Iterable[tuple[str, Tensor | None]]) -> dict[str, dict[s
     return out
 
 
-def _selected_params(module: nn.Module, params: Iterable[Tensor] | None) -> list[tuple[str, nn.Parameter]]:
+def _require_module(m: Any, what: str) -> None:
+    """A clear ``TypeError`` when ``m`` is not an ``nn.Module`` (e.g. a list of layers or a name)."""
+    if not isinstance(m, nn.Module):
+        hint = " (pass the network itself, e.g. nn.Sequential(...), not a list)" if isinstance(m, (list, tuple)) else ""
+        raise TypeError(f"{what} expects a torch.nn.Module, got {type(m).__name__}{hint}")
+
+
+def _selected_params(module: nn.Module, params: Iterable[Tensor] | None,
+                     what: str = "collect_grads") -> list[tuple[str, nn.Parameter]]:
+    _require_module(module, what)
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     if params is not None:
         ids = {id(p) for p in params}
@@ -763,26 +1033,42 @@ def _selected_params(module: nn.Module, params: Iterable[Tensor] | None) -> list
     return named
 
 
-def collect_grads(module: nn.Module, params: Iterable[Tensor] | None = None) -> dict[str, dict[str, Tensor]]:
+def selected_parameters(module: nn.Module, params: Iterable[Tensor] | None = None) -> list[tuple[str, nn.Parameter]]:
+    """The ``(name, parameter)`` pairs :func:`collect_grads` / :func:`collect_params` use
+    (trainable, restricted to ``params`` if given): compute once and pass as ``named=``
+    to skip the module walk at every call."""
+    return _selected_params(module, params, "selected_parameters")
+
+
+def collect_grads(
+    module: nn.Module | None, params: Iterable[Tensor] | None = None,
+    named: Sequence[tuple[str, Tensor]] | None = None,
+) -> dict[str, dict[str, Tensor]]:
     """Clones of every trainable parameter's ``.grad``, grouped per layer.
 
     Returns ``{"net.0": {"weight": g, "bias": g}, ...}`` (layer = module path of the
     parameter). A parameter whose ``.grad`` is ``None`` gets zeros. ``params``
     restricts to those parameters (e.g. an optimiser's). Call it right after the
     network's own ``loss.backward()`` (before another loss's backward adds to it).
+    ``named`` (from :func:`selected_parameters`) replaces ``module`` and ``params``.
     """
+    pairs = named if named is not None else _selected_params(module, params, "collect_grads")
     return _group_named(
-        (n, p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
-        for n, p in _selected_params(module, params)
+        (n, p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in pairs
     )
 
 
-def collect_params(module: nn.Module, params: Iterable[Tensor] | None = None) -> dict[str, dict[str, Tensor]]:
+def collect_params(
+    module: nn.Module | None, params: Iterable[Tensor] | None = None,
+    named: Sequence[tuple[str, Tensor]] | None = None,
+) -> dict[str, dict[str, Tensor]]:
     """Every trainable parameter (detached, *not* copied), grouped per layer.
 
-    The monitor keeps its own snapshot copy, so references are enough.
+    The monitor keeps its own snapshot copy, so references are enough. ``named`` as in
+    :func:`collect_grads`.
     """
-    return _group_named((n, p.detach()) for n, p in _selected_params(module, params))
+    pairs = named if named is not None else _selected_params(module, params, "collect_params")
+    return _group_named((n, p.detach()) for n, p in pairs)
 
 
 _SQUASH_MODULES: tuple[type[nn.Module], ...] = (nn.Tanh, nn.Softsign, nn.Sigmoid, nn.Hardtanh)
@@ -797,6 +1083,7 @@ class OutputPreactHook:
     """
 
     def __init__(self, module: nn.Module, capture: str = "input", training_only: bool = False) -> None:
+        _require_module(module, "OutputPreactHook")
         if capture not in ("input", "output"):
             raise ValueError(f"capture must be 'input' or 'output', got {capture!r}")
         self.module = module
@@ -850,6 +1137,7 @@ def register_preact_hook(module_or_layer: nn.Module, training_only: bool = False
       the forward order for ``nn.Sequential`` and most hand-written nets).
     """
     m = module_or_layer
+    _require_module(m, "register_preact_hook")
     if isinstance(m, _SQUASH_MODULES):
         return OutputPreactHook(m, "input", training_only)
     if isinstance(m, nn.Linear):
@@ -882,7 +1170,12 @@ class HiddenActivationHook:
         if layers is None:
             if module is None:
                 raise ValueError("pass a module or layers")
+            _require_module(module, "HiddenActivationHook")
             layers = [s for s in module.modules() if isinstance(s, types)]
+        elif isinstance(layers, nn.Module) or isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+            raise TypeError(f"HiddenActivationHook layers= expects a sequence of modules, got {type(layers).__name__}")
+        for layer in layers:
+            _require_module(layer, "HiddenActivationHook layers=")
         self.layers = list(layers)
         self.training_only = training_only
         self._vals: list[Tensor | None] = [None] * len(self.layers)

@@ -1,4 +1,4 @@
-"""The actor-side pieces of the mitigation presets (``experiments.md`` section 3).
+"""The actor-side pieces of the mitigation presets (``docs/presets.md``).
 
 Everything here is used by :class:`gradasym.networks.ActorEnsemble` and
 :class:`gradasym.agent.CCMMADRL`; with the default configuration none of it changes

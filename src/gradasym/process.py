@@ -1,6 +1,9 @@
-"""Process-wide settings of a training process (speed only; nothing here changes a number).
+"""Process-wide settings of a training process (speed, and the thread count's rounding).
 
-* ``torch`` intra-op threads (``run.threads``).
+* ``torch`` intra-op threads (``run.threads``, default 1: with more, a run slows down
+  many times as soon as another process competes for its cores; and the thread count
+  changes float32 rounding, so 1 is also what the committed results were computed
+  with; benchmarks/RESULTS.md, "Threads").
 * glibc's ``malloc`` keeps freed memory for reuse instead of handing it back to the
   operating system. An update allocates and frees tensors of a few MB (rows x 512
   first-layer activations); by default glibc returns such blocks to the kernel

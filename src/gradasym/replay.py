@@ -1,4 +1,4 @@
-"""Prioritised experience replay (``ccm-madrl.md``, "Replay (prioritised)").
+"""Prioritised experience replay (``docs/study.md``, ``docs/architecture.md``).
 
 One transition = one environment step of all N agents:
 ``(states (N,S), actions (N,A) as acted, x (N,) master decisions, team reward,

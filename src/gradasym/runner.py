@@ -1,17 +1,20 @@
 """One training run of CCM-MADRL on the MEC environment, with full tracking.
 
-``run_experiment`` owns the episode loop (``ccm-madrl.md``, "Training schedule"):
+``run_experiment`` owns the episode loop (``docs/study.md``, "The algorithm"):
 act for ``steps_per_episode`` steps, store every transition, run one training
 update after every episode once more than ``episodes_before_train`` episodes are
 done, feed the update to the monitor, and write the run folder described in
 ``docs/architecture.md``. It checkpoints atomically every
 ``run.checkpoint_interval`` episodes and at the end, so a killed run resumes from
-its last checkpoint and gives the same numbers as an uninterrupted one.
+its last checkpoint and gives the same numbers as an uninterrupted one. The folder
+rules (lock, stored-configuration check, checkpoint rotation, temporary-file
+cleanup, disk-full errors) live in :mod:`gradasym.runfolder`.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import traceback
 from contextlib import nullcontext
@@ -23,17 +26,21 @@ import torch
 
 from . import __version__
 from .agent import CCMMADRL
-from .config import Config, ConfigError
+from .config import Config, ConfigError, check_memory
 from .env.mec import MECEnv
-from .io import read_json, torch_save, write_json, write_table
+from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
+from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
 from .seeding import numpy_generator
+from .tensorboard import open_for_run as open_tensorboard
+from .tensorboard import require as require_tensorboard
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 # Fields that may differ between a run and its resumption.
-_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "keep_replay")}
+_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "tensorboard"),
+                     ("run", "keep_replay")}
 
 
 def epsilon(cfg: Config, episodes_done: int) -> float:
@@ -214,12 +221,14 @@ class Trainer:
             "max_abs_preactivation": mon.max_abs_preactivation,
             "final_saturation_ratio": last_track.get("saturation_ratio"),
             "final_rho": last_track.get("rho"),
+            **mon.divergence_summary(),  # diverged, diverged_step, actor_/critic_/per_agent_diverged_step
             "reward_first10": float(np.mean(rewards[:k])) if rewards else None,
             "reward_last10": float(np.mean(rewards[-k:])) if rewards else None,
             "seconds_total": self.seconds,
             "seconds_per_episode": self.seconds / self.episodes_done if self.episodes_done else None,
             "early_stopped": self.should_stop_early(),
             "version": __version__,
+            "provenance": __import__("gradasym.provenance", fromlist=["collect"]).collect(),  # commit, machine
         }
 
     # --------------------------------------------------------- persistence
@@ -255,61 +264,55 @@ def _config_record(cfg: Config) -> dict[str, Any]:
     return {**cfg.to_dict(), "version": __version__}
 
 
-def _check_resumable(saved: dict[str, Any], cfg: Config, out: Path) -> None:
-    """Refuse to resume a folder written with a different configuration."""
-    now = cfg.to_dict()
-    diffs = []
-    for section in ("env", "agent", "run"):
-        for key, value in now[section].items():
-            old = saved.get(section, {}).get(key)
-            if isinstance(value, tuple):
-                value = list(value)
-            if isinstance(old, tuple):
-                old = list(old)
-            if (section, key) not in _RESUMABLE_FIELDS and old != value:
-                diffs.append(f"{section}.{key}: {old!r} -> {value!r}")
-    if sorted(saved.get("presets", [])) != sorted(now["presets"]):
-        diffs.append(f"presets: {saved.get('presets')} -> {now['presets']}")
-    if diffs:
-        raise ConfigError(
-            f"{out} holds a run with a different configuration ({'; '.join(diffs)}); "
-            "use another --out folder"
-        )
-
-
-def write_outputs(trainer: Trainer, out: Path, status: str, error: str | None = None,
+def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: str | None = None,
                   checkpoint: bool = True, keep_replay: bool = True) -> dict[str, Any]:
     """Write tables, summary and (optionally) the checkpoint, each atomically
-    (``keep_replay=False``: the checkpoint without the replay buffer)."""
-    if checkpoint:
-        torch_save(out / "checkpoint.pt", trainer.state_dict(keep_replay=keep_replay))
-    write_table(out / "episodes.parquet", trainer.episode_rows)
-    write_table(out / "tracking.parquet", trainer.tracking_rows)
-    write_table(out / "tracking_agents.parquet", trainer.agent_rows)
-    summary = trainer.summary(status, error)
-    write_json(out / "summary.json", summary)
+    (``keep_replay=False``: the checkpoint without the replay buffer).
+
+    The checkpoint goes through :meth:`RunFolder.save_checkpoint` (the previous one is
+    kept as ``checkpoint.prev.pt``); a full disk raises :class:`DiskFullError` (one line).
+    """
+    folder = out if isinstance(out, RunFolder) else RunFolder(out)
+    with disk_full_guard(f"episode {trainer.episodes_done}"):
+        if checkpoint:
+            folder.save_checkpoint(trainer.state_dict(keep_replay=keep_replay))
+        write_table(folder.path / "episodes.parquet", trainer.episode_rows)
+        write_table(folder.path / "tracking.parquet", trainer.tracking_rows)
+        write_table(folder.path / "tracking_agents.parquet", trainer.agent_rows)
+        summary = trainer.summary(status, error)
+        write_json(folder.summary_path, summary)
     return summary
 
 
-def open_run(cfg: Config, out: Path, resume: bool) -> Trainer:
-    """Check and write the run folder's ``config.json``, build the :class:`Trainer` and load
-    its checkpoint (with ``resume``); ``cfg`` must be validated. A checkpoint without a
-    replay buffer (a finished run, ``run.keep_replay = false``) cannot be extended."""
-    ckpt = out / "checkpoint.pt"
-    if (out / "config.json").exists():
-        if not resume:
-            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        _check_resumable(read_json(out / "config.json"), cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", _config_record(cfg))
+def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
+    """Prepare a locked run folder and its :class:`Trainer`: remove temporary files, check the
+    configuration against ``config.json`` and the checkpoint (with ``resume``), load the
+    checkpoint, write ``config.json``. ``cfg`` must be validated; the caller holds
+    ``folder.lock()``. A checkpoint without its replay buffer (a finished run of the batched
+    trainer, ``run.keep_replay = false``) cannot be extended: refused."""
+    wanted = cfg.to_dict()
+    folder.clean_temp_files()
+    state = None
+    if resume:
+        folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+        try:
+            folder.read_summary()
+        except RunFolderError:
+            _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
+        loaded = folder.load_checkpoint(warn=_warn)
+        if loaded is not None:
+            state, path = loaded
+            folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
     trainer = Trainer(cfg)
-    if resume and ckpt.exists():
-        trainer.load_state_dict(torch.load(ckpt, weights_only=False))
+    if state is not None:
+        trainer.load_state_dict(state)
+        del state
         done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
         if not done and not trainer.agent.has_replay:
-            raise ConfigError(f"{out} holds a finished run whose final checkpoint has no replay buffer "
+            raise ConfigError(f"{folder.path} holds a finished run whose final checkpoint has no replay buffer "
                               "(run.keep_replay = false), so it cannot be extended identically; "
-                              "rerun it with --keep-replay into another --out folder")
+                              "train it again with run.keep_replay = true into another folder")
+    folder.write_config(_config_record(cfg))
     return trainer
 
 
@@ -326,18 +329,41 @@ def run_experiment(
     configuration continues from it (``run.episodes`` may be raised to extend a
     finished run); a finished run with nothing left to do returns its summary.
     Without ``resume`` an existing run folder is an error, so nothing is overwritten.
+
+    The folder rules of :mod:`gradasym.runfolder` apply: the configuration must match
+    both ``config.json`` and the one stored in the checkpoint; another live process
+    writing the folder is refused (``.run.lock``); temporary files of interrupted
+    writes are removed; a bad newest checkpoint falls back to ``checkpoint.prev.pt``;
+    ``config.json`` is written only once the run has started (a refused start leaves
+    none behind); sizes that cannot fit in memory are refused before any allocation.
     """
     cfg.validate()
-    out = Path(out_dir)
+    check_memory(cfg)
+    if cfg.run.tensorboard:
+        require_tensorboard()  # the extra is missing: say so before anything is written
+    folder = RunFolder(out_dir)
+    out = folder.path
+    if folder.holds_run() and not resume:
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     configure_process(cfg.run.threads)
-    trainer = open_run(cfg, out, resume)
-    if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
-        return write_outputs(trainer, out, "finished", checkpoint=False)
+    with disk_full_guard(), folder.lock():
+        trainer = open_run(cfg, folder, resume)
+        board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
+        if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
+            if board is not None:
+                board.close(trainer)
+            return write_outputs(trainer, folder, "finished", checkpoint=False)
+        return _train(trainer, folder, board, progress, show_progress)
 
+
+def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn | None,
+           show_progress: bool) -> dict[str, Any]:
+    """The episode loop of :func:`run_experiment` (the folder is locked and prepared)."""
+    cfg = trainer.cfg
     bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
     try:
         with bar as live:
-            write_outputs(trainer, out, "running")
+            write_outputs(trainer, folder, "running")
             while trainer.episodes_done < cfg.run.episodes and not trainer.should_stop_early():
                 row = trainer.run_episode()
                 info = _progress_info(trainer, row)
@@ -346,14 +372,28 @@ def run_experiment(
                 if live is not None:
                     live.advance(info)
                 if trainer.episodes_done % cfg.run.checkpoint_interval == 0:
-                    write_outputs(trainer, out, "running")
+                    if board is not None:
+                        board.write(trainer)
+                    write_outputs(trainer, folder, "running")
     except KeyboardInterrupt:
         raise  # the last checkpoint stays valid; a rerun with resume continues from it
+    except DiskFullError:
+        raise  # nothing more can be written; the files of the last checkpoint are intact
     except Exception as exc:
-        write_json(out / "summary.json", trainer.summary("failed", f"{type(exc).__name__}: {exc}\n"
-                                                          + traceback.format_exc(limit=5)))
+        try:
+            write_json(folder.summary_path, trainer.summary(
+                "failed", f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5)))
+        except OSError:
+            pass  # the original error matters more than the summary
         raise
-    return write_outputs(trainer, out, "finished")
+    finally:
+        if board is not None:
+            board.close(trainer)
+    return write_outputs(trainer, folder, "finished")
+
+
+def _warn(text: str) -> None:
+    print(f"gradasym: warning: {text}", file=sys.stderr, flush=True)
 
 
 def _progress_info(trainer: Trainer, row: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import sys
 
 import pytest
+import torch
 from torch import nn
 
 import gradasym.integrations.sb3 as sb3_integration
@@ -119,3 +121,130 @@ def test_rejects_algorithms_without_actor_and_critic():
     model = sb3.PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, device="cpu")
     with pytest.raises(TypeError, match="TD3, DDPG, SAC"):
         model.learn(64, callback=SaturationMonitorCallback())
+
+
+def _hooks_attached(model) -> int:
+    """Optimiser step hooks, module forward hooks and instance wrappers left on ``model``."""
+    n = 0
+    for net in (model.actor, model.critic):
+        n += len(net.optimizer._optimizer_step_pre_hooks) + len(net.optimizer._optimizer_step_post_hooks)
+        n += sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules())
+    dist = getattr(model.actor, "action_dist", None)
+    return n + int(dist is not None and "log_prob_from_params" in vars(dist))
+
+
+def _crash_after(n_calls):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Crash(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.n_calls >= n_calls:
+                raise RuntimeError("boom")
+            return True
+
+    return Crash()
+
+
+@pytest.mark.parametrize("algo", ["TD3", "SAC"])
+def test_close_after_a_crash_removes_every_hook(algo):
+    model = _td3(1e-3, algo=algo)
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+
+    cb = SaturationMonitorCallback(log_freq=20, record_to_logger=False)
+    cb.close()  # before any training: nothing to remove, no error
+    with pytest.raises(RuntimeError, match="boom"):
+        model.learn(300, callback=CallbackList([cb, _crash_after(200)]))
+    assert cb.attached and _hooks_attached(model) > 0  # SB3 skipped _on_training_end
+    s = cb.summary()
+    # the crash came at env step 200, before its gradient step: 99 gradient steps, rows at 20..80
+    assert s["gradient_steps"] == 99 and s["rows"] == 4 and s["diverged"] is False
+    assert json.loads(json.dumps(s)) == s  # plain JSON values (no NaN here: pre-activations seen)
+    cb.close()
+    assert not cb.attached and _hooks_attached(model) == 0
+    cb.close()  # idempotent
+    assert cb.summary() == s
+    # the model trains on, unobserved, and the callback can be attached again
+    model.learn(50, reset_num_timesteps=False)
+    assert cb.summary()["gradient_steps"] == 99
+
+
+def test_context_manager_saves_and_detaches_on_failure(tmp_path):
+    pd = pytest.importorskip("pandas")
+    model = _td3(1e-3, algo="SAC")
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+
+    path = tmp_path / "tracking.parquet"
+    with pytest.raises(RuntimeError, match="boom"):
+        with SaturationMonitorCallback(log_freq=25, save_path=path, record_to_logger=False) as cb:
+            model.learn(400, callback=CallbackList([cb, _crash_after(250)]))
+    assert _hooks_attached(model) == 0 and not cb.attached
+    df = pd.read_parquet(path)
+    assert df["episode"].tolist() == [25, 50, 75, 100, 125]  # 149 gradient steps before the crash
+
+
+def test_sac_sampled_pre_tanh_and_log_std_columns():
+    model = _td3(3e-4, algo="SAC")
+    from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN
+
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+
+    cb = SaturationMonitorCallback(log_freq=50, record_to_logger=False)
+    model.learn(300, callback=cb)
+    df = cb.dataframe()
+    cols = ["sampled_max_abs", "sampled_mean_abs", "sampled_saturation_ratio", "sampled_dead_output_frac",
+            "sampled_squash_grad_mean", "log_std_mean", "log_std_min", "log_std_max"]  # fmt: skip
+    assert set(cols) <= set(df.columns) and len(df) == 4
+    assert df[cols].notna().all().all()
+    assert (df["log_std_min"] <= df["log_std_mean"]).all() and (df["log_std_mean"] <= df["log_std_max"]).all()
+    assert (df["log_std_min"] >= LOG_STD_MIN).all() and (df["log_std_max"] <= LOG_STD_MAX).all()
+    assert df["sampled_saturation_ratio"].between(0, 1).all()
+    # the sampled value is not the mean (mean + std * noise, std = exp(log_std) ~ 1 early on)
+    assert (df["sampled_max_abs"] != df["preact_max_abs"]).all()
+    # TD3 rows have no such columns
+    td3 = SaturationMonitorCallback(log_freq=50, record_to_logger=False)
+    _td3(1e-3).learn(200, callback=td3)
+    assert not any(c.startswith(("sampled_", "log_std")) for c in td3.dataframe().columns)
+
+
+def test_sac_sampled_columns_match_the_training_sample():
+    model = _td3(3e-4, algo="SAC")
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+    from gradasym.monitor import preact_summary
+
+    cb = SaturationMonitorCallback(log_freq=10, record_to_logger=False)
+    seen = {}
+    real_post = None
+
+    def spy_actor_step(optimizer, args, kwargs):
+        sampled = cb._actor.get("sampled")
+        seen[cb._grad_steps] = sampled
+        real_post(optimizer, args, kwargs)
+
+    model.learn(100, callback=cb)
+    real_post = cb._actor_post_step
+    cb._actor_post_step = spy_actor_step  # learn's wiring registers the instance attribute
+    model.learn(30, callback=cb, reset_num_timesteps=False)
+    row = cb.rows[-1]
+    sampled = seen[row["episode"]]
+    g, log_std = sampled["gaussian"], sampled["log_std"]
+    assert g.shape == (256, 1) and log_std.shape == (256, 1)  # the training batch (batch_size 256)
+    assert row["sampled_max_abs"] == preact_summary(g)["max_abs"] == float(g.abs().max())
+    assert row["log_std_max"] == pytest.approx(float(log_std.max()))
+    assert row["sampled_saturation_ratio"] == float((g.abs() > math.atanh(0.9)).double().mean())
+
+
+@pytest.mark.parametrize("algo", ["TD3", "SAC"])
+def test_monitor_does_not_change_training(algo):
+    trained = []
+    for with_cb in (False, True):
+        model = _td3(1e-3, algo=algo)
+        from gradasym.integrations.sb3 import SaturationMonitorCallback
+
+        cb = SaturationMonitorCallback(log_freq=7, record_to_logger=False) if with_cb else None
+        model.learn(250, callback=cb)
+        trained.append([p.detach().clone() for p in model.policy.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*trained))

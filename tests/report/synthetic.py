@@ -64,6 +64,7 @@ class RunSpec:
     write_episodes: bool = True
     write_config: bool = True
     error: str | None = None
+    dead_grads: bool = False          # actor gradients exactly 0 from the stop episode on (float32 underflow)
     extra: dict = field(default_factory=dict)
 
 
@@ -127,6 +128,8 @@ def tracking_frame(spec: RunSpec, rng: np.random.Generator) -> pd.DataFrame:
     actor = 1e-3 * np.exp(-decay * np.clip(frac, 0, 1)) * (1 + 0.1 * rng.random(len(ep))) + 1e-14
     critic = 10.0 * (1 + 0.1 * rng.random(len(ep)))
     sat = np.clip(0.95 * frac if spec.stop_episode else 0.05 * frac, 0, 0.97)
+    if spec.dead_grads and spec.stop_episode is not None:
+        actor = np.where(ep >= spec.stop_episode, 0.0, actor)
     cols = {"episode": ep, "actor_grad_norm": actor, "critic_grad_norm": critic, "rho": actor / critic}
     for j in range(N_LAYERS):
         cols[f"actor_grad_norm_l{j}"] = actor * (0.5 ** j)
@@ -155,6 +158,13 @@ def agents_frame(spec: RunSpec, tracking: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _grad_death(spec: RunSpec, n: int) -> list[int | None]:
+    """Per agent: episode from which its gradient stayed dead (``dead_grads`` runs: its stop episode)."""
+    if not spec.dead_grads:
+        return [None] * spec.n_agents
+    return [s if s is not None and s <= n else None for s in _per_agent_stops(spec)]
+
+
 def summary_dict(spec: RunSpec, episodes: pd.DataFrame, tracking: pd.DataFrame) -> dict:
     """``summary.json`` content consistent with the tables."""
     n = len(episodes)
@@ -166,7 +176,7 @@ def summary_dict(spec: RunSpec, episodes: pd.DataFrame, tracking: pd.DataFrame) 
         "episodes_requested": spec.episodes, "episodes_run": n,
         "stopping_episode": spec.stop_episode if spec.stop_episode is not None and spec.stop_episode <= n else None,
         "per_agent_stop_episode": [s if s is not None and s <= n else None for s in _per_agent_stops(spec)],
-        "per_agent_grad_death_episode": [None] * spec.n_agents,
+        "per_agent_grad_death_episode": _grad_death(spec, n),
         "all_frozen_at_end": spec.stop_episode is not None, "critic_stopped": False, "critic_stop_episode": None,
         "max_abs_preactivation": float(tracking["preact_max_abs"].max()) if len(tracking) else None,
         "final_saturation_ratio": float(tracking["saturation_ratio"].iloc[-1]) if len(tracking) else None,

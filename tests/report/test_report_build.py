@@ -154,3 +154,95 @@ def test_short_runs_mark_late_paper_stops_not_comparable(tmp_path) -> None:
     root = syn.write_sweep(tmp_path / "short", stops=stops, episodes=20)
     html = build_report(root).read_text()
     assert "Not comparable (2)" in html
+
+
+# ------------------------------------------------------------------ validation, scale, order, provenance
+import json  # noqa: E402
+import math  # noqa: E402
+
+from gradasym.config import ConfigError  # noqa: E402
+from gradasym.report.load import run_grad_death_episode  # noqa: E402
+from gradasym.report.paper import paper_category  # noqa: E402
+
+
+@pytest.mark.parametrize("margin", [math.nan, math.inf, -math.inf, -0.05, "0.05", None, True])
+def test_bad_margin_is_refused_before_any_work(single_run, tmp_path, margin) -> None:
+    out = tmp_path / "rep"
+    with pytest.raises(ConfigError, match="margin"):
+        build_report(single_run, out_dir=out, margin=margin)
+    assert not out.exists()
+
+
+def test_margin_zero_is_accepted(single_run, tmp_path) -> None:
+    assert build_report(single_run, out_dir=tmp_path / "a", margin=0).is_file()
+
+
+def test_title_keeps_the_scale_derived_from_the_runs(full_report, single_run, tmp_path) -> None:
+    html = full_report.html.read_text()
+    assert "<title>gradasym report — sweep (reduced scale: 200 episodes, seeds 0–2)</title>" in html
+    custom = build_report(single_run, out_dir=tmp_path / "r", title="My title").read_text()
+    assert "<title>My title</title>" in custom and "<b>Scale</b>: reduced scale: 200 episodes, seed 42." in custom
+    assert "Scale: reduced scale: 200 episodes, seed 42." in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_main_results_come_before_the_other_figures_and_the_comparison(full_report) -> None:
+    html = full_report.html.read_text()
+    pos = {k: html.index(k) for k in ("id='main'", "Table 3 —", "Table 4 —", "id='fig02_stopping_heatmap'",
+                                      "id='fig04_grad_norms'", "id='comparison'", "Table 7 —", "id='viable'")}
+    for main in ("Table 3 —", "Table 4 —", "id='fig02_stopping_heatmap'"):
+        assert pos["id='main'"] < pos[main] < pos["id='fig04_grad_norms'"] < pos["id='comparison'"]
+    assert pos["id='comparison'"] < pos["Table 7 —"]
+    assert html.count("id='fig02_stopping_heatmap'") == 1 and html.count("Table 3 —") == 1
+    md = (full_report.out / "report.md").read_text()
+    assert md.index("## Table 3") < md.index("## Viable configurations") < md.index("## Table 7")
+
+
+def test_report_records_build_and_run_provenance(tmp_path) -> None:
+    import synthetic as syn
+
+    prov = {"git_commit": "0123456789abcdef", "git_dirty": True, "cpu_model": "Test CPU 9000", "cpu_count": 7,
+            "torch_version": "9.9.9", "python_version": "3.11.0", "platform": "TestOS", "gradasym_version": "x"}
+    spec = syn.RunSpec(0.1, 0.1, 0, stop_episode=16, dead_grads=True,
+                       extra={"provenance": prov, "seconds_per_episode": 0.125})
+    syn.write_run(tmp_path / "runs" / syn.run_id(0.1, 0.1, 0), spec)
+    syn.write_run(tmp_path / "runs" / syn.run_id(0.1, 0.01, 0), syn.RunSpec(0.1, 0.01, 0))  # no provenance
+    html = build_report(tmp_path, out_dir=tmp_path / "rep").read_text()
+    from gradasym.provenance import collect
+
+    build = collect()
+    assert f"commit {build['git_commit'][:10]}" in html or "commit unknown" in html
+    assert f"{build['cpu_model']}, {build['cpu_count']} cores, torch {build['torch_version']}" in html
+    runs = pd.read_csv(tmp_path / "rep" / "tables" / "table_runs.csv").set_index("run_id")
+    rid = syn.run_id(0.1, 0.1, 0)
+    assert runs.loc[rid, "git_commit"] == "0123456789abcdef" and runs.loc[rid, "seconds_per_episode"] == 0.125
+    per_agent = json.loads((tmp_path / "runs" / rid / "summary.json").read_text())["per_agent_grad_death_episode"]
+    assert runs.loc[rid, "grad_death_episode"] == max(per_agent) == 16
+    assert math.isnan(runs.loc[syn.run_id(0.1, 0.01, 0), "grad_death_episode"])
+    where = pd.read_csv(tmp_path / "rep" / "tables" / "table_provenance.csv")
+    assert set(where["machine"]) == {"Test CPU 9000, 7 cores, torch 9.9.9", "not recorded"}
+    assert "0123456789 (modified)" in html and "not recorded" in html
+    t3 = pd.read_csv(tmp_path / "rep" / "tables" / "table3_stopping.csv").set_index(["actor_lr", "critic_lr"])
+    assert t3.loc[(0.1, 0.1), "grad_death_mean"] == 16 and t3.loc[(0.1, 0.01), "n_grad_dead"] == 0
+
+
+def test_run_grad_death_episode_is_the_latest_agent_once_all_died() -> None:
+    assert run_grad_death_episode([3, 7, 5]) == 7
+    assert run_grad_death_episode([3, None, 5]) is None      # one actor's gradient still alive
+    assert run_grad_death_episode([]) is None and run_grad_death_episode(None) is None
+    assert run_grad_death_episode(["x", 2]) is None
+
+
+def test_category_thresholds_are_absolute_whatever_the_run_length() -> None:
+    # docs/report.md: "the thresholds do not scale with the run length"
+    assert paper_category(250) == paper_category(250, max_episodes=1000) == "Early (<300)"
+    assert paper_category(335, max_episodes=1000) == "Intermediate (300-500)"
+    assert paper_category(600) == "Late (>500)" and paper_category(2000) == "No stopping"
+
+
+def test_seeds_stopped_carries_a_wilson_interval(full_report) -> None:
+    from gradasym.report.stats import wilson_interval
+
+    t3 = pd.read_csv(full_report.out / "tables" / "table3_stopping.csv").set_index(["actor_lr", "critic_lr"])
+    ci = wilson_interval(3, 3)
+    assert t3.loc[(0.1, 0.1), "stopped_frac_lo"] == pytest.approx(ci.lo) and t3.loc[(0.1, 0.1), "stopped_frac_hi"] == 1
+    assert "3/3 [0.44, 1.00]" in full_report.html.read_text() and "Wilson score interval" in full_report.html.read_text()

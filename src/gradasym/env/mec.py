@@ -1,4 +1,4 @@
-"""The MEC task-offloading environment (``shared/spec/mec-environment.md``).
+"""The MEC task-offloading environment (``docs/study.md``, "The setting").
 
 :class:`MECEnv` is the plain, vectorised core the trainer steps directly: every
 per-agent quantity is a length-``N`` float64 numpy array, and the only Python

@@ -30,6 +30,15 @@ training batch, not acting or targets):
 * SAC: the output of ``actor.mu`` = the Gaussian mean before the tanh squashing
   (``squash="tanh"``, so the saturation ratio is that of the deterministic action
   ``tanh(mean)``; with gSDE and ``clip_mean`` it is the input of the ``Hardtanh``).
+  Beside it, the *sampled* pre-tanh value ``mean + std * noise`` that the actor loss
+  actually squashes (``SquashedDiagGaussianDistribution.gaussian_actions``) and the
+  (clamped) ``log_std`` of the same forward give the ``sampled_*`` and ``log_std_*``
+  columns: the callback wraps the distribution's ``log_prob_from_params`` (an
+  instance attribute, removed by :meth:`close`); not available with gSDE.
+
+Hooks are removed at the end of ``learn``, and by :meth:`close` (idempotent), which a
+caller runs in ``finally`` or through ``with SaturationMonitorCallback(...) as cb:``
+(SB3 calls ``_on_training_end`` only when training succeeds).
 
 Hidden statistics come from the actor's ``nn.ReLU`` modules and those of the first
 Q-network (``critic.q_networks[0]``). Stable-Baselines3 is imported lazily: this
@@ -41,6 +50,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..monitor import (
@@ -48,7 +58,9 @@ from ..monitor import (
     HiddenActivationHook,
     collect_grads,
     collect_params,
+    preact_summary,
     register_preact_hook,
+    selected_parameters,
 )
 
 __all__ = ["SaturationMonitorCallback", "DEFAULT_LOGGER_KEYS"]
@@ -60,7 +72,10 @@ DEFAULT_LOGGER_KEYS = (
     "saturation_ratio",
     "preact_max_abs",
     "preact_std",
+    "dead_output_frac",
     "actors_stopped",
+    "actors_diverged",
+    "critic_diverged",
 )
 
 _INSTALL_HINT = (
@@ -156,10 +171,13 @@ def _build(BaseCallback: type) -> type:
             self._actor: dict[str, Any] = {}
             self._next_log = self.log_freq
             self._grad_steps = 0
+            self._wrapped_dist: Any = None
+            self._sampled: dict[str, Any] | None = None
+            self._has_sampled = False  # SAC rows carry the sampled_* / log_std_* columns
 
         # -------------------------------------------------------------- wiring
         def _init_callback(self) -> None:
-            self._detach()
+            self.close()
             model = self.model
             actor, critic = getattr(model, "actor", None), getattr(model, "critic", None)
             if actor is None or critic is None or not hasattr(actor, "optimizer") or not hasattr(critic, "optimizer"):
@@ -169,48 +187,104 @@ def _build(BaseCallback: type) -> type:
                 )
             self._a_params = _opt_params(actor.optimizer)
             self._c_params = _opt_params(critic.optimizer)
+            self._a_named = selected_parameters(actor, self._a_params)  # walked once, not per step
+            self._c_named = selected_parameters(critic, self._c_params)
+            # TD3/DDPG step the actor only every policy_delay-th gradient step (SAC: every step)
+            self._policy_delay = int(getattr(model, "policy_delay", 1) or 1)
+            # every hook is recorded as soon as it exists, so close() removes a partial wiring too
             target = self.preact_module or getattr(actor, "mu", None) or actor
             self._pre = register_preact_hook(target, training_only=True)
+            self._hooks.append(self._pre)
             self._ahid = HiddenActivationHook(actor, types=self.hidden_types, training_only=True)
+            self._hooks.append(self._ahid)
             q_nets = getattr(critic, "q_networks", None)
             self._chid = HiddenActivationHook(q_nets[0] if q_nets else critic, types=self.hidden_types, training_only=True)
-            self._hooks = [self._pre, self._ahid, self._chid]
-            self._handles = [
-                critic.optimizer.register_step_pre_hook(self._critic_pre_step),
-                actor.optimizer.register_step_pre_hook(self._actor_pre_step),
-                actor.optimizer.register_step_post_hook(self._actor_post_step),
-            ]
+            self._hooks.append(self._chid)
+            self._handles.append(critic.optimizer.register_step_pre_hook(self._critic_pre_step))
+            self._handles.append(actor.optimizer.register_step_pre_hook(self._actor_pre_step))
+            self._handles.append(actor.optimizer.register_step_post_hook(self._actor_post_step))
+            self._wrap_sac_sampling(actor)
             # gradient steps completed so far (TD3 counts them inside its loop, SAC after it,
             # so between ``learn`` calls both agree; during training we count critic steps)
             self._grad_steps = int(model._n_updates)
             if self.monitor.n_updates == 0:
                 # reference snapshot, so the first update is compared too
-                self.monitor.observe_params(
-                    collect_params(actor, self._a_params), collect_params(critic, self._c_params)
-                )
+                self.monitor.observe_params(collect_params(None, named=self._a_named),
+                                            collect_params(None, named=self._c_named))
                 self._next_log = (self._grad_steps // self.log_freq + 1) * self.log_freq
 
-        def _detach(self) -> None:
+        def _wrap_sac_sampling(self, actor: Any) -> None:
+            """SAC: keep the sampled pre-tanh value and log_std of the training forward."""
+            dist = getattr(actor, "action_dist", None)
+            if dist is None or not hasattr(dist, "gaussian_actions") or not hasattr(dist, "log_prob_from_params"):
+                return  # TD3/DDPG (deterministic actor) or gSDE: no sampled pre-tanh value kept
+            original = dist.log_prob_from_params  # the bound class method
+
+            def log_prob_from_params(mean_actions: Any, log_std: Any, *args: Any, **kwargs: Any) -> Any:
+                out = original(mean_actions, log_std, *args, **kwargs)
+                if torch.is_grad_enabled():  # the training batch, not targets or acting
+                    g = getattr(dist, "gaussian_actions", None)
+                    self._sampled = {
+                        "gaussian": None if g is None else g.detach(),
+                        "log_std": log_std.detach() if isinstance(log_std, torch.Tensor) else None,
+                    }
+                return out
+
+            dist.log_prob_from_params = log_prob_from_params
+            self._wrapped_dist = dist
+
+        def close(self) -> None:
+            """Remove every hook and wrapper from the model (idempotent, never raises on a
+            partial or absent wiring). Safe in ``finally``: SB3 calls
+            ``_on_training_end`` only when ``learn`` returns normally. The monitor, the rows
+            and :meth:`summary` stay available; a later ``learn`` re-attaches."""
             for h in self._handles:
                 h.remove()
             for h in self._hooks:
                 h.remove()
             self._handles, self._hooks = [], []
+            dist = self._wrapped_dist
+            if dist is not None and "log_prob_from_params" in vars(dist):
+                del dist.log_prob_from_params  # back to the class method
+            self._wrapped_dist = None
+            self._actor, self._critic, self._sampled = {}, {}, None
+
+        @property
+        def attached(self) -> bool:
+            """Whether hooks are currently attached to a model."""
+            return bool(self._handles or self._hooks or self._wrapped_dist is not None)
+
+        def __enter__(self) -> "SaturationMonitorCallback":
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            """Remove the hooks and, with ``save_path``, write the rows so far, also when
+            training raised."""
+            self.close()
+            if self.save_path is not None:
+                self.save()
 
         # ------------------------------------------------------ optimiser hooks
         def _critic_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
             self._grad_steps += 1  # one critic step per gradient step
+            # only the critic step right before an actor step is observed: TD3 (SB3 counts
+            # _n_updates before the critic step) steps the actor when it is a multiple of
+            # policy_delay; skip the copy of the critic gradient otherwise
+            if self._policy_delay > 1 and int(self.model._n_updates) % self._policy_delay != 0:
+                return
             self._critic = {
-                "grads": collect_grads(self.model.critic, self._c_params),
+                "grads": collect_grads(None, named=self._c_named),
                 "hidden": self._chid.values,
             }
 
         def _actor_pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
             self._actor = {
-                "grads": collect_grads(self.model.actor, self._a_params),
+                "grads": collect_grads(None, named=self._a_named),
                 "preact": self._pre.value,
                 "hidden": self._ahid.values,
+                "sampled": self._sampled,
             }
+            self._sampled = None
 
         def _actor_post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
             model = self.model
@@ -221,18 +295,21 @@ def _build(BaseCallback: type) -> type:
                 step,
                 self._actor.get("grads"),
                 self._critic.get("grads"),
-                collect_params(model.actor, self._a_params),
-                collect_params(model.critic, self._c_params),
+                collect_params(None, named=self._a_named),
+                collect_params(None, named=self._c_named),
                 preact=self._actor.get("preact"),
                 actor_hidden=self._actor.get("hidden") or None,
                 critic_hidden=self._critic.get("hidden") or None,
                 log=log,
             )
+            sampled = self._actor.get("sampled")
             self._actor, self._critic = {}, {}
             if not log:
                 return
             self._next_log = (step // self.log_freq + 1) * self.log_freq
             row = mon.log_row(step)
+            if sampled is not None or self._has_sampled or self._wrapped_dist is not None:
+                row.update(self._sampled_columns(sampled))
             row["num_timesteps"] = int(model.num_timesteps)
             row["actor_frozen"] = int(mon.all_frozen_now)
             row["critic_frozen"] = int(mon.critic_frozen_now)
@@ -243,12 +320,28 @@ def _build(BaseCallback: type) -> type:
                     if k in row:
                         self.logger.record(f"gradasym/{k}", row[k])
 
+        def _sampled_columns(self, sampled: dict[str, Any] | None) -> dict[str, float]:
+            """SAC: statistics of the sampled pre-tanh value and of log_std (NaN if absent)."""
+            self._has_sampled = True
+            mon = self.monitor
+            g = None if sampled is None else sampled.get("gaussian")
+            st = preact_summary(g if g is not None else torch.empty(0), mon.squash, mon.saturation_threshold)
+            out = {f"sampled_{k}": v for k, v in st.items()}
+            ls = None if sampled is None else sampled.get("log_std")
+            if ls is not None and ls.numel():
+                ld = ls.to(torch.float64)
+                out.update(zip(("log_std_mean", "log_std_min", "log_std_max"),
+                               torch.stack([ld.mean(), ld.min(), ld.max()]).tolist()))  # fmt: skip
+            else:
+                out.update(log_std_mean=float("nan"), log_std_min=float("nan"), log_std_max=float("nan"))
+            return out
+
         # ----------------------------------------------------------- callbacks
         def _on_step(self) -> bool:
             return True
 
         def _on_training_end(self) -> None:
-            self._detach()
+            self.close()
             if self.save_path is not None:
                 self.save()
 
@@ -275,9 +368,14 @@ def _build(BaseCallback: type) -> type:
             return path
 
         def summary(self) -> dict[str, Any]:
-            """The monitor's summary (stop / gradient-death steps, max |z|, final rho, ...)."""
+            """The monitor's summary (stop / gradient-death / divergence steps, max |z|, final
+            rho, ...) plus ``gradient_steps`` (gradient steps done, counted as critic
+            optimiser steps), ``actor_updates`` and ``rows``: plain JSON-able values (NaN
+            where nothing was observed; :func:`gradasym.io.write_json` writes it as null).
+            Callable at any time, also after a crash or :meth:`close`."""
             out = self.monitor.summary()
-            out["gradient_steps"] = self.monitor.last_step
+            out["gradient_steps"] = int(self._grad_steps)
+            out["actor_updates"] = int(self.monitor.n_updates)
             out["rows"] = len(self.rows)
             return out
 

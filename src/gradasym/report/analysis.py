@@ -19,14 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..config import ConfigError
 from .load import ResultSet, presets_label
 from .paper import PAPER_MAX_EPISODES, paper_category
-from .stats import MeanCI, geometric_mean_ci, mean_ci, t_quantile
+from .stats import MeanCI, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, t_quantile, wilson_interval
 
 CONFIG_KEYS = ["set", "group", "actor_lr", "critic_lr"]
 
 __all__ = [
-    "CONFIG_KEYS", "comparable_with_paper", "config_table", "category_scale", "stop_cell_text", "tracking_long", "episodes_long",
+    "CONFIG_KEYS", "check_margin", "comparable_with_paper", "config_table", "stop_cell_text", "tracking_long",
+    "episodes_long", "scale_text",
     "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
     "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups",
 ]
@@ -45,6 +47,56 @@ def fmt_num(x: float | None, digits: int = 3) -> str:
     if ax != 0 and (ax >= 1e5 or ax < 1e-3):
         return f"{x:.{max(1, digits - 1)}e}"
     return f"{x:.{digits}g}" if ax < 1000 else f"{x:,.0f}"
+
+
+def check_margin(margin: object) -> float:
+    """The viability margin as a float, or :class:`~gradasym.config.ConfigError` naming the problem.
+
+    The margin is a fraction of |first-10 % mean reward| and must be a finite number
+    >= 0: NaN would make every comparison false (no configuration viable), a
+    negative margin would call a run that got worse an improvement.
+    """
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"margin must be a number >= 0, got {margin!r}")
+    value = float(margin)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"margin must be a finite number >= 0 (a fraction of |first-10% mean reward|), "
+                          f"got {value!r}")
+    return value
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]}" if len(values) == 1 else f"{values[0]}–{values[-1]}"
+
+
+def scale_text(runs: pd.DataFrame, unit: str = "episodes") -> str:
+    """The scale of a set of runs, derived from them: ``reduced scale: 1000 episodes, seed 42``.
+
+    Lengths are the requested training lengths (the episodes run when unknown);
+    "reduced scale" / "paper scale" compare them with the paper's 2000 episodes and
+    only appear for ``unit == "episodes"``. Seeds: ``seed 42``, ``seeds 0–2`` or
+    ``3 seeds`` when not contiguous. ``""`` when nothing is known.
+    """
+    if runs is None or not len(runs):
+        return ""
+    length = runs["episodes_requested"].where(runs["episodes_requested"].notna(), runs["episodes_run"])
+    lengths = sorted({int(v) for v in length.dropna()})
+    parts = []
+    if lengths:
+        text = f"{_span(lengths)} {unit}"
+        if unit == "episodes":
+            if lengths[-1] < PAPER_MAX_EPISODES:
+                text = f"reduced scale: {text}"
+            elif lengths == [PAPER_MAX_EPISODES]:
+                text = f"paper scale: {text}"
+        parts.append(text)
+    seeds = sorted({int(v) for v in pd.to_numeric(runs["seed"], errors="coerce").dropna()})
+    if len(seeds) == 1:
+        parts.append(f"seed {seeds[0]}")
+    elif seeds:
+        contiguous = seeds == list(range(seeds[0], seeds[-1] + 1))
+        parts.append(f"seeds {seeds[0]}–{seeds[-1]}" if contiguous else f"{len(seeds)} seeds")
+    return ", ".join(parts)
 
 
 def group_title(group: str) -> str:
@@ -81,24 +133,17 @@ def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
         "critic_stopped_runs": int(g["critic_stopped"].fillna(False).astype(bool).sum()),
     }
     out.update(_ci_cols("stop", stop))
-    out.update(_ci_cols("sat", mean_ci(g["final_saturation_ratio"], level)))
+    out.update(_ci_cols("sat", fraction_mean_ci(g["final_saturation_ratio"], level)))
+    out.update(_ci_cols("stopfrac", wilson_interval(out["n_stopped"], len(elig), level)))
+    out.update(_ci_cols("death", mean_ci(g["grad_death_episode"], level)))
+    out["n_dead"] = int(g["grad_death_episode"].notna().sum())
+    out.update(_ci_cols("spe", mean_ci(g["seconds_per_episode"], level)))
     out.update(_ci_cols("rho", geometric_mean_ci(g["final_rho"], level)))
     out.update(_ci_cols("zmax", geometric_mean_ci(g["max_abs_preactivation"], level)))
     out.update(_ci_cols("first10", mean_ci(g["reward_first10"], level)))
     out.update(_ci_cols("last10", mean_ci(g["reward_last10"], level)))
     out["category"] = _category(out)
     return out
-
-
-def category_scale(max_episodes: float) -> float:
-    """Factor applied to the paper's 300/500-episode category thresholds: always 1.
-
-    Stopping episodes are absolute times (tanh saturation followed by Adam's momentum
-    decay), not fractions of the run, so shorter runs keep the paper's thresholds;
-    what a shorter run cannot show is a stop later than its length
-    (:func:`comparable_with_paper`).
-    """
-    return 1.0
 
 
 def comparable_with_paper(paper_stop: float | None, max_episodes: float) -> bool:
@@ -111,13 +156,16 @@ def comparable_with_paper(paper_stop: float | None, max_episodes: float) -> bool
 def _category(agg: dict) -> str:
     """Table-3 category of a configuration's mean stopping episode ('' when unknown).
 
-    Thresholds are the paper's (300, 500 episodes).
+    Thresholds are the paper's absolute 300 / 500 episodes whatever the run length:
+    stopping episodes are absolute times (tanh saturation followed by Adam's momentum
+    decay), not fractions of the run. What a shorter run cannot show is a stop later
+    than its length (:func:`comparable_with_paper`).
     """
     if agg["stop_n"] == 0:
         return ""
     if agg["all_censored"]:
         return "No stopping" if not agg["partial"] else "Not stopped yet"
-    return paper_category(agg["stop_mean"], max_episodes=math.inf, scale=category_scale(agg["max_episodes"]))
+    return paper_category(agg["stop_mean"], max_episodes=math.inf)
 
 
 def config_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -127,7 +175,11 @@ def config_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     episode), ``sat_*`` (final saturation ratio), ``rho_*`` and ``zmax_*``
     (geometric means), ``first10_*``/``last10_*`` (rewards), flags
     ``any_censored``/``all_censored``/``partial``, ``max_episodes`` and
-    ``category``. ``*_n`` is the number of runs that entered each statistic.
+    ``category``; ``stopfrac_*`` (fraction of seeds whose actors all stopped, Wilson
+    interval), ``death_*`` (run-level gradient-death episode, over the runs that have
+    one; ``n_dead`` counts them) and ``spe_*`` (seconds per episode). ``sat_*`` uses
+    :func:`~gradasym.report.stats.fraction_mean_ci` (inside [0, 1]). ``*_n`` is the
+    number of runs that entered each statistic.
     """
     if runs.empty:
         return pd.DataFrame(columns=CONFIG_KEYS)
@@ -196,30 +248,49 @@ def episodes_long(rs: ResultSet, window: int, ids: set | None = None) -> pd.Data
 
 
 def curve_summary(long: pd.DataFrame, value: str, keys: list[str] | None = None,
-                  log: bool = False, level: float = 0.95) -> pd.DataFrame:
+                  log: bool = False, level: float = 0.95, fraction: bool = False,
+                  zero_floor: float | None = None) -> pd.DataFrame:
     """Mean and t-CI across seeds of ``value`` at each episode of each configuration.
 
     With ``log=True`` the statistics are computed on log10 of the positive values
-    and returned back-transformed (geometric mean and interval). Columns: keys,
-    ``episode``, ``mean``, ``lo``, ``hi``, ``n``.
+    and returned back-transformed (geometric mean and interval); ``zero_floor``
+    then replaces exact zeros by that value first (drawn at a marked floor instead
+    of being dropped), and the column ``n_zero`` counts them. With
+    ``fraction=True`` (values in [0, 1]) the mean is arithmetic and the interval
+    is the t interval on the logit scale (:func:`~gradasym.report.stats.fraction_mean_ci`),
+    inside [0, 1]. Columns: keys, ``episode``, ``mean``, ``lo``, ``hi``, ``n``, ``n_zero``.
     """
     keys = keys or CONFIG_KEYS
+    cols = keys + ["episode", "mean", "lo", "hi", "n", "n_zero"]
     if long.empty or value not in long:
-        return pd.DataFrame(columns=keys + ["episode", "mean", "lo", "hi", "n"])
+        return pd.DataFrame(columns=cols)
     df = long[keys + ["episode", value]].copy()
     v = pd.to_numeric(df[value], errors="coerce").astype(float)
+    df["zero"] = (v == 0).astype(int)
     if log:
+        if zero_floor is not None:
+            v = v.where(v != 0, zero_floor)
         v = np.log10(v.where(v > 0))
-    df["v"] = v
-    df = df[np.isfinite(df["v"])]
-    g = df.groupby(keys + ["episode"], sort=True)["v"].agg(["mean", "std", "count"]).reset_index()
+    df["raw"] = v
+    df["v"] = logit(v) if fraction else v
+    df = df[np.isfinite(df["raw"])]
+    grouped = df.groupby(keys + ["episode"], sort=True)
+    g = grouped["v"].agg(["mean", "std", "count"]).reset_index()
+    g["n_zero"] = grouped["zero"].sum().to_numpy()
     tq = g["count"].map(lambda n: t_quantile(0.5 + level / 2, n - 1) if n >= 2 else 0.0)
     half = (tq * g["std"].fillna(0.0) / np.sqrt(g["count"])).fillna(0.0)
     g["lo"], g["hi"] = g["mean"] - half, g["mean"] + half
     if log:
         for c in ("mean", "lo", "hi"):
             g[c] = 10.0 ** g[c]
-    return g.rename(columns={"count": "n"})[keys + ["episode", "mean", "lo", "hi", "n"]]
+    if fraction:
+        raw = grouped["raw"].agg(["mean", "min", "max"]).reset_index(drop=True)
+        expit = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+        same = (raw["max"] - raw["min"]).to_numpy() == 0
+        g["mean"] = raw["mean"].to_numpy()
+        g["lo"] = np.where(same, g["mean"], np.minimum(expit(g["lo"].to_numpy()), g["mean"]))
+        g["hi"] = np.where(same, g["mean"], np.maximum(expit(g["hi"].to_numpy()), g["mean"]))
+    return g.rename(columns={"count": "n"})[cols]
 
 
 def final_tracking(long: pd.DataFrame) -> pd.DataFrame:

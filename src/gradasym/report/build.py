@@ -25,15 +25,16 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from .analysis import GroupData, ViableCount, build_groups, group_title
+from ..provenance import collect as collect_provenance
+from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, scale_text
 from .figures import COMPARE_FIGURES, GROUP_FIGURES, NoData, render_figure
-from .html import ConfigInfo, FigureResult, ReportContent, render_html
+from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
 from .summary import compare_summary, group_summary, missing_items
 from .tables import (
     Table, table3_stopping, table4_preactivation, table7_large_actor, table8_linear_hidden,
-    table9_preact_linear, table_compare_stopping, table_runs, table_viable, table_viable_counts, to_markdown,
-    viable_definition, write_table,
+    provenance_text, table9_preact_linear, table_compare_stopping, table_provenance, table_runs, table_viable,
+    table_viable_counts, to_markdown, viable_definition, write_table,
 )
 
 __all__ = ["build_report", "DEFAULT_MARGIN"]
@@ -76,7 +77,8 @@ def _draw(make: Callable[[], Any], fig_dir: Path, name: str, number: str, title:
     """Draw one figure; a NoData or an unexpected error becomes a 'missing' entry."""
     res = FigureResult(name, number, title, caption, section)
     try:
-        res.png, res.pdf = render_figure(make, fig_dir, name)
+        res.png, res.pdf, caption = render_figure(make, fig_dir, name)
+        res.caption = caption or res.caption
     except NoData as exc:
         res.missing = str(exc)
     except Exception as exc:  # a report must never die on one figure
@@ -170,13 +172,17 @@ def _problems_by_run(sets: list[ResultSet]) -> dict[str, list[str]]:
 
 
 def _write_markdown(path: Path, content: ReportContent, tables: list[Table]) -> None:
-    lines = [f"# {content.title}", "", f"Generated {content.generated} by gradasym {content.version}.", ""]
+    lines = [f"# {content.title}", ""]
+    if content.scale and content.scale not in content.title:
+        lines += [f"Scale: {content.scale}.", ""]
+    lines += [f"Generated {content.generated} by gradasym {content.version}; built with {content.provenance_line}.", ""]
     for heading, items in content.summary:
         lines += [f"## {heading}", "", *[f"- {x}" for x in items], ""]
     if content.missing:
         lines += ["## What is missing", "", *[f"- {m}" for m in content.missing], ""]
-    lines += ["## Viable configurations", "", content.viable_definition, ""]
     for t in tables:
+        if content.viable and t is content.viable[0]:  # the viability section opens with its definition
+            lines += ["## Viable configurations", "", content.viable_definition, ""]
         label = f"Table {t.number} — " if t.number else ""
         lines += [f"## {label}{t.title}", "", t.caption, "", to_markdown(t.frame), ""]
     missing_figs = [f for f in content.figures if f.missing]
@@ -192,12 +198,17 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     ``results_dir``: a sweep folder, a single run folder, or a folder of run
     folders. ``compare``: other result folders (e.g. a mitigation preset's sweep)
     shown side by side with the main one (Figs. 14-15, Tables 7-9). ``margin``:
-    the viability margin as a fraction of |first-10 % mean reward|. Intervals are
-    95 % Student-t intervals throughout (the figures and tables say so).
+    the viability margin as a fraction of |first-10 % mean reward|, a finite number
+    >= 0. Intervals are 95 %: Student-t for means, on log10 for quantities drawn on
+    log axes, on the logit scale for means of fractions, Wilson for proportions of
+    seeds (the figures and tables say which). ``title`` defaults to
+    ``gradasym report — <folder> (<scale>)``, the scale derived from the runs.
 
-    Raises ``FileNotFoundError`` only when a given folder does not exist; any
-    content problem is reported on the page instead.
+    Raises :class:`~gradasym.config.ConfigError` (a ``ValueError``) for an invalid
+    ``margin`` and ``FileNotFoundError`` when a given folder does not exist, both
+    before any work; any content problem is reported on the page instead.
     """
+    margin = check_margin(margin)
     paths = [Path(results_dir), *[Path(p) for p in compare]]
     for p in paths:
         if not p.exists():
@@ -218,6 +229,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     figures = _group_figures(main_groups, fig_dir, errors) + _compare_figures(all_groups, fig_dir, errors)
 
     group_tables: list[Table] = []
+    main: list[MainResult] = []
     viable: list[Table] = []
     counts: dict[int, ViableCount] = {}
     for gd in all_groups:
@@ -227,8 +239,13 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
             counts[id(gd)] = vt[1]
     viable.insert(0, table_viable_counts([(gd, counts[id(gd)]) for gd in all_groups if id(gd) in counts]))
     for gd in main_groups:
-        group_tables += [t for t in (_safe_table(lambda gd=gd: table3_stopping(gd), errors),
-                                     _safe_table(lambda gd=gd: table4_preactivation(gd), errors)) if t]
+        tables = [t for t in (_safe_table(lambda gd=gd: table3_stopping(gd), errors),
+                              _safe_table(lambda gd=gd: table4_preactivation(gd), errors)) if t]
+        group_tables += tables
+        main.append(MainResult(gd.title, [f for f in figures if f.section == gd.title
+                                          and f.name.startswith(MAIN_FIGURE)], tables))
+    if not main_groups:
+        main.append(MainResult("No runs", [f for f in figures if f.name.startswith(MAIN_FIGURE)], []))
     compare_tables = [t for t in (
         _safe_table(lambda: table_compare_stopping(all_groups), errors) if len(all_groups) > 1 else None,
         _safe_table(lambda: table7_large_actor(all_groups), errors),
@@ -236,6 +253,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         _safe_table(lambda: table9_preact_linear(all_groups), errors)) if t]
     all_runs = pd.concat(frames, ignore_index=True) if any(len(f) for f in frames) else frames[0]
     runs_tab = table_runs(all_runs, _problems_by_run(sets))
+    scale = scale_text(frames[0])
 
     summary: list[tuple[str, list[str]]] = []
     for gd in main_groups:
@@ -250,18 +268,20 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
 
     roles = ["main"] + ["compare"] * (len(sets) - 1)
     content = ReportContent(
-        title=title or f"gradasym report — {sets[0].label}",
+        title=title or f"gradasym report — {sets[0].label}" + (f" ({scale})" if scale else ""),
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), version=_version(),
+        scale=scale, provenance_line=provenance_text(collect_provenance()), main=main,
+        provenance_table=table_provenance(all_runs),
         sets=[{"role": role, "label": rs.label, "path": str(rs.path), "kind": rs.kind, "runs": len(rs.runs)}
               for role, rs in zip(roles, sets)],
         summary=summary, missing=missing, viable=viable, viable_definition=viable_definition(margin),
         figures=figures, group_tables=group_tables, compare_tables=compare_tables, runs_table=runs_tab,
         configs=[_config_info(rs) for rs in sets], out_dir=out,
     )
-    all_tables = viable + group_tables + compare_tables + [runs_tab]
+    all_tables = viable + group_tables + compare_tables + [runs_tab, content.provenance_table]
     for t in all_tables:
         write_table(t, tab_dir)
-    _write_markdown(out / "report.md", content, viable + group_tables + compare_tables)
+    _write_markdown(out / "report.md", content, group_tables + viable + compare_tables + [content.provenance_table])
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")
     return html_path

@@ -10,8 +10,15 @@ then lists the figure as missing instead of failing).
 Conventions, also stated on each figure: with several seeds, lines and bars are
 means with a shaded band / error bar for the 95 % Student-t interval; quantities
 drawn on log axes (gradient norms, rho, |z|) use geometric means with the
-interval computed on log10. "≥N" marks configurations whose actors did not all
-stop within the N episodes run (the paper writes the training length, 2000).
+interval computed on log10; fractions (saturation ratios) get intervals computed
+on the logit scale, inside [0, 1]. "≥N" marks configurations whose actors did not
+all stop within the N episodes run (the paper writes the training length, 2000).
+
+Nothing is dropped silently: on log axes, values that are exactly 0 (an actor
+gradient that vanished in float32) are drawn at a marked *floor* a decade below
+the smallest positive value (:func:`zero_floor`), with their count in the legend.
+Figures whose content depends on the data set their caption
+(:func:`set_caption`), so that a caption names only what is drawn.
 """
 
 from __future__ import annotations
@@ -36,9 +43,10 @@ from .analysis import (
     stop_cell_text,
 )
 from .paper import PAPER_RHO_RANGE
-from .stats import geometric_mean_ci, mean_ci
+from .stats import FRACTION_CI_METHOD, geometric_mean_ci, mean_ci
 
-__all__ = ["NoData", "STYLE", "save_figure", "render_figure", "GROUP_FIGURES", "COMPARE_FIGURES"] + [
+__all__ = ["NoData", "STYLE", "save_figure", "render_figure", "set_caption", "figure_caption", "zero_floor",
+           "GROUP_FIGURES", "COMPARE_FIGURES"] + [
     "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
     "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
     "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops",
@@ -77,11 +85,48 @@ def save_figure(fig: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
     return png, pdf
 
 
-def render_figure(make: Callable[[], Figure], out_dir: Path, name: str) -> tuple[Path, Path]:
-    """Build a figure with :data:`STYLE` in effect and save it as PNG and PDF."""
+def render_figure(make: Callable[[], Figure], out_dir: Path, name: str) -> tuple[Path, Path, str | None]:
+    """Build a figure with :data:`STYLE` in effect and save it as PNG and PDF.
+
+    Returns both paths and the figure's data-dependent caption (None when it has none).
+    """
     with mpl.rc_context(STYLE):
         fig = make()
-        return save_figure(fig, out_dir, name)
+        return (*save_figure(fig, out_dir, name), figure_caption(fig))
+
+
+_CAPTION_ATTR = "_gradasym_caption"
+
+
+def set_caption(fig: Figure, caption: str) -> Figure:
+    """Attach the caption that describes what ``fig`` actually draws (replaces the static one)."""
+    setattr(fig, _CAPTION_ATTR, caption)
+    return fig
+
+
+def figure_caption(fig: Figure) -> str | None:
+    """The caption set by :func:`set_caption`, or None."""
+    return getattr(fig, _CAPTION_ATTR, None)
+
+
+def zero_floor(values: Iterable[float]) -> float:
+    """Where exact zeros are drawn on a log axis: a decade below the smallest positive value.
+
+    ``10 ** (floor(log10(min positive)) - 1)``; 1e-12 when no value is positive.
+    """
+    arr = np.asarray([_as_float(v) for v in values], dtype=float)
+    pos = arr[np.isfinite(arr) & (arr > 0)]
+    if not len(pos):
+        return 1e-12
+    return float(10.0 ** (math.floor(math.log10(pos.min())) - 1))
+
+
+def _floor_line(ax: Axes, floor: float, label: str) -> None:
+    """The dotted line where exact zeros are drawn, labelled just below it (clear of the markers on it)."""
+    ax.axhline(floor, color="#555555", ls=":", lw=1.0, zorder=1)
+    ax.text(0.995, floor / 1.3, label, transform=ax.get_yaxis_transform(), ha="right", va="top", fontsize=7.5,
+            color="#555555")
+    ax.update_datalim([(np.nan, floor / 6.0)])  # room for the label below the line (y only)
 
 
 def _colors(values: Iterable[float]) -> dict[float, str]:
@@ -225,13 +270,14 @@ def fig_saturation_heatmap(gd: GroupData) -> Figure:
             return "—"
         t = f"{row['sat_mean']:.2f}"
         if row["sat_n"] >= 2:
-            t += f" ± {row['sat_half']:.2f}\nn={int(row['sat_n'])}"
+            t += f"\n[{row['sat_lo']:.2f}, {row['sat_hi']:.2f}]\nn={int(row['sat_n'])}"
         return t
 
     _lr_heatmap(fig, ax, gd.agg, "sat_mean", text, mpl.colormaps["magma_r"], Normalize(0, 1),
                 f"final saturation ratio (fraction of outputs with |tanh z| > {gd.saturation_threshold:g})")
-    _suptitle(fig, "Fig. 9 — Final actor-output saturation" + (" (mean ± 95% CI half-width)" if multi else ""), gd)
-    return fig
+    _suptitle(fig, "Fig. 9 — Final actor-output saturation" + (" (mean [95% CI])" if multi else ""), gd)
+    return set_caption(fig, "Final saturation ratio per configuration" + (
+        f"; with several seeds: mean [{FRACTION_CI_METHOD}] and n." if multi else " (one seed: no interval)."))
 
 
 # ------------------------------------------------------------------ bubble (3)
@@ -286,31 +332,69 @@ def _per_actor_panels(gd: GroupData, data: pd.DataFrame, draw: Callable[[Axes, p
 
 
 def fig_grad_norms(gd: GroupData) -> Figure:
-    """Fig. 4: actor (solid) and critic (dashed) gradient norms over episodes, log y."""
+    """Fig. 4: actor (solid) and critic (dashed) gradient norms over episodes, log y.
+
+    Exact zeros are drawn at the floor of :func:`zero_floor` (dotted line) and marked
+    with triangles, so a panel whose actor gradient vanished still shows its line.
+    """
     _require(len(gd.track) and {"actor_grad_norm", "critic_grad_norm"} <= set(gd.track), "no tracking.parquet rows")
-    act = curve_summary(gd.track, "actor_grad_norm", log=True)
-    cri = curve_summary(gd.track, "critic_grad_norm", log=True)
-    _require(len(act) or len(cri), "gradient norms are all zero or missing")
+    values = pd.concat([pd.to_numeric(gd.track[c], errors="coerce") for c in ("actor_grad_norm", "critic_grad_norm")])
+    # The floor lies a decade below every positive value and every band of the positive values.
+    bands = [curve_summary(gd.track, c, log=True)["lo"] for c in ("actor_grad_norm", "critic_grad_norm")]
+    floor = zero_floor(pd.concat([values, *bands]))
+    act = curve_summary(gd.track, "actor_grad_norm", log=True, zero_floor=floor)
+    cri = curve_summary(gd.track, "critic_grad_norm", log=True, zero_floor=floor)
+    for cs in (act, cri):  # a band mixing zeros (at the floor) and positive seeds is cut at the floor
+        cs["lo"] = cs["lo"].where(cs["n_zero"] == 0, np.maximum(cs["lo"], floor))
+    _require(len(act) or len(cri), "gradient norms are missing")
     both = pd.concat([act.assign(kind="actor"), cri.assign(kind="critic")])
+    zeros = {k: int((pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") == 0).sum()) for k in ("actor", "critic")}
+    total = {k: int(pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce").notna().sum()) for k in zeros}
+    runs_zero = {k: int(gd.track.loc[pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") == 0, "run_id"].nunique())
+                 for k in zeros}
+    floored: set[int] = set()
 
     def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
         for kind, ls in (("actor", "-"), ("critic", "--")):
             r = rows[rows["kind"] == kind]
             if len(r):
                 _band(ax, r, color, ls)
+                z = r[r["n_zero"] > 0]
+                if len(z):
+                    ax.plot(z["episode"], z["mean"], ls="", marker="v", ms=4, color=color, zorder=4)
+                    if id(ax) not in floored:  # one floor line per panel
+                        _floor_line(ax, floor, "exactly 0")
+                        floored.add(id(ax))
         _log_y(ax)
 
     extra = [Line2D([], [], color="black", ls="-", label="actor"),
              Line2D([], [], color="black", ls="--", label="critic")]
+    n_zero = zeros["actor"] + zeros["critic"]
+    if n_zero:
+        extra.append(Line2D([], [], color="#555555", ls=":", marker="v", ms=4,
+                            label=f"exactly 0, drawn at {floor:.0e}\n({n_zero} of {total['actor'] + total['critic']} "
+                                  "logged norms)"))
     fig = _per_actor_panels(gd, both, draw, "gradient L2 norm (log)", extra)
-    _suptitle(fig, "Fig. 4 — Actor vs critic gradient norms", gd, "geometric mean, band = 95% t-CI")
-    return fig
+    _suptitle(fig, "Fig. 4 — Actor vs critic gradient norms", gd,
+              "geometric mean" + (", band = 95% t-CI" if (both["n"] >= 2).any() else ""))
+    caption = ("Actor (solid) and critic (dashed) gradient L2 norms at each log interval, log scale, one panel "
+               "per actor LR, one colour per critic LR; "
+               + ("geometric mean over seeds with a 95% t-interval on log10 (band)." if (both["n"] >= 2).any()
+                  else "one seed per configuration (no interval)."))
+    if n_zero:
+        parts = [f"{zeros[k]} of the {total[k]} logged {k} norms (in {runs_zero[k]} runs)" for k in zeros if zeros[k]]
+        caption += (" Exactly zero: " + " and ".join(parts) + f"; they are drawn at the dotted floor {floor:.0e} "
+                    "(a decade below the smallest positive norm and interval) and marked ▼"
+                    + ("; a mean over seeds that includes a zero uses the floor value for it, and its band is cut "
+                       "at the floor." if (both["n"] >= 2).any() else "."))
+    return set_caption(fig, caption)
 
 
 def fig_saturation_time(gd: GroupData) -> Figure:
     """Fig. 7: saturation ratio over episodes with the 0.9 reference line."""
     _require(len(gd.track) and "saturation_ratio" in gd.track, "no saturation_ratio in tracking.parquet")
-    cs = curve_summary(gd.track, "saturation_ratio")
+    cs = curve_summary(gd.track, "saturation_ratio", fraction=True)
+    multi = bool((cs["n"] >= 2).any())
 
     def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
         _band(ax, rows, color)
@@ -320,8 +404,11 @@ def fig_saturation_time(gd: GroupData) -> Figure:
     extra = [Line2D([], [], color="black", ls="--", label="0.9 (severe saturation)")]
     fig = _per_actor_panels(gd, cs, draw, "saturation ratio (fraction)", extra)
     _suptitle(fig, f"Fig. 7 — Fraction of actor outputs with |tanh z| > {gd.saturation_threshold:g}", gd,
-              "mean, band = 95% t-CI")
-    return fig
+              "mean, band = 95% CI on the logit scale" if multi else "one seed per configuration")
+    caption = (f"Fraction of actor outputs (all agents and action dimensions) with |tanh z| > "
+               f"{gd.saturation_threshold:g} at each log interval; dashed: 0.9. "
+               + (f"Mean over seeds; band: {FRACTION_CI_METHOD}." if multi else "One seed per configuration (no band)."))
+    return set_caption(fig, caption)
 
 
 def fig_preactivation_time(gd: GroupData) -> Figure:
@@ -419,67 +506,146 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
 
 
 # ------------------------------------------------------------------ scatter vs stop (6, 10)
+def multi_seed(gd: GroupData) -> bool:
+    """Whether some configuration of the group has more than one run (so means get intervals)."""
+    return bool(len(gd.agg) and gd.agg["n_runs"].max() > 1)
+
+
 def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log: bool, title: str,
-                     refs: Callable[[Axes], None] | None = None) -> Figure:
-    runs = gd.runs[gd.runs["stop_value"].notna() & gd.runs[ycol].notna()]
-    if log:
-        runs = runs[runs[ycol] > 0]
+                     what: str, noun: str, refs: Callable[[Axes], str] | None = None,
+                     ci_method: str = "Student-t", below: Iterable[float] = ()) -> Figure:
+    """Per-run ``ycol`` against the stopping episode; returns the figure with a caption of what it draws.
+
+    On a log axis (``log``) runs whose value is exactly 0 are drawn as triangles at
+    the floor of :func:`zero_floor` (dotted line), below every positive value, every
+    drawn interval and the values in ``below`` (reference marks); runs without a
+    value are listed in the caption. ``refs(ax)`` draws reference marks and returns
+    their caption text.
+    """
+    have_stop = gd.runs[gd.runs["stop_value"].notna()]
+    vals = pd.to_numeric(have_stop[ycol], errors="coerce")
+    runs = have_stop[vals.notna()].assign(_y=vals[vals.notna()])
+    without = sorted(have_stop.loc[vals.isna(), "run_id"])
     _require(len(runs), f"no run has both a stopping episode and {ycol}")
+    lows = gd.agg[f"{agg_prefix}_lo"] if multi_seed(gd) else pd.Series(dtype=float)
+    floor = zero_floor([*runs["_y"], *lows, *below]) if log else math.nan
+    is_zero = (runs["_y"] == 0) if log else pd.Series(False, index=runs.index)
+    runs = runs.assign(_zero=is_zero, _plot=runs["_y"].where(~is_zero, floor))
     colors = _colors(runs["actor_lr"].unique())
     fig = _figure(7.8, 5.2)
     ax = fig.subplots()
     multi = gd.agg["n_runs"].max() > 1
+    skipped_means = 0
+    drew_means = False
     for a, color in colors.items():
         r = runs[runs["actor_lr"] == a]
-        face = [color if s else "white" for s in r["stopped"]]
-        ax.scatter(r["stop_value"], r[ycol], c=face, edgecolors=color, s=28 if multi else 60,
-                   alpha=0.6 if multi else 0.9,
-                   linewidths=1.3, zorder=3)
+        for zero, marker in ((False, "o"), (True, "v")):
+            rr = r[r["_zero"] == zero]
+            if len(rr):
+                ax.scatter(rr["stop_value"], rr["_plot"], c=[color if st else "white" for st in rr["stopped"]],
+                           edgecolors=color, marker=marker, s=(28 if multi else 60) * (1.4 if zero else 1.0),
+                           alpha=0.6 if multi else 0.9, linewidths=1.3, zorder=3)
         if multi:
-            agg = gd.agg[(gd.agg["actor_lr"] == a) & (gd.agg[f"{agg_prefix}_n"] > 0)]
-            yerr = np.array([agg[f"{agg_prefix}_mean"] - agg[f"{agg_prefix}_lo"],
-                             agg[f"{agg_prefix}_hi"] - agg[f"{agg_prefix}_mean"]])
-            xerr = agg["stop_half"].where(~agg["any_censored"].astype(bool), 0.0)  # no CI on lower bounds
-            ax.errorbar(agg["stop_mean"], agg[f"{agg_prefix}_mean"], xerr=xerr, yerr=yerr, fmt="D",
-                        color=color, ms=7, mec="black", capsize=3, zorder=4)
+            agg = gd.agg[(gd.agg["actor_lr"] == a) & (gd.agg["n_runs"] > 1)]
+            if log:  # a geometric mean over positive seeds only would hide the zeros: no diamond then
+                has_zero = agg["critic_lr"].isin(set(r.loc[r["_zero"], "critic_lr"]))
+                skipped_means += int(has_zero.sum())
+                agg = agg[~has_zero]
+            agg = agg[agg[f"{agg_prefix}_n"] > 0]
+            if len(agg):
+                yerr = np.array([agg[f"{agg_prefix}_mean"] - agg[f"{agg_prefix}_lo"],
+                                 agg[f"{agg_prefix}_hi"] - agg[f"{agg_prefix}_mean"]])
+                xerr = agg["stop_half"].where(~agg["any_censored"].astype(bool), 0.0)  # no CI on lower bounds
+                ax.errorbar(agg["stop_mean"], agg[f"{agg_prefix}_mean"], xerr=xerr, yerr=yerr, fmt="D",
+                            color=color, ms=7, mec="black", capsize=3, zorder=4)
+                drew_means = True
+    n_zero = int(runs["_zero"].sum())
+    if n_zero:
+        _floor_line(ax, floor, f"{what} = 0 exactly (drawn at {floor:.0e})")
+    stacked = runs.groupby(["stop_value", "_plot"]).size()
+    for (xv, yv), k in stacked[stacked > 1].items():  # coinciding runs would look like one
+        ax.annotate(f"×{k}", (xv, yv), xytext=(-7, 0), textcoords="offset points", ha="right", va="center",
+                    fontsize=8, color="#333333", zorder=5)
     if np.isfinite(gd.max_episodes):
         ax.axvline(gd.max_episodes, color=MAX_LINE, ls="--", lw=1)
     if log:
         _log_y(ax)
-    if refs:
-        refs(ax)
-    ax.set_xlabel("stopping episode (episodes; hollow = never stopped, plotted at episodes run)")
+    ref_text = refs(ax) if refs else ""
+    any_hollow, any_filled = bool((~runs["stopped"]).any()), bool(runs["stopped"].any())
+    ax.set_xlabel("stopping episode (episodes)" + ("; hollow = never stopped, plotted at episodes run"
+                                                   if any_hollow else ""))
     ax.set_ylabel(ylabel)
     handles = [Line2D([], [], marker="o", ls="", color=col, label=fmt_lr(a)) for a, col in colors.items()]
-    if multi:
+    n_pos = len(runs) - int(runs["_zero"].sum())
+    shape = "o" if n_pos else "v"
+    if any_filled and any_hollow:
+        handles.append(Line2D([], [], marker=shape, ls="", color="grey", label="filled: actors stopped"))
+        handles.append(Line2D([], [], marker=shape, ls="", color="grey", mfc="white", label="hollow: never stopped"))
+    if n_zero:
+        handles.append(Line2D([], [], marker="v", ls=":", color="#555555", mfc="white",
+                              label=f"{what} = 0 exactly ({n_zero} of {len(runs)} runs)"))
+    if drew_means:
         handles.append(Line2D([], [], marker="D", ls="", color="grey", mec="black",
                               label="configuration mean ± 95% CI"))
     if np.isfinite(gd.max_episodes):
         handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="episodes requested"))
     ax.legend(handles=handles, title="actor LR", loc="best")
     _suptitle(fig, title, gd)
-    return fig
+
+    n_stopped = int(runs["stopped"].sum())
+    parts = [f"{noun} of each run against its stopping episode, one colour per actor LR ({len(runs)} runs)."]
+    if any_filled:
+        parts.append(f"Filled markers: the {n_stopped} runs whose actors all stopped.")
+    if any_hollow:
+        parts.append(f"Hollow markers: the {len(runs) - n_stopped} runs that never stopped, plotted at the episodes "
+                     "they ran.")
+    if n_zero and n_pos:
+        parts.append(f"Circles: the {n_pos} runs with {what} > 0.")
+    if n_zero:
+        parts.append(f"Triangles on the dotted floor: the {n_zero} runs whose {what} is exactly 0 (their final actor "
+                     f"gradient vanished), drawn at {floor:.0e}, a decade below every positive value, interval and "
+                     "reference mark.")
+    if drew_means:
+        parts.append("Diamonds: configuration means with 95% intervals"
+                     + (" (geometric mean, t-interval on log10)" if log else f" ({ci_method})")
+                     + (f"; {skipped_means} configurations with a zero seed have no diamond (a geometric mean "
+                        "cannot include it)" if skipped_means else "") + ".")
+    if np.isfinite(gd.max_episodes):
+        parts.append("Green dashed: the episodes requested.")
+    if ref_text:
+        parts.append(ref_text)
+    if (stacked > 1).any():
+        parts.append(f"×k: k runs at the same point ({int(stacked[stacked > 1].sum())} runs in "
+                     f"{int((stacked > 1).sum())} places).")
+    if without:
+        parts.append(f"Not drawn: {len(without)} runs without a value ({', '.join(without[:8])}"
+                     + (" …" if len(without) > 8 else "") + ").")
+    return set_caption(fig, " ".join(parts))
 
 
 def fig_rho_vs_stop(gd: GroupData) -> Figure:
     """Fig. 6: final gradient asymmetry rho = |grad actor| / |grad critic| vs stopping episode."""
-    def refs(ax: Axes) -> None:
+    def refs(ax: Axes) -> str:
         ax.axhspan(*PAPER_RHO_RANGE, color="grey", alpha=0.08, lw=0)
         ax.text(0.01, PAPER_RHO_RANGE[1], "paper's ρ range 1e-8…1e-4", transform=ax.get_yaxis_transform(),
                 fontsize=8, va="bottom", color="grey")
+        return "Grey band: the paper's ρ range 1e-8 … 1e-4."
 
     return _scatter_vs_stop(gd, "final_rho", "rho", "final ρ = ‖∇actor‖ / ‖∇critic‖ (log)", True,
-                            "Fig. 6 — Gradient asymmetry vs stopping episode", refs)
+                            "Fig. 6 — Gradient asymmetry vs stopping episode", "ρ",
+                            "Final ρ = ‖∇actor‖/‖∇critic‖", refs, below=PAPER_RHO_RANGE)
 
 
 def fig_saturation_vs_stop(gd: GroupData) -> Figure:
     """Fig. 10: final saturation ratio vs stopping episode."""
-    def refs(ax: Axes) -> None:
+    def refs(ax: Axes) -> str:
         ax.axhline(0.9, color="black", ls="--", lw=0.8)
         ax.set_ylim(-0.03, 1.03)
+        return "Black dashed: 0.9."
 
     return _scatter_vs_stop(gd, "final_saturation_ratio", "sat", "final saturation ratio (fraction)", False,
-                            "Fig. 10 — Final saturation vs stopping episode", refs)
+                            "Fig. 10 — Final saturation vs stopping episode", "saturation",
+                            "Final saturation ratio", refs, ci_method=FRACTION_CI_METHOD)
 
 
 # ------------------------------------------------------------------ bars (12, 13)
@@ -491,35 +657,59 @@ def _config_axis(ax: Axes, pairs: list[tuple[float, float]]) -> np.ndarray:
 
 
 def fig_reward_stop_end(gd: GroupData) -> Figure:
-    """Fig. 12: smoothed reward at the stopping episode (left) vs at the end of training (right)."""
+    """Fig. 12: smoothed reward at the stopping episode vs at the end of training, as a dot plot.
+
+    One column per configuration on a linear reward axis: a dot at the reward when
+    the actors stopped and one at the end, joined by a line (position is the value;
+    rewards are negative costs, so bars from an arbitrary floor would mean nothing).
+    The stop value averages the seeds that stopped; a configuration where none
+    stopped has only its end dot. Error bars only with two or more seeds.
+    """
     _require(len(gd.eps), "no episodes.parquet rows")
     per_run = reward_at_stop_and_end(gd.eps, gd.runs)
     pairs = sorted({(a, c) for a, c in zip(per_run["actor_lr"], per_run["critic_lr"])})
     fig = _figure(max(7.0, 0.65 * len(pairs) + 2.5), 4.8)
     ax = fig.subplots()
     x = _config_axis(ax, pairs)
-    w = 0.38
-    stats = {}
-    for col in ("at_stop", "at_end"):
-        cis = [mean_ci(per_run.loc[(per_run["actor_lr"] == a) & (per_run["critic_lr"] == c), col]) for a, c in pairs]
-        stats[col] = (np.array([ci.mean for ci in cis]), np.array([ci.half for ci in cis]))
-    lows = np.concatenate([m - h for m, h in stats.values()])
-    highs = np.concatenate([m + h for m, h in stats.values()])
-    span = max(np.nanmax(highs) - np.nanmin(lows), 1e-9)
-    base = np.nanmin(lows) - 0.08 * span  # bars rise from the bottom of the axis (rewards are negative)
-    for k, (col, color, lab) in enumerate((("at_stop", "#d62728", "at stopping episode"),
-                                           ("at_end", "#1f77b4", "at end of training"))):
-        means, half = stats[col]
-        ax.bar(x + (k - 0.5) * w, means - base, w, bottom=base, color=color, label=lab, yerr=half, capsize=2)
-    ax.set_ylim(base, np.nanmax(highs) + 0.08 * span)
-    never = [i for i, (a, c) in enumerate(pairs)
-             if not per_run.loc[(per_run["actor_lr"] == a) & (per_run["critic_lr"] == c), "stopped"].any()]
-    for i in never:
-        ax.text(i, 0.02, "no\nstop", transform=ax.get_xaxis_transform(), ha="center", fontsize=7.5, color="white")
+    styles = (("at_stop", "#d62728", "o", -0.12, "at stopping episode"),
+              ("at_end", "#1f77b4", "s", 0.12, "at end of training"))
+    any_ci = False
+    no_stop = 0
+    for i, (a, c) in enumerate(pairs):
+        rows = per_run[(per_run["actor_lr"] == a) & (per_run["critic_lr"] == c)]
+        pts = {}
+        for col, color, marker, dx, _ in styles:
+            vals = rows.loc[rows["stopped"], col] if col == "at_stop" else rows[col]
+            ci = mean_ci(vals)
+            if ci.n == 0:
+                continue
+            pts[col] = (x[i] + dx, ci.mean)
+            if ci.n >= 2:
+                ax.scatter(np.full(ci.n, x[i] + dx), vals, s=10, color=color, alpha=0.35, lw=0, zorder=2)
+                ax.errorbar(x[i] + dx, ci.mean, yerr=[[ci.mean - ci.lo], [ci.hi - ci.mean]], color=color,
+                            capsize=3, lw=1.2, zorder=3)
+                any_ci = True
+            ax.plot(x[i] + dx, ci.mean, marker=marker, color=color, ms=7, ls="", zorder=4)
+        if len(pts) == 2:
+            (x0, y0), (x1, y1) = pts["at_stop"], pts["at_end"]
+            ax.plot([x0, x1], [y0, y1], color="#888888", lw=1.2, zorder=1)
+        elif "at_end" in pts:
+            no_stop += 1
+            ax.annotate("no stop", pts["at_end"], xytext=(0, 8), textcoords="offset points", ha="center",
+                        fontsize=7.5, color="#555555")
     ax.set_ylabel(f"episode reward ({gd.window}-episode trailing mean)")
-    ax.legend(loc="best", fontsize=8, framealpha=0.95)
-    _suptitle(fig, "Fig. 12 — Reward at stopping point vs end of training", gd, "mean, bars = 95% t-CI")
-    return fig
+    ax.legend(handles=[Line2D([], [], marker=m, ls="", color=col, label=lab) for _, col, m, _, lab in styles],
+              loc="best", fontsize=8, framealpha=0.95)
+    _suptitle(fig, "Fig. 12 — Reward at stopping point vs end of training", gd,
+              "mean ± 95% t-CI" if any_ci else "one seed per configuration")
+    caption = (f"Trailing-mean reward ({gd.window} episodes) per configuration on a linear axis: red circle at the "
+               "stopping episode (mean over the seeds that stopped), blue square at the last episode run, joined by "
+               "a grey line.")
+    if no_stop:
+        caption += f" {no_stop} configurations never stopped in any seed: only their end value, marked 'no stop'."
+    caption += (" Error bars: 95% Student-t intervals; small dots: the seeds." if any_ci
+                else " One seed per configuration: no interval.")
+    return set_caption(fig, caption)
 
 
 def fig_agent_stops(gd: GroupData) -> Figure:
@@ -631,14 +821,14 @@ GROUP_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = 
      "Bubble area and colour proportional to the stopping episode; thick edges mark configurations "
      "where at least one seed never stopped.", fig_stopping_bubbles),
     ("fig04_grad_norms", "4", "Actor vs critic gradient norms",
-     "Actor (solid) and critic (dashed) gradient L2 norms at each log interval, log scale; geometric "
-     "mean over seeds with a 95% t-interval on log10.", fig_grad_norms),
+     "Actor (solid) and critic (dashed) gradient L2 norms at each log interval, log scale; exact zeros "
+     "drawn at a marked floor.", fig_grad_norms),
     ("fig05_layer_grad_norms", "5", "Per-layer gradient norms",
      "Gradient norm of each layer (l0 = input layer) at the final log, for the lowest actor LR "
      "(latest-stopping critic LR) and the highest actor LR (earliest-stopping critic LR).", fig_layer_grad_norms),
     ("fig06_rho_vs_stop", "6", "Gradient asymmetry vs stopping",
-     "Final ρ = ‖∇actor‖/‖∇critic‖ per run against its stopping episode (hollow: never stopped, "
-     "plotted at the episodes run); diamonds: configuration means with 95% CIs.", fig_rho_vs_stop),
+     "Final ρ = ‖∇actor‖/‖∇critic‖ per run against its stopping episode; runs with ρ exactly 0 drawn "
+     "at a marked floor.", fig_rho_vs_stop),
     ("fig07_saturation_time", "7", "Saturation ratio over training",
      "Fraction of actor outputs (all agents and action dimensions) beyond the saturation threshold; "
      "dashed: 0.9.", fig_saturation_time),
@@ -646,15 +836,15 @@ GROUP_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = 
      "Mean ± std of the tanh inputs over training, symmetric-log y axis; dashed at z = ±2.",
      fig_preactivation_time),
     ("fig09_saturation_heatmap", "9", "Final saturation heatmap",
-     "Final saturation ratio per configuration (mean ± 95% half-width with several seeds).", fig_saturation_heatmap),
+     "Final saturation ratio per configuration.", fig_saturation_heatmap),
     ("fig10_saturation_vs_stop", "10", "Saturation vs stopping",
      "Final saturation ratio per run against its stopping episode.", fig_saturation_vs_stop),
     ("fig11_learning_curves", "11", "Learning curves",
      "Trailing moving average of the episode reward; dotted vertical lines at the mean stopping episode.",
      fig_learning_curves),
     ("fig12_reward_stop_end", "12", "Reward at stop vs end",
-     "Trailing-mean reward at the stopping episode (left bar) and at the last episode run (right bar); "
-     "for runs that never stopped both are the end value.", fig_reward_stop_end),
+     "Trailing-mean reward at the stopping episode and at the last episode run, as dots on a linear axis.",
+     fig_reward_stop_end),
     ("fig13_agent_stops", "13", "Per-agent stopping distribution",
      "Box plots of the episodes at which individual agents stopped (seeds pooled); k/n above each box "
      "counts the agents that stopped.", fig_agent_stops),

@@ -19,7 +19,10 @@ import pandas as pd
 
 from .tables import Table
 
-__all__ = ["FigureResult", "ConfigInfo", "ReportContent", "render_html"]
+__all__ = ["FigureResult", "ConfigInfo", "MainResult", "ReportContent", "render_html", "MAIN_FIGURE"]
+
+#: The figure shown with Tables 3 and 4 as the main result of each group.
+MAIN_FIGURE = "fig02_stopping_heatmap"
 
 
 @dataclass
@@ -51,12 +54,32 @@ class ConfigInfo:
 
 
 @dataclass
+class MainResult:
+    """The main results of one group of the main result set: the stopping heatmap, Tables 3 and 4."""
+
+    section: str
+    figures: list[FigureResult]
+    tables: list[Table]
+
+
+@dataclass
 class ReportContent:
-    """Everything the page shows, already computed."""
+    """Everything the page shows, already computed.
+
+    ``scale``: the runs' scale derived from them (``reduced scale: 1000 episodes,
+    seed 42``); ``provenance_line``: :func:`gradasym.provenance.collect` of the
+    build as one line; ``provenance_table``: where the runs ran (their recorded
+    provenance); ``main``: the main results, shown before every other figure and
+    before the comparison.
+    """
 
     title: str
     generated: str
     version: str
+    scale: str
+    provenance_line: str
+    main: list[MainResult]
+    provenance_table: Table
     sets: list[dict[str, Any]]
     summary: list[tuple[str, list[str]]]
     missing: list[str]
@@ -131,13 +154,15 @@ def _figure_html(fig: FigureResult, out_dir: Path) -> str:
 def _header(c: ReportContent) -> str:
     rows = "".join(f"<tr><td>{_e(s['role'])}</td><td>{_e(s['label'])}</td><td>{_e(s['path'])}</td>"
                    f"<td>{_e(s['kind'])}</td><td>{_e(s['runs'])}</td></tr>" for s in c.sets)
-    return (f"<h1>{_e(c.title)}</h1><p>Generated {_e(c.generated)} by gradasym {_e(c.version)}.</p>"
+    scale = f"<p class='scale'><b>Scale</b>: {_e(c.scale)}.</p>" if c.scale and c.scale not in c.title else ""
+    return (f"<h1>{_e(c.title)}</h1>{scale}<p>Generated {_e(c.generated)} by gradasym {_e(c.version)}; built "
+            f"with {_e(c.provenance_line)}.</p>"
             "<table class='meta'><tr><th>role</th><th>label</th><th>folder</th><th>layout</th><th>runs</th></tr>"
             f"{rows}</table>")
 
 
-NAV = [("summary", "Summary"), ("missing", "Missing"), ("viable", "Viable"), ("figures", "Figures"),
-       ("comparison", "Comparison"), ("tables", "Tables"), ("runs", "Runs"), ("configs", "Configs")]
+NAV = [("summary", "Summary"), ("missing", "Missing"), ("main", "Main results"), ("figures", "Figures"),
+       ("viable", "Viable"), ("comparison", "Comparison"), ("runs", "Runs"), ("configs", "Configs")]
 
 
 def _summary(c: ReportContent) -> str:
@@ -164,11 +189,22 @@ def _viable(c: ReportContent) -> str:
     return f"<h2 id='viable'>Viable configurations</h2><p>{_e(c.viable_definition)}</p>{first}{rest}"
 
 
+def _main(c: ReportContent) -> str:
+    """Stopping heatmap, Table 3 and Table 4 of each group of the main result set."""
+    parts = ["<h2 id='main'>Main results</h2>"]
+    for m in c.main:
+        if len(c.main) > 1:
+            parts.append(f"<h3>{_e(m.section)}</h3>")
+        parts += [_figure_html(f, c.out_dir) for f in m.figures] + [_table_html(t) for t in m.tables]
+    return "".join(parts)
+
+
 def _figures(c: ReportContent) -> str:
     parts = ["<h2 id='figures'>Figures</h2>"]
     current = None
+    shown = {id(f) for m in c.main for f in m.figures}
     for fig in c.figures:
-        if fig.section == "Comparison":
+        if fig.section == "Comparison" or id(fig) in shown:
             continue
         if fig.section != current:
             parts.append(f"<h3>{_e(fig.section)}</h3>")
@@ -202,18 +238,19 @@ def _configs(c: ReportContent) -> str:
                          f"{_frame_html(info.varying)}</div></details>")
         if info.without_config:
             parts.append(f"<p class='missing'>No config.json: {_e(', '.join(info.without_config))}</p>")
+    parts.append(f"<p>This report was built with {_e(c.provenance_line)}.</p>")
+    parts.append(_table_html(c.provenance_table))
     return "".join(parts)
 
 
 def render_html(c: ReportContent) -> str:
     """The complete page as a string."""
     nav = "".join(f"<a href='#{k}'>{_e(v)}</a>" for k, v in NAV)
-    tables = "<h2 id='tables'>Tables</h2>" + "".join(_table_html(t) for t in c.group_tables)
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
     runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs (status, progress, "
             f"stopping episode, errors, missing files)</summary>{_table_html(c.runs_table)}</details>")
-    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _viable(c), _figures(c),
-                    _comparison(c), tables, runs, _configs(c)])
+    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _figures(c), _viable(c),
+                    _comparison(c), runs, _configs(c)])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(c.title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{body}</main></body></html>\n")

@@ -38,6 +38,7 @@ __all__ = [
     "runs_frame",
     "parse_run_id",
     "presets_label",
+    "run_grad_death_episode",
 ]
 
 #: Columns of the sweep summary table (``docs/architecture.md``, "Sweep folder").
@@ -446,7 +447,9 @@ def runs_frame(rs: ResultSet) -> pd.DataFrame:
     ``group`` (preset label), ``n_agents``, ``stopped`` (all actors stopped),
     ``stop_value`` (stopping episode, or the episodes run when the actors never all
     stopped: the paper's convention of writing the training length), ``censored``
-    (= not stopped), ``finished`` and ``has_tracking``/``has_episodes``.
+    (= not stopped), ``finished``, ``has_tracking``/``has_episodes``,
+    ``grad_death_episode`` (:func:`run_grad_death_episode`) and ``provenance`` (the
+    run's ``summary.json`` ``provenance`` dict, or None).
     """
     rows = []
     for run in rs.runs:
@@ -456,13 +459,17 @@ def runs_frame(rs: ResultSet) -> pd.DataFrame:
                    n_agents=_nested(run.config, "env", "n_agents") or _list_len(s.get("per_agent_stop_episode")),
                    has_tracking=run.tracking is not None and len(run.tracking) > 0,
                    has_episodes=run.episodes is not None and len(run.episodes) > 0,
-                   summary_source=run.summary_source)
+                   summary_source=run.summary_source,
+                   grad_death_episode=run_grad_death_episode(s.get("per_agent_grad_death_episode")),
+                   provenance=s.get("provenance") if isinstance(s.get("provenance"), dict) else None)
         rows.append(row)
     df = pd.DataFrame(rows, columns=SUMMARY_KEYS + ["run_id", "set", "group", "n_agents", "has_tracking",
-                                                    "has_episodes", "summary_source"])
+                                                    "has_episodes", "summary_source", "grad_death_episode",
+                                                    "provenance"])
     for col in ("actor_lr", "critic_lr", "stopping_episode", "episodes_run", "episodes_requested",
                 "max_abs_preactivation", "final_saturation_ratio", "final_rho", "reward_first10",
-                "reward_last10", "seconds_per_episode", "seconds_total", "critic_stop_episode"):
+                "reward_last10", "seconds_per_episode", "seconds_total", "critic_stop_episode",
+                "grad_death_episode"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["stopped"] = df["stopping_episode"].notna()
     df["censored"] = ~df["stopped"]
@@ -470,6 +477,31 @@ def runs_frame(rs: ResultSet) -> pd.DataFrame:
     df["finished"] = df["status"] == "finished"
     df["status"] = df["status"].fillna(STATUS_NO_SUMMARY)
     return df
+
+
+def run_grad_death_episode(per_agent: Any) -> int | None:
+    """Run-level gradient-death episode: from when on every actor's gradient was dead.
+
+    ``per_agent`` is ``summary.json`` ``per_agent_grad_death_episode``: per agent, the
+    first episode of its current, still ongoing run of dead gradients (norm below
+    ``run.grad_death_threshold`` or exactly 0), None while alive. When every agent has
+    one, the run's episode is their maximum (the first episode from which all actors'
+    gradients stayed dead to the end); otherwise None (some actor's gradient is alive).
+    """
+    if not isinstance(per_agent, (list, tuple)) or not per_agent:
+        return None
+    values = []
+    for v in per_agent:
+        if v is None or isinstance(v, bool):
+            return None
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(f):
+            return None
+        values.append(f)
+    return int(max(values))
 
 
 def _list_len(value: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""The paper's published numbers (``shared/spec/paper.md``), as labelled constants.
+"""The paper's published numbers (its Tables 3, 4, 7-9 and section 6; see docs/study.md), as labelled constants.
 
 Everything here is *the paper's*, single-seed result (its Table 3 footnote: one run
 per configuration), never a measurement of this package. The report prints these
@@ -101,19 +101,19 @@ TABLE7_PRESET: Final[str] = "large-actor"
 TABLE8_PRESET: Final[str] = "linear-hidden"
 
 
-def paper_category(stop_episode: float, max_episodes: float = PAPER_MAX_EPISODES, scale: float = 1.0) -> str:
+def paper_category(stop_episode: float, max_episodes: float = PAPER_MAX_EPISODES) -> str:
     """The paper's Table 3 category for a stopping episode (``max_episodes`` = never stopped).
 
     The paper only uses "No stopping", "Late (>500)" and "Early (<300)"; values in
-    300-500 (which it never observed) are called "Intermediate (300-500)". For runs
-    shorter or longer than the paper's 2000 episodes, ``scale = episodes / 2000``
-    scales the 300/500 thresholds (the labels keep the paper's numbers).
+    300-500 (which it never observed) are called "Intermediate (300-500)". The
+    thresholds are absolute episode numbers and do not scale with the run length:
+    a stop is a time after the start of training, not a fraction of the run.
     """
     if stop_episode >= max_episodes:
         return "No stopping"
-    if stop_episode > 500 * scale:
+    if stop_episode > 500:
         return "Late (>500)"
-    if stop_episode >= 300 * scale:
+    if stop_episode >= 300:
         return "Intermediate (300-500)"
     return "Early (<300)"
 

@@ -10,6 +10,14 @@ Quantities that the paper plots on log axes (gradient norms, rho, |z|) are
 summarised on the log10 scale (:func:`geometric_mean_ci`): their geometric mean
 with a t interval computed on log10 values, which is always positive and therefore
 drawable on a log axis.
+
+Fractions never get an interval outside [0, 1]:
+
+* a proportion of seeds (k of n seeds stopped): the Wilson score interval
+  (:func:`wilson_interval`);
+* a mean of per-seed fractions (saturation ratios): the Student-t interval computed
+  on the logit scale and transformed back (:func:`fraction_mean_ci`); fractions at
+  exactly 0 or 1 enter the logit as :data:`LOGIT_EPS` / ``1 - LOGIT_EPS``.
 """
 
 from __future__ import annotations
@@ -21,7 +29,10 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["MeanCI", "mean_ci", "geometric_mean_ci", "t_quantile", "t_cdf"]
+__all__ = [
+    "MeanCI", "mean_ci", "geometric_mean_ci", "fraction_mean_ci", "wilson_interval", "normal_quantile",
+    "t_quantile", "t_cdf", "logit", "LOGIT_EPS", "FRACTION_CI_METHOD", "SEED_FRACTION_CI_METHOD",
+]
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,10 @@ class MeanCI:
 
     ``lo``/``hi`` equal ``mean`` when ``n == 1`` (no interval can be computed)
     and are NaN when ``n == 0``. ``half`` is the half width (``hi - mean`` for the
-    arithmetic case; for geometric summaries it is the half width on log10).
+    arithmetic case; for geometric summaries it is the half width on log10, for
+    means of fractions on the logit scale, for Wilson intervals the score half
+    width around the Wilson centre): intervals that are not symmetric around
+    ``mean`` are shown as ``[lo, hi]``.
     """
 
     mean: float
@@ -159,3 +173,90 @@ def geometric_mean_ci(values: Iterable[float], level: float = 0.95) -> MeanCI:
     if ci.n == 0:
         return ci
     return MeanCI(10.0 ** ci.mean, 10.0 ** ci.lo, 10.0 ** ci.hi, ci.half, ci.n, level)
+
+
+#: Fractions at exactly 0 or 1 enter the logit as this distance from the boundary.
+LOGIT_EPS: float = 1e-3
+
+#: How intervals of means of per-seed fractions are computed (stated on the page).
+FRACTION_CI_METHOD = ("95% Student-t interval of the per-seed fractions on the logit scale, transformed back "
+                      f"(fractions of exactly 0 or 1 taken as {LOGIT_EPS:g} / {1 - LOGIT_EPS:g}), so it stays "
+                      "inside [0, 1]")
+
+#: How intervals of proportions of seeds are computed (stated on the page).
+SEED_FRACTION_CI_METHOD = "95% Wilson score interval of the fraction k/n (inside [0, 1] by construction)"
+
+
+def normal_quantile(p: float) -> float:
+    """Quantile of the standard normal distribution (``normal_quantile(0.975) == 1.95996...``).
+
+    Bisection on the normal CDF ``0.5 * erfc(-x / sqrt(2))`` (no scipy needed).
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-14:
+            break
+    return 0.5 * (lo + hi)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> MeanCI:
+    """Wilson score interval of a proportion ``k / n`` (e.g. seeds that stopped).
+
+    ``center = (p + z^2 / 2n) / (1 + z^2 / n)``, ``half = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)``
+    with ``z`` the normal quantile; the bounds lie inside [0, 1] for every ``k``,
+    including 0 and ``n``. ``mean`` is ``k / n`` (not the Wilson centre), ``half``
+    the Wilson half width. ``n == 0`` gives NaNs.
+    """
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return MeanCI(math.nan, math.nan, math.nan, math.nan, 0, level)
+    p = k / n
+    z = normal_quantile(0.5 + level / 2.0)
+    denom = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denom
+    half = z / denom * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
+    # The score interval always contains p; min/max only remove rounding (k = 0 or n gives exactly 0 / 1).
+    return MeanCI(p, max(0.0, min(p, center - half)), min(1.0, max(p, center + half)), half, n, level)
+
+
+def logit(p: np.ndarray | float, eps: float = LOGIT_EPS) -> np.ndarray:
+    """``log(p / (1 - p))`` of fractions clamped to ``[eps, 1 - eps]``."""
+    q = np.clip(np.asarray(p, dtype=float), eps, 1.0 - eps)
+    return np.log(q / (1.0 - q))
+
+
+def _expit(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def fraction_mean_ci(values: Iterable[float], level: float = 0.95) -> MeanCI:
+    """Mean of per-seed fractions with a t interval on the logit scale (inside [0, 1]).
+
+    ``mean`` is the arithmetic mean of the fractions (what the tables print). The
+    interval is ``expit(mean(logit x) -+ t s_logit / sqrt n)`` with fractions of
+    exactly 0 or 1 clamped to :data:`LOGIT_EPS` from the boundary, widened if needed
+    so that it contains ``mean``; identical values give a zero-width interval.
+    Values outside [0, 1] are rejected: they are not fractions.
+    """
+    arr = _finite_values(values)
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ValueError(f"fractions must lie in [0, 1], got {arr.min():g} … {arr.max():g}")
+    n = int(arr.size)
+    if n == 0:
+        return MeanCI(math.nan, math.nan, math.nan, math.nan, 0, level)
+    mean = float(arr.mean())
+    if n == 1 or float(arr.max() - arr.min()) == 0.0:
+        return MeanCI(mean, mean, mean, 0.0, n, level)
+    z = logit(arr)
+    half = t_quantile(0.5 + level / 2.0, n - 1) * float(z.std(ddof=1)) / math.sqrt(n)
+    lo, hi = _expit(float(z.mean()) - half), _expit(float(z.mean()) + half)
+    lo, hi = min(lo, mean), max(hi, mean)
+    return MeanCI(mean, lo, hi, half, n, level)

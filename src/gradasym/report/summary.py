@@ -90,15 +90,39 @@ def _paper_lines(gd: GroupData) -> list[str]:
     return out
 
 
+def _range(values: pd.Series) -> str:
+    """``3`` or ``3–9`` (whole numbers)."""
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
+
+
 def _critic_rho_lines(gd: GroupData) -> list[str]:
     crit = int(gd.runs["critic_stopped"].fillna(False).astype(bool).sum())
     lines = [f"The critic stopped in {crit} of {len(gd.runs)} runs (paper: the critic never stops)."]
-    rho = gd.runs["final_rho"]
-    rho = rho[np.isfinite(rho) & (rho > 0)]
+    rho_all = gd.runs["final_rho"]
+    rho_all = rho_all[np.isfinite(rho_all)]
+    rho = rho_all[rho_all > 0]
+    zero = int((rho_all == 0).sum())
+    lo, hi = paper.PAPER_RHO_RANGE
+    zero_text = (f"; in {zero} of {len(rho_all)} runs it is exactly 0 (the actor gradient vanished in float32)"
+                 if zero else "")
     if len(rho):
-        lo, hi = paper.PAPER_RHO_RANGE
         lines.append(f"Final gradient ratio ρ = ‖∇actor‖/‖∇critic‖ ranges {fmt_num(rho.min())} … "
-                     f"{fmt_num(rho.max())} across runs (paper: {lo:g} … {hi:g}).")
+                     f"{fmt_num(rho.max())} across the runs where it is positive{zero_text} "
+                     f"(paper: {lo:g} … {hi:g}).")
+    elif zero:
+        lines.append(f"Final gradient ratio ρ = ‖∇actor‖/‖∇critic‖ is exactly 0 in all {zero} runs with a value "
+                     f"(the actor gradient vanished in float32; paper: {lo:g} … {hi:g}).")
+    dead = gd.runs[gd.runs["grad_death_episode"].notna()]
+    if len(dead):
+        text = (f"Every actor's gradient died (norm below run.grad_death_threshold or exactly 0, for good) in "
+                f"{len(dead)} of {len(gd.runs)} runs, at episode {_range(dead['grad_death_episode'])}")
+        both = dead[dead["stopped"]]
+        if len(both):
+            gap = both["stopping_episode"] - both["grad_death_episode"]
+            text += (f"; in the {len(both)} of them whose actors stopped, the stop came "
+                     f"{_range(gap)} episodes after the gradient died")
+        lines.append(text + ".")
     return lines
 
 

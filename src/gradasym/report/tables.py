@@ -19,12 +19,12 @@ from . import paper
 from .analysis import (
     GroupData, ViableCount, comparable_with_paper, fmt_lr, fmt_num, stop_cell_text, viable_count, viable_table,
 )
-from .stats import geometric_mean_ci, mean_ci
+from .stats import FRACTION_CI_METHOD, SEED_FRACTION_CI_METHOD, fraction_mean_ci, geometric_mean_ci
 
 __all__ = [
     "Table", "table3_stopping", "table4_preactivation", "table_compare_stopping", "table7_large_actor",
     "table8_linear_hidden", "table9_preact_linear", "table_viable", "table_viable_counts", "table_runs", "to_markdown",
-    "write_table", "find_group",
+    "write_table", "find_group", "table_provenance", "provenance_text",
 ]
 
 
@@ -93,7 +93,8 @@ def table3_stopping(gd: GroupData) -> Table:
             "Stop ep. (mean ± 95% CI)": stop_cell_text(r),
             "95% CI": (f"[{r['stop_lo']:.0f}, {r['stop_hi']:.0f}]"
                        if r["stop_n"] >= 2 and not r["any_censored"] else "—"),
-            "Seeds stopped": f"{r['n_stopped']}/{r['stop_n']}",
+            "Seeds stopped": _seeds_stopped_text(r),
+            "Grad-death ep.": _death_text(r),
             "Category": r["category"] or "—",
             "Paper stop ep.": _paper_stop_text(p), "Paper category": pcat or "—", "Same category": agrees,
         })
@@ -101,6 +102,8 @@ def table3_stopping(gd: GroupData) -> Table:
                      "n_finished": r["n_finished"], "stop_n": r["stop_n"], "n_stopped": r["n_stopped"],
                      "stop_mean": r["stop_mean"], "stop_lo": r["stop_lo"], "stop_hi": r["stop_hi"],
                      "stop_half": r["stop_half"], "any_censored": r["any_censored"], "category": r["category"],
+                     "stopped_frac_lo": r["stopfrac_lo"], "stopped_frac_hi": r["stopfrac_hi"],
+                     "n_grad_dead": r["n_dead"], "grad_death_mean": r["death_mean"],
                      "paper_stop_episode": p, "paper_category": pcat})
     scale_note = ("" if gd.max_episodes >= paper.PAPER_MAX_EPISODES else
                   f" Runs are {gd.max_episodes:.0f} episodes long: a configuration the paper saw stop later "
@@ -108,9 +111,32 @@ def table3_stopping(gd: GroupData) -> Table:
     caption = (f"{gd.title}, {gd.seeds_text}. Mean stopping episode (first episode at which all actors had "
                "stopped) with the 95% Student-t half-width; ≥N means at least one seed never stopped within "
                "the N episodes it ran (counted as N, the paper's convention: its Table 3 writes 2000). "
-               "Paper columns: the paper's single-seed Table 3." + scale_note)
+               "Seeds stopped: k of n seeds whose actors all stopped"
+               + (f", with the {SEED_FRACTION_CI_METHOD}" if gd.agg["stop_n"].max() > 1 else "")
+               + ". Grad-death ep.: the episode from which every actor's gradient stayed dead (norm below "
+               "run.grad_death_threshold or exactly 0) to the end of the run, i.e. the latest of the agents' "
+               "gradient-death episodes; mean over the runs where all actors' gradients died (k/n runs), — when "
+               "none did. Paper columns: the paper's single-seed Table 3." + scale_note)
     return Table(_name("table3_stopping", gd), "3", "Stopping episodes by learning-rate configuration", caption,
                  pd.DataFrame(rows), pd.DataFrame(data))
+
+
+def _seeds_stopped_text(r: pd.Series) -> str:
+    """``2/3`` and, with several seeds, the Wilson interval of the fraction: ``2/3 [0.21, 0.94]``."""
+    text = f"{r['n_stopped']}/{r['stop_n']}"
+    if r["stop_n"] >= 2:
+        text += f" [{r['stopfrac_lo']:.2f}, {r['stopfrac_hi']:.2f}]"
+    return text
+
+
+def _death_text(r: pd.Series) -> str:
+    """Mean run-level gradient-death episode of the runs that have one, with ``k/n runs``."""
+    if not r["n_dead"]:
+        return "—"
+    text = f"{r['death_mean']:.0f}"
+    if r["n_runs"] > 1:
+        text += f" ({r['n_dead']}/{r['n_runs']} runs)"
+    return text
 
 
 def _name(stem: str, gd: GroupData) -> str:
@@ -140,7 +166,7 @@ def table4_preactivation(gd: GroupData) -> Table:
         runs = gd.runs[gd.runs["actor_lr"] == a]
         zmin, zmax = _preact_range(gd, a)
         gm = geometric_mean_ci(runs["max_abs_preactivation"])
-        sat = mean_ci(runs["final_saturation_ratio"])
+        sat = fraction_mean_ci(runs["final_saturation_ratio"])
         pr = paper.lookup(paper.TABLE4_PREACT_RANGE, a)
         rows.append({
             "Actor LR": fmt_lr(a), "Runs": len(runs),
@@ -158,7 +184,8 @@ def table4_preactivation(gd: GroupData) -> Table:
                      "paper_min": pr[0] if pr else None, "paper_max": pr[1] if pr else None})
     caption = (f"{gd.title}, {gd.seeds_text} per configuration. Range: smallest preact_min and largest "
                "preact_max over all logged updates of all runs with that actor LR (all critic LRs). Max |z|: "
-               "each run's max_abs_preactivation; geometric mean with a t-interval on log10.")
+               "each run's max_abs_preactivation; geometric mean with a t-interval on log10. Final saturation: "
+               f"mean over runs with the {FRACTION_CI_METHOD}.")
     return Table(_name("table4_preactivation", gd), "4", "Pre-activation magnitudes by actor learning rate",
                  caption, pd.DataFrame(rows), pd.DataFrame(data))
 
@@ -335,8 +362,50 @@ def viable_definition(margin: float) -> str:
             f"{paper.PAPER_VIABLE_COUNT} of {paper.PAPER_VIABLE_TOTAL} (actor LR 0.0001, critic LR 0.001).")
 
 
+def _short_commit(prov: dict | None) -> str:
+    if not isinstance(prov, dict):
+        return "not recorded"
+    commit = str(prov.get("git_commit") or "unknown")
+    short = commit[:10] if commit != "unknown" else commit
+    return short + (" (modified)" if prov.get("git_dirty") else "")
+
+
+def _machine(prov: dict | None) -> str:
+    if not isinstance(prov, dict):
+        return "not recorded"
+    cores = prov.get("cpu_count")
+    return (f"{prov.get('cpu_model') or 'unknown CPU'}, {cores if cores is not None else '?'} cores, "
+            f"torch {prov.get('torch_version') or 'unknown'}")
+
+
+def provenance_text(prov: dict | None) -> str:
+    """One line: ``commit 89d80e71a7 (modified) · Intel Xeon, 2 cores, torch 2.13.0 · Python 3.11.7``."""
+    if not isinstance(prov, dict):
+        return "not recorded"
+    return (f"commit {_short_commit(prov)} · {_machine(prov)} · Python {prov.get('python_version') or '?'}"
+            f" · {prov.get('platform') or 'unknown platform'}")
+
+
+def table_provenance(runs: pd.DataFrame) -> Table:
+    """Where the runs ran: one row per (code commit, machine), with the runs' count and speed."""
+    rows, data = [], []
+    if len(runs):
+        keyed = runs.assign(_commit=runs["provenance"].map(_short_commit), _machine=runs["provenance"].map(_machine))
+        for (commit, machine), g in keyed.groupby(["_commit", "_machine"], sort=True):
+            spe = g["seconds_per_episode"].dropna()
+            rows.append({"Code commit": commit, "Machine (CPU, cores, torch)": machine, "Runs": len(g),
+                         "s/episode (median, range)": (f"{spe.median():.3g} ({spe.min():.3g} … {spe.max():.3g})"
+                                                       if len(spe) else "—")})
+            data.append({"git_commit": commit, "machine": machine, "runs": len(g),
+                         "seconds_per_episode_median": spe.median() if len(spe) else np.nan})
+    caption = ("Code commit and machine recorded by each run in summary.json (provenance); \"not recorded\": "
+               "runs written before gradasym recorded it. s/episode: wall-clock seconds per episode of each run "
+               "(comparable only between runs on the same machine under the same load).")
+    return Table("table_provenance", "", "Where the runs ran", caption, pd.DataFrame(rows), pd.DataFrame(data))
+
+
 def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
-    """Every run with status, progress, stopping episode, error and missing files."""
+    """Every run with status, progress, stopping and gradient-death episodes, speed, error and missing files."""
     rows = []
     for _, r in runs.sort_values(["set", "group", "actor_lr", "critic_lr", "seed"]).iterrows():
         ep_run = r["episodes_run"]
@@ -345,9 +414,17 @@ def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
             "Set": r["set"], "Run": r["run_id"], "Status": r["status"],
             "Episodes": f"{fmt_num(ep_run)}/{fmt_num(ep_req)}",
             "Stop ep.": f"{r['stopping_episode']:.0f}" if r["stopped"] else "—",
+            "Grad-death ep.": f"{r['grad_death_episode']:.0f}" if np.isfinite(r["grad_death_episode"]) else "—",
             "Critic stopped": {True: "yes", False: "no"}.get(r["critic_stopped"], "—"),
+            "s/episode": fmt_num(r["seconds_per_episode"]),
+            "Commit": _short_commit(r["provenance"]),
             "Error": (str(r["error"])[:200] if isinstance(r["error"], str) and r["error"] else ""),
             "Missing / problems": "; ".join(problems.get(f"{r['set']}/{r['run_id']}", [])),
         })
-    return Table("table_runs", "", "Runs", "Every run found, with what is missing.", pd.DataFrame(rows),
-                 runs.drop(columns=["per_agent_stop_episode", "per_agent_grad_death_episode"], errors="ignore"))
+    data = runs.drop(columns=["per_agent_stop_episode", "per_agent_grad_death_episode", "provenance"], errors="ignore")
+    data = data.assign(git_commit=runs["provenance"].map(lambda p: p.get("git_commit") if isinstance(p, dict) else None))
+    caption = ("Every run found, with what is missing. Stop ep.: first episode at which all actors had stopped; "
+               "Grad-death ep.: first episode from which all actors' gradients stayed dead to the end (the latest "
+               "of the agents' gradient-death episodes; — while any actor's gradient is alive); s/episode: "
+               "wall-clock seconds per episode; Commit: the code commit the run recorded.")
+    return Table("table_runs", "", "Runs", caption, pd.DataFrame(rows), data)

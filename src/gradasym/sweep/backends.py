@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import signal
 import socket
 import threading
@@ -30,6 +31,7 @@ from queue import Empty
 from typing import Any, Callable, Protocol
 
 from gradasym.config import Config
+from gradasym.runfolder import is_disk_full
 
 from .store import FAILED, FINISHED, INTERRUPTED
 
@@ -78,7 +80,7 @@ def execute_run(
     """Run one config with ``resume=True`` and turn the outcome into a result dict.
 
     Never raises: an exception becomes ``status="failed"`` with its message and
-    traceback; a ``KeyboardInterrupt`` (Ctrl-C, or ``should_stop()`` turning true at an
+    traceback (and ``"disk_full": True`` when it was a full disk); a ``KeyboardInterrupt`` (Ctrl-C, or ``should_stop()`` turning true at an
     episode boundary) becomes ``status="interrupted"`` — the run folder keeps its
     last checkpoint, and the next sweep resumes it.
     """
@@ -102,8 +104,11 @@ def execute_run(
     except KeyboardInterrupt:
         return {"run_id": run_id, "status": INTERRUPTED, "summary": None, "error": None, "traceback": None}
     except BaseException as exc:  # noqa: BLE001 - a failed run must not stop the sweep
-        return {"run_id": run_id, "status": FAILED, "summary": None,
-                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        result = {"run_id": run_id, "status": FAILED, "summary": None,
+                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        if is_disk_full(exc):
+            result["disk_full"] = True  # the driver stops the sweep (see run_sweep)
+        return result
     summary = dict(summary) if isinstance(summary, dict) else None
     status = str((summary or {}).get("status") or FINISHED)
     error = (summary or {}).get("error") if status != FINISHED else None
@@ -228,8 +233,12 @@ def run_pool(
 
     ``runner`` must be picklable (a module-level function). Per-episode progress
     comes back through a ``multiprocessing.Manager`` queue. If a worker process dies
-    (e.g. killed for memory), the run it was executing is recorded as failed and the
-    runs not yet started are retried in a fresh pool. Ctrl-C asks every running run
+    (e.g. killed for memory), the pool breaks and terminates its other workers: the
+    run of the dead worker (told by the pid of its ``start`` message and the exit
+    codes: the pool's own terminations exit with SIGTERM) is recorded as failed, and
+    every other run (started or not) is retried in a fresh pool, resuming from its
+    checkpoint. When the dead worker cannot be told apart (it too died of SIGTERM),
+    its candidates are retried, and a run caught in :data:`MAX_BROKEN` broken pools fails. Ctrl-C asks every running run
     to stop at its next episode (checkpoints stay), waits up to ``interrupt_grace``
     seconds (a second Ctrl-C kills the workers), then raises ``KeyboardInterrupt``.
     """
@@ -239,6 +248,7 @@ def run_pool(
     try:
         queue, stop = manager.Queue(), manager.Event()
         remaining = list(jobs)
+        broken: dict[str, int] = {}
         rounds = 0
         while remaining:
             rounds += 1
@@ -247,7 +257,8 @@ def run_pool(
                     reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
                                                "error": "worker processes keep dying", "traceback": None})
                 return
-            remaining = _pool_round(remaining, runner, reporter, workers, ctx, queue, stop, interrupt_grace)
+            remaining = _pool_round(remaining, runner, reporter, workers, ctx, queue, stop, interrupt_grace,
+                                    broken)
     finally:
         try:
             manager.shutdown()
@@ -255,26 +266,95 @@ def run_pool(
             pass
 
 
+#: A run whose pool broke this many times (its worker could not be told apart) is failed.
+MAX_BROKEN = 2
+
+
+def _dead_workers(procs: dict[int, Any]) -> dict[int, int]:
+    """``{pid: exit code}`` of the workers of a broken pool that died on their own.
+
+    The pool terminates its remaining workers (SIGTERM) once one has died, so a
+    worker whose exit code is anything but ``-SIGTERM`` is the one that broke it.
+    """
+    dead = {}
+    deadline = time.monotonic() + 10
+    for pid, proc in list(procs.items()):
+        try:
+            # The pool's own thread reaps the processes too: poll until one of us has.
+            while proc.exitcode is None and time.monotonic() < deadline:
+                proc.join(timeout=0.05)
+            code = proc.exitcode
+        except Exception:  # noqa: BLE001
+            continue
+        if code is not None and code != -signal.SIGTERM:
+            dead[pid] = code
+    return dead
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
 def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: int, ctx: Any,
-                queue: Any, stop: Any, interrupt_grace: float) -> list[Job]:
-    """One process pool over ``jobs``; returns the jobs to retry after a broken pool."""
+                queue: Any, stop: Any, interrupt_grace: float, broken: dict[str, int] | None = None) -> list[Job]:
+    """One process pool over ``jobs``; returns the jobs to retry after a broken pool.
+
+    ``broken`` counts, per run id, the broken pools a run was caught in (across rounds).
+    """
     executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))), mp_context=ctx,
                                    initializer=_child_init, initargs=(os.getpid(),))
     futures: dict[Future, Job] = {}
     started: set[str] = set()
+    pids: dict[str, int] = {}  # run id -> pid of its worker (from the 'start' message)
+    procs: dict[int, Any] = {}  # pid -> worker process of this pool
+    dead: dict[int, int] | None = None  # decided once, at the first broken future
+    broken = {} if broken is None else broken
     retry: list[Job] = []
 
     class _Track:
-        """Reporter proxy that remembers which runs have started in this pool."""
+        """Reporter proxy that remembers which runs have started in this pool, and where."""
 
         def started(self, run_id: str, where: str = "") -> None:
             started.add(run_id)
+            match = re.search(r"pid (\d+)", where)
+            if match:
+                pids[run_id] = int(match.group(1))
             reporter.started(run_id, where)
 
         def progress(self, run_id: str, info: dict[str, Any]) -> None:
             reporter.progress(run_id, info)
 
     track = _Track()
+
+    def fail(job: Job, why: str) -> None:
+        reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
+                                   "error": why, "traceback": None})
+
+    def on_broken(job: Job) -> None:
+        """A future of a broken pool: fail the dead worker's run, retry the others."""
+        nonlocal dead
+        if dead is None:
+            procs.update(getattr(executor, "_processes", None) or {})
+            dead = _dead_workers(procs)
+        pid = pids.get(job.run_id)
+        if job.run_id not in started:
+            retry.append(job)  # never started: its worker was not the one that died
+        elif pid in dead:
+            fail(job, f"its worker process (pid {pid}) died ({_exit_text(dead[pid])}; killed? out of memory?)")
+        elif dead:
+            retry.append(job)  # terminated by the pool because another worker died
+        else:  # the dead worker cannot be told apart: retry, a bounded number of times
+            broken[job.run_id] = broken.get(job.run_id, 0) + 1
+            if broken[job.run_id] >= MAX_BROKEN:
+                fail(job, f"its worker process{f' (pid {pid})' if pid else ''} died "
+                          f"{broken[job.run_id]} times (killed? out of memory?)")
+            else:
+                retry.append(job)
 
     def collect(done: set[Future]) -> None:
         _drain(queue, track)  # start messages before results
@@ -286,18 +366,23 @@ def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: in
             if exc is None:
                 if fut.result()["status"] != NOT_STARTED:
                     reporter.done(job.run_id, fut.result())
-            elif isinstance(exc, BrokenProcessPool) and job.run_id not in started:
-                retry.append(job)
+            elif isinstance(exc, BrokenProcessPool):
+                on_broken(job)
             else:
-                why = "its worker process died (killed? out of memory?)" if isinstance(exc, BrokenProcessPool) \
-                    else f"{type(exc).__name__}: {exc}"
-                reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
-                                           "error": why, "traceback": None})
+                fail(job, f"{type(exc).__name__}: {exc}")
 
     try:
         for job in jobs:
             futures[executor.submit(_pool_task, runner, job, queue, stop)] = job
+        # CPython wakes the pool's manager thread *before* spawning the worker of each
+        # submit, so it may not watch the last workers until its next wake-up: a worker
+        # killed meanwhile would go unnoticed until another run ends. Wake it once more.
+        wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            wakeup.wakeup()
+        procs.update(getattr(executor, "_processes", None) or {})
         while futures:
+            procs.update(getattr(executor, "_processes", None) or {})
             done, _ = wait(list(futures), timeout=0.25, return_when=FIRST_COMPLETED)
             _drain(queue, track)
             collect(done)

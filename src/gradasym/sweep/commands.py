@@ -41,10 +41,11 @@ _GRID_DESTS = ("grid", "axis", "seeds", "preset_combo")
 # ------------------------------------------------------------------ fallback config options
 def _own_config_args(p: argparse.ArgumentParser) -> None:
     """Minimal base-config options, used when the caller passes none."""
-    p.add_argument("--config", type=Path, default=None, help="base config file (TOML/YAML)")
-    p.add_argument("--preset", action="append", default=[], metavar="NAME", help="preset for every run (repeatable)")
+    p.add_argument("--config", type=Path, default=None, help="base config file (TOML/YAML; default: none)")
+    p.add_argument("--preset", action="append", default=[], metavar="NAME",
+                   help="preset for every run (repeatable; default: none)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override a base config field, e.g. run.episodes=400 (repeatable)")
+                   help="override a base config field, e.g. run.episodes=400 (repeatable; default: none)")
 
 
 def _own_config_from_args(args: argparse.Namespace) -> Config:
@@ -76,14 +77,17 @@ def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str) -> N
     g.add_argument("--workers", type=int, default=None, help=workers_help)
     g.add_argument("--backend", choices=["local", "ray", "submitit"], default="local",
                    help="where runs execute: local processes (default), a Ray cluster, SLURM via submitit")
-    g.add_argument("--address", default=None, help="Ray cluster address for ray.init (e.g. 'auto' on a cluster node)")
+    g.add_argument("--address", default=None, help="Ray cluster address for ray.init, e.g. 'auto' on a cluster "
+                                                   "node (default: none, a local Ray instance)")
     g.add_argument("--backend-option", action="append", default=[], type=_kv, metavar="KEY=VALUE",
                    help="ray: ray.init keyword; submitit: executor parameter, e.g. timeout_min=600, "
-                        "slurm_partition=cpu, cluster=local (repeatable)")
+                        "slurm_partition=cpu, cluster=local (repeatable; default: none)")
     g.add_argument("--no-live", dest="live", action="store_false",
-                   help="plain log lines instead of the live view (automatic when stderr is not a terminal)")
+                   help="plain log lines instead of the live view (default: live view when stderr is a "
+                        "terminal, plain lines otherwise)")
     g.add_argument("--force", action="store_true",
-                   help="redefine a folder that holds a different sweep (changed run folders move to stale/)")
+                   help="redefine a folder that holds a different sweep (changed run folders move to stale/; "
+                        "default: off, such a folder is an error)")
 
 
 # ------------------------------------------------------------------ gradasym sweep
@@ -95,15 +99,17 @@ def add_sweep_arguments(p: argparse.ArgumentParser, add_config_args: AddConfigAr
                    help="sweep folder (default results/sweep); the same command again resumes it")
     g.add_argument("--grid", type=Path, default=None,
                    help="grid file: base config tables + [grid] axes + [sweep] seeds/preset_combos "
-                        "(e.g. configs/grids/paper.toml)")
+                        "(e.g. configs/grids/paper.toml; default: none, the paper's 4x4 grid)")
     g.add_argument("--axis", action="append", default=[], metavar="SECTION.FIELD=V1,V2",
-                   help="grid axis, e.g. agent.batch_size=32,64 (repeatable; adds to or replaces the grid's)")
+                   help="grid axis, e.g. agent.batch_size=32,64 (repeatable; adds to or replaces the grid's; "
+                        "default: none)")
     g.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="one run per configuration and seed (default: the grid file's, else --seed / 42)")
     g.add_argument("--preset-combo", action="append", default=None, metavar="A+B",
-                   help="preset combination crossed with the grid; 'baseline' = none (repeatable)")
-    _add_execution_arguments(p, "local: worker processes, each with cores // workers torch threads "
-                                "(default 1: one run after the other); ray: max tasks in flight")
+                   help="preset combination crossed with the grid; 'baseline' = none (repeatable; "
+                        "default: the grid file's, else none)")
+    _add_execution_arguments(p, "local: worker processes, each running one run with run.threads torch "
+                                "threads (default 1: one run after the other); ray: max tasks in flight")
 
 
 def _config_dests(add_config_args: AddConfigArgs) -> list[str]:
@@ -206,11 +212,12 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
                    help="seeds (default 42); more seeds later add runs to the same folder")
     p.add_argument("--preset", action="append", default=[], metavar="NAME",
-                   help="preset for every run, e.g. layernorm (repeatable; use its own --out)")
+                   help="preset for every run, e.g. layernorm (repeatable; use its own --out; default: none)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per run (default: cores // workers)")
+                   help="torch threads per run (default: 1, the setting of the committed results)")
     p.add_argument("--no-report", dest="report", action="store_false",
-                   help="skip the HTML report at the end (the summary and heatmap are still written)")
+                   help="skip the HTML report at the end (the summary and heatmap are still written; "
+                        "default: the report is written)")
     _add_execution_arguments(p, "local worker processes (default: one per core); ray: max tasks in flight")
 
 

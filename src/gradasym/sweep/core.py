@@ -17,20 +17,23 @@ Guarantees (``docs/sweeps.md``):
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import pickle
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import pandas as pd
 
-from gradasym.config import Config
-from gradasym.io import write_json
+from gradasym.config import Config, check_memory, estimate_memory
+from gradasym.io import remove_temp_files, write_json
+from gradasym.runfolder import DiskFullError, disk_full_message, is_disk_full
 
 from . import store
 from .backends import Job, Runner, run_inline, run_pool, run_ray, run_submitit
@@ -44,6 +47,10 @@ Backend = Literal["local", "ray", "submitit"]
 
 class SweepInterrupted(KeyboardInterrupt):
     """The sweep was interrupted (Ctrl-C); the summary was written and reruns resume."""
+
+
+class SweepDiskFullError(SweepError):
+    """The disk filled up: the sweep stopped its runs, recorded what it could and exited."""
 
 
 def default_runner() -> Runner:
@@ -63,11 +70,15 @@ def _version() -> str:
 
 
 def resolve_threads(base: Config, backend: str, workers: int, threads: int | None) -> int:
-    """Torch threads per run: explicit ``threads``, else ``cores // workers`` locally.
+    """Torch threads per run: explicit ``threads``, else the base config's ``run.threads``.
 
-    Locally ``workers x threads <= os.cpu_count()`` (a ``run.threads`` set in the base
-    config is kept when it is smaller). For Ray/submitit the default is the base
-    config's ``run.threads`` or 1: each task asks the scheduler for that many CPUs.
+    ``run.threads`` defaults to 1: a multi-threaded run slows down many times as soon as
+    another process competes for its cores (benchmarks/RESULTS.md, "Threads"), and one
+    thread per run is also how the committed reproduction results were computed. Locally
+    a base ``run.threads`` of 0 means ``cores // workers`` and a larger value is capped at
+    it, so that ``workers x threads <= os.cpu_count()``. For Ray/submitit the default is
+    the base config's ``run.threads`` (0 counts as 1): each task asks the scheduler for
+    that many CPUs.
     """
     if threads is not None:
         if threads < 1:
@@ -165,6 +176,8 @@ class _Driver:
             row_dict = {k: (None if v is pd.NA or (isinstance(v, float) and v != v) else v)
                         for k, v in row_dict.items()}
         _safe(self.view.done, run_id, result["status"], row_dict, result.get("error"))
+        if result.get("disk_full"):  # the other runs would fail the same way: stop the sweep
+            raise DiskFullError(errno.ENOSPC, f"run {run_id}: {result.get('error')}")
 
     def message(self, text: str) -> None:
         _safe(self.view.message, text)
@@ -183,7 +196,8 @@ class _Driver:
             if result is not None:  # ended in this sweep
                 status = result["status"]
                 if on_disk is None or on_disk.get("status") != status:
-                    summary = result.get("summary") or on_disk
+                    returned = result.get("summary")
+                    summary = returned if returned and store.summary_is_valid(returned) else on_disk
                 if status == FAILED:
                     disk_error = on_disk.get("error") if on_disk and on_disk.get("status") == FAILED else None
                     error = disk_error or result.get("error") or "failed (no error message)"
@@ -256,6 +270,16 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
     for run in runs:
         rdir = store.run_dir(out_dir, run.run_id)
         saved = store.read_json(rdir / "config.json")
+        if saved is None and (rdir / "config.json").exists():
+            if not force:
+                raise SweepMismatchError(
+                    f"{rdir / 'config.json'} is unreadable; delete it (the run resumes from its checkpoint, "
+                    "whose stored configuration is checked), or force=True (--force) to move the run to stale/"
+                )
+            move_aside(rdir, "unreadable config.json")
+            continue
+        if (rdir / "summary.json").exists() and store.read_run_summary(rdir) is None:
+            note(f"{rdir / 'summary.json'} is unreadable: the run is resumed and rewrites it")
         if saved is None:
             continue
         diffs = store.config_differences(saved, run.config.to_dict())
@@ -268,6 +292,33 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
             )
         move_aside(rdir, f"config changed: {'; '.join(diffs[:3])}")
     write_json(path, doc)
+
+
+def _record(driver: _Driver) -> bool:
+    """Write the summary once more after a full disk (best effort); True if it worked."""
+    try:
+        driver.write()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _full_disk_stops_sweep(out_dir: Path) -> Iterator[None]:
+    """Turn a full disk into :class:`SweepDiskFullError`: one line saying what was recorded and how to resume."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        where = (f"the summary ({out_dir / store.SUMMARY_CSV}) records the runs so far"
+                 if getattr(exc, "recorded", False) else
+                 "the summary could not be rewritten (the previous one is intact)")
+        line = str(exc) if isinstance(exc, DiskFullError) else disk_full_message(exc, "sweep")
+        raise SweepDiskFullError(
+            f"{line.splitlines()[0]}; the sweep stopped: {where}, run folders keep their last checkpoints; "
+            "free some space and run the same command again to resume"
+        ) from None
 
 
 def load_spec(out_dir: str | Path) -> SweepSpec:
@@ -343,9 +394,12 @@ def run_sweep(
         summary has been written.
 
     Raises:
-        SweepMismatchError: ``out_dir`` holds another grid (and ``force`` is False).
+        SweepMismatchError: ``out_dir`` holds another grid (and ``force`` is False), or a run
+            folder's ``config.json`` is unreadable.
         SweepError: another sweep is using ``out_dir``.
-        ConfigError: the grid produces an invalid config.
+        SweepDiskFullError: the disk filled up (the runs were stopped, the summary written
+            if possible; rerunning resumes).
+        ConfigError: the grid produces an invalid config, or its runs cannot fit in memory.
     """
     if backend not in ("local", "ray", "submitit"):
         raise ValueError(f"unknown sweep backend {backend!r} (use 'local', 'ray' or 'submitit')")
@@ -358,10 +412,15 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
-    with SweepLock(out_dir):
+    with _full_disk_stops_sweep(out_dir), SweepLock(out_dir) as lock:
+        for tmp in remove_temp_files(out_dir) + lock.remove_leftovers():
+            emit(f"removed {tmp.name}, left by an interrupted write")
         _prepare_folder(out_dir, spec, runs, force, emit)
         todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
         n_skipped = len(runs) - len(todo_runs)
+        if todo_runs and backend == "local":  # runs elsewhere are sized by their scheduler
+            largest = max(todo_runs, key=lambda r: estimate_memory(r.config)["total"])
+            check_memory(largest.config, concurrent=min(n_workers, len(todo_runs)))
         if todo_runs:
             runner = runner or default_runner()
         if todo_runs and (backend != "local" or n_workers > 1):
@@ -403,6 +462,10 @@ def run_sweep(
                     run_pool(jobs, runner, driver, n_workers)
         except KeyboardInterrupt:
             interrupted = True
+        except OSError as exc:
+            if is_disk_full(exc):
+                exc.recorded = _record(driver)  # type: ignore[attr-defined]  # what the runs did, if there is room
+            raise
         table = driver.write()
     result = SweepResult.from_table(table)
     table.attrs["failed"] = result.failed

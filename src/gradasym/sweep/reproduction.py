@@ -1,6 +1,6 @@
 """``reproduce``: the paper's main experiment in one call (the newcomer's entry point).
 
-Runs the paper's 4x4 learning-rate grid (``experiments.md`` section 1) with the
+Runs the paper's 4x4 learning-rate grid (``docs/study.md``, "The experiment") with the
 faithful algorithm, writes the summary table and the stopping-episode heatmap.
 
 * Reduced scale (default): :data:`REDUCED_EPISODES` episodes per configuration with

@@ -25,7 +25,7 @@ from typing import Any
 
 from gradasym.config import Config, ConfigError, apply_preset, read_config_file
 
-#: The paper's learning-rate values (``experiments.md`` section 1): both axes use them.
+#: The paper's learning-rate values (``docs/study.md``, "The experiment"): both axes use them.
 PAPER_LEARNING_RATES: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
 
 #: Short run-id labels for the two axes of the paper's grid.

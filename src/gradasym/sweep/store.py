@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from ..io import atomic_write
+from ..runfolder import FolderLock
+from ..runfolder import config_differences as _config_differences
 
 SWEEP_JSON = "sweep.json"
 SUMMARY_PARQUET = "summary.parquet"
@@ -57,8 +56,9 @@ _DTYPES: dict[str, str] = {
 FINISHED, FAILED, RUNNING, PENDING, INTERRUPTED = "finished", "failed", "running", "pending", "interrupted"
 
 #: Config fields that may differ between a run's saved config and a rerun's
-#: (thread counts depend on the number of workers, not on what is computed).
-IGNORED_CONFIG_FIELDS: set[tuple[str, str]] = {("run", "threads")}
+#: (thread counts depend on the number of workers, and TensorBoard output is a copy of
+#: the tables: neither changes what is computed).
+IGNORED_CONFIG_FIELDS: set[tuple[str, str]] = {("run", "threads"), ("run", "tensorboard")}
 
 
 class SweepError(RuntimeError):
@@ -86,8 +86,34 @@ def run_dir(out_dir: str | Path, run_id: str) -> Path:
 
 
 def read_run_summary(path: str | Path) -> dict[str, Any] | None:
-    """A run folder's ``summary.json`` (None when absent or unreadable)."""
-    return read_json(Path(path) / "summary.json")
+    """A run folder's ``summary.json`` (None when absent, unreadable or with values of the wrong type).
+
+    An unreadable summary makes the run look unfinished, so the next sweep resumes it
+    from its checkpoint and the runner rewrites the file.
+    """
+    summary = read_json(Path(path) / "summary.json")
+    return summary if summary is not None and summary_is_valid(summary) else None
+
+
+def summary_is_valid(summary: dict[str, Any]) -> bool:
+    """Every summary column the table types (:data:`_DTYPES`) holds a value of that type (or null)."""
+    status = summary.get("status")
+    if status is not None and not isinstance(status, str):
+        return False
+    for key, dtype in _DTYPES.items():
+        value = summary.get(key)
+        if value is None:
+            continue
+        if dtype == "boolean":
+            ok = isinstance(value, bool)
+        elif dtype == "Int64":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            return False
+    per_agent = summary.get("per_agent_stop_episode")
+    return per_agent is None or isinstance(per_agent, list)
 
 
 def run_status(path: str | Path) -> str:
@@ -101,24 +127,10 @@ def run_status(path: str | Path) -> str:
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Dotted fields whose values differ between two ``Config.to_dict()`` dicts.
 
-    Only fields present in both are compared (a field added to ``Config`` later
-    does not invalidate old runs), ``version`` and :data:`IGNORED_CONFIG_FIELDS` are skipped.
+    :func:`gradasym.runfolder.config_differences` (fields present in both, ``version``
+    skipped) without :data:`IGNORED_CONFIG_FIELDS`.
     """
-    diffs: list[str] = []
-    saved = json.loads(json.dumps(saved))
-    wanted = json.loads(json.dumps(wanted))
-    for section, values in wanted.items():
-        if section == "version" or section not in saved:
-            continue
-        if isinstance(values, dict) and isinstance(saved[section], dict):
-            for name, value in values.items():
-                if (section, name) in IGNORED_CONFIG_FIELDS or name not in saved[section]:
-                    continue
-                if saved[section][name] != value:
-                    diffs.append(f"{section}.{name}: {saved[section][name]!r} -> {value!r}")
-        elif saved[section] != values:
-            diffs.append(f"{section}: {saved[section]!r} -> {values!r}")
-    return diffs
+    return _config_differences(saved, wanted, IGNORED_CONFIG_FIELDS)
 
 
 # ------------------------------------------------------------------ summary table
@@ -250,70 +262,14 @@ def grid_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------ lock
-class SweepLock:
-    """An exclusive lock file ``SWEEP/.sweep.lock`` so two drivers never share a folder.
+class SweepLock(FolderLock):
+    """The exclusive lock ``SWEEP/.sweep.lock``, so two drivers never share a folder.
 
-    A lock left by a process that no longer exists on this host is taken over; a
-    lock from another host is reported (delete the file if no sweep is running).
+    A :class:`gradasym.runfolder.FolderLock`: created with its owner already in it,
+    a lock of a dead process on this host is taken over, an unreadable lock or one
+    from another host is reported (delete the file if no sweep is running), and
+    ``release`` deletes only its own lock. Raises :class:`SweepError` when busy.
     """
 
     def __init__(self, out_dir: str | Path) -> None:
-        self.path = Path(out_dir) / LOCK_FILE
-        self.held = False
-
-    def acquire(self) -> None:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = read_json(self.path) or {}
-                if self._stale(owner):
-                    try:
-                        self.path.unlink()
-                    except FileNotFoundError:
-                        pass
-                    continue
-                raise SweepError(
-                    f"{self.path.parent} is in use by another sweep (pid {owner.get('pid')} on "
-                    f"{owner.get('host')}); if none is running, delete {self.path}"
-                ) from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
-            self.held = True
-            return
-        raise SweepError(f"could not take the lock {self.path}")
-
-    @staticmethod
-    def _stale(owner: dict[str, Any]) -> bool:
-        if not owner:  # unreadable / half-written lock: a crashed acquire
-            return True
-        if owner.get("host") != socket.gethostname():
-            return False
-        pid = owner.get("pid")
-        if not isinstance(pid, int):
-            return True
-        if pid == os.getpid():
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            self.held = False
-
-    def __enter__(self) -> "SweepLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+        super().__init__(out_dir, LOCK_FILE, error=SweepError, busy="{folder} is in use by another sweep")

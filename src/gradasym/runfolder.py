@@ -1,0 +1,451 @@
+"""A run folder's safety rules, for every runner (``gradasym.runner`` and others).
+
+A run folder holds one training run: ``config.json`` (what was asked),
+``checkpoint.pt`` (+ ``checkpoint.prev.pt``, the one before), tables and
+``summary.json``. This module owns the rules that keep such a folder trustworthy,
+independent of the training framework:
+
+* **one writer**: :class:`FolderLock` is an exclusive lock file whose owner (pid,
+  host, a random token) is written into a temporary file that is then hard-linked
+  into place, so the lock is never seen empty and its creation is exclusive. A lock
+  of a dead process on this host is taken over (under an ``flock`` of the folder,
+  so two takers cannot both win); a lock whose owner cannot be read is never
+  deleted; :meth:`FolderLock.release` deletes the lock only if it is still its own.
+  The sweep lock (``gradasym.sweep.store.SweepLock``) is the same class;
+* **same configuration on resume**: :meth:`RunFolder.check_config` compares the
+  new configuration with ``config.json`` *and* with the one stored inside the
+  checkpoint (a deleted ``config.json`` or a checkpoint copied from another run is
+  refused, naming the differing fields);
+* **checkpoints that survive**: :meth:`RunFolder.save_checkpoint` writes atomically
+  and keeps the previous checkpoint as ``checkpoint.prev.pt``;
+  :meth:`RunFolder.load_checkpoint` falls back to it when the newest one is empty,
+  truncated or corrupted, and otherwise says which file is bad and how to restart;
+* **clean starts**: :meth:`RunFolder.clean_temp_files` removes the ``.NAME.*.tmp``
+  files of writes that were interrupted and the owner files of killed lock
+  acquirers (call it holding the lock);
+  unreadable ``config.json`` / ``summary.json`` raise :class:`RunFolderError`
+  naming the file;
+* **disk full**: :func:`disk_full_guard` turns ``ENOSPC``/``EDQUOT`` into a
+  :class:`DiskFullError` with one line (the file, what to do); the earlier files stay
+  intact because every write is atomic (``gradasym.io``).
+
+Typical use by a runner (``gradasym.runner.run_experiment`` does exactly this)::
+
+    folder = RunFolder(out)
+    if folder.holds_run() and not resume:
+        raise ConfigError(...)
+    with folder.lock():                       # RunFolderError if another process writes here
+        folder.clean_temp_files()
+        state = None
+        if resume:
+            folder.check_config(wanted, folder.read_config(), source=folder.config_path)
+            loaded = folder.load_checkpoint()  # (state, path) or None; CheckpointError if all bad
+            if loaded:
+                state, path = loaded
+                folder.check_config(wanted, state["config"], source=path)
+        ... build the trainer, load ``state`` ...
+        folder.write_config(record)           # only after a successful start
+        with disk_full_guard():
+            folder.save_checkpoint(trainer.state_dict()); write tables ...
+
+``loader``/``saver`` arguments let a runner whose checkpoint is not a ``torch.save``
+dict (e.g. a Stable-Baselines3 zip) reuse the rotation and validation.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .config import ConfigError
+from .io import read_json, remove_temp_files, torch_save, write_json
+
+try:  # POSIX; elsewhere stale-lock take-over is unguarded (creation stays exclusive)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
+RUN_LOCK_FILE = ".run.lock"
+#: errno values meaning "the disk (or the quota) is full".
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class RunFolderError(ConfigError):
+    """A run folder cannot be used as asked (busy, unreadable file, other configuration)."""
+
+
+class CheckpointError(RunFolderError):
+    """No checkpoint of the folder can be read."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while writing; the message is one line (file and remedy)."""
+
+    def __str__(self) -> str:
+        return str(self.args[1] if len(self.args) > 1 else self.args[0])
+
+
+# ------------------------------------------------------------------ disk full
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an ``OSError`` meaning "no space left" (or quota exceeded)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_message(exc: OSError, what: str = "") -> str:
+    """One line for a disk-full error: the file, and that earlier files are intact."""
+    where = f" writing {exc.filename}" if exc.filename else ""
+    doing = f" ({what})" if what else ""
+    return (f"no space left on the device{where}{doing}; the files written before are intact: "
+            "free some space and rerun the same command (with --resume for `gradasym run`) to continue")
+
+
+@contextmanager
+def disk_full_guard(what: str = "") -> Iterator[None]:
+    """Re-raise an ``ENOSPC``/``EDQUOT`` ``OSError`` as :class:`DiskFullError` (one line)."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(exc.errno, disk_full_message(exc, what), exc.filename) from None
+
+
+# ------------------------------------------------------------------ lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class FolderLock:
+    """An exclusive lock file ``folder/name`` holding its owner; see the module docstring.
+
+    Args:
+        folder: the folder to lock (created if needed).
+        name: the lock file's name (``.run.lock``; the sweep uses ``.sweep.lock``).
+        error: exception class raised when the folder is busy (default :class:`RunFolderError`).
+        busy: message start when busy, formatted with ``folder``, e.g. "{folder} is in use by
+            another sweep".
+    """
+
+    def __init__(self, folder: str | Path, name: str = RUN_LOCK_FILE, *,
+                 error: type[Exception] = RunFolderError,
+                 busy: str = "{folder} is being written by another process") -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / name
+        self.error = error
+        self.busy = busy
+        self.held = False
+        self._owner: dict[str, Any] | None = None
+
+    # -- reading ------------------------------------------------------------
+    def owner(self) -> tuple[dict[str, Any] | None, bool]:
+        """``(owner, readable)``: ``(None, True)`` when there is no lock file."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None, True
+        except (OSError, ValueError):
+            return None, False
+        return (data, True) if isinstance(data, dict) and data else (None, False)
+
+    @staticmethod
+    def is_stale(owner: dict[str, Any]) -> bool:
+        """The owner is a process of this host that no longer exists."""
+        if owner.get("host") != socket.gethostname():
+            return False
+        pid = owner.get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return False  # not a lock we understand: never delete it
+        return pid != os.getpid() and not _pid_alive(pid)
+
+    # -- acquire / release ---------------------------------------------------
+    def acquire(self) -> None:
+        """Take the lock or raise ``error`` naming the owner (and the file to delete)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": token}
+        tmp = self.folder / f"{self.path.name}.{token}.new"
+        try:
+            for _ in range(20):
+                self._write_owner(tmp, me)
+                if self._link(tmp):
+                    self.held, self._owner = True, me
+                    return
+                owner, readable = self._read_owner_patiently()
+                if owner is None and readable:
+                    continue  # released meanwhile: try again
+                if not readable:
+                    raise self.error(
+                        f"{self.busy.format(folder=self.folder)}: its lock {self.path} cannot be read; "
+                        f"if no process is using the folder, delete {self.path}"
+                    )
+                if not self.is_stale(owner):
+                    raise self.error(
+                        f"{self.busy.format(folder=self.folder)} (pid {owner.get('pid')} on "
+                        f"{owner.get('host')}); if none is running, delete {self.path}"
+                    )
+                self._take_over(owner)
+            raise self.error(f"could not take the lock {self.path} (too much contention)")
+        finally:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
+
+    def release(self) -> None:
+        """Delete the lock file if it is still this lock's (same owner token)."""
+        if not self.held:
+            return
+        self.held = False
+        owner, _ = self.owner()
+        if owner is not None and owner == self._owner:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete owner files (``NAME.<token>.new``) left by acquirers that were killed; return them.
+
+        Safe while holding the lock: a live acquirer whose file vanishes writes it again
+        and is then refused as usual.
+        """
+        removed = []
+        for p in self.folder.glob(f"{self.path.name}.*.new"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+        return removed
+
+    def __enter__(self) -> "FolderLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    # -- internals -------------------------------------------------------------
+    @staticmethod
+    def _write_owner(tmp: Path, me: dict[str, Any]) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(me, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _link(self, tmp: Path) -> bool:
+        """Hard-link ``tmp`` to the lock path: True if we created it."""
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # our temporary file vanished: write it again
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+                raise
+        # No hard links on this filesystem: exclusive create, then write (a reader
+        # waits a moment for the content, see _read_owner_patiently).
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(tmp.read_text())
+        return True
+
+    def _read_owner_patiently(self) -> tuple[dict[str, Any] | None, bool]:
+        owner, readable = self.owner()
+        deadline = time.monotonic() + 0.5  # only the no-hard-link fallback can show an empty lock
+        while not readable and time.monotonic() < deadline:
+            time.sleep(0.02)
+            owner, readable = self.owner()
+        return owner, readable
+
+    def _take_over(self, stale: dict[str, Any]) -> None:
+        """Delete the lock if it still holds ``stale``, serialised by an flock of the folder."""
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    pass
+            owner, _ = self.owner()
+            if owner == stale:
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.close(fd)  # releases the flock
+
+
+# ------------------------------------------------------------------ configs
+def config_differences(saved: dict[str, Any], wanted: dict[str, Any],
+                       ignore: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """``section.field: old -> new`` for each field that differs between two ``Config.to_dict()``.
+
+    Only fields present in both are compared (a field added to ``Config`` later does
+    not invalidate old runs); ``version`` and the ``(section, field)`` pairs in
+    ``ignore`` are skipped; ``presets`` is compared as a set.
+    """
+    ignore = set(ignore)
+    diffs: list[str] = []
+    saved = json.loads(json.dumps(saved))
+    wanted = json.loads(json.dumps(wanted))
+    for section, values in wanted.items():
+        if section == "version" or section not in saved:
+            continue
+        old = saved[section]
+        if isinstance(values, dict) and isinstance(old, dict):
+            for name, value in values.items():
+                if (section, name) in ignore or name not in old:
+                    continue
+                if old[name] != value:
+                    diffs.append(f"{section}.{name}: {old[name]!r} -> {value!r}")
+        elif section == "presets" and isinstance(old, list) and isinstance(values, list):
+            if sorted(map(str, old)) != sorted(map(str, values)):
+                diffs.append(f"presets: {old!r} -> {values!r}")
+        elif old != values:
+            diffs.append(f"{section}: {old!r} -> {values!r}")
+    return diffs
+
+
+def _torch_load(path: Path) -> Any:
+    import torch  # noqa: PLC0415
+
+    return torch.load(path, weights_only=False)
+
+
+def _torch_save(path: Path, obj: Any, keep_previous: Path | None) -> None:
+    torch_save(path, obj, keep_previous=keep_previous)
+
+
+def _has_config(state: Any) -> None:
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise ValueError("not a gradasym checkpoint (no stored configuration)")
+
+
+# ------------------------------------------------------------------ the folder
+class RunFolder:
+    """One run folder: its files, lock, stored configuration and checkpoints."""
+
+    def __init__(self, path: str | Path, checkpoint: str = CHECKPOINT_FILE,
+                 previous_checkpoint: str = PREVIOUS_CHECKPOINT_FILE) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / CONFIG_FILE
+        self.summary_path = self.path / SUMMARY_FILE
+        self.checkpoint_path = self.path / checkpoint
+        self.previous_checkpoint_path = self.path / previous_checkpoint
+        self._newest_ok = True  # False: checkpoint.pt is bad, do not rotate it into .prev
+
+    def holds_run(self) -> bool:
+        """A run was started here (a configuration or a checkpoint is stored)."""
+        return any(p.exists() for p in (self.config_path, self.checkpoint_path, self.previous_checkpoint_path))
+
+    def lock(self) -> FolderLock:
+        """The folder's :class:`FolderLock` (``.run.lock``); use it as a context manager."""
+        return FolderLock(self.path, RUN_LOCK_FILE)
+
+    def clean_temp_files(self) -> list[Path]:
+        """Remove the temporary files of interrupted writes and locks (hold the lock); return them."""
+        return remove_temp_files(self.path) + self.lock().remove_leftovers()
+
+    # -- json files -------------------------------------------------------------
+    def _read_json(self, path: Path, what: str) -> dict[str, Any] | None:
+        if not path.exists():
+            return None
+        try:
+            data = read_json(path)
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(f"{path} is unreadable ({type(exc).__name__}: {str(exc)[:80]}); {what}") from None
+        if not isinstance(data, dict):
+            raise RunFolderError(f"{path} is not a JSON object; {what}")
+        return data
+
+    def read_config(self) -> dict[str, Any] | None:
+        """``config.json`` (None if absent); :class:`RunFolderError` naming it if garbage."""
+        return self._read_json(self.config_path, "delete it to resume from the checkpoint (whose stored "
+                               "configuration is checked), or use another folder")
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """``summary.json`` (None if absent); :class:`RunFolderError` naming it if garbage."""
+        return self._read_json(self.summary_path, "delete it (it is rewritten by the next start)")
+
+    def write_config(self, record: dict[str, Any]) -> None:
+        """Write ``config.json`` atomically (call it once the run has started well)."""
+        write_json(self.config_path, record)
+
+    def check_config(self, wanted: dict[str, Any], stored: dict[str, Any] | None, source: str | Path,
+                     ignore: Iterable[tuple[str, str]] = ()) -> None:
+        """Raise :class:`RunFolderError` if ``stored`` (read from ``source``) differs from ``wanted``."""
+        if stored is None:
+            return
+        diffs = config_differences(stored, wanted, ignore)
+        if diffs:
+            raise RunFolderError(
+                f"{self.path} holds a run with a different configuration (stored in {source}: "
+                f"{'; '.join(diffs)}); use another folder"
+            )
+
+    # -- checkpoints --------------------------------------------------------------
+    def save_checkpoint(self, state: Any,
+                        saver: Callable[[Path, Any, Path | None], None] = _torch_save) -> None:
+        """Write the checkpoint atomically; the previous good one becomes ``checkpoint.prev.pt``."""
+        keep = self.previous_checkpoint_path if self._newest_ok else None
+        saver(self.checkpoint_path, state, keep)
+        self._newest_ok = True
+
+    def load_checkpoint(self, loader: Callable[[Path], Any] = _torch_load,
+                        validate: Callable[[Any], None] = _has_config,
+                        warn: Callable[[str], None] | None = None) -> tuple[Any, Path] | None:
+        """``(state, path)`` of the newest readable checkpoint, or None when there is none.
+
+        A newest checkpoint that cannot be loaded (empty, truncated, corrupted, or
+        rejected by ``validate``) is skipped for ``checkpoint.prev.pt`` (``warn`` says so);
+        when no checkpoint can be read, :class:`CheckpointError` names the files and
+        how to restart.
+        """
+        problems = []
+        for path in (self.checkpoint_path, self.previous_checkpoint_path):
+            if not path.exists():
+                continue
+            try:
+                state = loader(path)
+                validate(state)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+                line = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+                problems.append(f"{path} ({'empty file' if path.stat().st_size == 0 else line})")
+                if path == self.checkpoint_path:
+                    self._newest_ok = False
+                continue
+            if problems and warn is not None:
+                warn(f"{problems[0]} is unreadable; resuming from {path}")
+            return state, path
+        if problems:
+            raise CheckpointError(
+                f"cannot resume {self.path}: no readable checkpoint ({'; '.join(problems)}); "
+                "to restart the run from scratch, delete the folder (or choose another --out)"
+            )
+        return None
