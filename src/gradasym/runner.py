@@ -31,6 +31,7 @@ from .env.mec import MECEnv
 from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
+from .provenance import collect as collect_provenance
 from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
 from .seeding import numpy_generator
 from .tensorboard import open_for_run as open_tensorboard
@@ -228,7 +229,7 @@ class Trainer:
             "seconds_per_episode": self.seconds / self.episodes_done if self.episodes_done else None,
             "early_stopped": self.should_stop_early(),
             "version": __version__,
-            "provenance": __import__("gradasym.provenance", fromlist=["collect"]).collect(),  # commit, machine
+            "provenance": collect_provenance(),  # git commit, machine
         }
 
     # --------------------------------------------------------- persistence
