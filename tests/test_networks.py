@@ -220,3 +220,65 @@ def test_uniform_init_statistics():
     w = ens.weight(1).detach().flatten().numpy() * math.sqrt(64)  # U(-1, 1) after scaling
     assert abs(w.mean()) < 0.01 and abs(w.std() - 1 / math.sqrt(3)) < 0.01
     assert np.quantile(w, 0.99) > 0.97 and np.quantile(w, 0.01) < -0.97
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+def test_backward_rows_is_backward_agent_per_row(activation):
+    """backward_rows: actor i of R ensembles (rows of another ensemble) at once."""
+    ens = ActorEnsemble(N, S, A, (16, 8), hidden_activation=activation, generator=gen(8), dtype=torch.float64)
+    x = torch.randn(N, 10, S, dtype=torch.float64) * 5
+    a, _, hidden = ens.forward_with_preact(x)
+    g_a = torch.randn(N, 10, A, dtype=torch.float64)
+    g = ens.backward_rows(ens.flat.detach(), x, hidden, a.detach(), g_a)
+    for i in range(N):
+        torch.testing.assert_close(g[i], ens.backward_agent(i, x[i], [h[i] for h in hidden], a[i].detach(), g_a[i]))
+
+
+@pytest.mark.parametrize("pad_slack", [0.0, float("inf")])  # rows run by run / padded batched product
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+def test_stacked_critic_is_each_critic(activation, pad_slack, monkeypatch):
+    """StackedCritic (R critics as stacked tensors) evaluates, differentiates and back-propagates
+    like each Critic on its own inputs; StackedBatchCritic finds each run's arg-max rows."""
+    import gradasym.critic as critic_mod
+    from gradasym.critic import StackedBatchCritic, StackedCritic
+
+    monkeypatch.setattr(critic_mod, "PAD_SLACK", pad_slack)
+
+    critics = [Critic(N, S, A, (32, 16), hidden_activation=activation, generator=gen(10 + r), dtype=torch.float64)
+               for r in range(3)]
+    stacked = StackedCritic.from_critics(critics, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    states = torch.rand(3, 6, N, S, generator=g, dtype=torch.float64)
+    actions = torch.rand(3, 6, N, A, generator=g, dtype=torch.float64) * 2 - 1
+    mask = actions[..., 0] >= 0
+    mask[0, 1] = False  # a transition without proposers: zero-input Q
+    q, k = stacked.q_max(states, actions, mask)
+    b_idx = torch.arange(6).expand(3, 6)
+    q_sel = stacked.q_pairs(states, actions, b_idx, k)
+    grads = torch.autograd.grad(q_sel.sum(), stacked.parameters())
+    for r, c in enumerate(critics):
+        q_r, k_r = c.q_max(states[r], actions[r], mask[r])
+        torch.testing.assert_close(q[r], q_r)
+        assert torch.equal(k[r], k_r)
+        g_r = torch.autograd.grad(c.q_pairs(states[r], actions[r], torch.arange(6), k_r).sum(), list(c.parameters()))
+        for a_, b_ in zip(grads, g_r):
+            torch.testing.assert_close(a_[r], b_)
+    with torch.no_grad():  # no proposer in any run: the zero-input Q everywhere
+        q0, k0 = stacked.q_max(states, actions, torch.zeros_like(mask))
+        assert bool((k0 == -1).all())
+        for r, c in enumerate(critics):
+            torch.testing.assert_close(q0[r], c.q_zero(states[r], actions[r]))
+    with torch.no_grad():
+        bc = StackedBatchCritic(stacked, states)
+        bc.set_actions(actions)
+        k_best, has, q_best = bc.best_rows(actions, mask)
+        for r, c in enumerate(critics):
+            q_all = c.q_all(states[r], actions[r], mask[r])
+            torch.testing.assert_close(q_best[r][has[r]], q_all.max(dim=1).values[has[r]])
+        pre = bc.pre_rows(k_best, has)
+        grad_q = torch.randn(3, 6, generator=g, dtype=torch.float64)
+        q_v, g_pre = stacked.head_vjp(pre, grad_q)
+        for r, c in enumerate(critics):
+            q_ref, g_ref = c.head_vjp(pre[r], grad_q[r])
+            torch.testing.assert_close(q_v[r], q_ref)
+            torch.testing.assert_close(g_pre[r], g_ref)

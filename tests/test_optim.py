@@ -104,3 +104,43 @@ def test_state_dict_round_trip():
 def test_rejects_mismatched_agents():
     with pytest.raises(ValueError):
         BatchedAdam([torch.zeros(3, 2), torch.zeros(4, 2)], lr=1e-3)
+
+
+@pytest.mark.parametrize("row_loop", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adam_rows_equals_separate_adams_with_own_lr_and_steps(dtype, row_loop, monkeypatch):
+    """adam_rows_: one torch.optim.Adam per leading row, each with its own learning rate and
+    step count, bit for bit (the same operations as the single-tensor step), vectorised or
+    row by row (large rows)."""
+    import gradasym.optim as optim
+    from gradasym.optim import adam_rows_
+
+    if row_loop:
+        monkeypatch.setattr(optim, "ROW_LOOP_NUMEL", 1)
+
+    g = torch.Generator().manual_seed(3)
+    stacked = torch.randn(3, 4, 5, generator=g, dtype=dtype)
+    lrs = [1e-3, 0.05, 0.3]
+    separate = [torch.nn.Parameter(stacked[r].clone()) for r in range(3)]
+    optims = [torch.optim.Adam([p], lr=lr) for p, lr in zip(separate, lrs)]
+    m, v = torch.zeros_like(stacked), torch.zeros_like(stacked)
+    steps = [0, 0, 0]
+    for k in range(5):
+        grads = torch.randn(3, 4, 5, generator=g, dtype=dtype) * 10
+        active = [r for r in range(3) if not (r == 1 and k % 2)]  # row 1 skips every other step
+        for r in active:
+            steps[r] += 1
+            separate[r].grad = grads[r].clone()
+            optims[r].step()
+        idx = torch.tensor(active)
+        p_a, m_a, v_a = stacked[idx], m[idx], v[idx]
+        adam_rows_(p_a, grads[idx], m_a, v_a, [lrs[r] for r in active], [steps[r] for r in active])
+        stacked[idx], m[idx], v[idx] = p_a, m_a, v_a
+        for r in range(3):
+            assert torch.equal(stacked[r], separate[r].detach()), (k, r)
+    # rows x agents: the leading dims are inferred from the number of step counts
+    p2 = stacked.clone()
+    adam_rows_(p2, torch.ones_like(p2), m.clone(), v.clone(), [1e-2] * 12, [7] * 12)
+    assert not torch.equal(p2, stacked)
+    with pytest.raises(ValueError, match="step counts"):
+        adam_rows_(p2, torch.ones_like(p2), m, v, [1e-2] * 5, [1] * 5)

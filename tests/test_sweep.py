@@ -52,7 +52,7 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
     * actor_lr >= 0.01: all actors "stop" at episode episodes // 2, else never;
     * resumes from checkpoint.json; returns at once if already finished;
     * ``crash_dir/<run_id>`` (content "interrupt", "error", "full" = ENOSPC, "wait" = sleep
-      30 s, or "kill:<other run id>" = SIGKILL itself once the other run's marker is
+      120 s, or "kill:<other run id>" = SIGKILL itself once the other run's marker is
       consumed) makes the run crash once at episode 2 (the marker is consumed);
     * runs in ``fail_ids`` always fail (summary status "failed", then raise);
     * every call leaves a file in ``<sweep>/calls/`` so tests can count calls.
@@ -106,10 +106,10 @@ def fake_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
             if kind == "full":
                 raise OSError(errno.ENOSPC, "No space left on device", str(ckpt))
             if kind == "wait":  # stay in flight (until the pool is torn down)
-                time.sleep(30)
+                time.sleep(120)
             elif kind.startswith("kill:"):  # once the other run waits, die like an OOM kill
                 other = Path(crash_dir) / kind.split(":", 1)[1]
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 120  # spawning the other worker can take long on a busy machine
                 while other.exists() and time.monotonic() < deadline:
                     time.sleep(0.01)
                 os.kill(os.getpid(), signal.SIGKILL)

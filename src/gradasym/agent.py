@@ -30,14 +30,14 @@ which the tests compare against):
   and action); the parts that depend on the states only are computed once per update;
 * ``max_k Q`` is found without gradient on proposer rows only; the gradient of the
   max flows through the arg-max row only, so the backward pass needs one row per
-  transition (B rows), here written out by hand (``Critic.head_vjp``,
+  transition (B rows), here written out by hand (``BatchCritic.action_grad``,
   ``ActorEnsemble.backward_agent``; checked against autograd in the tests);
 * an episode's transitions get their insertion priorities in one batched call after
   the episode (the networks do not change during it);
 * in the sequential actor loop only actor i-1's action column is recomputed after
   its step (the other actors have not changed), and most proposer rows are skipped
   by an exact Lipschitz bound: a row whose Q cannot have overtaken the best row since
-  the last full evaluation cannot be the arg-max (``_BatchCritic``).
+  the last full evaluation cannot be the arg-max (``gradasym.critic.BatchCritic``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ import torch
 from torch import Tensor
 
 from gradasym.config import Config
-from gradasym.networks import ActorEnsemble, Critic, soft_update_
+from gradasym.critic import BatchCritic, Critic
+from gradasym.networks import ActorEnsemble, soft_update_
 from gradasym.optim import BatchedAdam
 from gradasym.policies import ActorOutput, RunningMeanStd, monitor_squash
 from gradasym.replay import PrioritizedReplay, ReplayBatch
@@ -101,186 +102,10 @@ class UpdateResult:
     actor_updated: bool = True  # False: the actors (and their targets) skipped this update (policy_delay)
 
 
+_BatchCritic = BatchCritic  # former name (tests, checkpoints of diagnostics)
+
 CLIP_EPS = 1e-6  # gradient clipping: coef = max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_
 OBS_CLIP = 10.0  # fullnorm: normalised actor inputs are clipped to [-10, 10] (as SB3 VecNormalize)
-
-
-def _spectral_norm_bound(w: Tensor) -> Tensor:
-    """An upper bound on the largest singular value of ``w`` (eigvalsh of the small Gram
-    matrix, with a relative margin for its rounding)."""
-    gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
-    return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt() * (1 + 1e-3) + 1e-30
-
-
-class _BatchCritic:
-    """The online critic evaluated on one batch of states while the joint action changes.
-
-    Holds the first-layer pieces that do not depend on the actions (computed once),
-    the current shared part ``shared (B, H)`` and own part ``own (B, N, H)`` for the
-    current actions, and finds ``argmax_k Q`` over proposer rows without gradient.
-    Everything here is detached: the critic is not trained by the actor losses.
-
-    Row pruning (exact): Q is Lipschitz in the first-layer pre-activation h (ReLU and
-    identity are 1-Lipschitz), ``|Q(h) - Q(h')| <= min(c . |h - h'|, L2 ||h - h'||)`` with
-    ``c = |W_2|^T ... |W_L|^T |w_out|`` and ``L2 = ||w_out|| prod ||W_l||_2``. After one full
-    evaluation of all proposer rows (the reference), a later call evaluates only the
-    rows whose reference Q plus their drift bound can still reach the best lower bound
-    of their transition; row (b, k) drifts with ``h_bk - h_ref_bk = (shared_b -
-    shared_ref_b) + W_own_action (a_bk - a_ref_bk)``, and a relative rounding slack of
-    64 eps of the row's sum |terms| is added (observed float32 rounding errors are
-    below 4 eps of it). Rows that were not proposers at the reference are always
-    evaluated; when more than half of the proposer rows remain, everything is
-    evaluated again and becomes the new reference. The arg-max is the one the full
-    evaluation finds (float near-ties within rounding aside, where any choice is as
-    good as the reference's), and in the sequential actor loop, where one actor's
-    actions change between passes, typically ~5% of the rows are evaluated.
-    """
-
-    FULL_FRACTION = 0.5  # re-evaluate everything when more than this share of proposer rows remain
-
-    def __init__(self, critic: Critic, states: Tensor, prune: bool = True, cache: dict | None = None) -> None:
-        self.critic = critic
-        self.bsz, self.n, _ = states.shape
-        self.prune = prune
-        self.relu = critic.hidden_activation == "relu"
-        rows = self.bsz * self.n
-        # Work buffers, reused across updates through ``cache`` (large fresh allocations are slow).
-        sizes = critic.sizes[1:]
-        key = (rows, tuple(sizes), states.dtype)
-        if cache is None:
-            cache = {}
-        if key not in cache:
-            cache[key] = {
-                "own_s": states.new_empty(rows, sizes[0]),
-                "own": states.new_empty(rows, sizes[0]),
-                "rows": [states.new_empty(rows, sizes[0])]
-                + [states.new_empty(rows, h) for h in sizes[:-1]]
-                + [states.new_empty(rows)],
-            }
-        self._buffers = cache[key]["rows"]
-        with torch.no_grad():
-            w_js, w_ja, w_os, w_oa, b1 = (t.detach() for t in critic.first_layer_split())
-            self.w_ja_t = w_ja.t().contiguous()  # (N*A, H)
-            self.w_oa_t = w_oa.t().contiguous()  # (A, H)
-            self.base = torch.addmm(b1, states.flatten(1), w_js.t())  # (B, H): joint-state part + bias
-            own_s = torch.mm(states.view(rows, -1), w_os.t(), out=cache[key]["own_s"])
-            self.own_s = own_s.view(self.bsz, self.n, -1)  # (B, N, H): own-state part of every row
-            self._own_buf = cache[key]["own"]
-            if prune:
-                self._lipschitz(critic, w_oa)
-        self.shared: Tensor | None = None
-        self.own: Tensor | None = None
-        self.rows = torch.arange(self.bsz)
-        self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
-        self.n_evaluated = 0  # rows evaluated so far (for diagnostics)
-
-    def _lipschitz(self, critic: Critic, w_oa: Tensor) -> None:
-        """Constants of the drift bounds (see the class docstring)."""
-        layers = critic.layers
-        # 1-norm form: |Q(h) - Q(h')| <= c . |h - h'|, c = |W_2|^T ... |w_out|.
-        c = layers[-1].weight.detach().abs().flatten()
-        const = layers[-1].bias.detach().abs().sum()
-        for layer in reversed(layers[1:-1]):
-            const = const + c @ layer.bias.detach().abs()
-            c = layer.weight.detach().abs().t() @ c
-        self.c, self.c_a, self.const = c, w_oa.abs().t() @ c, const
-        # 2-norm form (often tighter): ||w_out|| * prod ||W_l||_2 * ||h - h'||.
-        lip2 = torch.linalg.vector_norm(layers[-1].weight.detach())
-        for layer in layers[1:-1]:
-            lip2 = lip2 * _spectral_norm_bound(layer.weight.detach())
-        self.lip2, self.w_oa_norm = lip2, _spectral_norm_bound(w_oa)
-        # Rounding slack relative to sum |terms| of Q (observed rounding errors stay below
-        # ~4 eps of it; typical gaps between the best two rows are ~1e-4 of it).
-        self.rel_slack = 64 * torch.finfo(c.dtype).eps
-
-    @torch.no_grad()
-    def set_actions(self, actions: Tensor) -> None:
-        """Recompute the action-dependent parts for joint actions ``(B, N, A)``."""
-        self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
-        own = torch.addmm(self.own_s.flatten(0, 1), actions.flatten(0, 1), self.w_oa_t, out=self._own_buf)
-        self.own = own.view_as(self.own_s)
-
-    @torch.no_grad()
-    def set_action_column(self, j: int, actions: Tensor) -> None:
-        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``)."""
-        self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
-        self.own[:, j] = torch.addmm(self.own_s[:, j], actions[:, j], self.w_oa_t)
-
-    def _q_rows(self, flat_idx: Tensor, want_scale: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Q of rows ``flat_idx`` (indices into the flattened ``(B*N)`` rows) for the current
-        actions, computed in preallocated buffers (this is the hot loop); optionally also
-        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale)."""
-        m = flat_idx.numel()
-        self.n_evaluated += m
-        bufs = self._buffers
-        pre = torch.index_select(self.own.view(self.bsz * self.n, -1), 0, flat_idx, out=bufs[0][:m])
-        pre += torch.index_select(self.shared, 0, flat_idx // self.n, out=bufs[1][:m])
-        h = pre.relu_() if self.relu else pre
-        scale = (h.abs() @ self.c + self.const) if want_scale else None
-        layers = self.critic.layers
-        for j, layer in enumerate(layers[1:-1]):
-            h = torch.addmm(layer.bias, h, layer.weight.t(), out=bufs[2 + j][:m])
-            if self.relu:
-                h.relu_()
-        q = torch.addmv(layers[-1].bias, h, layers[-1].weight[0], out=bufs[-1][:m])
-        return q, scale
-
-    @torch.no_grad()
-    def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(k_best, has, q_best)`` (each ``(B,)``): arg-max and max of Q over proposer rows;
-        ``has`` = any proposer (where it is False, k_best and q_best are meaningless).
-
-        ``actions`` must be the joint actions last passed to ``set_actions``/``set_action_column``.
-        """
-        bsz, n = self.bsz, self.n
-        q = self.shared.new_full((bsz * n,), float("-inf"))
-        cand = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
-        if cand is not None:
-            flat_idx = cand.flatten().nonzero().squeeze(1)
-            q[flat_idx] = self._q_rows(flat_idx)[0]
-        else:  # full evaluation of the proposer rows; it becomes the pruning reference
-            flat_idx = proposers.flatten().nonzero().squeeze(1)
-            scale = self.shared.new_zeros(bsz * n)
-            if flat_idx.numel():
-                q[flat_idx], scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
-                if self.prune:
-                    scale[flat_idx] = scale_rows
-            if self.prune:
-                self._set_reference(q.view(bsz, n), scale.view(bsz, n), actions, proposers)
-        q_best, k_best = q.view(bsz, n).max(dim=1)
-        return k_best, proposers.any(dim=1), q_best
-
-    def _set_reference(self, q: Tensor, scale: Tensor, actions: Tensor, proposers: Tensor) -> None:
-        """Remember a full evaluation as the reference of later pruned evaluations."""
-        finite = bool(torch.isfinite(q[proposers]).all())
-        self.ref_q = q.clone() if finite else None  # no pruning on non-finite values
-        self.ref_slack = self.rel_slack * scale
-        self.ref_known = proposers.clone()
-        self.ref_shared = self.shared.clone()
-        self.ref_actions = actions.clone()
-
-    def _candidates(self, actions: Tensor, proposers: Tensor) -> Tensor | None:
-        """Proposer rows that can still hold the max (``None``: evaluate everything)."""
-        d_shared = self.shared - self.ref_shared  # (B, H): drift of the shared part since the reference
-        d_own = actions - self.ref_actions  # (B, N, A): only the columns of actors updated since then
-        beta_1 = (d_shared.abs() @ self.c).unsqueeze(1) + d_own.abs() @ self.c_a
-        beta_2 = self.lip2 * (torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)
-                              + self.w_oa_norm * torch.linalg.vector_norm(d_own, dim=2))
-        margin = torch.minimum(beta_1, beta_2) + self.ref_slack  # (B, N)
-        if not bool(torch.isfinite(margin).all()):
-            return None
-        live = proposers & self.ref_known
-        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
-        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
-        if int(cand.sum()) > self.FULL_FRACTION * int(proposers.sum()):
-            return None
-        return cand
-
-    @torch.no_grad()
-    def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
-        """First-layer pre-activation of the chosen row per transition (zero input if none)."""
-        own = self.own[self.rows, k_best]
-        return torch.where(has.unsqueeze(1), self.shared + own, self.shared)
 
 
 class CCMMADRL:
@@ -335,7 +160,8 @@ class CCMMADRL:
         )
         self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
         self.n_updates = 0
-        self._cache: dict = {}  # work buffers of _BatchCritic
+        self.has_replay = True  # False after loading a checkpoint saved without its replay buffer
+        self._cache: dict = {}  # work buffers of BatchCritic
         self.prune_rows = True  # exact row pruning in the sequential actor loop (tests switch it off)
         # fullnorm: running mean/std of each actor's inputs, updated from the states it acts on
         self.obs_rms = RunningMeanStd((self.n_agents, STATE_DIM)) if a.actor_norm == "fullnorm" else None
@@ -535,6 +361,9 @@ class CCMMADRL:
         The runner calls it after every episode once more than
         ``episodes_before_train`` episodes are done.
         """
+        if not self.has_replay:
+            raise RuntimeError("this agent was loaded without its replay buffer (run.keep_replay = false) "
+                               "and cannot continue training")
         if len(self.replay) == 0:
             return None
         batch = self.replay.sample(self.batch_size)
@@ -648,21 +477,20 @@ class CCMMADRL:
 
         The gradient of loss_i reaches actor i through its action a_bi, which enters the
         critic's joint action in every row of transition b and, if row i is the arg-max
-        row, also the own action. It is computed by hand (:meth:`Critic.head_vjp`,
+        row, also the own action. It is computed by hand (:meth:`BatchCritic.action_grad`,
         :meth:`ActorEnsemble.backward_agent`; for actors with LayerNorm or a stochastic
         policy the actor part is differentiated with autograd); tracking="original" instead
         uses autograd into every actor and the critic, as the original's backward did.
         ``states`` are the critic's (raw) inputs, ``s_in`` the actors'.
         """
-        n, bsz, adim = self.n_agents, states.shape[0], ACTION_DIM
+        n, bsz = self.n_agents, states.shape[0]
         original = self.original_tracking
         noise = self._policy_noise(bsz)
         s_nb, out_nb, actions, preact = self._actor_start(s_in, noise)
         a_nb, hidden_nb = out_nb.action, out_nb.hidden
         out = {"preact": preact.clone(), "hidden": [h.transpose(0, 1) for h in hidden_nb]}
-        batch_critic = _BatchCritic(self.critic, states, prune=self.prune_rows, cache=self._cache)
+        batch_critic = BatchCritic(self.critic, states, prune=self.prune_rows, cache=self._cache)
         batch_critic.set_actions(actions)
-        w_a = torch.cat([batch_critic.w_ja_t.view(n, adim, -1), batch_critic.w_oa_t.expand(n, adim, -1)], dim=1)
         grad_q = -weights / bsz  # dL/dq_b
         rows = torch.arange(bsz)
         grads = torch.zeros_like(self.actors.flat, requires_grad=False)
@@ -687,11 +515,9 @@ class CCMMADRL:
             k_best, has, _ = batch_critic.best_rows(actions, actions[..., 0] >= 0)
             if not original:
                 with torch.no_grad():
-                    q, g_pre = self.critic.head_vjp(batch_critic.pre_rows(k_best, has), grad_q)
+                    # dL/da_i through the chosen rows (every row's joint action, the own action of row i)
+                    q, g_a = batch_critic.action_grad(i, k_best, has, grad_q)
                     loss = (grad_q * q).sum()  # = -(1/B) sum_b w_b q_b
-                    # dL/da_i: joint-action columns of agent i (every row), own action if the row is i's
-                    g_ja, g_own = (g_pre @ w_a[i].t()).split(adim, dim=1)
-                    g_a = g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
                 if manual:
                     g_z = None
                     if self.preact_penalty:  # + c * mean(z^2): dz = 2 c z / (B A)
@@ -791,9 +617,10 @@ class CCMMADRL:
         """Live (detached) ``{"l{j}.weight": (out, in), "l{j}.bias": (out,)}``; clone to keep."""
         return {k: v.detach() for k, v in self.critic.layer_views().items()}
 
-    def state_dict(self) -> dict:
+    def state_dict(self, keep_replay: bool = True) -> dict:
         """Everything needed to continue bit-identically (a deep copy; ``torch.save``-able
-        with ``weights_only=True``)."""
+        with ``weights_only=True``); ``keep_replay=False`` stores ``replay = None`` instead of
+        the buffer (enough to evaluate or analyse the agent, not to continue training it)."""
         state = copy.deepcopy({
             "actors": self.actors.state_dict(),
             "target_actors": self.target_actors.state_dict(),
@@ -804,7 +631,7 @@ class CCMMADRL:
             "exploration_rng": self.rng.bit_generator.state,
             "n_updates": self.n_updates,
         })
-        state["replay"] = self.replay.state_dict()  # already a copy
+        state["replay"] = self.replay.state_dict() if keep_replay and self.has_replay else None  # already a copy
         # mitigation state (only present when the option is on)
         if self.obs_rms is not None:
             state["obs_rms"] = self.obs_rms.state_dict()
@@ -821,7 +648,9 @@ class CCMMADRL:
         self.target_critic.load_state_dict(state["target_critic"])
         self.actor_optim.load_state_dict(state["actor_optim"])
         self.critic_optim.load_state_dict(copy.deepcopy(state["critic_optim"]))
-        self.replay.load_state_dict(state["replay"])
+        self.has_replay = state["replay"] is not None
+        if self.has_replay:
+            self.replay.load_state_dict(state["replay"])
         self.rng.bit_generator.state = state["exploration_rng"]
         self.n_updates = int(state["n_updates"])
         if self.obs_rms is not None:

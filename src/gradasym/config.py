@@ -122,11 +122,12 @@ class RunConfig:
     saturation_threshold: float = 0.9  # |tanh(z)| above this counts as saturated
     eval_interval: int = 0  # 0 = no periodic greedy evaluation
     eval_episodes: int = 1
-    device: str = "cpu"  # the only supported value (docs/configuration.md)
+    device: str = "cpu"  # "cpu" only for now; "cuda" is refused with its reason (docs/configuration.md)
     # torch intra-op threads; 1 keeps a run at its quiet-machine speed next to other busy
     # processes (benchmarks/RESULTS.md, "Threads"); 0 = leave torch's default (one per core).
     threads: int = 1
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard/ (docs/tensorboard.md)
+    keep_replay: bool = False  # batched trainer: keep the replay buffer in a finished run's final checkpoint
 
 
 @dataclass
@@ -276,9 +277,22 @@ class Config:
             raise ConfigError("run.eval_interval must be >= 0 and run.eval_episodes >= 1")
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
-        if r.device != "cpu":
-            raise ConfigError(f"run.device={r.device!r}: gradasym trains on the CPU only (run.device = \"cpu\")")
+        _check_device(r.device)
         return self
+
+
+def _check_device(device: str) -> None:
+    """``run.device``: ``"cpu"``, or ``"cuda"`` when torch sees a GPU."""
+    if device == "cpu":
+        return
+    if device != "cuda":
+        raise ConfigError(f"run.device={device!r}: expected \"cpu\" or \"cuda\"")
+    import torch  # noqa: PLC0415  (config stays importable without loading torch)
+
+    if not torch.cuda.is_available():
+        raise ConfigError("run.device=\"cuda\": torch sees no GPU on this machine (use run.device = \"cpu\")")
+    raise ConfigError("run.device=\"cuda\": training on a GPU is not implemented yet (the agent's tensors "
+                      "live on the CPU); use run.device = \"cpu\"")
 
 
 _SECTIONS = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}

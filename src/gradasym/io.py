@@ -64,8 +64,14 @@ def remove_temp_files(folder: str | Path) -> list[Path]:
     Call it only while no other process writes into ``folder`` (e.g. holding the
     folder's lock): a live writer's temporary file would be removed too.
     """
+    return unlink_existing(temp_files(folder))
+
+
+def unlink_existing(paths: list[Path]) -> list[Path]:
+    """Delete ``paths``, skipping those already gone (another process may race us); return
+    the ones this call deleted."""
     removed = []
-    for p in temp_files(folder):
+    for p in paths:
         try:
             p.unlink()
             removed.append(p)

@@ -1,4 +1,4 @@
-"""The CCM-MADRL networks: a batched ensemble of client actors and the master critic.
+"""The CCM-MADRL client actors: a batched ensemble of N independent actors.
 
 ``ccm-madrl.md`` ("Networks") defines N independent client actors
 (7 -> 64 -> 32 -> 3, ReLU hidden, tanh output) and one master critic
@@ -12,12 +12,8 @@
   per-agent optimiser (:class:`gradasym.optim.BatchedAdam`) updates one row with a
   handful of tensor ops. The networks are still independent: row i only ever
   touches actor i's parameters.
-* :class:`Critic` is an ordinary ``nn.Module`` of ``nn.Linear`` layers (so it is
-  visibly the network of the spec), with helpers that evaluate its first layer
-  split into a per-transition part (joint state and joint action, shared by all N
-  rows of a transition) and a per-row part (own state and own action). This is the
-  exact algebra ``W [x_joint; x_own] + b = (W_joint x_joint + b) + W_own x_own``;
-  only floating-point rounding differs from the unsplit product.
+* :class:`Critic` (re-exported here) lives with all of its row algebra in
+  :mod:`gradasym.critic`.
 
 The mitigation presets (``docs/presets.md``) change the actors only through
 :class:`ActorEnsemble`'s ``output_activation``, ``norm`` and ``policy`` arguments
@@ -36,46 +32,15 @@ other as separate ``nn.Sequential`` modules, each weight drawn in nn.Linear's
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradasym.critic import Critic  # noqa: F401  (re-exported: the critic lives in gradasym.critic)
+from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn
 from gradasym.policies import LN_EPS, OUTPUT_ACTIVATIONS, POLICIES, ActorOutput, policy_head, squash_grad
-
-Activation = str  # "relu" | "linear"
-
-
-def activation_fn(name: Activation):
-    """The hidden-layer nonlinearity named in the config (``relu`` or ``linear``)."""
-    if name == "relu":
-        return torch.relu
-    if name == "linear":
-        return _identity
-    raise ValueError(f"unknown hidden activation {name!r} (expected 'relu' or 'linear')")
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-def _linear_default_init_(weight: Tensor, bias: Tensor, generator: torch.Generator) -> None:
-    """PyTorch's ``nn.Linear.reset_parameters``, drawing from ``generator``.
-
-    ``weight`` has nn.Linear's layout ``(out, in)``.
-    """
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
-    fan_in = weight.shape[1]
-    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-    nn.init.uniform_(bias, -bound, bound, generator=generator)
-
-
-def _output_init_(weight: Tensor, bias: Tensor, bound: float, generator: torch.Generator) -> None:
-    nn.init.uniform_(weight, -bound, bound, generator=generator)
-    nn.init.uniform_(bias, -bound, bound, generator=generator)
-
 
 # ====================================================================== actors
 class ActorEnsemble(nn.Module):
@@ -307,6 +272,26 @@ class ActorEnsemble(nn.Module):
                     g = g * (inp > 0)
         return grad_row
 
+    @torch.no_grad()
+    def backward_rows(self, rows: Tensor, states: Tensor, hidden: Sequence[Tensor], actions: Tensor,
+                      grad_actions: Tensor) -> Tensor:
+        """:meth:`backward_agent` for R parameter rows at once (e.g. actor i of R runs):
+        ``rows (R, P)``, ``states (R, B, S)``, ``hidden[l] (R, B, H_l)``, ``actions``,
+        ``grad_actions (R, B, A)`` -> gradient rows ``(R, P)``; row r uses only its own inputs."""
+        if not self.manual_backward:
+            raise ValueError("backward_rows covers deterministic actors without LayerNorm; use autograd")
+        grad = torch.empty(rows.shape, dtype=rows.dtype)
+        g = squash_grad(grad_actions, actions, self.output_activation)
+        for layer in reversed(range(self.n_layers)):
+            inp = states if layer == 0 else hidden[layer - 1]
+            self.weight(layer, grad).copy_(torch.bmm(inp.transpose(1, 2), g))
+            self.bias(layer, grad).copy_(g.sum(dim=1))
+            if layer > 0:
+                g = torch.bmm(g, self.weight(layer, rows).transpose(1, 2))
+                if self.hidden_activation == "relu":
+                    g = g * (inp > 0)
+        return grad
+
     def forward_agent(self, i: int, states: Tensor, row: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Actor ``i`` alone on ``states (B, S)``: returns ``(actions (B, A), z (B, A))``.
 
@@ -325,197 +310,6 @@ class ActorEnsemble(nn.Module):
             h = torch.addmm(self.bias(layer, row), h, self.weight(layer, row))
             h = self._after_layer(layer, h, row, hidden, batched=False)
         return policy_head(h, hidden, self.policy, self.output_activation, self.action_dim, noise)
-
-
-# ====================================================================== critic
-class Critic(nn.Module):
-    """The master critic Q(s, a, s_k, a_k): ``[N*S, N*A, S, A] -> *hidden -> 1``.
-
-    An ordinary stack of ``nn.Linear`` layers (``self.layers``); ``forward`` takes
-    the full concatenated input. The ``q_*`` helpers evaluate it for the rows of a
-    batch of transitions with the first layer split (shared per transition + own
-    per row). Row ``k = -1`` means the zero-input row (own state and action = 0).
-    """
-
-    def __init__(
-        self,
-        n_agents: int,
-        state_dim: int = 7,
-        action_dim: int = 3,
-        hidden: Sequence[int] = (512, 128),
-        hidden_activation: Activation = "relu",
-        output_init: float = 3e-3,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        super().__init__()
-        self.n_agents = int(n_agents)
-        self.state_dim = int(state_dim)
-        self.action_dim = int(action_dim)
-        self.joint_state_dim = self.n_agents * self.state_dim
-        self.joint_dim = self.n_agents * (self.state_dim + self.action_dim)
-        self.input_dim = self.joint_dim + self.state_dim + self.action_dim
-        self.sizes = [self.input_dim, *[int(h) for h in hidden], 1]
-        self.hidden_activation = hidden_activation
-        self._act = activation_fn(hidden_activation)
-        # skip_init: nn.Linear's constructor would draw from the global RNG.
-        self.layers = nn.ModuleList(
-            nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
-            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
-        )
-        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
-
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator, output_init: float = 3e-3) -> None:
-        for j, layer in enumerate(self.layers):
-            if j < len(self.layers) - 1:
-                _linear_default_init_(layer.weight, layer.bias, generator)
-            else:
-                _output_init_(layer.weight, layer.bias, output_init, generator)
-
-    def layer_views(self, grads: bool = False) -> dict[str, Tensor]:
-        """``{"l{j}.weight": (out, in), "l{j}.bias": (out,)}`` (parameters, or their ``.grad``)."""
-        out: dict[str, Tensor] = {}
-        for j, layer in enumerate(self.layers):
-            out[f"l{j}.weight"] = layer.weight.grad if grads else layer.weight
-            out[f"l{j}.bias"] = layer.bias.grad if grads else layer.bias
-        return out
-
-    # ------------------------------------------------------------ plain forward
-    def forward(self, x: Tensor) -> Tensor:
-        """Q for full inputs ``(..., input_dim) -> (...)``."""
-        return self.head(self.layers[0](x))
-
-    def head(self, pre1: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
-        """Everything after the first layer's affine map: ``(..., H1) -> (...)``.
-
-        If ``hidden`` is a list, the hidden activations are appended to it.
-        """
-        h = self._act(pre1)
-        if hidden is not None:
-            hidden.append(h)
-        for layer in self.layers[1:-1]:
-            h = self._act(layer(h))
-            if hidden is not None:
-                hidden.append(h)
-        return self.layers[-1](h).squeeze(-1)
-
-    @torch.no_grad()
-    def head_vjp(self, pre1: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
-        """``(q, d(sum grad_q * q)/d pre1)`` for first-layer pre-activations ``pre1 (B, H1)``.
-
-        Plain back-propagation through :meth:`head` (ReLU' = [output > 0]) without a
-        graph; used for the actor gradients, where the critic itself is not trained.
-        """
-        relu = self.hidden_activation == "relu"
-        hs = [self._act(pre1)]
-        for layer in self.layers[1:-1]:
-            hs.append(self._act(layer(hs[-1])))
-        out = self.layers[-1]
-        q = out(hs[-1]).squeeze(-1)
-        g = grad_q.unsqueeze(1) * out.weight  # (B, H_last)
-        for j in range(len(hs) - 1, 0, -1):
-            if relu:
-                g = g * (hs[j] > 0)
-            g = g @ self.layers[j].weight
-        if relu:
-            g = g * (hs[0] > 0)
-        return q, g
-
-    # ------------------------------------------------------- split first layer
-    def first_layer_split(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Views ``(W_joint_state, W_joint_action, W_own_state, W_own_action, b)`` of layer 0.
-
-        Shapes ``(H, N*S), (H, N*A), (H, S), (H, A), (H,)``; they are views of the
-        parameter, so gradients flow into ``layers[0]``.
-        """
-        w, b = self.layers[0].weight, self.layers[0].bias
-        js, jd, sd = self.joint_state_dim, self.joint_dim, self.state_dim
-        return w[:, :js], w[:, js:jd], w[:, jd : jd + sd], w[:, jd + sd :], b
-
-    def shared(self, states: Tensor, actions: Tensor) -> Tensor:
-        """Per-transition part of layer 0 (bias included): ``(B,N,S),(B,N,A) -> (B,H)``."""
-        w, b = self.layers[0].weight, self.layers[0].bias
-        x = torch.cat([states.flatten(-2), actions.flatten(-2)], dim=-1)
-        return F.linear(x, w[:, : self.joint_dim], b)
-
-    def own(self, own_states: Tensor, own_actions: Tensor) -> Tensor:
-        """Per-row part of layer 0 (no bias): ``(...,S),(...,A) -> (...,H)``."""
-        w = self.layers[0].weight
-        return F.linear(torch.cat([own_states, own_actions], dim=-1), w[:, self.joint_dim :])
-
-    def full_input(self, states: Tensor, actions: Tensor, k: Tensor | int | None) -> Tensor:
-        """The plain 510-dim input rows (for tests/debugging): ``(B, input_dim)`` for rows ``k``.
-
-        ``k`` is ``(B,)`` row indices (``-1`` = zero input) or an int, or None = zero input.
-        """
-        bsz = states.shape[0]
-        joint = torch.cat([states.flatten(-2), actions.flatten(-2)], dim=-1)
-        if k is None:
-            own = joint.new_zeros(bsz, self.state_dim + self.action_dim)
-        else:
-            k = torch.as_tensor(k).expand(bsz) if not torch.is_tensor(k) or k.dim() == 0 else k
-            rows = torch.arange(bsz)
-            kk = k.clamp(min=0)
-            own = torch.cat([states[rows, kk], actions[rows, kk]], dim=-1) * (k >= 0).unsqueeze(-1).to(states.dtype)
-        return torch.cat([joint, own], dim=-1)
-
-    # -------------------------------------------------------------- Q helpers
-    def q_pairs(
-        self,
-        states: Tensor,
-        actions: Tensor,
-        b_index: Tensor,
-        k_index: Tensor,
-        shared: Tensor | None = None,
-        hidden: list[Tensor] | None = None,
-    ) -> Tensor:
-        """Q of the rows ``(b_index[t], k_index[t])`` -> ``(T,)`` (``k = -1``: zero input).
-
-        Differentiable w.r.t. the critic's parameters and ``states``/``actions``.
-        ``shared`` may pass a precomputed :meth:`shared` ``(B, H)``.
-        """
-        if shared is None:
-            shared = self.shared(states, actions)
-        valid = k_index >= 0
-        kk = k_index.clamp(min=0)
-        own_x = torch.cat([states[b_index, kk], actions[b_index, kk]], dim=-1)
-        own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)  # zero-input rows: own part exactly 0
-        pre = shared[b_index] + F.linear(own_x, self.layers[0].weight[:, self.joint_dim :])
-        return self.head(pre, hidden)
-
-    def q_rows(self, states: Tensor, actions: Tensor, k_index: Tensor) -> Tensor:
-        """Q of one chosen row per transition: ``k_index (B,)`` -> ``(B,)`` (``-1`` = zero input)."""
-        return self.q_pairs(states, actions, torch.arange(states.shape[0]), k_index)
-
-    def q_zero(self, states: Tensor, actions: Tensor) -> Tensor:
-        """Zero-input Q (own state and action replaced by zeros) -> ``(B,)``."""
-        return self.head(self.shared(states, actions))
-
-    def q_all(self, states: Tensor, actions: Tensor, rows_mask: Tensor | None = None) -> Tensor:
-        """Q of every agent row ``(B, N)``; with ``rows_mask (B, N)`` only those rows are
-        computed and the others are ``-inf``."""
-        shared = self.shared(states, actions)
-        if rows_mask is None:
-            return self.head(shared.unsqueeze(1) + self.own(states, actions))
-        b_index, k_index = rows_mask.nonzero(as_tuple=True)
-        q = self.q_pairs(states, actions, b_index, k_index, shared=shared)
-        out = q.new_full(rows_mask.shape, float("-inf"))
-        return out.index_put((b_index, k_index), q)
-
-    def q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``max_k Q`` over the rows in ``rows_mask`` per transition, or the zero-input Q where
-        the mask is empty. Returns ``(q (B,), k (B,))`` with ``k = -1`` for zero-input.
-
-        The gradient of the max flows through the selected row only (as ``torch.max``).
-        """
-        q_all = self.q_all(states, actions, rows_mask)
-        q_best, k_best = q_all.max(dim=1)
-        has = rows_mask.any(dim=1)
-        k_best = torch.where(has, k_best, torch.full_like(k_best, -1))
-        if not bool(has.all()):
-            q_best = torch.where(has, q_best, self.q_zero(states, actions))
-        return q_best, k_best
 
 
 @torch.no_grad()

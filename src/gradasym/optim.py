@@ -111,3 +111,48 @@ class BatchedAdam:
         self.steps = [int(t) for t in state["steps"]]
         for dst, src in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
             dst.copy_(src)
+
+
+ROW_LOOP_NUMEL = 1 << 16  # rows at least this large are stepped one by one (cache; see adam_rows_)
+
+
+@torch.no_grad()
+def adam_rows_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, lr: Sequence[float],
+               steps: Sequence[int], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    """Independent Adam steps of the leading rows of ``param`` (one per run, or per run and
+    agent), each with its own learning rate ``lr`` and step count ``steps`` (already
+    incremented, flattened over the leading dims ``lead = param.shape[:d]`` with
+    ``len(lr) = len(steps) = prod(lead)``; ``d`` is inferred from that length).
+
+    The same arithmetic as ``torch.optim.Adam``'s single-tensor step (and :class:`BatchedAdam`)
+    with the bias corrections computed per row in Python floats, so each row follows the
+    trajectory of a separate optimiser::
+
+        m.lerp_(g, 1 - beta1); v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p += (-lr / (1 - beta1 ** t)) * m / ((v.sqrt() / sqrt(1 - beta2 ** t)) + eps)
+    """
+    beta1, beta2 = betas
+    count = len(steps)
+    d, size = 0, 1
+    while size < count:
+        size *= param.shape[d]
+        d += 1
+    if size != count or len(lr) != count:
+        raise ValueError(f"{count} step counts do not match the leading dims of {tuple(param.shape)}")
+    if d == 1 and param[0].numel() >= ROW_LOOP_NUMEL:
+        # large rows (a run's critic layer): one row at a time, so that each row's moments stay
+        # in cache (the same arithmetic, with the scalar bias corrections of torch.optim.Adam)
+        for r in range(count):
+            m, v, t = exp_avg[r], exp_avg_sq[r], steps[r]
+            m.lerp_(grad[r], 1 - beta1)
+            v.mul_(beta2).addcmul_(grad[r], grad[r], value=1 - beta2)
+            denom = (v.sqrt() / ((1 - beta2**t) ** 0.5)).add_(eps)
+            param[r].addcdiv_(m, denom, value=-(float(lr[r]) / (1 - beta1**t)))
+        return
+    shape = tuple(param.shape[:d]) + (1,) * (param.dim() - d)
+    neg_step = torch.tensor([-(float(a) / (1 - beta1**t)) for a, t in zip(lr, steps)], dtype=param.dtype).view(shape)
+    bc2_sqrt = torch.tensor([(1 - beta2**t) ** 0.5 for t in steps], dtype=param.dtype).view(shape)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+    param.add_(exp_avg * neg_step / denom)  # addcdiv's (value * m) / denom

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .config import ConfigError
-from .io import read_json, remove_temp_files, torch_save, write_json
+from .io import read_json, remove_temp_files, torch_save, unlink_existing, write_json
 
 try:  # POSIX; elsewhere stale-lock take-over is unguarded (creation stays exclusive)
     import fcntl
@@ -228,14 +228,7 @@ class FolderLock:
         Safe while holding the lock: a live acquirer whose file vanishes writes it again
         and is then refused as usual.
         """
-        removed = []
-        for p in self.folder.glob(f"{self.path.name}.*.new"):
-            try:
-                p.unlink()
-                removed.append(p)
-            except FileNotFoundError:
-                pass
-        return removed
+        return unlink_existing(list(self.folder.glob(f"{self.path.name}.*.new")))
 
     def __enter__(self) -> "FolderLock":
         self.acquire()

@@ -31,6 +31,7 @@ from .env.mec import MECEnv
 from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
+from .provenance import collect as collect_provenance
 from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
 from .seeding import numpy_generator
 from .tensorboard import open_for_run as open_tensorboard
@@ -39,7 +40,8 @@ from .tensorboard import require as require_tensorboard
 ProgressFn = Callable[[dict[str, Any]], None]
 
 # Fields that may differ between a run and its resumption.
-_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "tensorboard")}
+_RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "tensorboard"),
+                     ("run", "keep_replay")}
 
 
 def epsilon(cfg: Config, episodes_done: int) -> float:
@@ -77,6 +79,19 @@ class Trainer:
     # ------------------------------------------------------------- episode
     def run_episode(self) -> dict[str, Any]:
         """Act for one episode, then train once (paper: one update per episode)."""
+        row = self.act_episode()
+        t0 = time.perf_counter()
+        upd = self.agent.update() if self.wants_update else None
+        return self.finish_episode(row, upd, time.perf_counter() - t0)
+
+    @property
+    def wants_update(self) -> bool:
+        """Whether the episode just acted is followed by a training update."""
+        return self.episodes_done > self.cfg.agent.episodes_before_train and len(self.agent.replay) > 0
+
+    def act_episode(self) -> dict[str, Any]:
+        """The acting half of :meth:`run_episode`: one episode of acting and storing; returns
+        the episode's row without its training and monitor fields (see :meth:`finish_episode`)."""
         cfg, agent, env = self.cfg, self.agent, self.env
         t0 = time.perf_counter()
         eps = epsilon(cfg, self.episodes_done)
@@ -116,19 +131,27 @@ class Trainer:
             "energy_penalty_frac": e_pen / steps, "time_penalty_frac": t_pen / steps,
             "offload_frac": offload / steps, "updated": False,
             "critic_loss": float("nan"), "actor_loss": float("nan"),
+            "seconds": time.perf_counter() - t0,
         }
-        if episode > cfg.agent.episodes_before_train:
-            upd = agent.update()
-            if upd is not None:  # a skipped update never counts as a freeze
-                self._observe(upd, episode)
-                row.update(updated=True, critic_loss=upd.critic_loss, actor_loss=upd.actor_loss)
+        return row
+
+    def finish_episode(self, row: dict[str, Any], upd: Any, update_seconds: float = 0.0) -> dict[str, Any]:
+        """The second half of :meth:`run_episode`: feed the episode's update ``upd`` (None: no
+        update) to the monitor, evaluate, complete and keep the row (``update_seconds``: the
+        time of the update, added to the row's ``seconds``)."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        episode = self.episodes_done
+        if upd is not None:  # a skipped update never counts as a freeze
+            self._observe(upd, episode)
+            row.update(updated=True, critic_loss=upd.critic_loss, actor_loss=upd.actor_loss)
         mon = self.monitor
         row["actors_stopped"] = int(sum(s is not None for s in mon.actor_stop_episode))
         row["actors_frozen"] = int(sum(mon.frozen_now))
         row["critic_frozen"] = bool(mon.critic_frozen_now)
         row["eval_reward"] = self._evaluate() if cfg.run.eval_interval and episode % cfg.run.eval_interval == 0 else float("nan")
-        self.seconds += time.perf_counter() - t0
-        row["seconds"] = time.perf_counter() - t0
+        row["seconds"] += update_seconds + time.perf_counter() - t0
+        self.seconds += row["seconds"]
         self.episode_rows.append(row)
         return row
 
@@ -206,14 +229,16 @@ class Trainer:
             "seconds_per_episode": self.seconds / self.episodes_done if self.episodes_done else None,
             "early_stopped": self.should_stop_early(),
             "version": __version__,
-            "provenance": __import__("gradasym.provenance", fromlist=["collect"]).collect(),  # commit, machine
+            "provenance": collect_provenance(),  # git commit, machine
         }
 
     # --------------------------------------------------------- persistence
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, keep_replay: bool = True) -> dict[str, Any]:
+        """The checkpoint; ``keep_replay=False`` leaves the replay buffer out (a finished run's
+        final checkpoint, ``run.keep_replay``)."""
         return {
             "config": self.cfg.to_dict(), "episodes_done": self.episodes_done,
-            "agent": self.agent.state_dict(), "env": self.env.state_dict(),
+            "agent": self.agent.state_dict(keep_replay=keep_replay), "env": self.env.state_dict(),
             "eval_env": self.eval_env.state_dict() if self.eval_env else None,
             "monitor": self.monitor.state_dict(), "states": self.states,
             "episode_rows": self.episode_rows, "tracking_rows": self.tracking_rows,
@@ -241,8 +266,9 @@ def _config_record(cfg: Config) -> dict[str, Any]:
 
 
 def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: str | None = None,
-                  checkpoint: bool = True) -> dict[str, Any]:
-    """Write tables, summary and (optionally) the checkpoint, each atomically.
+                  checkpoint: bool = True, keep_replay: bool = True) -> dict[str, Any]:
+    """Write tables, summary and (optionally) the checkpoint, each atomically
+    (``keep_replay=False``: the checkpoint without the replay buffer).
 
     The checkpoint goes through :meth:`RunFolder.save_checkpoint` (the previous one is
     kept as ``checkpoint.prev.pt``); a full disk raises :class:`DiskFullError` (one line).
@@ -250,13 +276,45 @@ def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: s
     folder = out if isinstance(out, RunFolder) else RunFolder(out)
     with disk_full_guard(f"episode {trainer.episodes_done}"):
         if checkpoint:
-            folder.save_checkpoint(trainer.state_dict())
+            folder.save_checkpoint(trainer.state_dict(keep_replay=keep_replay))
         write_table(folder.path / "episodes.parquet", trainer.episode_rows)
         write_table(folder.path / "tracking.parquet", trainer.tracking_rows)
         write_table(folder.path / "tracking_agents.parquet", trainer.agent_rows)
         summary = trainer.summary(status, error)
         write_json(folder.summary_path, summary)
     return summary
+
+
+def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
+    """Prepare a locked run folder and its :class:`Trainer`: remove temporary files, check the
+    configuration against ``config.json`` and the checkpoint (with ``resume``), load the
+    checkpoint, write ``config.json``. ``cfg`` must be validated; the caller holds
+    ``folder.lock()``. A checkpoint without its replay buffer (a finished run of the batched
+    trainer, ``run.keep_replay = false``) cannot be extended: refused."""
+    wanted = cfg.to_dict()
+    folder.clean_temp_files()
+    state = None
+    if resume:
+        folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+        try:
+            folder.read_summary()
+        except RunFolderError:
+            _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
+        loaded = folder.load_checkpoint(warn=_warn)
+        if loaded is not None:
+            state, path = loaded
+            folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
+    trainer = Trainer(cfg)
+    if state is not None:
+        trainer.load_state_dict(state)
+        del state
+        done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
+        if not done and not trainer.agent.has_replay:
+            raise ConfigError(f"{folder.path} holds a finished run whose final checkpoint has no replay buffer "
+                              "(run.keep_replay = false), so it cannot be extended identically; "
+                              "train it again with run.keep_replay = true into another folder")
+    folder.write_config(_config_record(cfg))
+    return trainer
 
 
 def run_experiment(
@@ -289,35 +347,18 @@ def run_experiment(
     if folder.holds_run() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     configure_process(cfg.run.threads)
-    wanted = cfg.to_dict()
     with disk_full_guard(), folder.lock():
-        folder.clean_temp_files()
-        state = None
-        if resume:
-            folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
-            try:
-                folder.read_summary()
-            except RunFolderError:
-                _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
-            loaded = folder.load_checkpoint(warn=_warn)
-            if loaded is not None:
-                state, path = loaded
-                folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
-        trainer = Trainer(cfg)
-        if state is not None:
-            trainer.load_state_dict(state)
-            del state
-        folder.write_config(_config_record(cfg))
+        trainer = open_run(cfg, folder, resume)
         board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
         if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
             if board is not None:
                 board.close(trainer)
             return write_outputs(trainer, folder, "finished", checkpoint=False)
-        return _train(trainer, folder, progress, show_progress, board)
+        return _train(trainer, folder, board, progress, show_progress)
 
 
-def _train(trainer: Trainer, folder: RunFolder, progress: ProgressFn | None, show_progress: bool,
-           board: Any = None) -> dict[str, Any]:
+def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn | None,
+           show_progress: bool) -> dict[str, Any]:
     """The episode loop of :func:`run_experiment` (the folder is locked and prepared)."""
     cfg = trainer.cfg
     bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()

@@ -256,6 +256,7 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
             t0 = time.perf_counter()
             write("running")
             model.learn(total_timesteps=cfg.run.steps, callback=[monitor_cb, recorder], progress_bar=False)
+            bar.finish(int(model.num_timesteps))
     except (ConfigError, DiskFullError):
         raise  # nothing (more) can be written
     except KeyboardInterrupt:
@@ -307,6 +308,8 @@ class _NoBar:
 
     def advance(self, info: dict[str, Any]) -> None: ...
 
+    def finish(self, done: int) -> None: ...
+
 
 class _ProgressBar(_NoBar):
     """A rich bar over environment steps: last return, saturation, actor stopped."""
@@ -326,6 +329,10 @@ class _ProgressBar(_NoBar):
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
+
+    def finish(self, done: int) -> None:
+        """The steps after the last finished episode count too."""
+        self.progress.update(self.task, completed=done)
 
     def advance(self, info: dict[str, Any]) -> None:
         sat = info["saturation_ratio"]

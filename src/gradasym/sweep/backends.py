@@ -277,9 +277,12 @@ def _dead_workers(procs: dict[int, Any]) -> dict[int, int]:
     worker whose exit code is anything but ``-SIGTERM`` is the one that broke it.
     """
     dead = {}
+    deadline = time.monotonic() + 10
     for pid, proc in list(procs.items()):
         try:
-            proc.join(timeout=5)
+            # The pool's own thread reaps the processes too: poll until one of us has.
+            while proc.exitcode is None and time.monotonic() < deadline:
+                proc.join(timeout=0.05)
             code = proc.exitcode
         except Exception:  # noqa: BLE001
             continue
@@ -371,6 +374,12 @@ def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: in
     try:
         for job in jobs:
             futures[executor.submit(_pool_task, runner, job, queue, stop)] = job
+        # CPython wakes the pool's manager thread *before* spawning the worker of each
+        # submit, so it may not watch the last workers until its next wake-up: a worker
+        # killed meanwhile would go unnoticed until another run ends. Wake it once more.
+        wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            wakeup.wakeup()
         procs.update(getattr(executor, "_processes", None) or {})
         while futures:
             procs.update(getattr(executor, "_processes", None) or {})

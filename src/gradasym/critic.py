@@ -1,0 +1,778 @@
+"""The master critic and all of its row algebra (``ccm-madrl.md``, "Networks").
+
+The critic Q(s, a, s_k, a_k) takes ``[joint state, joint action, own state, own action]``.
+Every use of it in CCM-MADRL evaluates it for *rows* of a batch of transitions (row k of
+transition b: agent k's own state and action, ``k = -1`` the zero-input row), so this
+module holds the network and every way of evaluating it:
+
+* :class:`Critic` -- an ordinary ``nn.Module`` of ``nn.Linear`` layers (visibly the network
+  of the spec) with the first layer split into a per-transition part (joint state and
+  joint action, shared by all N rows of a transition) and a per-row part (own state and
+  own action). This is the exact algebra ``W [x_joint; x_own] + b = (W_joint x_joint + b)
+  + W_own x_own``; only floating-point rounding differs from the unsplit product.
+  ``q_pairs`` (chosen rows, differentiable), ``q_max`` (max over a row mask, zero input
+  where the mask is empty), ``head_vjp`` (hand-written backward of the layers after the
+  first one);
+* :class:`BatchCritic` -- the online critic on one batch of states while the joint
+  action changes (the sequential actor loop): the action-independent parts computed once,
+  one action column refreshed per pass, the arg-max row found with exact Lipschitz row
+  pruning, and the gradient of the chosen rows' Q w.r.t. one agent's action
+  (:meth:`BatchCritic.action_grad`).
+
+The agent (:mod:`gradasym.agent`) uses only these entry points, so it reads as the
+algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn
+
+
+class Critic(nn.Module):
+    """The master critic Q(s, a, s_k, a_k): ``[N*S, N*A, S, A] -> *hidden -> 1``.
+
+    An ordinary stack of ``nn.Linear`` layers (``self.layers``); ``forward`` takes
+    the full concatenated input. The ``q_*`` helpers evaluate it for the rows of a
+    batch of transitions with the first layer split (shared per transition + own
+    per row). Row ``k = -1`` means the zero-input row (own state and action = 0).
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int = 7,
+        action_dim: int = 3,
+        hidden: Sequence[int] = (512, 128),
+        hidden_activation: Activation = "relu",
+        output_init: float = 3e-3,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.n_agents = int(n_agents)
+        self.state_dim = int(state_dim)
+        self.action_dim = int(action_dim)
+        self.joint_state_dim = self.n_agents * self.state_dim
+        self.joint_dim = self.n_agents * (self.state_dim + self.action_dim)
+        self.input_dim = self.joint_dim + self.state_dim + self.action_dim
+        self.sizes = [self.input_dim, *[int(h) for h in hidden], 1]
+        self.hidden_activation = hidden_activation
+        self._act = activation_fn(hidden_activation)
+        # skip_init: nn.Linear's constructor would draw from the global RNG.
+        self.layers = nn.ModuleList(
+            nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
+            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
+        )
+        self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator, output_init: float = 3e-3) -> None:
+        for j, layer in enumerate(self.layers):
+            if j < len(self.layers) - 1:
+                _linear_default_init_(layer.weight, layer.bias, generator)
+            else:
+                _output_init_(layer.weight, layer.bias, output_init, generator)
+
+    def layer_views(self, grads: bool = False) -> dict[str, Tensor]:
+        """``{"l{j}.weight": (out, in), "l{j}.bias": (out,)}`` (parameters, or their ``.grad``)."""
+        out: dict[str, Tensor] = {}
+        for j, layer in enumerate(self.layers):
+            out[f"l{j}.weight"] = layer.weight.grad if grads else layer.weight
+            out[f"l{j}.bias"] = layer.bias.grad if grads else layer.bias
+        return out
+
+    # ------------------------------------------------------------ plain forward
+    def forward(self, x: Tensor) -> Tensor:
+        """Q for full inputs ``(..., input_dim) -> (...)``."""
+        return self.head(self.layers[0](x))
+
+    def head(self, pre1: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
+        """Everything after the first layer's affine map: ``(..., H1) -> (...)``.
+
+        If ``hidden`` is a list, the hidden activations are appended to it.
+        """
+        h = self._act(pre1)
+        if hidden is not None:
+            hidden.append(h)
+        for layer in self.layers[1:-1]:
+            h = self._act(layer(h))
+            if hidden is not None:
+                hidden.append(h)
+        return self.layers[-1](h).squeeze(-1)
+
+    @torch.no_grad()
+    def head_vjp(self, pre1: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q, d(sum grad_q * q)/d pre1)`` for first-layer pre-activations ``pre1 (B, H1)``.
+
+        Plain back-propagation through :meth:`head` (ReLU' = [output > 0]) without a
+        graph; used for the actor gradients, where the critic itself is not trained.
+        """
+        relu = self.hidden_activation == "relu"
+        hs = [self._act(pre1)]
+        for layer in self.layers[1:-1]:
+            hs.append(self._act(layer(hs[-1])))
+        out = self.layers[-1]
+        q = out(hs[-1]).squeeze(-1)
+        g = grad_q.unsqueeze(1) * out.weight  # (B, H_last)
+        for j in range(len(hs) - 1, 0, -1):
+            if relu:
+                g = g * (hs[j] > 0)
+            g = g @ self.layers[j].weight
+        if relu:
+            g = g * (hs[0] > 0)
+        return q, g
+
+    # ------------------------------------------------------- split first layer
+    def first_layer_split(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Views ``(W_joint_state, W_joint_action, W_own_state, W_own_action, b)`` of layer 0.
+
+        Shapes ``(H, N*S), (H, N*A), (H, S), (H, A), (H,)``; they are views of the
+        parameter, so gradients flow into ``layers[0]``.
+        """
+        w, b = self.layers[0].weight, self.layers[0].bias
+        js, jd, sd = self.joint_state_dim, self.joint_dim, self.state_dim
+        return w[:, :js], w[:, js:jd], w[:, jd : jd + sd], w[:, jd + sd :], b
+
+    def shared(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Per-transition part of layer 0 (bias included): ``(B,N,S),(B,N,A) -> (B,H)``."""
+        w, b = self.layers[0].weight, self.layers[0].bias
+        x = torch.cat([states.flatten(-2), actions.flatten(-2)], dim=-1)
+        return F.linear(x, w[:, : self.joint_dim], b)
+
+    def own(self, own_states: Tensor, own_actions: Tensor) -> Tensor:
+        """Per-row part of layer 0 (no bias): ``(...,S),(...,A) -> (...,H)``."""
+        w = self.layers[0].weight
+        return F.linear(torch.cat([own_states, own_actions], dim=-1), w[:, self.joint_dim :])
+
+    def full_input(self, states: Tensor, actions: Tensor, k: Tensor | int | None) -> Tensor:
+        """The plain 510-dim input rows (for tests/debugging): ``(B, input_dim)`` for rows ``k``.
+
+        ``k`` is ``(B,)`` row indices (``-1`` = zero input) or an int, or None = zero input.
+        """
+        bsz = states.shape[0]
+        joint = torch.cat([states.flatten(-2), actions.flatten(-2)], dim=-1)
+        if k is None:
+            own = joint.new_zeros(bsz, self.state_dim + self.action_dim)
+        else:
+            k = torch.as_tensor(k).expand(bsz) if not torch.is_tensor(k) or k.dim() == 0 else k
+            rows = torch.arange(bsz)
+            kk = k.clamp(min=0)
+            own = torch.cat([states[rows, kk], actions[rows, kk]], dim=-1) * (k >= 0).unsqueeze(-1).to(states.dtype)
+        return torch.cat([joint, own], dim=-1)
+
+    # -------------------------------------------------------------- Q helpers
+    def q_pairs(
+        self,
+        states: Tensor,
+        actions: Tensor,
+        b_index: Tensor,
+        k_index: Tensor,
+        shared: Tensor | None = None,
+        hidden: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Q of the rows ``(b_index[t], k_index[t])`` -> ``(T,)`` (``k = -1``: zero input).
+
+        Differentiable w.r.t. the critic's parameters and ``states``/``actions``.
+        ``shared`` may pass a precomputed :meth:`shared` ``(B, H)``.
+        """
+        if shared is None:
+            shared = self.shared(states, actions)
+        valid = k_index >= 0
+        kk = k_index.clamp(min=0)
+        own_x = torch.cat([states[b_index, kk], actions[b_index, kk]], dim=-1)
+        own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)  # zero-input rows: own part exactly 0
+        pre = shared[b_index] + F.linear(own_x, self.layers[0].weight[:, self.joint_dim :])
+        return self.head(pre, hidden)
+
+    def q_rows(self, states: Tensor, actions: Tensor, k_index: Tensor) -> Tensor:
+        """Q of one chosen row per transition: ``k_index (B,)`` -> ``(B,)`` (``-1`` = zero input)."""
+        return self.q_pairs(states, actions, torch.arange(states.shape[0]), k_index)
+
+    def q_zero(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Zero-input Q (own state and action replaced by zeros) -> ``(B,)``."""
+        return self.head(self.shared(states, actions))
+
+    def q_all(self, states: Tensor, actions: Tensor, rows_mask: Tensor | None = None) -> Tensor:
+        """Q of every agent row ``(B, N)``; with ``rows_mask (B, N)`` only those rows are
+        computed and the others are ``-inf``."""
+        shared = self.shared(states, actions)
+        if rows_mask is None:
+            return self.head(shared.unsqueeze(1) + self.own(states, actions))
+        b_index, k_index = rows_mask.nonzero(as_tuple=True)
+        q = self.q_pairs(states, actions, b_index, k_index, shared=shared)
+        out = q.new_full(rows_mask.shape, float("-inf"))
+        return out.index_put((b_index, k_index), q)
+
+    def q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``max_k Q`` over the rows in ``rows_mask`` per transition, or the zero-input Q where
+        the mask is empty. Returns ``(q (B,), k (B,))`` with ``k = -1`` for zero-input.
+
+        The gradient of the max flows through the selected row only (as ``torch.max``).
+        """
+        q_all = self.q_all(states, actions, rows_mask)
+        q_best, k_best = q_all.max(dim=1)
+        has = rows_mask.any(dim=1)
+        k_best = torch.where(has, k_best, torch.full_like(k_best, -1))
+        if not bool(has.all()):
+            q_best = torch.where(has, q_best, self.q_zero(states, actions))
+        return q_best, k_best
+
+
+# ============================================================ batch evaluation
+def _spectral_norm_bound(w: Tensor) -> Tensor:
+    """An upper bound on the largest singular value of ``w`` (eigvalsh of the small Gram
+    matrix, with a relative margin for its rounding)."""
+    gram = w @ w.t() if w.shape[0] <= w.shape[1] else w.t() @ w
+    return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt() * (1 + 1e-3) + 1e-30
+
+
+class BatchCritic:
+    """The online critic evaluated on one batch of states while the joint action changes.
+
+    Holds the first-layer pieces that do not depend on the actions (computed once),
+    the current shared part ``shared (B, H)`` and own part ``own (B, N, H)`` for the
+    current actions, and finds ``argmax_k Q`` over proposer rows without gradient.
+    Everything here is detached: the critic is not trained by the actor losses.
+
+    Row pruning (exact): Q is Lipschitz in the first-layer pre-activation h (ReLU and
+    identity are 1-Lipschitz), ``|Q(h) - Q(h')| <= min(c . |h - h'|, L2 ||h - h'||)`` with
+    ``c = |W_2|^T ... |W_L|^T |w_out|`` and ``L2 = ||w_out|| prod ||W_l||_2``. After one full
+    evaluation of all proposer rows (the reference), a later call evaluates only the
+    rows whose reference Q plus their drift bound can still reach the best lower bound
+    of their transition; row (b, k) drifts with ``h_bk - h_ref_bk = (shared_b -
+    shared_ref_b) + W_own_action (a_bk - a_ref_bk)``, and a relative rounding slack of
+    64 eps of the row's sum |terms| is added (observed float32 rounding errors are
+    below 4 eps of it). Rows that were not proposers at the reference are always
+    evaluated; when more than half of the proposer rows remain, everything is
+    evaluated again and becomes the new reference. The arg-max is the one the full
+    evaluation finds (float near-ties within rounding aside, where any choice is as
+    good as the reference's), and in the sequential actor loop, where one actor's
+    actions change between passes, typically ~5% of the rows are evaluated.
+    """
+
+    FULL_FRACTION = 0.5  # re-evaluate everything when more than this share of proposer rows remain
+
+    def __init__(self, critic: Critic, states: Tensor, prune: bool = True, cache: dict | None = None) -> None:
+        self.critic = critic
+        self.bsz, self.n, _ = states.shape
+        self.prune = prune
+        self.relu = critic.hidden_activation == "relu"
+        rows = self.bsz * self.n
+        # Work buffers, reused across updates through ``cache`` (large fresh allocations are slow).
+        sizes = critic.sizes[1:]
+        key = (rows, tuple(sizes), states.dtype)
+        if cache is None:
+            cache = {}
+        if key not in cache:
+            cache[key] = {
+                "own_s": states.new_empty(rows, sizes[0]),
+                "own": states.new_empty(rows, sizes[0]),
+                "rows": [states.new_empty(rows, sizes[0])]
+                + [states.new_empty(rows, h) for h in sizes[:-1]]
+                + [states.new_empty(rows)],
+            }
+        self._buffers = cache[key]["rows"]
+        with torch.no_grad():
+            w_js, w_ja, w_os, w_oa, b1 = (t.detach() for t in critic.first_layer_split())
+            self.w_ja_t = w_ja.t().contiguous()  # (N*A, H)
+            self.w_oa_t = w_oa.t().contiguous()  # (A, H)
+            self.adim = w_oa.shape[1]
+            # (N, 2A, H): agent j's joint-action columns, then the own-action columns
+            self.w_a = torch.cat([self.w_ja_t.view(self.n, self.adim, -1), self.w_oa_t.expand(self.n, self.adim, -1)], dim=1)
+            self.base = torch.addmm(b1, states.flatten(1), w_js.t())  # (B, H): joint-state part + bias
+            own_s = torch.mm(states.view(rows, -1), w_os.t(), out=cache[key]["own_s"])
+            self.own_s = own_s.view(self.bsz, self.n, -1)  # (B, N, H): own-state part of every row
+            self._own_buf = cache[key]["own"]
+            if prune:
+                self._lipschitz(critic, w_oa)
+        self.shared: Tensor | None = None
+        self.rows = torch.arange(self.bsz)
+        self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
+        self.n_evaluated = 0  # rows evaluated so far (for diagnostics)
+
+    def _lipschitz(self, critic: Critic, w_oa: Tensor) -> None:
+        """Constants of the drift bounds (see the class docstring)."""
+        layers = critic.layers
+        # 1-norm form: |Q(h) - Q(h')| <= c . |h - h'|, c = |W_2|^T ... |w_out|.
+        c = layers[-1].weight.detach().abs().flatten()
+        const = layers[-1].bias.detach().abs().sum()
+        for layer in reversed(layers[1:-1]):
+            const = const + c @ layer.bias.detach().abs()
+            c = layer.weight.detach().abs().t() @ c
+        self.c, self.c_a, self.const = c, w_oa.abs().t() @ c, const
+        # 2-norm form (often tighter): ||w_out|| * prod ||W_l||_2 * ||h - h'||.
+        lip2 = torch.linalg.vector_norm(layers[-1].weight.detach())
+        for layer in layers[1:-1]:
+            lip2 = lip2 * _spectral_norm_bound(layer.weight.detach())
+        self.lip2, self.w_oa_norm = lip2, _spectral_norm_bound(w_oa)
+        # Rounding slack relative to sum |terms| of Q (observed rounding errors stay below
+        # ~4 eps of it; typical gaps between the best two rows are ~1e-4 of it).
+        self.rel_slack = 64 * torch.finfo(c.dtype).eps
+
+    @torch.no_grad()
+    def set_actions(self, actions: Tensor) -> None:
+        """Recompute the action-dependent parts for joint actions ``(B, N, A)``."""
+        self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
+        own = torch.addmm(self.own_s.flatten(0, 1), actions.flatten(0, 1), self.w_oa_t, out=self._own_buf)
+        self.own = own.view_as(self.own_s)
+
+    @torch.no_grad()
+    def set_action_column(self, j: int, actions: Tensor) -> None:
+        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``)."""
+        self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
+        self.own[:, j] = torch.addmm(self.own_s[:, j], actions[:, j], self.w_oa_t)
+
+    def _q_rows(self, flat_idx: Tensor, want_scale: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Q of rows ``flat_idx`` (indices into the flattened ``(B*N)`` rows) for the current
+        actions, computed in preallocated buffers (this is the hot loop); optionally also
+        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale)."""
+        m = flat_idx.numel()
+        self.n_evaluated += m
+        bufs = self._buffers
+        pre = torch.index_select(self.own.view(self.bsz * self.n, -1), 0, flat_idx, out=bufs[0][:m])
+        pre += torch.index_select(self.shared, 0, flat_idx // self.n, out=bufs[1][:m])
+        h = pre.relu_() if self.relu else pre
+        scale = (h.abs() @ self.c + self.const) if want_scale else None
+        layers = self.critic.layers
+        for j, layer in enumerate(layers[1:-1]):
+            h = torch.addmm(layer.bias, h, layer.weight.t(), out=bufs[2 + j][:m])
+            if self.relu:
+                h.relu_()
+        q = torch.addmv(layers[-1].bias, h, layers[-1].weight[0], out=bufs[-1][:m])
+        return q, scale
+
+    @torch.no_grad()
+    def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(k_best, has, q_best)`` (each ``(B,)``): arg-max and max of Q over proposer rows;
+        ``has`` = any proposer (where it is False, k_best and q_best are meaningless).
+
+        ``actions`` must be the joint actions last passed to ``set_actions``/``set_action_column``.
+        """
+        bsz, n = self.bsz, self.n
+        q = self.shared.new_full((bsz * n,), float("-inf"))
+        cand = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
+        if cand is not None:
+            flat_idx = cand.flatten().nonzero().squeeze(1)
+            q[flat_idx] = self._q_rows(flat_idx)[0]
+        else:  # full evaluation of the proposer rows; it becomes the pruning reference
+            flat_idx = proposers.flatten().nonzero().squeeze(1)
+            scale = self.shared.new_zeros(bsz * n)
+            if flat_idx.numel():
+                q[flat_idx], scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
+                if self.prune:
+                    scale[flat_idx] = scale_rows
+            if self.prune:
+                self._set_reference(q.view(bsz, n), scale.view(bsz, n), actions, proposers)
+        q_best, k_best = q.view(bsz, n).max(dim=1)
+        return k_best, proposers.any(dim=1), q_best
+
+    def _set_reference(self, q: Tensor, scale: Tensor, actions: Tensor, proposers: Tensor) -> None:
+        """Remember a full evaluation as the reference of later pruned evaluations."""
+        finite = bool(torch.isfinite(q[proposers]).all())
+        self.ref_q = q.clone() if finite else None  # no pruning on non-finite values
+        self.ref_slack = self.rel_slack * scale
+        self.ref_known = proposers.clone()
+        self.ref_shared = self.shared.clone()
+        self.ref_actions = actions.clone()
+
+    def _candidates(self, actions: Tensor, proposers: Tensor) -> Tensor | None:
+        """Proposer rows that can still hold the max (``None``: evaluate everything)."""
+        d_shared = self.shared - self.ref_shared  # (B, H): drift of the shared part since the reference
+        d_own = actions - self.ref_actions  # (B, N, A): only the columns of actors updated since then
+        beta_1 = (d_shared.abs() @ self.c).unsqueeze(1) + d_own.abs() @ self.c_a
+        beta_2 = self.lip2 * (torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)
+                              + self.w_oa_norm * torch.linalg.vector_norm(d_own, dim=2))
+        margin = torch.minimum(beta_1, beta_2) + self.ref_slack  # (B, N)
+        if not bool(torch.isfinite(margin).all()):
+            return None
+        live = proposers & self.ref_known
+        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
+        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
+        if int(cand.sum()) > self.FULL_FRACTION * int(proposers.sum()):
+            return None
+        return cand
+
+    @torch.no_grad()
+    def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
+        """First-layer pre-activation of the chosen row per transition (zero input if none)."""
+        own = self.own[self.rows, k_best]
+        return torch.where(has.unsqueeze(1), self.shared + own, self.shared)
+
+    @torch.no_grad()
+    def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q (B,), dL/da_i (B, A))`` for ``L = sum_b grad_q_b * q_b``, q_b = Q of row ``k_best_b``
+        (zero input where not ``has``) at the current actions.
+
+        Agent i's action enters every row of its transition through the joint-action columns
+        and, if row i is the chosen row, also through the own-action columns: one backward
+        pass through the critic's head (:meth:`Critic.head_vjp`) on the B chosen rows, then
+        the first layer's action columns of agent i.
+        """
+        q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
+        g_ja, g_own = (g_pre @ self.w_a[i].t()).split(self.adim, dim=1)
+        return q, g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
+
+
+# ==================================================== R independent critics as one
+ROW_BUDGET = 1 << 20  # first-layer activations (elements) evaluated at once by the stacked critics
+PAD_SLACK = 1.3  # padded rows beyond this factor of the real ones: evaluate run by run instead
+
+
+def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The True entries of each run's flattened ``mask (R, ...)`` in increasing order, padded
+    to the largest count: ``(flat_idx (R, M), valid (R, M), counts (R,))``; padding slots
+    hold index 0 and ``valid = False``. (Per run the same order as ``mask[r].nonzero()``.)"""
+    flat = mask.flatten(1)
+    counts = flat.sum(dim=1)
+    m = int(counts.max()) if flat.shape[0] else 0
+    order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]
+    valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)
+    return torch.where(valid, order, 0), valid, counts
+
+
+class StackedCritic:
+    """R independent critics of one architecture as stacked tensors: ``weights[j] (R, out, in)``,
+    ``biases[j] (R, out)`` (layer j of run r = ``weights[j][r]``), evaluated with ``bmm``.
+
+    The same algebra as :class:`Critic` (split first layer, chosen rows, max over a row mask,
+    hand-written head backward) with the run as the leading dimension of every tensor; run r's
+    outputs depend on run r's weights and inputs only. Only float rounding differs from R
+    separate :class:`Critic` evaluations (``tests/test_batched.py``).
+    """
+
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], n_agents: int,
+                 state_dim: int, action_dim: int, hidden_activation: Activation) -> None:
+        self.weights, self.biases = list(weights), list(biases)
+        self.n, self.sdim, self.adim = int(n_agents), int(state_dim), int(action_dim)
+        self.js = self.n * self.sdim
+        self.jd = self.n * (self.sdim + self.adim)
+        self.relu = hidden_activation == "relu"
+        self._act = activation_fn(hidden_activation)
+
+    @classmethod
+    def from_critics(cls, critics: Sequence[Critic], requires_grad: bool = False) -> "StackedCritic":
+        """Copies of the critics' parameters stacked over runs (optionally autograd leaves)."""
+        c0 = critics[0]
+        ws = [torch.stack([c.layers[j].weight.detach() for c in critics]) for j in range(len(c0.layers))]
+        bs = [torch.stack([c.layers[j].bias.detach() for c in critics]) for j in range(len(c0.layers))]
+        if requires_grad:
+            ws = [w.requires_grad_(True) for w in ws]
+            bs = [b.requires_grad_(True) for b in bs]
+        return cls(ws, bs, c0.n_agents, c0.state_dim, c0.action_dim, c0.hidden_activation)
+
+    def parameters(self) -> list[Tensor]:
+        """``[w_0, b_0, w_1, b_1, ...]``: the order of ``Critic.parameters()``."""
+        return [t for pair in zip(self.weights, self.biases) for t in pair]
+
+    # -------------------------------------------------------------- forward
+    def shared(self, states: Tensor, actions: Tensor) -> Tensor:
+        """Per-transition part of layer 0 (bias included): ``(R,B,N,S),(R,B,N,A) -> (R,B,H)``."""
+        x = torch.cat([states.flatten(2), actions.flatten(2)], dim=-1)
+        return torch.baddbmm(self.biases[0].unsqueeze(1), x, self.weights[0][:, :, : self.jd].transpose(1, 2))
+
+    def head(self, pre1: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
+        """Everything after layer 0's affine map: ``(R, M, H1) -> (R, M)``."""
+        h = self._act(pre1)
+        if hidden is not None:
+            hidden.append(h)
+        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = self._act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+            if hidden is not None:
+                hidden.append(h)
+        return torch.baddbmm(self.biases[-1].unsqueeze(1), h, self.weights[-1].transpose(1, 2)).squeeze(-1)
+
+    def q_pairs(self, states: Tensor, actions: Tensor, b_index: Tensor, k_index: Tensor,
+                hidden: list[Tensor] | None = None) -> Tensor:
+        """Q of rows ``(b_index[r, t], k_index[r, t])`` of run r -> ``(R, T)`` (``k = -1``: zero
+        input), as :meth:`Critic.q_pairs`; differentiable."""
+        shared = self.shared(states, actions)
+        r = torch.arange(states.shape[0]).unsqueeze(1)
+        valid = k_index >= 0
+        kk = k_index.clamp(min=0)
+        rr, bsz, n, sdim = states.shape
+        flat = ((r * bsz + b_index) * n + kk).flatten()  # index_select: a fast gather (and its backward)
+        own_x = torch.cat([states.reshape(-1, sdim).index_select(0, flat),
+                           actions.reshape(-1, actions.shape[-1]).index_select(0, flat)], dim=-1).view(rr, b_index.shape[1], sdim + self.adim)
+        own_x = own_x * valid.unsqueeze(-1).to(own_x.dtype)
+        own = torch.bmm(own_x, self.weights[0][:, :, self.jd :].transpose(1, 2))
+        hdim = shared.shape[-1]
+        rows = shared.reshape(rr * bsz, hdim).index_select(0, (r * bsz + b_index).flatten())  # (fast gather)
+        return self.head(rows.view(rr, b_index.shape[1], hdim) + own, hidden)
+
+    def runs(self, start: int, stop: int) -> "StackedCritic":
+        """Runs ``start:stop`` (views, no copies)."""
+        return StackedCritic([w[start:stop] for w in self.weights], [b[start:stop] for b in self.biases],
+                             self.n, self.sdim, self.adim, "relu" if self.relu else "linear")
+
+    def q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``max_k Q`` over the rows in ``rows_mask (R, B, N)``, the zero-input Q where a
+        transition's mask is empty: ``(q (R, B), k (R, B))``, ``k = -1`` for zero input.
+        The gradient of the max flows through the selected row only (as ``torch.max``).
+
+        Evaluated in chunks of runs whose hidden activations fit in cache (:data:`ROW_BUDGET`):
+        with ~B*N/2 rows per run the arithmetic dominates, and one (R, M, H) intermediate of
+        tens of MB would make every elementwise op memory-bound."""
+        rr, bsz, n = rows_mask.shape
+        step = max(1, ROW_BUDGET // max(1, int(rows_mask.flatten(1).sum(dim=1).max()) * self.weights[0].shape[1]))
+        if step >= rr:
+            return self._q_max(states, actions, rows_mask)
+        parts = [self.runs(a, a + step)._q_max(states[a : a + step], actions[a : a + step], rows_mask[a : a + step])
+                 for a in range(0, rr, step)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _q_max(self, states: Tensor, actions: Tensor, rows_mask: Tensor) -> tuple[Tensor, Tensor]:
+        rr, bsz, n = rows_mask.shape
+        flat_idx, valid, _ = pad_rows(rows_mask)
+        b_index = flat_idx // n
+        k_index = torch.where(valid, flat_idx % n, -1)
+        q_rows = self.q_pairs(states, actions, b_index, k_index)
+        q_all = q_rows.new_full((rr, bsz * n + 1), float("-inf"))  # last slot: padding sink
+        q_all = q_all.scatter(1, torch.where(valid, flat_idx, bsz * n), torch.where(valid, q_rows, float("-inf")))
+        q_best, k_best = q_all[:, :-1].view(rr, bsz, n).max(dim=2)
+        has = rows_mask.any(dim=2)
+        k_best = torch.where(has, k_best, -1)
+        if not bool(has.all()):
+            q_best = torch.where(has, q_best, self.head(self.shared(states, actions)))
+        return q_best, k_best
+
+    @torch.no_grad()
+    def head_vjp(self, pre1: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q (R, M), d(sum grad_q * q)/d pre1 (R, M, H1))``, as :meth:`Critic.head_vjp`."""
+        hs = [self._act(pre1)]
+        for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
+            hs.append(self._act(torch.baddbmm(b.unsqueeze(1), hs[-1], w.transpose(1, 2))))
+        w_out = self.weights[-1]  # (R, 1, H_last)
+        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hs[-1], w_out.transpose(1, 2)).squeeze(-1)
+        g = grad_q.unsqueeze(2) * w_out
+        for j in range(len(hs) - 1, 0, -1):
+            if self.relu:
+                g = g * (hs[j] > 0)
+            g = torch.bmm(g, self.weights[j])
+        if self.relu:
+            g = g * (hs[0] > 0)
+        return q, g
+
+
+class StackedBatchCritic:
+    """:class:`BatchCritic` for R runs at once: the online critics of R runs on their own
+    batches ``states (R, B, N, S)`` while their joint actions change, with the same exact
+    row pruning, decided per run (a run whose candidates exceed ``FULL_FRACTION`` of its
+    proposer rows, or that has no valid reference, is evaluated in full and becomes its own
+    new reference; the others evaluate their candidate rows, padded to the largest count
+    among them). Everything is detached."""
+
+    FULL_FRACTION = BatchCritic.FULL_FRACTION
+
+    def __init__(self, critic: StackedCritic, states: Tensor, prune: bool = True) -> None:
+        self.c = critic
+        self.r, self.bsz, self.n, _ = states.shape
+        self.prune = prune
+        n, a, js, jd, sd = critic.n, critic.adim, critic.js, critic.jd, critic.sdim
+        with torch.no_grad():
+            w0 = critic.weights[0].detach()
+            w_js, w_ja, w_oa = w0[:, :, :js], w0[:, :, js:jd], w0[:, :, jd + sd :]
+            self.w_ja_t = w_ja.transpose(1, 2).contiguous()  # (R, N*A, H)
+            self.w_oa_t = w_oa.transpose(1, 2).contiguous()  # (R, A, H)
+            hdim = w0.shape[1]
+            self.w_a = torch.cat([self.w_ja_t.view(self.r, n, a, hdim),
+                                  self.w_oa_t.unsqueeze(1).expand(self.r, n, a, hdim)], dim=2)  # (R, N, 2A, H)
+            self.base = torch.baddbmm(critic.biases[0].detach().unsqueeze(1), states.flatten(2), w_js.transpose(1, 2))
+            # per-row part computed for the rows evaluated only: [s_bk, a_bk] W_own^T (10 -> H), so
+            # that no (R, B, N, H) array is ever held (it would not stay in cache)
+            self.w_own_t = w0[:, :, jd:].transpose(1, 2).contiguous()  # (R, S+A, H)
+            self.hdim = hdim
+            self._x = torch.cat([states, states.new_zeros(states.shape[:-1] + (a,))], dim=-1)  # (R, B, N, S+A)
+            if prune:
+                self._lipschitz(w_oa)
+        self.shared: Tensor | None = None
+        self.ref_valid = torch.zeros(self.r, dtype=torch.bool)
+        self.n_evaluated = 0
+
+    def _lipschitz(self, w_oa: Tensor) -> None:
+        """Per-run constants of the drift bounds (see :class:`BatchCritic`)."""
+        ws, bs = [w.detach() for w in self.c.weights], [b.detach() for b in self.c.biases]
+        c = ws[-1].abs().flatten(1)  # (R, H_last)
+        const = bs[-1].abs().sum(dim=1)
+        for w, b in zip(reversed(ws[1:-1]), reversed(bs[1:-1])):
+            const = const + (c * b.abs()).sum(dim=1)
+            c = torch.bmm(w.abs().transpose(1, 2), c.unsqueeze(2)).squeeze(2)
+        self.cc, self.const = c, const
+        self.c_a = torch.bmm(w_oa.abs().transpose(1, 2), c.unsqueeze(2)).squeeze(2)  # (R, A)
+        lip2 = torch.linalg.vector_norm(ws[-1].flatten(1), dim=1)
+        for w in ws[1:-1]:
+            lip2 = lip2 * _spectral_norm_bound_batched(w)
+        self.lip2, self.w_oa_norm = lip2, _spectral_norm_bound_batched(w_oa)
+        self.rel_slack = 64 * torch.finfo(c.dtype).eps
+
+    @torch.no_grad()
+    def set_actions(self, actions: Tensor) -> None:
+        """Action-dependent parts for the joint actions ``(R, B, N, A)``."""
+        self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
+        self._x[..., self.c.sdim :] = actions  # the own inputs [s_bk, a_bk] of every row
+        self._actions = self._x[..., self.c.sdim :]  # the actions ``shared`` holds
+
+    @torch.no_grad()
+    def set_action_column(self, j: int, actions: Tensor) -> None:
+        """Agent ``j``'s actions changed in every run (``actions`` the full ``(R, B, N, A)``).
+
+        The shared part changes by agent j's columns only: a rank-A update
+        ``shared += (a_j - a_j_old) W_ja_j`` instead of the full product (the same algebra;
+        rounding differs from a recomputation by a few ulps, and the row pruning bounds the
+        values actually computed)."""
+        a = self.c.adim
+        delta = actions[:, :, j] - self._actions[:, :, j]
+        self.shared = torch.baddbmm(self.shared, delta, self.w_ja_t[:, j * a : (j + 1) * a])
+        self._actions[:, :, j] = actions[:, :, j]
+
+    def _q_rows(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
+        """Q of the rows in ``mask (R_g, B, N)`` of runs ``runs`` (None: all) -> ``(R_g, B*N)``
+        with ``-inf`` elsewhere, and optionally the rounding scale of each row (0 elsewhere);
+        in chunks of runs that fit :data:`ROW_BUDGET` (see :meth:`StackedCritic.q_max`)."""
+        rg = mask.shape[0]
+        hdim = self.hdim
+        step = max(1, ROW_BUDGET // max(1, int(mask.flatten(1).sum(dim=1).max()) * hdim))
+        if step >= rg:
+            return self._q_rows_chunk(runs, mask, want_scale)
+        ids = torch.arange(self.r) if runs is None else runs
+        parts = [self._q_rows_chunk(ids[a : a + step], mask[a : a + step], want_scale) for a in range(0, rg, step)]
+        return torch.cat([p[0] for p in parts]), (torch.cat([p[1] for p in parts]) if want_scale else None)
+
+    def _q_rows_chunk(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
+        """One chunk of :meth:`_q_rows`."""
+        sel = (lambda t: t) if runs is None else (lambda t: t.index_select(0, runs))
+        flat_idx, valid, counts = pad_rows(mask)
+        rg, m = flat_idx.shape
+        self.n_evaluated += int(valid.sum())
+        rid = (torch.arange(rg) if runs is None else runs).unsqueeze(1)
+        rows = self.bsz * self.n
+        hdim = self.hdim
+        x = self._x.view(-1, self._x.shape[-1]).index_select(0, (rid * rows + flat_idx).flatten())
+        pre = torch.bmm(x.view(rg, m, self._x.shape[-1]), sel(self.w_own_t))
+        pre += self.shared.view(-1, hdim).index_select(0, (rid * self.bsz + flat_idx // self.n).flatten()).view(rg, m, hdim)
+        h = pre.relu_() if self.c.relu else pre
+        scale = None
+        if want_scale:
+            s = (h.abs() * sel(self.cc).unsqueeze(1)).sum(dim=2) + sel(self.const).unsqueeze(1)
+            scale = h.new_zeros(rg, self.bsz * self.n + 1).scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), s)[:, :-1]
+        if rg > 1 and rg * m > PAD_SLACK * int(counts.sum()):
+            q = self._head_per_run(h, counts.tolist(), runs)
+        else:
+            for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
+                h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
+                if self.c.relu:
+                    h = h.relu_()
+            q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
+                              sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
+        out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
+        out = out.scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), torch.where(valid, q, float("-inf")))
+        return out[:, :-1], scale
+
+    def _head_per_run(self, h: Tensor, counts: list[int], runs: Tensor | None) -> Tensor:
+        """The layers after the first on each run's own rows ``h[j, :counts[j]]`` (no padding)
+        -> ``(R_g, M)`` (padding slots: -inf): when the runs' row counts differ much, R small
+        products cost less than one padded batched product."""
+        q = h.new_full(h.shape[:2], float("-inf"))
+        ws = [w.detach() for w in self.c.weights]
+        bs = [b.detach() for b in self.c.biases]
+        for j, c in enumerate(counts):
+            if not c:
+                continue
+            r = j if runs is None else int(runs[j])
+            hj = h[j, :c]
+            for w, b in zip(ws[1:-1], bs[1:-1]):
+                hj = torch.addmm(b[r], hj, w[r].t())
+                if self.c.relu:
+                    hj = hj.relu_()
+            q[j, :c] = torch.addmv(bs[-1][r], hj, ws[-1][r, 0])
+        return q
+
+    @torch.no_grad()
+    def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(k_best, has, q_best)`` (each ``(R, B)``): arg-max and max of Q over proposer rows."""
+        rr, bsz, n = self.r, self.bsz, self.n
+        q = self.shared.new_full((rr, bsz * n), float("-inf"))
+        if self.prune:
+            cand, full = self._candidates(actions, proposers)
+        else:
+            cand, full = None, torch.ones(rr, dtype=torch.bool)
+        part = ~full
+        if cand is not None and bool(part.any()):
+            if bool(part.all()):  # the usual case: no copies of the weights
+                q = self._q_rows(None, cand, want_scale=False)[0]
+            else:
+                runs = part.nonzero().squeeze(1)
+                q[runs] = self._q_rows(runs, cand[runs], want_scale=False)[0]
+        if bool(full.any()):
+            runs = None if bool(full.all()) else full.nonzero().squeeze(1)
+            q_full, scale = self._q_rows(runs, proposers if runs is None else proposers[runs], want_scale=self.prune)
+            idx = torch.arange(rr) if runs is None else runs
+            q[idx] = q_full
+            if self.prune:
+                self._set_reference(idx, q_full.view(-1, bsz, n), scale.view(-1, bsz, n), actions, proposers)
+        q_best, k_best = q.view(rr, bsz, n).max(dim=2)
+        return k_best, proposers.any(dim=2), q_best
+
+    def _set_reference(self, idx: Tensor, q: Tensor, scale: Tensor, actions: Tensor, proposers: Tensor) -> None:
+        """Full evaluations of runs ``idx`` become their pruning references."""
+        if not hasattr(self, "ref_q"):
+            self.ref_q = torch.full_like(self._x[..., 0], float("-inf"))
+            self.ref_slack = torch.zeros_like(self.ref_q)
+            self.ref_known = torch.zeros_like(proposers)
+            self.ref_shared = torch.zeros_like(self.shared)
+            self.ref_actions = torch.zeros_like(actions)
+        p = proposers[idx]
+        finite = torch.where(p, torch.isfinite(q), True).flatten(1).all(dim=1)
+        self.ref_valid[idx] = finite  # no pruning on non-finite values
+        self.ref_q[idx] = q
+        self.ref_slack[idx] = self.rel_slack * scale
+        self.ref_known[idx] = p
+        self.ref_shared[idx] = self.shared[idx]
+        self.ref_actions[idx] = actions[idx]
+
+    def _candidates(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Candidate rows ``(R, B, N)`` and which runs must be evaluated in full ``(R,)``."""
+        if not bool(self.ref_valid.any()):
+            return None, torch.ones(self.r, dtype=torch.bool)
+        d_shared = self.shared - self.ref_shared  # (R, B, H)
+        d_own = actions - self.ref_actions  # (R, B, N, A)
+        beta_1 = (d_shared.abs() * self.cc.unsqueeze(1)).sum(dim=2).unsqueeze(2) \
+            + (d_own.abs() * self.c_a[:, None, None, :]).sum(dim=3)
+        beta_2 = self.lip2[:, None, None] * (torch.linalg.vector_norm(d_shared, dim=2).unsqueeze(2)
+                                             + self.w_oa_norm[:, None, None] * torch.linalg.vector_norm(d_own, dim=3))
+        margin = torch.minimum(beta_1, beta_2) + self.ref_slack
+        finite = torch.isfinite(margin).flatten(1).all(dim=1)
+        live = proposers & self.ref_known
+        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=2, keepdim=True)
+        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
+        too_many = cand.flatten(1).sum(dim=1) > self.FULL_FRACTION * proposers.flatten(1).sum(dim=1)
+        return cand, ~self.ref_valid | ~finite | too_many
+
+    @torch.no_grad()
+    def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
+        """First-layer pre-activation of the chosen row per transition ``(R, B, H)``."""
+        r = torch.arange(self.r).unsqueeze(1)
+        b = torch.arange(self.bsz).unsqueeze(0)
+        flat = ((r * self.bsz + b) * self.n + k_best.clamp(min=0)).flatten()
+        x = self._x.view(-1, self._x.shape[-1]).index_select(0, flat).view(self.r, self.bsz, -1)
+        own = torch.bmm(x, self.w_own_t)
+        return torch.where(has.unsqueeze(2), self.shared + own, self.shared)
+
+    @torch.no_grad()
+    def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """``(q (R, B), dL/da_i (R, B, A))`` per run, as :meth:`BatchCritic.action_grad`."""
+        q, g_pre = self.c.head_vjp(self.pre_rows(k_best, has), grad_q)
+        g_ja, g_own = torch.bmm(g_pre, self.w_a[:, i].transpose(1, 2)).split(self.c.adim, dim=2)
+        return q, g_ja + (has & (k_best == i)).unsqueeze(2) * g_own
+
+
+def _spectral_norm_bound_batched(w: Tensor) -> Tensor:
+    """:func:`_spectral_norm_bound` of each ``w[r]`` -> ``(R,)``."""
+    wt = w.transpose(1, 2)
+    gram = torch.bmm(w, wt) if w.shape[1] <= w.shape[2] else torch.bmm(wt, w)
+    return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt() * (1 + 1e-3) + 1e-30
