@@ -1,6 +1,6 @@
 """The ``gradasym`` command line: a thin layer over the library API.
 
-``gradasym run``        one training run (``gradasym.runner.run_experiment``)
+``gradasym run``        one training run of any algorithm (``--algo ccm-madrl`` (default), ``td3``, ``ddpg``, ``sac``)
 ``gradasym sweep``      a grid x seeds (``gradasym.sweep.run_sweep``)
 ``gradasym reproduce``  the paper grid at a reduced scale, then the heatmap
 ``gradasym report``     figures, tables and report.html from result folders
@@ -16,21 +16,28 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .config import Config, ConfigError, available_presets, load_config
+from . import algos
+from .algos.base import AlgoConfig
+from .config import ConfigError, available_presets, read_config_file
 
-# Flag -> dotted config field, for the options every training command accepts. The help
-# texts get "(default: X)" appended from the Config defaults (_with_default).
+# Flag -> dotted config field, for the options every training command accepts. A flag
+# applies to the algorithms whose config has that field (others get a clear error). The
+# help texts get "(default: X)" appended from the algorithms' config defaults (_with_default).
 RUN_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--actor-lr": ("agent.actor_lr", float, "actor learning rate (all actors)"),
-    "--critic-lr": ("agent.critic_lr", float, "critic (master) learning rate"),
-    "--episodes": ("run.episodes", int, "number of episodes, one training update each"),
+    "--actor-lr": ("agent.actor_lr", float, "actor learning rate (ccm-madrl: all actors)"),
+    "--critic-lr": ("agent.critic_lr", float, "critic learning rate (ccm-madrl: the master critic)"),
+    "--env": ("env.id", str, "td3/ddpg/sac: Gymnasium task with a continuous action space "
+                             "(MuJoCo ids such as HalfCheetah-v5 need gradasym[mujoco])"),
+    "--steps": ("run.steps", int, "td3/ddpg/sac: environment steps to train"),
+    "--episodes": ("run.episodes", int, "ccm-madrl: number of episodes, one training update each"),
     "--seed": ("run.seed", int, "the one seed every generator derives from"),
     "--actor-update": ("agent.actor_update", str,
                        "'sequential' (faithful) or 'simultaneous' (faster, a different algorithm)"),
     "--mode": ("env.mode", str, "environment mode: 'H2' (shared units) or 'TOBM'"),
     "--n-agents": ("env.n_agents", int, "number of user devices / client actors"),
     "--steps-per-episode": ("env.steps_per_episode", int, "environment steps per episode"),
-    "--log-interval": ("run.log_interval", int, "episodes between tracking rows"),
+    "--log-interval": ("run.log_interval", int, "between tracking rows: episodes (ccm-madrl) or gradient steps "
+                                                "(td3/ddpg/sac)"),
     "--batch-size": ("agent.batch_size", int, "replay batch size"),
     "--tracking": ("run.tracking", str, "'clean' (our definitions) or 'original' (what the original code logged)"),
     "--freeze-tolerance": ("run.freeze_tolerance", float, "max |delta| counted as frozen; 0 = exact equality"),
@@ -41,19 +48,30 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def _config_default(dotted: str) -> Any:
+def _config_defaults(dotted: str) -> dict[str, Any]:
+    """The default of ``section.field`` per algorithm that has it (None: Stable-Baselines3's own default)."""
     section, name = dotted.split(".")
-    return getattr(getattr(Config(), section), name)
+    return {n: getattr(getattr(algos.get(n).default_config(), section), name)
+            for n in algos.names() if algos.get(n).has_field(dotted)}
 
 
 def _with_default(help_: str, dotted: str) -> str:
-    return f"{help_} (default: {_config_default(dotted)})"
+    """``help (default: X)``: the first algorithm's default; others that differ follow, e.g.
+    ``(default: 0.0001) (td3/ddpg/sac: SB3's)``."""
+    by_value: dict[str, list[str]] = {}
+    for name, value in _config_defaults(dotted).items():
+        by_value.setdefault("SB3's" if value is None else str(value), []).append(name)
+    (first, _), *others = by_value.items()
+    return f"{help_} (default: {first})" + "".join(f" ({'/'.join(n)}: {v})" for v, n in others)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("configuration (file < presets < flags < --set)")
-    g.add_argument("--config", type=Path, help="TOML/YAML config file with sections env, agent, run "
-                                               "(default: none, every field at its default)")
+    g.add_argument("--algo", choices=algos.names(), default=None,
+                   help="algorithm: ccm-madrl (the study's, on the MEC environment) or the Stable-Baselines3 "
+                        "td3, ddpg, sac on a Gymnasium task (docs/algorithms.md; default: ccm-madrl)")
+    g.add_argument("--config", type=Path, help="TOML/YAML config file with sections env, agent, run (and "
+                                               "optionally algo) (default: none, every field at its default)")
     g.add_argument("--preset", action="append", default=[], metavar="NAME",
                    help="mitigation preset (repeatable; see `gradasym presets`; default: none = baseline)")
     for flag, (dotted, tp, help_) in RUN_FLAGS.items():
@@ -67,42 +85,67 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override any config field, e.g. --set agent.gamma=0.95 (repeatable; default: none)")
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Resolve file, presets, flags and --set overrides into a validated Config."""
+def algorithm_from_args(args: argparse.Namespace) -> algos.Algorithm:
+    """``--algo``, else the config file's ``algo``, else the default (ccm-madrl)."""
+    named = getattr(args, "algo", None)
+    config_file = getattr(args, "config", None)
+    in_file = read_config_file(config_file).get("algo") if config_file else None
+    if named and in_file and algos.get(named).name != algos.get(in_file).name:
+        raise ConfigError(f"--algo {named} contradicts algo = '{in_file}' in {config_file}")
+    return algos.get(named or in_file)
+
+
+def _check_applies(flag: str, dotted: str, plugin: algos.Algorithm) -> None:
+    """A flag whose field the algorithm lacks is an error naming the algorithms it is for."""
+    if plugin.has_field(dotted):
+        return
+    owners = [n for n in algos.names() if algos.get(n).has_field(dotted)]
+    raise ConfigError(f"{flag} is a {'/'.join(owners)} option; it does not apply to --algo {plugin.name}")
+
+
+def config_from_args(args: argparse.Namespace) -> AlgoConfig:
+    """Resolve algorithm, file, presets, flags and --set overrides into a validated config."""
+    plugin = algorithm_from_args(args)
     overrides: dict[str, Any] = {}
     for flag, (dotted, _, _) in RUN_FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
+            _check_applies(flag, dotted, plugin)
             overrides[dotted] = value
     if getattr(args, "early_stop", None) is not None:
+        _check_applies("--early-stop", "run.early_stop", plugin)
         overrides["run.early_stop"] = args.early_stop
     if getattr(args, "tensorboard", None) is not None:
+        _check_applies("--tensorboard", "run.tensorboard", plugin)
         overrides["run.tensorboard"] = args.tensorboard
     for item in getattr(args, "set", []):
         if "=" not in item:
             raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
-    return load_config(args.config, presets=args.preset, overrides=overrides)
+    return plugin.load_config(args.config, presets=args.preset, overrides=overrides)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_experiment
-
     cfg = config_from_args(args)
+    plugin = algos.of(cfg)
     out = args.out or Path("results") / _default_run_name(cfg)
-    print(f"gradasym {__version__}: actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} "
-          f"seed={cfg.run.seed} actor_update={cfg.agent.actor_update} presets={cfg.presets or ['baseline']} -> {out}")
-    summary = run_experiment(cfg, out, resume=args.resume, show_progress=not args.quiet)
-    keys = ["status", "episodes_run", "stopping_episode", "critic_stopped", "max_abs_preactivation",
-            "final_saturation_ratio", "seconds_per_episode"]
-    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    print(f"gradasym {__version__}: {plugin.describe(cfg)} -> {out}")
+    summary = plugin.runner(cfg, out, resume=args.resume, show_progress=not args.quiet)
+    k = plugin.summary_keys
+    keys = ["status", k["done"], k["stop"], "critic_stopped", "max_abs_preactivation",
+            "final_saturation_ratio", k["seconds_per_unit"]]
+    keys += [c for c in plugin.summary_columns if c not in keys and c not in ("algo", "env")]
+    print(json.dumps({key: summary.get(key) for key in keys}, indent=2))
     return 0
 
 
-def _default_run_name(cfg: Config) -> str:
-    tag = "_".join(cfg.presets)
-    return f"run_alr{cfg.agent.actor_lr:g}_clr{cfg.agent.critic_lr:g}" + (f"_{tag}" if tag else "") + f"_s{cfg.run.seed}"
+def _default_run_name(cfg: AlgoConfig) -> str:
+    plugin = algos.of(cfg)
+    tag = "_".join(plugin.presets(cfg))
+    task = "" if plugin.name == algos.DEFAULT_ALGO else f"{plugin.name}_{cfg.env.id}_"  # type: ignore[attr-defined]
+    return (f"run_{task}alr{cfg.agent.actor_lr:g}_clr{cfg.agent.critic_lr:g}" + (f"_{tag}" if tag else "")
+            + f"_s{cfg.run.seed}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

@@ -262,7 +262,7 @@ class Trainer:
 
 
 def _config_record(cfg: Config) -> dict[str, Any]:
-    return {**cfg.to_dict(), "version": __version__}
+    return {"algo": "ccm-madrl", **cfg.to_dict(), "version": __version__}
 
 
 def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: str | None = None,

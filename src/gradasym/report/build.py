@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..provenance import collect as collect_provenance
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, scale_text
+from .generic import build_generic_report, is_paper_set
 from .figures import COMPARE_FIGURES, GROUP_FIGURES, NoData, render_figure
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
@@ -220,6 +221,10 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
 
     sets = [load_results(p) for p in paths]
     _unique_labels(sets)
+    if not is_paper_set(sets[0]):  # another algorithm (SB3...): its own units, no paper tables
+        extra = [f"--compare {rs.path}: comparing result sets is only implemented for CCM-MADRL sweeps"
+                 for rs in sets[1:]]
+        return build_generic_report(sets[0], out, margin, title, _version(), _config_info(sets[0]), extra)
     frames = [runs_frame(rs) for rs in sets]
     errors: list[str] = []
     level = 0.95

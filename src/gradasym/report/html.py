@@ -91,6 +91,8 @@ class ReportContent:
     runs_table: Table
     configs: list[ConfigInfo]
     out_dir: Path
+    #: what the folded runs table lists (its units: episodes for CCM-MADRL, steps for SB3)
+    runs_note: str = "status, progress, stopping episode, errors, missing files"
 
 
 CSS = """
@@ -247,8 +249,8 @@ def render_html(c: ReportContent) -> str:
     """The complete page as a string."""
     nav = "".join(f"<a href='#{k}'>{_e(v)}</a>" for k, v in NAV)
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
-    runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs (status, progress, "
-            f"stopping episode, errors, missing files)</summary>{_table_html(c.runs_table)}</details>")
+    runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs ({_e(c.runs_note)})"
+            f"</summary>{_table_html(c.runs_table)}</details>")
     body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _figures(c), _viable(c),
                     _comparison(c), runs, _configs(c)])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(c.title)}</title>"

@@ -30,7 +30,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any, Callable, Protocol
 
-from gradasym.config import Config
+from gradasym.algos.base import AlgoConfig
 from gradasym.runfolder import is_disk_full
 
 from .store import FAILED, FINISHED, INTERRUPTED
@@ -56,7 +56,7 @@ class Job:
     """One run to execute: id, resolved config (threads already set) and folder."""
 
     run_id: str
-    config: Config
+    config: AlgoConfig
     run_dir: str
 
 
@@ -71,7 +71,7 @@ class RunInterrupted(KeyboardInterrupt):
 # ------------------------------------------------------------------ one run
 def execute_run(
     runner: Runner,
-    cfg: Config,
+    cfg: AlgoConfig,
     run_dir: str | Path,
     run_id: str,
     report: Callable[[str, str, dict[str, Any]], None] | None = None,

@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from gradasym.config import Config, ConfigError, load_config, read_config_file
+from gradasym import algos
+from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
 
 from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
 from .reproduction import DEFAULT_SEEDS, FULL_EPISODES, REDUCED_EPISODES, reproduce
@@ -32,7 +33,7 @@ from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo
 from .store import SWEEP_JSON, SweepError
 
 AddConfigArgs = Callable[[argparse.ArgumentParser], None]
-ConfigFromArgs = Callable[[argparse.Namespace], Config]
+ConfigFromArgs = Callable[[argparse.Namespace], AlgoConfig]
 
 #: Sweep options that define the grid (with none of them given, an existing sweep is continued).
 _GRID_DESTS = ("grid", "axis", "seeds", "preset_combo")
@@ -48,14 +49,15 @@ def _own_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a base config field, e.g. run.episodes=400 (repeatable; default: none)")
 
 
-def _own_config_from_args(args: argparse.Namespace) -> Config:
+def _own_config_from_args(args: argparse.Namespace) -> AlgoConfig:
     overrides: dict[str, Any] = {}
     for item in getattr(args, "set", []) or []:
         if "=" not in item:
             raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
-    return load_config(getattr(args, "config", None), presets=getattr(args, "preset", []), overrides=overrides)
+    plugin = algos.get(getattr(args, "algo", None))
+    return plugin.load_config(getattr(args, "config", None), presets=getattr(args, "preset", []), overrides=overrides)
 
 
 def _kv(text: str) -> tuple[str, str]:

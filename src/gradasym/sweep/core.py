@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterator, Literal
 
 import pandas as pd
 
-from gradasym.config import Config, check_memory, estimate_memory
+from gradasym import algos
+from gradasym.algos.base import AlgoConfig
 from gradasym.io import remove_temp_files, write_json
 from gradasym.runfolder import DiskFullError, disk_full_message, is_disk_full
 
@@ -53,11 +54,9 @@ class SweepDiskFullError(SweepError):
     """The disk filled up: the sweep stopped its runs, recorded what it could and exited."""
 
 
-def default_runner() -> Runner:
-    """``gradasym.runner.run_experiment``, imported on first use."""
-    from gradasym.runner import run_experiment  # noqa: PLC0415
-
-    return run_experiment
+def default_runner(cfg: AlgoConfig | None = None) -> Runner:
+    """The runner of ``cfg``'s algorithm (default: CCM-MADRL's ``run_experiment``), imported on first use."""
+    return (algos.get(None) if cfg is None else algos.of(cfg)).runner
 
 
 def _version() -> str:
@@ -69,7 +68,7 @@ def _version() -> str:
         return "unknown"
 
 
-def resolve_threads(base: Config, backend: str, workers: int, threads: int | None) -> int:
+def resolve_threads(base: AlgoConfig, backend: str, workers: int, threads: int | None) -> int:
     """Torch threads per run: explicit ``threads``, else the base config's ``run.threads``.
 
     ``run.threads`` defaults to 1: a multi-threaded run slows down many times as soon as
@@ -221,6 +220,13 @@ def _safe(fn: Callable[..., Any], *args: Any) -> None:
         pass
 
 
+def _run_progress(run: RunSpec) -> RunProgress:
+    """What the view shows of a run, in its algorithm's units."""
+    plugin = algos.of(run.config)
+    return RunProgress(run.run_id, plugin.progress_total(run.config), plugin.n_actors(run.config),
+                       unit=plugin.progress_unit, stop_unit=plugin.stop_unit, keys=dict(plugin.summary_keys))
+
+
 # ------------------------------------------------------------------ sweep.json
 def _sweep_document(spec: SweepSpec, runs: list[RunSpec], old: dict[str, Any] | None) -> dict[str, Any]:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -291,6 +297,12 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
                 "use another sweep folder, or force=True (--force) to move it to stale/ and rerun it"
             )
         move_aside(rdir, f"config changed: {'; '.join(diffs[:3])}")
+    # Algorithms that cannot resume (Stable-Baselines3) rerun an unfinished run from scratch.
+    for run in runs:
+        plugin = algos.of(run.config)
+        rdir = store.run_dir(out_dir, run.run_id)
+        if not plugin.can_resume and rdir.is_dir() and store.run_status(rdir) != FINISHED:
+            move_aside(rdir, f"unfinished; {plugin.name} runs cannot resume, so it reruns from scratch")
     write_json(path, doc)
 
 
@@ -419,10 +431,10 @@ def run_sweep(
         todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
         n_skipped = len(runs) - len(todo_runs)
         if todo_runs and backend == "local":  # runs elsewhere are sized by their scheduler
-            largest = max(todo_runs, key=lambda r: estimate_memory(r.config)["total"])
-            check_memory(largest.config, concurrent=min(n_workers, len(todo_runs)))
+            largest = max(todo_runs, key=lambda r: algos.of(r.config).memory_bytes(r.config))
+            algos.of(largest.config).check_memory(largest.config, concurrent=min(n_workers, len(todo_runs)))
         if todo_runs:
-            runner = runner or default_runner()
+            runner = runner or default_runner(spec.base)
         if todo_runs and (backend != "local" or n_workers > 1):
             try:
                 pickle.dumps(runner)
@@ -437,7 +449,7 @@ def run_sweep(
             cfg.run.threads = run_threads
             jobs.append(Job(r.run_id, cfg, str(store.run_dir(out_dir, r.run_id))))
         view = make_view(
-            [RunProgress(r.run_id, r.config.run.episodes, r.config.env.n_agents) for r in todo_runs],
+            [_run_progress(r) for r in todo_runs],
             n_skipped, live=live, log=log, title=title,
         )
         driver = _Driver(out_dir, runs, {r.run_id for r in todo_runs}, view)

@@ -7,6 +7,10 @@ grid TOML file (``configs/grids/*.toml``) or re-read from a sweep folder's
 
     copy of the base config  <-  preset combination  <-  axis values  <-  run.seed
 
+The base config may belong to any registered algorithm (``gradasym.algos``): the
+spec only uses the algorithm interface (``docs/algorithms.md``), so the same grid
+code runs CCM-MADRL on MEC and Stable-Baselines3 agents on Gymnasium tasks.
+
 Run ids follow ``docs/architecture.md``: ``alr{a}_clr{c}[_{axis}{v}...][_{presets}]_s{seed}``
 (e.g. ``alr0.1_clr0.0001_s42``, ``alr0.01_clr0.001_layernorm+reward-norm_s7``).
 Numbers are written in Python's shortest round-trip form (``repr``), so distinct
@@ -23,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradasym.config import Config, ConfigError, apply_preset, read_config_file
+from gradasym import algos
+from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
 
-#: The paper's learning-rate values (``docs/study.md``, "The experiment"): both axes use them.
+#: The paper's learning-rate values (``docs/study.md``, "The experiment"): both axes of the default
+#: grid use them, for every algorithm.
 PAPER_LEARNING_RATES: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
 
 #: Short run-id labels for the two axes of the paper's grid.
@@ -67,23 +73,27 @@ class RunSpec:
     """One run of a sweep: its id, its fully resolved config and how it differs from the base."""
 
     run_id: str
-    config: Config
+    config: AlgoConfig
     seed: int
     presets: list[str]  # the preset combination applied on top of the base config
     overrides: dict[str, Any]  # axis values and run.seed, as dotted keys
 
     def to_dict(self) -> dict[str, Any]:
         """The run's entry in ``sweep.json``."""
+        plugin = algos.of(self.config)
         return {
             "run_id": self.run_id,
+            "algo": plugin.name,
             "seed": self.seed,
             "actor_lr": self.config.agent.actor_lr,
             "critic_lr": self.config.agent.critic_lr,
-            "presets": list(self.config.presets),
+            "presets": plugin.presets(self.config),
             "preset_combo": list(self.presets),
             "overrides": _normalise(self.overrides),
-            "n_agents": self.config.env.n_agents,
-            "episodes": self.config.run.episodes,
+            "n_actors": plugin.n_actors(self.config),
+            "progress_total": plugin.progress_total(self.config),
+            "progress_unit": plugin.progress_unit,
+            **_normalise(plugin.run_entry(self.config)),
         }
 
 
@@ -103,14 +113,15 @@ class SweepSpec:
     typo in an axis name fails before any run starts.
     """
 
-    base: Config = field(default_factory=Config)
+    base: AlgoConfig = field(default_factory=lambda: algos.get(None).default_config())
     axes: dict[str, list[Any]] = field(default_factory=paper_axes)
     seeds: list[int] | None = None
     preset_combos: list[list[str]] | None = None
 
     def __post_init__(self) -> None:
         self.axes = {str(k): list(v) for k, v in dict(self.axes).items()}
-        scratch = Config()
+        plugin = algos.of(self.base)
+        scratch = plugin.default_config()
         for key, values in self.axes.items():
             if key == "run.seed":
                 raise ConfigError("sweep axis 'run.seed': list the seeds in `seeds` instead")
@@ -161,12 +172,13 @@ class SweepSpec:
         combos = self.preset_combos if self.preset_combos is not None else [[]]
         keys = list(self.axes)
         labels = _axis_labels(keys)
+        plugin = algos.of(self.base)
         for seed in self.seeds or []:
             for combo in combos:
                 for values in itertools.product(*(self.axes[k] for k in keys)):
                     cfg = copy.deepcopy(self.base)
                     for name in combo:
-                        apply_preset(cfg, name)
+                        plugin.apply_preset(cfg, name)
                     overrides: dict[str, Any] = {}
                     for key, value in zip(keys, values):
                         cfg.set(key, value, source=f"sweep axis '{key}'")
@@ -191,7 +203,7 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible description (the grid part of ``sweep.json``)."""
         return {
-            "base_config": self.base.to_dict(),
+            "base_config": algos.to_dict(self.base),
             "axes": _normalise(self.axes),
             "seeds": list(self.seeds or []),
             "preset_combos": None if self.preset_combos is None else [list(c) for c in self.preset_combos],
@@ -200,7 +212,7 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SweepSpec":
         """Rebuild a spec from :meth:`to_dict` output (e.g. an existing ``sweep.json``)."""
-        base = Config.from_dict(data.get("base_config", {}))
+        base = algos.config_from_dict(data.get("base_config", {}), source="sweep.json base_config")
         return cls(
             base=base,
             axes=data.get("axes", {}),
@@ -259,20 +271,26 @@ def build_base_config(
     presets: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
     source: str = "config",
-) -> Config:
+    algo: str | None = None,
+) -> AlgoConfig:
     """Resolve a base config from a nested dict the way ``load_config`` resolves a file.
 
     defaults <- presets (the dict's own ``presets`` first) <- dict sections <- dotted overrides.
+    The algorithm is ``algo``, else the dict's ``"algo"``, else the default (CCM-MADRL).
     """
     data = dict(data or {})
-    cfg = Config()
+    named = data.pop("algo", None)
+    if algo is not None and named is not None and algos.get(algo).name != algos.get(named).name:
+        raise ConfigError(f"{source}: the file is for algo '{named}', but '{algo}' was asked for")
+    plugin = algos.get(algo or named)
+    cfg = plugin.default_config()
     file_presets = data.pop("presets", []) or []
     if not isinstance(file_presets, list):
         raise ConfigError(f"{source}: 'presets' must be a list of names")
     for name in list(file_presets) + list(presets or []):
-        apply_preset(cfg, name)
+        plugin.apply_preset(cfg, name)
     if data:
-        cfg.merge(data, source=source)
+        cfg.merge(data, source=source)  # type: ignore[attr-defined]
     for key, value in (overrides or {}).items():
         cfg.set(key, value)
     return cfg.validate()
@@ -292,7 +310,7 @@ def _axis_labels(keys: list[str]) -> dict[str, str]:
     return labels
 
 
-def make_run_id(cfg: Config, axis_values: dict[str, Any], labels: dict[str, str] | None, seed: int) -> str:
+def make_run_id(cfg: AlgoConfig, axis_values: dict[str, Any], labels: dict[str, str] | None, seed: int) -> str:
     """``alr{a}_clr{c}[_{axis}{v}...][_{p1+p2}]_s{seed}`` for a resolved config.
 
     The learning rates always appear (read from the config); other axes appear in
@@ -305,8 +323,9 @@ def make_run_id(cfg: Config, axis_values: dict[str, Any], labels: dict[str, str]
         if key in _SHORT_LABELS:
             continue
         parts.append(f"{labels[key]}{format_value(value)}")
-    if cfg.presets:
-        parts.append(_SAFE.sub("-", "+".join(cfg.presets)))
+    presets = algos.of(cfg).presets(cfg)
+    if presets:
+        parts.append(_SAFE.sub("-", "+".join(presets)))
     parts.append(f"s{seed}")
     return "_".join(parts)
 

@@ -183,6 +183,13 @@ def summary_row(
         "seconds_total": s.get("seconds_total"),
         "run_dir": f"{RUNS_DIR}/{run['run_id']}",
     }
+    from gradasym import algos  # noqa: PLC0415 - the algorithm's own summary keys (SB3: steps, returns)
+
+    if run.get("algo") and run["algo"] != algos.DEFAULT_ALGO:
+        row["algo"] = run["algo"]
+        row["n_agents"] = run.get("n_actors")
+        for key in algos.get(run["algo"]).summary_columns:
+            row.setdefault(key, s.get(key))
     for key, value in (run.get("overrides") or {}).items():
         if key in ("agent.actor_lr", "agent.critic_lr", "run.seed"):
             continue

@@ -1,7 +1,12 @@
 """Progress views for a sweep: a live ``rich`` dashboard or plain log lines.
 
-Both receive the same events from the driver (run started, per-episode progress,
-run done) and never raise into it: a display problem must not stop a run.
+Both receive the same events from the driver (run started, progress, run done)
+and never raise into it: a display problem must not stop a run. Units come from
+the run's algorithm (``RunProgress.unit``: episodes, environment steps...), so the
+same view serves every algorithm. Progress dicts carry ``done`` / ``total`` (in
+``unit``), ``return``, ``saturation_ratio``, ``actors_stopped`` and
+``seconds_per_unit``; the older names ``episode`` / ``episodes`` / ``reward`` /
+``seconds_per_episode`` are read too.
 """
 
 from __future__ import annotations
@@ -14,20 +19,28 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+#: Summary keys of each generic role (``Algorithm.summary_keys``) when a run gives none.
+DEFAULT_KEYS: dict[str, str] = {"done": "episodes_run", "stop": "stopping_episode",
+                                "return_last": "reward_last10", "seconds_per_unit": "seconds_per_episode"}
+
+
 @dataclass
 class RunProgress:
-    """What the view knows about one run."""
+    """What the view knows about one run (counts in ``unit``, stop steps in ``stop_unit``)."""
 
     run_id: str
-    episodes: int
-    n_agents: int
+    total: int
+    n_actors: int
+    unit: str = "episodes"
+    stop_unit: str = "episodes"
+    keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
     status: str = "pending"
-    episode: int = 0
-    reward: float | None = None
+    done: int = 0
+    reward: float | None = None  # last episode return (or the summary's last-10 % mean)
     saturation: float | None = None
     actors_stopped: int | None = None
-    seconds_per_episode: float | None = None
-    stopping_episode: int | None = None
+    seconds_per_unit: float | None = None
+    stop: int | None = None
     error: str | None = None
     where: str = ""
     started: float | None = None
@@ -39,9 +52,9 @@ class RunProgress:
         """Completed fraction of this run (1 once it has finished or failed)."""
         if self.status in ("finished", "failed", "skipped"):
             return 1.0
-        if self.episodes <= 0:
+        if self.total <= 0:
             return 0.0
-        return min(1.0, self.episode / self.episodes)
+        return min(1.0, self.done / self.total)
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -51,6 +64,19 @@ def _fmt(v: Any, spec: str) -> str:
         return format(v, spec)
     except (TypeError, ValueError):
         return str(v)
+
+
+def _first(info: dict[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` present (not None) in ``info``."""
+    for key in keys:
+        if info.get(key) is not None:
+            return info[key]
+    return None
+
+
+def _singular(unit: str) -> str:
+    """``"environment steps"`` -> ``"environment step"``."""
+    return unit[:-1] if unit.endswith("s") else unit
 
 
 class SweepView:
@@ -79,14 +105,15 @@ class SweepView:
                 return
             if r.status == "pending":
                 r.status, r.started = "running", time.monotonic()
-            r.episode = int(info.get("episode") or r.episode)
-            if info.get("episodes"):
-                r.episodes = int(info["episodes"])
-            for key, attr in (("reward", "reward"), ("saturation_ratio", "saturation"),
-                              ("actors_stopped", "actors_stopped"),
-                              ("seconds_per_episode", "seconds_per_episode")):
-                if info.get(key) is not None:
-                    setattr(r, attr, info[key])
+            r.done = int(_first(info, "done", "episode") or r.done)
+            if _first(info, "total", "episodes"):
+                r.total = int(_first(info, "total", "episodes"))
+            for keys, attr in ((("return", "reward"), "reward"), (("saturation_ratio",), "saturation"),
+                               (("actors_stopped",), "actors_stopped"),
+                               (("seconds_per_unit", "seconds_per_episode"), "seconds_per_unit")):
+                value = _first(info, *keys)
+                if value is not None:
+                    setattr(r, attr, value)
         self._on_progress(run_id)
 
     def done(self, run_id: str, status: str, row: dict[str, Any] | None, error: str | None) -> None:
@@ -94,15 +121,16 @@ class SweepView:
             r = self.runs[run_id]
             r.status, r.error, r.ended = status, error, time.monotonic()
             if row:
-                if row.get("episodes_run") is not None and status == "finished":
-                    r.episode = int(row["episodes_run"])
-                r.stopping_episode = row.get("stopping_episode")
+                k = {**DEFAULT_KEYS, **r.keys}
+                if row.get(k["done"]) is not None and status == "finished":
+                    r.done = int(row[k["done"]])
+                r.stop = row.get(k["stop"])
                 if row.get("actors_stopped") is not None:
                     r.actors_stopped = row["actors_stopped"]
-                if row.get("seconds_per_episode") is not None:
-                    r.seconds_per_episode = row["seconds_per_episode"]
-                if row.get("reward_last10") is not None:
-                    r.reward = row["reward_last10"]
+                if row.get(k["seconds_per_unit"]) is not None:
+                    r.seconds_per_unit = row[k["seconds_per_unit"]]
+                if row.get(k["return_last"]) is not None:
+                    r.reward = row[k["return_last"]]
                 if row.get("final_saturation_ratio") is not None:
                     r.saturation = row["final_saturation_ratio"]
         self._on_done(run_id)
@@ -161,25 +189,25 @@ class LogView(SweepView):
 
     def _on_progress(self, run_id: str) -> None:
         r = self.runs[run_id]
-        if r.episodes <= 0:
+        if r.total <= 0:
             return
-        mark = int(4 * r.episode / r.episodes)
+        mark = int(4 * r.done / r.total)
         if 0 < mark < 4 and mark > self._marks.get(run_id, 0):
             self._marks[run_id] = mark
             self._safe(
-                f"{self._prefix()} progress {run_id}: episode {r.episode}/{r.episodes}, "
-                f"reward {_fmt(r.reward, '.4g')}, saturation {_fmt(r.saturation, '.2f')}, "
-                f"actors stopped {_fmt(r.actors_stopped, 'd')}/{r.n_agents}"
+                f"{self._prefix()} progress {run_id}: {r.done}/{r.total} {r.unit}, "
+                f"return {_fmt(r.reward, '.4g')}, saturation {_fmt(r.saturation, '.2f')}, "
+                f"actors stopped {_fmt(r.actors_stopped, 'd')}/{r.n_actors}"
             )
 
     def _on_done(self, run_id: str) -> None:
         r = self.runs[run_id]
         if r.status == "finished":
-            stop = "none" if r.stopping_episode is None else str(r.stopping_episode)
+            stop = "none" if r.stop is None else f"{r.stop} {r.stop_unit}"
             self._safe(
-                f"{self._prefix()} finished {run_id}: {r.episode} episodes, stopping episode {stop}, "
-                f"actors stopped {_fmt(r.actors_stopped, 'd')}/{r.n_agents}, "
-                f"{_fmt(r.seconds_per_episode, '.3f')} s/episode"
+                f"{self._prefix()} finished {run_id}: {r.done} {r.unit}, actors stopped at: {stop}, "
+                f"actors stopped {_fmt(r.actors_stopped, 'd')}/{r.n_actors}, "
+                f"{_fmt(r.seconds_per_unit, '.3g')} s per {_singular(r.unit)}"
             )
         elif r.status == "failed":
             self._safe(f"{self._prefix()} FAILED   {run_id}: {r.error}")
@@ -227,9 +255,13 @@ class LiveView(SweepView):
                        f"running {c['running']} · pending {c['pending']}"),
                 title_justify="left", expand=False,
             )
-            for col, just in (("run", "left"), ("status", "left"), ("episode", "right"),
-                              ("reward", "right"), ("saturation", "right"),
-                              ("actors stopped", "right"), ("stop ep.", "right"), ("s/ep", "right")):
+            units = {r.unit for r in self.runs.values()} or {"episodes"}
+            unit = units.pop() if len(units) == 1 else "progress"
+            stop_units = {r.stop_unit for r in self.runs.values()} or {"episodes"}
+            stop_unit = stop_units.pop() if len(stop_units) == 1 else "step"
+            for col, just in (("run", "left"), ("status", "left"), (unit, "right"),
+                              ("return", "right"), ("saturation", "right"), ("actors stopped", "right"),
+                              (f"stop ({stop_unit})", "right"), (f"s/{_singular(unit)}", "right")):
                 table.add_column(col, justify=just)  # type: ignore[arg-type]
             running = [r for r in self.runs.values() if r.status == "running"]
             ended = sorted((r for r in self.runs.values() if r.ended is not None and r.status != "running"),
@@ -239,10 +271,10 @@ class LiveView(SweepView):
             for r in shown:
                 status = r.status if r.status != "failed" else f"failed: {(r.error or '')[:40]}"
                 table.add_row(
-                    r.run_id, f"[{style.get(r.status, '')}]{status}", f"{r.episode}/{r.episodes}",
+                    r.run_id, f"[{style.get(r.status, '')}]{status}", f"{r.done}/{r.total}",
                     _fmt(r.reward, ".4g"), _fmt(r.saturation, ".2f"),
-                    f"{_fmt(r.actors_stopped, 'd')}/{r.n_agents}",
-                    _fmt(r.stopping_episode, "d"), _fmt(r.seconds_per_episode, ".3f"),
+                    f"{_fmt(r.actors_stopped, 'd')}/{r.n_actors}",
+                    _fmt(r.stop, "d"), _fmt(r.seconds_per_unit, ".3g"),
                 )
         return self._group(self.bar, table)
 

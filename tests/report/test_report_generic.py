@@ -1,0 +1,75 @@
+"""The report for algorithms without the paper's extras, on hand-made SB3-style run folders (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradasym.io import write_json, write_table
+from gradasym.report import build_report
+from gradasym.report.generic import config_summary, generic_runs
+from gradasym.report.load import load_results
+
+
+def _run(root: Path, alr: float, seed: int, stop: int | None, status: str = "finished") -> None:
+    rid = f"alr{alr!r}_clr0.001_s{seed}"
+    d = root / "runs" / rid
+    write_json(d / "config.json", {"algo": "sac", "env": {"id": "Pendulum-v1"}, "agent": {"actor_lr": alr},
+                                   "run": {"seed": seed, "steps": 400}})
+    rng = np.random.default_rng(seed)
+    write_table(d / "episodes.parquet", [{"episode": i + 1, "step": 200 * (i + 1), "return": -1000 + 100 * i
+                                          + float(rng.normal()), "length": 200, "seconds": 0.1} for i in range(2)])
+    write_table(d / "tracking.parquet", [{"gradient_step": g, "step": g + 100, "saturation_ratio": 0.5,
+                                          "preact_max_abs": 3.0 + g, "rho": 0.0 if stop else 0.01,
+                                          "dead_output_frac": 0.25 if stop else 0.0}
+                                         for g in (50, 100)])
+    write_json(d / "summary.json", {
+        "status": status, "error": None if status == "finished" else "RuntimeError: boom", "algo": "sac",
+        "env": "Pendulum-v1", "actor_lr": alr, "critic_lr": 0.001, "seed": seed, "steps_requested": 400,
+        "steps_run": 400, "gradient_steps": 300, "stopping_step": stop, "grad_death_step": stop,
+        "critic_stopped": False, "diverged": False, "max_abs_preactivation": 103.0, "final_saturation_ratio": 0.5,
+        "return_first10": -1000.0, "final_return": -900.0 + seed if stop else -1000.0, "seconds_per_step": 0.01})
+    write_json(root / "sweep.json", {"runs": []})
+
+
+def test_generic_report_on_sac_folders(tmp_path):
+    _run(tmp_path, 0.1, 1, 40)
+    _run(tmp_path, 0.1, 2, 60)
+    _run(tmp_path, 0.001, 1, None)
+    _run(tmp_path, 0.001, 2, None, status="failed")
+    runs = generic_runs(load_results(tmp_path))
+    assert set(runs["unit"]) == {"environment steps"} and set(runs["stop_unit"]) == {"gradient steps"}
+    agg = config_summary(runs, 0.05).set_index("actor_lr")
+    assert agg.loc[0.1, "stopped"] == 2 and agg.loc[0.1, "stop_mean"] == 50 and agg.loc[0.1, "stop_n"] == 2
+    assert agg.loc[0.1, "stop_lo"] < 50 < agg.loc[0.1, "stop_hi"]
+    assert agg.loc[0.001, "finished"] == 1 and agg.loc[0.001, "evaluated"] == 1  # failed seed not evaluated
+    assert bool(agg.loc[0.1, "viable"]) and agg.loc[0.1, "improving"] == 2
+    html = re.sub(r"base64,[A-Za-z0-9+/=]+", "", build_report(tmp_path).read_text())  # text, not images
+    assert "sac" in html and "gradient steps" in html and "Table 3" not in html and "MEC" not in html
+    assert "RuntimeError: boom" in html  # the failed run is listed as missing, not dropped
+    drawn = {p.stem for p in (tmp_path / "report" / "figures").glob("*.png")}
+    assert {"fig_learning_curves", "fig_stopping_heatmap", "fig_grad_death_heatmap", "fig_saturation_time",
+            "fig_preactivation_time", "fig_dead_output_time", "fig_rho_time"} <= drawn
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "1 of 2 configurations viable" in md
+    table = pd.read_csv(tmp_path / "report" / "tables" / "table_configurations.csv")
+    assert set(table["actor_lr"]) == {0.1, 0.001}
+    assert json.loads((tmp_path / "runs" / "alr0.1_clr0.001_s1" / "summary.json").read_text())["algo"] == "sac"
+
+
+def test_ccm_madrl_folders_keep_the_paper_report(tmp_path):
+    from gradasym.report.generic import is_paper_set
+
+    write_json(tmp_path / "r" / "config.json", {"env": {"n_agents": 4}})  # no "algo": CCM-MADRL
+    write_json(tmp_path / "r" / "summary.json", {"status": "finished"})
+    assert is_paper_set(load_results(tmp_path / "r"))
+    write_json(tmp_path / "s" / "config.json", {"algo": "td3", "env": {"id": "Pendulum-v1"}})
+    write_json(tmp_path / "s" / "summary.json", {"status": "finished", "algo": "td3"})
+    assert not is_paper_set(load_results(tmp_path / "s"))
+    pytest.importorskip("matplotlib")
