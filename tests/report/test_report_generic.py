@@ -48,6 +48,8 @@ def test_generic_report_on_sac_folders(tmp_path):
     agg = config_summary(runs, 0.05).set_index("actor_lr")
     assert agg.loc[0.1, "stopped"] == 2 and agg.loc[0.1, "stop_mean"] == 50 and agg.loc[0.1, "stop_n"] == 2
     assert agg.loc[0.1, "stop_lo"] < 50 < agg.loc[0.1, "stop_hi"]
+    # the gradient-death step is read from summary.json's grad_death_step (summary_keys["grad_death"])
+    assert agg.loc[0.1, "grad_dead"] == 2 and agg.loc[0.1, "death_mean"] == 50 and agg.loc[0.001, "grad_dead"] == 0
     assert agg.loc[0.001, "finished"] == 1 and agg.loc[0.001, "evaluated"] == 1  # failed seed not evaluated
     assert bool(agg.loc[0.1, "viable"]) and agg.loc[0.1, "improving"] == 2
     html = re.sub(r"base64,[A-Za-z0-9+/=]+", "", build_report(tmp_path).read_text())  # text, not images
@@ -58,6 +60,7 @@ def test_generic_report_on_sac_folders(tmp_path):
             "fig_preactivation_time", "fig_dead_output_time", "fig_rho_time"} <= drawn
     md = (tmp_path / "report" / "report.md").read_text()
     assert "1 of 2 configurations viable" in md
+    assert "the actor gradient died in 2 of 4 runs" in md
     table = pd.read_csv(tmp_path / "report" / "tables" / "table_configurations.csv")
     assert set(table["actor_lr"]) == {0.1, 0.001}
     assert json.loads((tmp_path / "runs" / "alr0.1_clr0.001_s1" / "summary.json").read_text())["algo"] == "sac"

@@ -19,7 +19,8 @@ import an algorithm's own code. The contract (``docs/algorithms.md``):
   refuses ``resume``; a sweep moves the folder to ``stale/`` and reruns it);
 * ``report_extras`` names optional report parts (``"paper"``: the paper's tables);
 * ``summary_keys`` maps generic roles (``done``, ``total``, ``stop``, ``return_first``,
-  ``return_last``, ``seconds_per_unit``) to the run's own ``summary.json`` keys.
+  ``return_last``, ``seconds_per_unit``, optionally ``grad_death``) to the run's own
+  ``summary.json`` keys.
 """
 
 from __future__ import annotations

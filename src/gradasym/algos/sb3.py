@@ -33,7 +33,7 @@ class SB3Algorithm(Algorithm):
     summary_columns = ("algo", "env", "steps_run", "gradient_steps", "stopping_step", "grad_death_step",
                        "diverged", "final_return", "return_first10", "seconds_per_step")
     summary_keys = {"done": "steps_run", "total": "steps_requested", "stop": "stopping_step",
-                    "return_first": "return_first10", "return_last": "final_return",
+                    "grad_death": "grad_death_step", "return_first": "return_first10", "return_last": "final_return",
                     "seconds_per_unit": "seconds_per_step"}
 
     def __init__(self, name: str) -> None:
