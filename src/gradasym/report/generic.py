@@ -165,8 +165,8 @@ def config_table(agg: pd.DataFrame, unit: str, stop_unit: str) -> Table:
         "final return": [_ci_text(*r) for r in agg[["return_mean", "return_lo", "return_hi",
                                                      "return_n"]].itertuples(index=False)],
     })
-    caption = (f"One row per configuration over its seeds. Stopping step: the gradient step at which the actor's "
-               f"weights stopped changing for good; gradient-death step: the first step of the final run of dead "
+    caption = (f"One row per configuration over its seeds. Stopping step: the first gradient step at which the actor's "
+               f"weights were unchanged (never cleared, as in the study's definition); gradient-death step: the first step of the final run of dead "
                f"actor gradients; both in {stop_unit}, mean and 95 % Student-t interval over the seeds where it "
                f"happened. Final return: mean episode return over the last 10 % of episodes (finished runs). "
                f"Runs count {unit}.")
