@@ -43,7 +43,7 @@ from gradasym.optim import adam_rows_
 from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
 from gradasym.runfolder import DiskFullError, RunFolder, disk_full_guard
-from gradasym.runner import Trainer, _progress_info, open_run, run_experiment, write_outputs
+from gradasym.runner import Trainer, _progress_info, finish_run, open_run, run_experiment, write_outputs
 
 
 # ------------------------------------------------------------------ what can be batched
@@ -409,9 +409,7 @@ def _batched_episode(trainers: dict[int, Trainer], folders: dict[int, RunFolder]
             if progress is not None:
                 progress(r, _progress_info(trainer, row))
             if trainer.episodes_done >= cfg.run.episodes or trainer.should_stop_early():
-                summaries[r] = write_outputs(trainer, folders[r], "finished", keep_replay=cfg.run.keep_replay)
-                if not cfg.run.keep_replay:  # the rotated previous checkpoint still holds the buffer
-                    folders[r].previous_checkpoint_path.unlink(missing_ok=True)
+                summaries[r] = finish_run(trainer, folders[r])
                 del trainers[r]
             elif trainer.episodes_done % cfg.run.checkpoint_interval == 0:
                 write_outputs(trainer, folders[r], "running")

@@ -217,6 +217,9 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
                    help="preset for every run, e.g. layernorm (repeatable; use its own --out; default: none)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: 1, the setting of the committed results)")
+    p.add_argument("--keep-replay", action="store_true",
+                   help="keep the replay buffer in each finished run's final checkpoint (~30 MB per run), needed "
+                        "only to extend the runs later (default: off, dropped; unfinished runs always keep it)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the HTML report at the end (the summary and heatmap are still written; "
                         "default: the report is written)")
@@ -228,7 +231,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return _run_command("reproduce", args.out, lambda: reproduce(
         args.out, full=args.full, seeds=args.seeds, presets=args.preset, workers=args.workers, live=args.live,
         backend=args.backend, address=args.address, force=args.force, report=args.report,
-        threads=args.threads, backend_options=_backend_options(args)))
+        threads=args.threads, backend_options=_backend_options(args), keep_replay=args.keep_replay))
 
 
 # ------------------------------------------------------------------ registration
