@@ -79,6 +79,7 @@ def reproduce(
     threads: int | None = None,
     backend_options: dict[str, Any] | None = None,
     keep_replay: bool = False,
+    batch_runs: int | str | None = "auto",
 ) -> pd.DataFrame:
     """Run the paper's learning-rate grid into ``out_dir``, then summarise and plot it.
 
@@ -98,6 +99,8 @@ def reproduce(
         threads, backend_options: as in :func:`run_sweep`.
         keep_replay: finished runs keep their replay buffers (``run.keep_replay``; by
             default their final checkpoints drop them: a small folder, runs not extendable).
+        batch_runs: as in :func:`run_sweep` (``"auto"``: the grid's runs in one batch per worker;
+            ``"off"``: run by run with the single-run trainer, the setting of the committed results).
 
     Returns:
         The summary table. The stopping-episode grid is printed, the heatmap
@@ -110,7 +113,7 @@ def reproduce(
     title = "reproduce (full)" if full else f"reproduce ({REDUCED_EPISODES} episodes)"
     table = run_sweep(spec, out_dir, workers=workers, backend=backend, address=address, runner=runner,
                       live=live, force=force, log=log, title=title, threads=threads,
-                      backend_options=backend_options)
+                      backend_options=backend_options, batch_runs=batch_runs)
     print_stopping_grid(table, live=live)
     _write_heatmap(Path(out_dir), table)
     if report:
