@@ -68,7 +68,8 @@ def batch_key(cfg: Config) -> tuple:
     """Runs with equal keys have equal tensor shapes and code paths and can share a batch."""
     a, e = cfg.agent, cfg.env
     return (int(e.n_agents), tuple(a.actor_hidden), tuple(a.critic_hidden), int(a.batch_size),
-            a.actor_update, a.hidden_activation, a.output_activation, cfg.run.device)
+            a.actor_update, a.hidden_activation, a.output_activation, cfg.run.device,
+            int(e.constraint))  # C sets the padded width of the critic loss (batched_update)
 
 
 # ------------------------------------------------------------------ stacked state
@@ -156,7 +157,11 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
         y = st.rewards + gammas * q_next * (1.0 - st.dones)
     selected = st.x > 0.5
     term_mask = torch.cat([selected, ~selected.any(dim=2, keepdim=True)], dim=2)  # (R, B, N+1)
-    flat_idx, valid, counts = pad_rows(term_mask)
+    # Padded to the most terms a batch can have (the master selects at most C rows per transition)
+    # rather than to the largest count among the runs: the backward contracts over the terms, and
+    # a length set by the partners' data would make a run's gradients depend on its batch.
+    width = bsz * max(1, min(n, max(ag.constraint for ag in agents)))
+    flat_idx, valid, counts = pad_rows(term_mask, width=width)
     b_idx = flat_idx // (n + 1)
     k_idx = torch.where(valid & (flat_idx % (n + 1) < n), flat_idx % (n + 1), -1)
     hidden: list[Tensor] = []

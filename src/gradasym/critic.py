@@ -424,13 +424,14 @@ ROW_BUDGET = 1 << 20  # first-layer activations (elements) evaluated at once by 
 PAD_SLACK = 1.3  # padded rows beyond this factor of the real ones: evaluate run by run instead
 
 
-def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def pad_rows(mask: Tensor, width: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """The True entries of each run's flattened ``mask (R, ...)`` in increasing order, padded
-    to the largest count: ``(flat_idx (R, M), valid (R, M), counts (R,))``; padding slots
-    hold index 0 and ``valid = False``. (Per run the same order as ``mask[r].nonzero()``.)"""
+    to the largest count (at least ``width``): ``(flat_idx (R, M), valid (R, M), counts (R,))``;
+    padding slots hold index 0 and ``valid = False``. (Per run the same order as
+    ``mask[r].nonzero()``.)"""
     flat = mask.flatten(1)
     counts = flat.sum(dim=1)
-    m = int(counts.max()) if flat.shape[0] else 0
+    m = max(int(width), int(counts.max()) if flat.shape[0] else 0)
     order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)
     return torch.where(valid, order, 0), valid, counts
