@@ -82,9 +82,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="also write every episode and tracking metric as TensorBoard scalars to "
                         "RUN/tensorboard/ (needs the 'tensorboard' extra; default: off)")
     g.add_argument("--keep-replay", dest="keep_replay", action=argparse.BooleanOptionalAction, default=None,
-                   help="ccm-madrl: keep the replay buffer in a finished run's final checkpoint (~30 MB per run "
-                        "at N = 50), needed only to extend the run later by raising --episodes (default: off, "
-                        "dropped; unfinished runs always keep it)")
+                   help="ccm-madrl: keep the replay buffer in a finished run's final checkpoint (up to 36 MB "
+                        "per run at N = 50), needed only to extend the run later by raising --episodes "
+                        "(default: off, dropped; unfinished runs always keep it)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set agent.gamma=0.95 (repeatable; default: none)")
 

@@ -227,7 +227,7 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: 1, the setting of the committed results)")
     p.add_argument("--keep-replay", action="store_true",
-                   help="keep the replay buffer in each finished run's final checkpoint (~30 MB per run), needed "
+                   help="keep the replay buffer in each finished run's final checkpoint (up to 36 MB per run), needed "
                         "only to extend the runs later (default: off, dropped; unfinished runs always keep it)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the HTML report at the end (the summary and heatmap are still written; "
