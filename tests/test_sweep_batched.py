@@ -174,3 +174,18 @@ def test_killed_batched_sweep_resumes_to_the_same_results(tmp_path: Path) -> Non
     assert_same_runs(tmp_path / "ref", out)
     cols = ["run_id", "status", "episodes_run", "stopping_episode", "max_abs_preactivation", "reward_last10"]
     pd.testing.assert_frame_equal(table[cols], reference[cols])
+
+
+def test_auto_shrinks_batches_that_would_not_fit_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradasym.config as config_module
+
+    spec = tiny_spec(episodes=3)
+    one_run = config_module.estimate_memory(spec.expand()[0].config)["total"]
+    monkeypatch.setattr(config_module, "available_memory", lambda: int(2.5 * one_run))  # 2 runs fit, 4 do not
+    messages: list[str] = []
+    table = run_sweep(spec, tmp_path / "auto", live=False, log=messages.append)
+    assert (table["status"] == "finished").all()
+    assert any("at most 2 runs per batch" in m for m in messages)
+    assert any("4 runs in 2 batch(es) of 2 runs" in m for m in messages)
+    with pytest.raises(ConfigError, match="x 4 runs at once"):  # an explicit R is not changed
+        quiet(spec, tmp_path / "four", batch_runs=4)

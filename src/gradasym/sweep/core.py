@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Literal
 import pandas as pd
 
 from gradasym import algos
-from gradasym.algos.base import AlgoConfig
+from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
 from gradasym.runfolder import DiskFullError, disk_full_message, is_disk_full
 
@@ -452,12 +452,24 @@ def run_sweep(
             cfg = copy.deepcopy(r.config)
             cfg.run.threads = run_threads
             jobs.append(Job(r.run_id, cfg, str(store.run_dir(out_dir, r.run_id))))
-        tasks = plan_tasks(jobs, batch_runs, n_workers if workers or backend == "local" else (os.cpu_count() or 1),
-                           note=emit)
-        if todo_runs and backend == "local":  # runs elsewhere are sized by their scheduler
+        plan_workers = n_workers if workers or backend == "local" else (os.cpu_count() or 1)
+        size: Any = batch_runs
+        while True:
+            tasks = plan_tasks(jobs, size, plan_workers)
+            if not (todo_runs and backend == "local"):  # runs elsewhere are sized by their scheduler
+                break
             largest = max(todo_runs, key=lambda r: algos.of(r.config).memory_bytes(r.config))
-            algos.of(largest.config).check_memory(
-                largest.config, concurrent=min(len(todo_runs), n_workers * largest_task(tasks)))
+            try:
+                algos.of(largest.config).check_memory(
+                    largest.config, concurrent=min(len(todo_runs), n_workers * largest_task(tasks)))
+                break
+            except ConfigError:
+                if batch_runs != "auto" or largest_task(tasks) == 1:
+                    raise
+                size = max(1, largest_task(tasks) // 2)  # auto: smaller batches until workers x R fit
+        if size != batch_runs:
+            emit(f"--batch-runs auto: at most {size} runs per batch, so that {n_workers} x {size} runs fit in memory")
+        tasks = plan_tasks(jobs, size, plan_workers, note=emit)
         if todo_runs and (backend != "local" or n_workers > 1):
             try:
                 pickle.dumps((runner, batch_runner if batch_runs != "off" else None))
