@@ -237,7 +237,7 @@ def test_unreadable_checkpoints_are_one_clear_line(tmp_path, capsys, damage) -> 
 
 
 def test_garbage_config_json_is_named_on_resume(tmp_path, capsys) -> None:
-    run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path)
+    run_experiment(small_cfg(**{"run.episodes": 2, "run.keep_replay": True}), tmp_path)  # extended below
     (tmp_path / "summary.json").write_text("{trunc")
     (tmp_path / "config.json").write_text("\x00\x01 garbage")
     with pytest.raises(ConfigError, match=r"config\.json is unreadable.*delete it"):

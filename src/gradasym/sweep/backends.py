@@ -97,6 +97,29 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 # ------------------------------------------------------------------ one run
+def _checked_progress(report: Callable[[str, str, dict[str, Any]], None] | None,
+                      should_stop: Callable[[], bool] | None, what: str) -> Callable[[str, dict[str, Any]], None]:
+    """``progress(run_id, info)`` for a runner: raises :class:`RunInterrupted` once
+    ``should_stop()`` is true (at an episode boundary), else forwards the info to ``report``;
+    neither a broken control channel nor a broken display stops the run."""
+
+    def progress(run_id: str, info: dict[str, Any]) -> None:
+        if should_stop is not None:
+            try:
+                stop = should_stop()
+            except Exception:  # noqa: BLE001 - a broken control channel is not a stop
+                stop = False
+            if stop:
+                raise RunInterrupted(f"sweep stopped during {what}")
+        if report is not None:
+            try:
+                report("progress", run_id, dict(info))
+            except Exception:  # noqa: BLE001 - progress display must never kill a run
+                pass
+
+    return progress
+
+
 def execute_run(
     runner: Runner,
     cfg: AlgoConfig,
@@ -113,19 +136,10 @@ def execute_run(
     last checkpoint, and the next sweep resumes it.
     """
 
+    checked = _checked_progress(report, should_stop, run_id)
+
     def progress(info: dict[str, Any]) -> None:
-        if should_stop is not None:
-            try:
-                stop = should_stop()
-            except Exception:  # noqa: BLE001 - a broken control channel is not a stop
-                stop = False
-            if stop:
-                raise RunInterrupted(f"sweep stopped during {run_id}")
-        if report is not None:
-            try:
-                report("progress", run_id, dict(info))
-            except Exception:  # noqa: BLE001 - progress display must never kill a run
-                pass
+        checked(run_id, info)
 
     try:
         summary = runner(cfg, run_dir, resume=True, progress=progress, show_progress=False)
@@ -159,19 +173,10 @@ def execute_batch(
     """
     jobs = batch.jobs
 
+    checked = _checked_progress(report, should_stop, batch.run_id)
+
     def progress(r: int, info: dict[str, Any]) -> None:
-        if should_stop is not None:
-            try:
-                stop = should_stop()
-            except Exception:  # noqa: BLE001 - a broken control channel is not a stop
-                stop = False
-            if stop:
-                raise RunInterrupted(f"sweep stopped during {batch.run_id}")
-        if report is not None:
-            try:
-                report("progress", jobs[r].run_id, dict(info))
-            except Exception:  # noqa: BLE001 - progress display must never kill a run
-                pass
+        checked(jobs[r].run_id, info)
 
     def log(text: str) -> None:
         if report is not None:
