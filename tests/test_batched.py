@@ -203,6 +203,31 @@ def test_a_run_is_bitwise_the_same_in_any_batch(mode, monkeypatch):
         assert len(got) == len(alone)
         assert all(torch.equal(a, b) for a, b in zip(got, alone)), (knob, partners)
 
+
+@pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
+def test_a_run_is_bitwise_the_same_in_any_batch_at_the_papers_size(mode):
+    """The same at N = 50, B = 64, critic 512/128 (where a single (R*N)-actor autograd graph
+    made the simultaneous update's output-bias gradients depend on R): one update alone and
+    in a batch of three."""
+    import copy
+
+    def agent(seed: int, **agent_kw) -> CCMMADRL:
+        cfg = Config()
+        cfg.run.seed, cfg.agent.actor_update = seed, mode
+        for key, v in agent_kw.items():
+            setattr(cfg.agent, key, v)
+        return filled_agent(cfg, episodes=2, dtype=torch.float32)
+
+    runs = [agent(7), agent(3, actor_lr=0.1, critic_lr=0.1), agent(42)]
+    alone = copy.deepcopy(runs[2])
+    res3 = batched_update(runs, [ag.replay.sample(ag.batch_size) for ag in runs])[2]
+    res1 = batched_update([alone], [alone.replay.sample(alone.batch_size)])[0]
+    for k in res1.actor_grads:
+        assert torch.equal(res1.actor_grads[k], res3.actor_grads[k]), k
+    for k in res1.critic_grads:
+        assert torch.equal(res1.critic_grads[k], res3.critic_grads[k]), k
+    assert all(torch.equal(a, b) for a, b in zip(_leaves(alone), _leaves(runs[2])))
+
 def test_unsupported_presets_are_named():
     cfg = Config()
     assert unsupported_reason(cfg) is None

@@ -295,20 +295,23 @@ def _actors_simultaneous(ag0, critic: StackedCritic, st: _Stack, flat, m, v, ste
     once; see :meth:`CCMMADRL._update_actors_simultaneous`."""
     rr, bsz, n, sdim = st.states.shape
     s_nb = st.states.transpose(1, 2).contiguous()
-    leaf = flat.detach().requires_grad_(True)
-    o = ag0.actors.policy_forward(s_nb.view(rr * n, bsz, sdim), leaf.view(rr * n, -1))
-    actions = o.action.view(rr, n, bsz, -1).transpose(1, 2)  # (R, B, N, A), gradient into every actor
+    # Each run's actors get a graph of their own (the shapes of a run alone): autograd's
+    # backward through one (R*N)-actor graph reduces the output-bias gradients with a
+    # strategy that depends on R at N = 50, so a run's numbers would depend on its batch.
+    leaves = [flat[r].detach().requires_grad_(True) for r in range(rr)]
+    outs = [ag0.actors.policy_forward(s_nb[r], leaf) for r, leaf in enumerate(leaves)]
+    actions = torch.stack([o.action for o in outs]).transpose(1, 2)  # (R, B, N, A), gradient into every actor
     with torch.no_grad():
         _, k_sel = critic.q_max(st.states, actions, actions[..., 0] >= 0)
     q = critic.q_pairs(st.states, actions, torch.arange(bsz).expand(rr, bsz), k_sel)
     loss = -(st.weights * q).sum(dim=1) / bsz  # (R,)
-    (g_flat,) = torch.autograd.grad(loss.sum(), leaf)
+    g_flat = torch.stack(torch.autograd.grad(loss.sum(), leaves))
     steps += 1
     adam_rows_(flat, g_flat, m, v, [a for a in lr for _ in range(n)], steps.flatten().tolist(), betas, eps)
-    unf = lambda t: t.detach().view(rr, n, bsz, -1).transpose(1, 2)  # noqa: E731
+    unf = lambda ts: torch.stack([t.detach() for t in ts]).transpose(1, 2)  # noqa: E731  (R, B, N, .)
     losses = np.repeat(loss.detach().double().numpy()[:, None], n, axis=1)
-    return {"losses": losses, "preact": unf(o.preact).contiguous(), "hidden": [unf(h) for h in o.hidden],
-            "grads": g_flat}
+    return {"losses": losses, "preact": unf([o.preact for o in outs]).contiguous(),
+            "hidden": [unf([o.hidden[j] for o in outs]) for j in range(len(outs[0].hidden))], "grads": g_flat}
 
 
 # ------------------------------------------------------------------ the training loop
