@@ -6,8 +6,8 @@ Each run keeps everything that makes it a run of its own: its :class:`~gradasym.
 its environments and its monitor. Acting, the environments and replay insertion of the runs
 are one computation (:mod:`gradasym.batched_acting`: stacked actors and critics, one vector
 environment, one stacked replay storage, every random draw from the run's own generator);
-so is the training update (about 90% of a faithful episode): :func:`batched_update` stacks the R runs' parameters, optimiser moments and
-sampled batches along a leading run dimension, computes the critic update and the actor
+so is the training update (about 90% of a faithful episode): :func:`batched_update` stacks
+the R runs' parameters, optimiser moments and sampled batches along a leading run dimension, computes the critic update and the actor
 updates (sequential or simultaneous) with ``bmm`` over runs, and writes every run's new
 state back into its own agent. Nothing of one run reaches another: every tensor op keeps
 the run dimension separate, each run's loss is differentiated w.r.t. its own parameters
