@@ -132,7 +132,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
     """
     ag0 = agents[0]
     betas, eps = _check_adam(agents)
-    rr, n, bsz = len(agents), ag0.n_agents, ag0.batch_size
+    n = ag0.n_agents
     dtype = ag0.dtype
     st = _Stack.of(batches)
     gammas = torch.tensor([ag.gamma for ag in agents], dtype=dtype).unsqueeze(1)
