@@ -137,7 +137,7 @@ class ActingGroup:
             return None
         rep = ag.replay
         return (repr(trainer.cfg.env), tuple(ag.actors.flat.shape), tuple(ag.critic.sizes),
-                ag.cfg.agent.hidden_activation, ag.cfg.agent.output_activation, ag.dtype,
+                trainer.cfg.agent.hidden_activation, trainer.cfg.agent.output_activation, ag.dtype,
                 rep.capacity, tuple(rep.states.shape))
 
     def request(self, trainer: Any) -> dict[str, Any]:
