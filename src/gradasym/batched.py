@@ -155,7 +155,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
     # Padded to the most terms a batch can have (the master selects at most C rows per transition)
     # rather than to the largest count among the runs: the backward contracts over the terms, and
     # a length set by the partners' data would make a run's gradients depend on its batch.
-    width = bsz * max(1, min(n, max(ag.constraint for ag in agents)))
+    width = ag0.batch_size * max(1, min(n, max(ag.constraint for ag in agents)))
     b_idx, k_idx, valid, counts = critic_terms_runs(st.x, width=width)
     hidden: list[Tensor] = []
     q = critic.q_pairs(st.states, st.actions, b_idx, k_idx, hidden=hidden)  # (R, T)
