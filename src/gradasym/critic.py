@@ -113,19 +113,27 @@ class Critic(nn.Module):
         Plain back-propagation through :meth:`head` (ReLU' = [output > 0]) without a
         graph; used for the actor gradients, where the critic itself is not trained.
         """
-        relu = self.hidden_activation == "relu"
         hs = [self._act(pre1)]
         for layer in self.layers[1:-1]:
             hs.append(self._act(layer(hs[-1])))
+        return self.head_backward(hs, grad_q)
+
+    @torch.no_grad()
+    def head_backward(self, hidden: Sequence[Tensor], grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`head_vjp` given the forward: ``hidden`` = the hidden activations of the
+        rows (``act(pre1)``, then each later hidden layer's output, ``(B, H_l)`` each) ->
+        ``(q, d(sum grad_q * q)/d pre1)``. The output layer runs here on the B rows, so q is
+        what :meth:`head_vjp` returns for the same activations."""
+        relu = self.hidden_activation == "relu"
         out = self.layers[-1]
-        q = out(hs[-1]).squeeze(-1)
+        q = out(hidden[-1]).squeeze(-1)
         g = grad_q.unsqueeze(1) * out.weight  # (B, H_last)
-        for j in range(len(hs) - 1, 0, -1):
+        for j in range(len(hidden) - 1, 0, -1):
             if relu:
-                g = g * (hs[j] > 0)
+                g = g * (hidden[j] > 0)
             g = g @ self.layers[j].weight
         if relu:
-            g = g * (hs[0] > 0)
+            g = g * (hidden[0] > 0)
         return q, g
 
     # ------------------------------------------------------- split first layer
@@ -293,6 +301,8 @@ class BatchCritic:
                 self._lipschitz(critic, w_oa)
         self.shared: Tensor | None = None
         self.rows = torch.arange(self.bsz)
+        self._row_base = self.rows * self.n  # flat index of row 0 of each transition
+        self._evaluated: Tensor | None = None  # flat indices of the rows in the buffers (current actions)
         self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
         self.n_evaluated = 0  # rows evaluated so far (for diagnostics)
 
@@ -321,19 +331,23 @@ class BatchCritic:
         self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
         own = torch.addmm(self.own_s.flatten(0, 1), actions.flatten(0, 1), self.w_oa_t, out=self._own_buf)
         self.own = own.view_as(self.own_s)
+        self._evaluated = None
 
     @torch.no_grad()
     def set_action_column(self, j: int, actions: Tensor) -> None:
         """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``)."""
         self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
         self.own[:, j] = torch.addmm(self.own_s[:, j], actions[:, j], self.w_oa_t)
+        self._evaluated = None
 
     def _q_rows(self, flat_idx: Tensor, want_scale: bool = False) -> tuple[Tensor, Tensor | None]:
         """Q of rows ``flat_idx`` (indices into the flattened ``(B*N)`` rows) for the current
         actions, computed in preallocated buffers (this is the hot loop); optionally also
-        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale)."""
+        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale).
+        The rows' hidden activations stay in the buffers for :meth:`action_grad`."""
         m = flat_idx.numel()
         self.n_evaluated += m
+        self._evaluated = flat_idx
         bufs = self._buffers
         pre = torch.index_select(self.own.view(self.bsz * self.n, -1), 0, flat_idx, out=bufs[0][:m])
         pre += torch.index_select(self.shared, 0, flat_idx // self.n, out=bufs[1][:m])
@@ -404,6 +418,25 @@ class BatchCritic:
         own = self.own[self.rows, k_best]
         return torch.where(has.unsqueeze(1), self.shared + own, self.shared)
 
+    def _chosen_hidden(self, k_best: Tensor, has: Tensor) -> list[Tensor] | None:
+        """The hidden activations ``[act(h1), h2, ...]`` (each ``(B, H_l)``) of the chosen rows,
+        gathered from the last row evaluation, or None where it does not hold them all (a
+        transition without proposers, whose zero-input row is never evaluated, or actions
+        changed since). The arg-max row of every transition is one of the rows evaluated
+        for the current actions, so its forward need not be computed again; the values are
+        the ones :meth:`Critic.head_vjp` would recompute (the same sums, as long as the
+        matrix product's rounding does not depend on the number of rows)."""
+        done = self._evaluated
+        if done is None or not done.numel() or not bool(has.all()):
+            return None
+        flat = self._row_base + k_best
+        pos = torch.searchsorted(done, flat).clamp_(max=done.numel() - 1)
+        if not torch.equal(done.index_select(0, pos), flat):
+            return None
+        m = done.numel()
+        bufs = self._buffers
+        return [bufs[0][:m].index_select(0, pos)] + [b[:m].index_select(0, pos) for b in bufs[2:-1]]
+
     @torch.no_grad()
     def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
         """``(q (B,), dL/da_i (B, A))`` for ``L = sum_b grad_q_b * q_b``, q_b = Q of row ``k_best_b``
@@ -411,10 +444,15 @@ class BatchCritic:
 
         Agent i's action enters every row of its transition through the joint-action columns
         and, if row i is the chosen row, also through the own-action columns: one backward
-        pass through the critic's head (:meth:`Critic.head_vjp`) on the B chosen rows, then
-        the first layer's action columns of agent i.
+        pass through the critic's head on the B chosen rows (reusing their forward from
+        :meth:`best_rows` where it holds it, :meth:`Critic.head_vjp` otherwise), then the first
+        layer's action columns of agent i.
         """
-        q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
+        hidden = self._chosen_hidden(k_best, has)
+        if hidden is None:
+            q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
+        else:
+            q, g_pre = self.critic.head_backward(hidden, grad_q)
         g_ja, g_own = (g_pre @ self.w_a[i].t()).split(self.adim, dim=1)
         return q, g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
 
