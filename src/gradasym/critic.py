@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn
+from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
 
 
 class Critic(nn.Module):
@@ -130,10 +130,10 @@ class Critic(nn.Module):
         g = grad_q.unsqueeze(1) * out.weight  # (B, H_last)
         for j in range(len(hidden) - 1, 0, -1):
             if relu:
-                g = g * (hidden[j] > 0)
+                g = relu_backward(g, hidden[j])
             g = g @ self.layers[j].weight
         if relu:
-            g = g * (hidden[0] > 0)
+            g = relu_backward(g, hidden[0])
         return q, g
 
     # ------------------------------------------------------- split first layer
@@ -293,6 +293,7 @@ class BatchCritic:
             self.adim = w_oa.shape[1]
             # (N, 2A, H): agent j's joint-action columns, then the own-action columns
             self.w_a = torch.cat([self.w_ja_t.view(self.n, self.adim, -1), self.w_oa_t.expand(self.n, self.adim, -1)], dim=1)
+            self.w_a_t = self.w_a.transpose(1, 2).contiguous()  # (N, H, 2A): the same, for g_pre @ w_a[i]^T
             self.base = torch.addmm(b1, states.flatten(1), w_js.t())  # (B, H): joint-state part + bias
             own_s = torch.mm(states.view(rows, -1), w_os.t(), out=cache[key]["own_s"])
             self.own_s = own_s.view(self.bsz, self.n, -1)  # (B, N, H): own-state part of every row
@@ -370,17 +371,18 @@ class BatchCritic:
         """
         bsz, n = self.bsz, self.n
         q = self.shared.new_full((bsz * n,), float("-inf"))
-        cand = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
-        if cand is not None:
-            flat_idx = cand.flatten().nonzero().squeeze(1)
-            q[flat_idx] = self._q_rows(flat_idx)[0]
+        flat_idx = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
+        if flat_idx is not None:
+            if flat_idx.numel():
+                q.index_copy_(0, flat_idx, self._q_rows(flat_idx)[0])
         else:  # full evaluation of the proposer rows; it becomes the pruning reference
-            flat_idx = proposers.flatten().nonzero().squeeze(1)
+            flat_idx = proposers.view(-1).nonzero().squeeze(1)
             scale = self.shared.new_zeros(bsz * n)
             if flat_idx.numel():
-                q[flat_idx], scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
+                q_rows, scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
+                q.index_copy_(0, flat_idx, q_rows)
                 if self.prune:
-                    scale[flat_idx] = scale_rows
+                    scale.index_copy_(0, flat_idx, scale_rows)
             if self.prune:
                 self._set_reference(q.view(bsz, n), scale.view(bsz, n), actions, proposers)
         q_best, k_best = q.view(bsz, n).max(dim=1)
@@ -390,27 +392,31 @@ class BatchCritic:
         """Remember a full evaluation as the reference of later pruned evaluations."""
         finite = bool(torch.isfinite(q[proposers]).all())
         self.ref_q = q.clone() if finite else None  # no pruning on non-finite values
+        # rows unknown at the reference (not proposers then) are always candidates: +inf
+        self.ref_q_hi = torch.where(proposers, q, float("inf"))
         self.ref_slack = self.rel_slack * scale
-        self.ref_known = proposers.clone()
         self.ref_shared = self.shared.clone()
         self.ref_actions = actions.clone()
 
     def _candidates(self, actions: Tensor, proposers: Tensor) -> Tensor | None:
-        """Proposer rows that can still hold the max (``None``: evaluate everything)."""
-        d_shared = self.shared - self.ref_shared  # (B, H): drift of the shared part since the reference
-        d_own = actions - self.ref_actions  # (B, N, A): only the columns of actors updated since then
-        beta_1 = (d_shared.abs() @ self.c).unsqueeze(1) + d_own.abs() @ self.c_a
-        beta_2 = self.lip2 * (torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)
-                              + self.w_oa_norm * torch.linalg.vector_norm(d_own, dim=2))
-        margin = torch.minimum(beta_1, beta_2) + self.ref_slack  # (B, N)
+        """Flat indices (into the ``B*N`` rows, increasing) of the proposer rows that can still
+        hold the max (``None``: evaluate everything). Written with few, in-place ops: this
+        runs once per actor pass on small tensors, where each op's fixed cost dominates."""
+        bsz, n = self.bsz, self.n
+        d_shared = (self.shared - self.ref_shared).abs_()  # (B, H): |drift| of the shared part
+        d_own = (actions - self.ref_actions).abs_()  # (B, N, A): nonzero in the actors updated since
+        beta_1 = torch.mv(d_own.view(bsz * n, -1), self.c_a).view(bsz, n).add_(torch.mv(d_shared, self.c).unsqueeze(1))
+        beta_2 = (torch.linalg.vector_norm(d_own, dim=2).mul_(self.w_oa_norm)
+                  .add_(torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)).mul_(self.lip2))
+        margin = torch.minimum(beta_1, beta_2).add_(self.ref_slack)  # (B, N)
         if not bool(torch.isfinite(margin).all()):
             return None
-        live = proposers & self.ref_known
-        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
-        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
-        if int(cand.sum()) > self.FULL_FRACTION * int(proposers.sum()):
+        # ref_q is -inf where the row was no proposer at the reference: no lower bound from it
+        lower = torch.where(proposers, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
+        flat_idx = (self.ref_q_hi + margin >= lower).logical_and_(proposers).view(-1).nonzero().squeeze(1)
+        if flat_idx.numel() > self.FULL_FRACTION * int(proposers.sum()):
             return None
-        return cand
+        return flat_idx
 
     @torch.no_grad()
     def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
@@ -453,8 +459,11 @@ class BatchCritic:
             q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
         else:
             q, g_pre = self.critic.head_backward(hidden, grad_q)
-        g_ja, g_own = (g_pre @ self.w_a[i].t()).split(self.adim, dim=1)
-        return q, g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
+        g_ja, g_own = torch.mm(g_pre, self.w_a_t[i]).split(self.adim, dim=1)
+        own_row = k_best == i  # transitions whose chosen row is agent i's own
+        if hidden is None:  # (with the forward reused, every transition has a chosen row)
+            own_row &= has
+        return q, torch.where(own_row.unsqueeze(1), g_ja + g_own, g_ja)
 
 
 # ==================================================== R independent critics as one
@@ -590,10 +599,10 @@ class StackedCritic:
         g = grad_q.unsqueeze(2) * w_out
         for j in range(len(hs) - 1, 0, -1):
             if self.relu:
-                g = g * (hs[j] > 0)
+                g = relu_backward(g, hs[j])
             g = torch.bmm(g, self.weights[j])
         if self.relu:
-            g = g * (hs[0] > 0)
+            g = relu_backward(g, hs[0])
         return q, g
 
 

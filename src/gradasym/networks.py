@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradasym.critic import Critic  # noqa: F401  (re-exported: the critic lives in gradasym.critic)
-from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn
+from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
 from gradasym.policies import LN_EPS, OUTPUT_ACTIVATIONS, POLICIES, ActorOutput, policy_head, squash_grad
 
 # ====================================================================== actors
@@ -269,7 +269,7 @@ class ActorEnsemble(nn.Module):
             if layer > 0:
                 g = g @ self.weight(layer, row).t()
                 if self.hidden_activation == "relu":
-                    g = g * (inp > 0)
+                    g = relu_backward(g, inp)
         return grad_row
 
     @torch.no_grad()
@@ -289,7 +289,7 @@ class ActorEnsemble(nn.Module):
             if layer > 0:
                 g = torch.bmm(g, self.weight(layer, rows).transpose(1, 2))
                 if self.hidden_activation == "relu":
-                    g = g * (inp > 0)
+                    g = relu_backward(g, inp)
         return grad
 
     def forward_agent(self, i: int, states: Tensor, row: Tensor | None = None) -> tuple[Tensor, Tensor]:
