@@ -25,6 +25,7 @@ algorithm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -243,9 +244,10 @@ def _spectral_norm_bound(w: Tensor) -> Tensor:
 class BatchCritic:
     """The online critic evaluated on one batch of states while the joint action changes.
 
-    Holds the first-layer pieces that do not depend on the actions (computed once),
-    the current shared part ``shared (B, H)`` and own part ``own (B, N, H)`` for the
-    current actions, and finds ``argmax_k Q`` over proposer rows without gradient.
+    Holds the first-layer pieces that do not depend on the actions (computed once) and
+    the current shared part ``shared (B, H)`` for the current actions (the own part of a
+    row is computed for the rows evaluated only), and finds ``argmax_k Q`` over proposer
+    rows without gradient.
     Everything here is detached: the critic is not trained by the actor losses.
 
     Row pruning (exact): Q is Lipschitz in the first-layer pre-activation h (ReLU and
@@ -280,7 +282,6 @@ class BatchCritic:
         if key not in cache:
             cache[key] = {
                 "own_s": states.new_empty(rows, sizes[0]),
-                "own": states.new_empty(rows, sizes[0]),
                 "rows": [states.new_empty(rows, sizes[0])]
                 + [states.new_empty(rows, h) for h in sizes[:-1]]
                 + [states.new_empty(rows)],
@@ -297,7 +298,7 @@ class BatchCritic:
             self.base = torch.addmm(b1, states.flatten(1), w_js.t())  # (B, H): joint-state part + bias
             own_s = torch.mm(states.view(rows, -1), w_os.t(), out=cache[key]["own_s"])
             self.own_s = own_s.view(self.bsz, self.n, -1)  # (B, N, H): own-state part of every row
-            self._own_buf = cache[key]["own"]
+            self._own_s_rows = own_s  # (B*N, H)
             if prune:
                 self._lipschitz(critic, w_oa)
         self.shared: Tensor | None = None
@@ -330,16 +331,25 @@ class BatchCritic:
     def set_actions(self, actions: Tensor) -> None:
         """Recompute the action-dependent parts for joint actions ``(B, N, A)``."""
         self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
-        own = torch.addmm(self.own_s.flatten(0, 1), actions.flatten(0, 1), self.w_oa_t, out=self._own_buf)
-        self.own = own.view_as(self.own_s)
+        self._actions = actions.reshape(self.bsz * self.n, -1)  # own actions of the rows (B*N, A)
         self._evaluated = None
 
     @torch.no_grad()
     def set_action_column(self, j: int, actions: Tensor) -> None:
-        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``)."""
+        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``).
+
+        The own part of a row is computed for the rows evaluated only (:meth:`own_rows`), so
+        only the shared part is refreshed here."""
         self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
-        self.own[:, j] = torch.addmm(self.own_s[:, j], actions[:, j], self.w_oa_t)
+        self._actions = actions.reshape(self.bsz * self.n, -1)
         self._evaluated = None
+
+    def own_rows(self, flat_idx: Tensor, out: Tensor | None = None) -> Tensor:
+        """Per-row part of layer 0 of rows ``flat_idx`` (into the ``B*N`` rows): own-state part
+        + own action ``(M, H)`` (the same product for any subset of rows, so a row's value does
+        not depend on which other rows are evaluated with it)."""
+        return torch.addmm(self._own_s_rows.index_select(0, flat_idx), self._actions.index_select(0, flat_idx),
+                           self.w_oa_t, out=out)
 
     def _q_rows(self, flat_idx: Tensor, want_scale: bool = False) -> tuple[Tensor, Tensor | None]:
         """Q of rows ``flat_idx`` (indices into the flattened ``(B*N)`` rows) for the current
@@ -350,7 +360,7 @@ class BatchCritic:
         self.n_evaluated += m
         self._evaluated = flat_idx
         bufs = self._buffers
-        pre = torch.index_select(self.own.view(self.bsz * self.n, -1), 0, flat_idx, out=bufs[0][:m])
+        pre = self.own_rows(flat_idx, out=bufs[0][:m])
         pre += torch.index_select(self.shared, 0, flat_idx // self.n, out=bufs[1][:m])
         h = pre.relu_() if self.relu else pre
         scale = (h.abs() @ self.c + self.const) if want_scale else None
@@ -408,8 +418,8 @@ class BatchCritic:
         beta_1 = torch.mv(d_own.view(bsz * n, -1), self.c_a).view(bsz, n).add_(torch.mv(d_shared, self.c).unsqueeze(1))
         beta_2 = (torch.linalg.vector_norm(d_own, dim=2).mul_(self.w_oa_norm)
                   .add_(torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)).mul_(self.lip2))
-        margin = torch.minimum(beta_1, beta_2).add_(self.ref_slack)  # (B, N)
-        if not bool(torch.isfinite(margin).all()):
+        margin = torch.minimum(beta_1, beta_2).add_(self.ref_slack)  # (B, N), >= 0 or NaN
+        if not math.isfinite(margin.max()):  # (no -inf: the max is finite iff every margin is)
             return None
         # ref_q is -inf where the row was no proposer at the reference: no lower bound from it
         lower = torch.where(proposers, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
@@ -421,7 +431,7 @@ class BatchCritic:
     @torch.no_grad()
     def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
         """First-layer pre-activation of the chosen row per transition (zero input if none)."""
-        own = self.own[self.rows, k_best]
+        own = self.own_rows(self._row_base + k_best.clamp(min=0))
         return torch.where(has.unsqueeze(1), self.shared + own, self.shared)
 
     def _chosen_hidden(self, k_best: Tensor, has: Tensor) -> list[Tensor] | None:
