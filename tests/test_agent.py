@@ -388,10 +388,12 @@ def test_action_grad_reuses_the_row_search_forward(prune):
     for i in range(2 * n):
         j = i % n
         if i > 0:
-            actions[:, j - 1] = (actions[:, j - 1] + 1e-3 * torch.tensor(rng.normal(size=(bsz, 3)))).clamp(-1, 1)
+            prev = (j - 1) % n  # the actor that has just stepped
+            actions[:, prev] = (actions[:, prev] + 1e-3 * torch.tensor(rng.normal(size=(bsz, 3)))).clamp(-1, 1)
             if i == n + 3:
                 actions[0, :, 0] = -0.5  # transition 0 loses every proposer
-            bc.set_action_column(j - 1, actions)
+                bc.set_actions(actions)
+            bc.set_action_column(prev, actions)
         k_best, has, _ = bc.best_rows(actions, actions[..., 0] >= 0)
         reused += bc._chosen_hidden(k_best, has) is not None
         q, g_a = bc.action_grad(j, k_best, has, grad_q)

@@ -604,15 +604,21 @@ class StackedCritic:
         hs = [self._act(pre1)]
         for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
             hs.append(self._act(torch.baddbmm(b.unsqueeze(1), hs[-1], w.transpose(1, 2))))
+        return self.head_backward(hs, grad_q)
+
+    @torch.no_grad()
+    def head_backward(self, hidden: Sequence[Tensor], grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`head_vjp` given the forward (``hidden[l] (R, M, H_l)``), as
+        :meth:`Critic.head_backward`."""
         w_out = self.weights[-1]  # (R, 1, H_last)
-        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hs[-1], w_out.transpose(1, 2)).squeeze(-1)
+        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hidden[-1], w_out.transpose(1, 2)).squeeze(-1)
         g = grad_q.unsqueeze(2) * w_out
-        for j in range(len(hs) - 1, 0, -1):
+        for j in range(len(hidden) - 1, 0, -1):
             if self.relu:
-                g = relu_backward(g, hs[j])
+                g = relu_backward(g, hidden[j])
             g = torch.bmm(g, self.weights[j])
         if self.relu:
-            g = relu_backward(g, hs[0])
+            g = relu_backward(g, hidden[0])
         return q, g
 
 
@@ -650,6 +656,8 @@ class StackedBatchCritic:
         self.shared: Tensor | None = None
         self.ref_valid = torch.zeros(self.r, dtype=torch.bool)
         self.n_evaluated = 0
+        # rows evaluated for the current actions: (runs, flat_idx, valid, hidden activations)
+        self._records: list[tuple[Tensor | None, Tensor, Tensor, list[Tensor]]] = []
 
     def _lipschitz(self, w_oa: Tensor) -> None:
         """Per-run constants of the drift bounds (see :class:`BatchCritic`)."""
@@ -673,6 +681,7 @@ class StackedBatchCritic:
         self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
         self._x[..., self.c.sdim :] = actions  # the own inputs [s_bk, a_bk] of every row
         self._actions = self._x[..., self.c.sdim :]  # the actions ``shared`` holds
+        self._records = []
 
     @torch.no_grad()
     def set_action_column(self, j: int, actions: Tensor) -> None:
@@ -686,6 +695,7 @@ class StackedBatchCritic:
         delta = actions[:, :, j] - self._actions[:, :, j]
         self.shared = torch.baddbmm(self.shared, delta, self.w_ja_t[:, j * a : (j + 1) * a])
         self._actions[:, :, j] = actions[:, :, j]
+        self._records = []
 
     def _q_rows(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
         """Q of the rows in ``mask (R_g, B, N)`` of runs ``runs`` (None: all) -> ``(R_g, B*N)``
@@ -720,12 +730,16 @@ class StackedBatchCritic:
         if rg > 1 and rg * m > PAD_SLACK * int(counts.sum()):
             q = self._head_per_run(h, counts.tolist(), runs)
         else:
+            hidden = [h]
             for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
                 h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
                 if self.c.relu:
                     h = h.relu_()
+                hidden.append(h)
             q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
                               sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
+            if m and sum(r[3][0].numel() for r in self._records) + hidden[0].numel() <= ROW_BUDGET:
+                self._records.append((runs, flat_idx, valid, hidden))  # for action_grad (if they fit in cache)
         out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
         out = out.scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), torch.where(valid, q, float("-inf")))
         return out[:, :-1], scale
@@ -754,6 +768,7 @@ class StackedBatchCritic:
         """``(k_best, has, q_best)`` (each ``(R, B)``): arg-max and max of Q over proposer rows."""
         rr, bsz, n = self.r, self.bsz, self.n
         q = self.shared.new_full((rr, bsz * n), float("-inf"))
+        self._records = []
         if self.prune:
             cand, full = self._candidates(actions, proposers)
         else:
@@ -820,10 +835,41 @@ class StackedBatchCritic:
         own = torch.bmm(x, self.w_own_t)
         return torch.where(has.unsqueeze(2), self.shared + own, self.shared)
 
+    def _chosen_hidden(self, k_best: Tensor, has: Tensor) -> list[Tensor] | None:
+        """The chosen rows' hidden activations ``(R, B, H_l)`` gathered from the row search of
+        the current actions (as :meth:`BatchCritic._chosen_hidden`), or None where it does not
+        hold them all (a transition without proposers, runs whose rows went through the head
+        run by run, actions changed since)."""
+        recs = self._records
+        if not recs or sum(self.r if r[0] is None else r[0].numel() for r in recs) != self.r or not bool(has.all()):
+            return None
+        rows = self.bsz * self.n
+        target_all = torch.arange(self.bsz).mul_(self.n).unsqueeze(0) + k_best  # (R, B) flat row index
+        out: list[Tensor] | None = None
+        for runs, flat_idx, valid, hidden in recs:
+            target = target_all if runs is None else target_all.index_select(0, runs)
+            done = torch.where(valid, flat_idx, rows)  # padding after every real row: still sorted
+            pos = torch.searchsorted(done, target).clamp_(max=done.shape[1] - 1)
+            if not torch.equal(done.gather(1, pos), target):
+                return None
+            got = [h.gather(1, pos.unsqueeze(2).expand(-1, -1, h.shape[2])) for h in hidden]
+            if runs is None:
+                return got
+            if out is None:
+                out = [h.new_empty((self.r,) + h.shape[1:]) for h in got]
+            for o, h in zip(out, got):
+                o.index_copy_(0, runs, h)
+        return out
+
     @torch.no_grad()
     def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
-        """``(q (R, B), dL/da_i (R, B, A))`` per run, as :meth:`BatchCritic.action_grad`."""
-        q, g_pre = self.c.head_vjp(self.pre_rows(k_best, has), grad_q)
+        """``(q (R, B), dL/da_i (R, B, A))`` per run, as :meth:`BatchCritic.action_grad` (the
+        chosen rows' forward reused from :meth:`best_rows` where it holds it)."""
+        hidden = self._chosen_hidden(k_best, has)
+        if hidden is None:
+            q, g_pre = self.c.head_vjp(self.pre_rows(k_best, has), grad_q)
+        else:
+            q, g_pre = self.c.head_backward(hidden, grad_q)
         g_ja, g_own = torch.bmm(g_pre, self.w_a[:, i].transpose(1, 2)).split(self.c.adim, dim=2)
         return q, g_ja + (has & (k_best == i)).unsqueeze(2) * g_own
 
