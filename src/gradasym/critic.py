@@ -479,6 +479,7 @@ class BatchCritic:
 # ==================================================== R independent critics as one
 ROW_BUDGET = 1 << 20  # first-layer activations (elements) evaluated at once by the stacked critics
 PAD_SLACK = 1.3  # padded rows beyond this factor of the real ones: evaluate run by run instead
+RECORD_BUDGET = 8 * ROW_BUDGET  # first-layer activations of evaluated rows kept for the head VJP (32 MB in float32)
 
 
 def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -727,10 +728,11 @@ class StackedBatchCritic:
         if want_scale:
             s = (h.abs() * sel(self.cc).unsqueeze(1)).sum(dim=2) + sel(self.const).unsqueeze(1)
             scale = h.new_zeros(rg, self.bsz * self.n + 1).scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), s)[:, :-1]
+        hidden = [h]
         if rg > 1 and rg * m > PAD_SLACK * int(counts.sum()):
-            q = self._head_per_run(h, counts.tolist(), runs)
+            q, later = self._head_per_run(h, counts.tolist(), runs)
+            hidden += later
         else:
-            hidden = [h]
             for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
                 h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
                 if self.c.relu:
@@ -738,30 +740,32 @@ class StackedBatchCritic:
                 hidden.append(h)
             q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
                               sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
-            if m and sum(r[3][0].numel() for r in self._records) + hidden[0].numel() <= ROW_BUDGET:
-                self._records.append((runs, flat_idx, valid, hidden))  # for action_grad (if they fit in cache)
+        if m and sum(r[3][0].numel() for r in self._records) + hidden[0].numel() <= RECORD_BUDGET:
+            self._records.append((runs, flat_idx, valid, hidden))  # kept for action_grad
         out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
         out = out.scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), torch.where(valid, q, float("-inf")))
         return out[:, :-1], scale
 
-    def _head_per_run(self, h: Tensor, counts: list[int], runs: Tensor | None) -> Tensor:
+    def _head_per_run(self, h: Tensor, counts: list[int], runs: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         """The layers after the first on each run's own rows ``h[j, :counts[j]]`` (no padding)
-        -> ``(R_g, M)`` (padding slots: -inf): when the runs' row counts differ much, R small
-        products cost less than one padded batched product."""
+        -> ``(R_g, M)`` (padding slots: -inf) and the later hidden layers' outputs, padded
+        ``(R_g, M, H_l)`` (padding slots unset): when the runs' row counts differ much, R
+        small products cost less than one padded batched product."""
         q = h.new_full(h.shape[:2], float("-inf"))
         ws = [w.detach() for w in self.c.weights]
         bs = [b.detach() for b in self.c.biases]
+        hidden = [h.new_empty(h.shape[:2] + (w.shape[1],)) for w in ws[1:-1]]
         for j, c in enumerate(counts):
             if not c:
                 continue
             r = j if runs is None else int(runs[j])
             hj = h[j, :c]
-            for w, b in zip(ws[1:-1], bs[1:-1]):
-                hj = torch.addmm(b[r], hj, w[r].t())
+            for w, b, out in zip(ws[1:-1], bs[1:-1], hidden):
+                hj = torch.addmm(b[r], hj, w[r].t(), out=out[j, :c])
                 if self.c.relu:
                     hj = hj.relu_()
             q[j, :c] = torch.addmv(bs[-1][r], hj, ws[-1][r, 0])
-        return q
+        return q, hidden
 
     @torch.no_grad()
     def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -838,8 +842,8 @@ class StackedBatchCritic:
     def _chosen_hidden(self, k_best: Tensor, has: Tensor) -> list[Tensor] | None:
         """The chosen rows' hidden activations ``(R, B, H_l)`` gathered from the row search of
         the current actions (as :meth:`BatchCritic._chosen_hidden`), or None where it does not
-        hold them all (a transition without proposers, runs whose rows went through the head
-        run by run, actions changed since)."""
+        hold them all (a transition without proposers, rows beyond :data:`RECORD_BUDGET`,
+        actions changed since)."""
         recs = self._records
         if not recs or sum(self.r if r[0] is None else r[0].numel() for r in recs) != self.r or not bool(has.all()):
             return None
