@@ -392,16 +392,22 @@ def test_state_dict_resume_is_bit_identical(mode):
 
 
 # ------------------------------------------------------------------ row pruning
+def batch_critic_on_random_batch(n, bsz, k, seed, data_seed, prune=True):
+    """A float64 agent, random states and actions ``(bsz, n, .)`` and a BatchCritic on them."""
+    agent = CCMMADRL(make_cfg(n=n, k=k), seed=seed, dtype=torch.float64)
+    rng = np.random.default_rng(data_seed)
+    states = random_states(rng, (bsz, n))
+    actions = torch.tensor(rng.uniform(-1, 1, (bsz, n, 3)))
+    bc = _BatchCritic(agent.critic, states, prune=prune)
+    bc.set_actions(actions)
+    return agent, rng, states, actions, bc
+
+
 def test_pruned_argmax_equals_exhaustive():
     """The sequential loop's pruned arg-max over proposer rows equals the exhaustive one,
     through small changes (pruning engaged), large ones and proposer flips."""
     n, bsz = 20, 16
-    agent = CCMMADRL(make_cfg(n=n, k=5), seed=0, dtype=torch.float64)
-    rng = np.random.default_rng(7)
-    states = random_states(rng, (bsz, n))
-    actions = torch.tensor(rng.uniform(-1, 1, (bsz, n, 3)))
-    bc = _BatchCritic(agent.critic, states, prune=True)
-    bc.set_actions(actions)
+    agent, rng, states, actions, bc = batch_critic_on_random_batch(n, bsz, k=5, seed=0, data_seed=7)
     full_rows = 0
     for step in range(3 * n):
         j = step % n
@@ -428,13 +434,8 @@ def test_action_grad_reuses_the_row_search_forward(prune):
     recomputes it (and autograd through the plain critic), pass after pass; a transition
     without proposers (zero-input row, never evaluated by the search) uses the recomputation."""
     n, bsz = 12, 20
-    agent = CCMMADRL(make_cfg(n=n, k=4), seed=1, dtype=torch.float64)
-    rng = np.random.default_rng(3)
-    states = random_states(rng, (bsz, n))
-    actions = torch.tensor(rng.uniform(-1, 1, (bsz, n, 3)))
+    agent, rng, states, actions, bc = batch_critic_on_random_batch(n, bsz, k=4, seed=1, data_seed=3, prune=prune)
     grad_q = torch.tensor(rng.normal(size=bsz))
-    bc = _BatchCritic(agent.critic, states, prune=prune)
-    bc.set_actions(actions)
     reused = 0
     for i in range(2 * n):
         j = i % n
