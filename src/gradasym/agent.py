@@ -347,10 +347,7 @@ class CCMMADRL:
             x[proposers] = 1.0
             return x, False, "fits"
         if explore and self.rng.random() <= epsilon:
-            chosen = list(self.rng.choice(n, size=cap_count, replace=False))
-            while sizes[chosen].sum() > cap_size:
-                chosen.pop(int(self.rng.integers(len(chosen))))
-            x[chosen] = 1.0
+            x[self.random_offloaders(sizes)] = 1.0
             return x, True, "random"
         q = self.score_rows(states, actions, proposers)
         accepted, accepted_size = 0, 0.0
@@ -360,6 +357,15 @@ class CCMMADRL:
                 accepted += 1
                 accepted_size += sizes[k]
         return x, True, "greedy"
+
+    def random_offloaders(self, sizes: np.ndarray) -> list[int]:
+        """The master's random branch: C distinct agents drawn uniformly from all N, then one
+        of them removed uniformly at random while their total size exceeds S_E (draws from
+        the exploration stream)."""
+        chosen = list(self.rng.choice(self.n_agents, size=self.constraint, replace=False))
+        while sizes[chosen].sum() > self.server_storage:
+            chosen.pop(int(self.rng.integers(len(chosen))))
+        return chosen
 
     @torch.no_grad()
     def score_rows(self, states: np.ndarray, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -73,6 +73,8 @@ class Trainer:
         self.seconds = 0.0
         self.states = self.env.reset()
         self._preact_pool: list[torch.Tensor] = []  # tracking="original" only
+        # Set by the batched trainer: the run acts together with its batch (gradasym.batched_acting)
+        self.acting: Any = None
         # The monitor needs a parameter snapshot before the first update.
         self.monitor.observe_params(self.agent.actor_parameters(), self.agent.critic_parameters())
 
@@ -91,7 +93,16 @@ class Trainer:
 
     def act_episode(self) -> dict[str, Any]:
         """The acting half of :meth:`run_episode`: one episode of acting and storing; returns
-        the episode's row without its training and monitor fields (see :meth:`finish_episode`)."""
+        the episode's row without its training and monitor fields (see :meth:`finish_episode`).
+
+        A run of the batched trainer (``self.acting`` set) only asks to act here: its row is
+        filled when its batch's episode is computed (:class:`gradasym.batched_acting.ActingGroup`)."""
+        if self.acting is not None:
+            return self.acting.request(self)
+        return self.act_episode_alone()
+
+    def act_episode_alone(self) -> dict[str, Any]:
+        """:meth:`act_episode` computed for this run alone."""
         cfg, agent, env = self.cfg, self.agent, self.env
         t0 = time.perf_counter()
         eps = epsilon(cfg.agent, self.episodes_done)
