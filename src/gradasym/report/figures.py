@@ -39,7 +39,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from .analysis import (
-    CONFIG_KEYS, GroupData, curve_summary, final_tracking, fmt_lr, reward_at_stop_and_end,
+    CONFIG_KEYS, GroupData, curve_summary, final_tracking, fmt_lr, multi_seed, reward_at_stop_and_end,
     stop_cell_text,
 )
 from .paper import PAPER_RHO_RANGE
@@ -506,11 +506,6 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
 
 
 # ------------------------------------------------------------------ scatter vs stop (6, 10)
-def multi_seed(gd: GroupData) -> bool:
-    """Whether some configuration of the group has more than one run (so means get intervals)."""
-    return bool(len(gd.agg) and gd.agg["n_runs"].max() > 1)
-
-
 def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log: bool, title: str,
                      what: str, noun: str, refs: Callable[[Axes], str] | None = None,
                      ci_method: str = "Student-t", below: Iterable[float] = ()) -> Figure:
