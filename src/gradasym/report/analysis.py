@@ -34,7 +34,7 @@ __all__ = [
     "episodes_long", "scale_text",
     "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
     "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups", "multi_seed",
-    "single_seed", "single_seed_viable", "viable_by_seed", "stop_correlations", "CORRELATION_TARGETS",
+    "single_seed", "single_seed_viable", "viable_by_seed", "stop_correlations", "CORRELATION_TARGETS", "bounded_text",
 ]
 
 
@@ -140,7 +140,8 @@ def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
     med = median_ci(elig["stop_value"], elig["censored"], level)
     out.update(stopmed_lo=med.median_lo, stopmed_hi=med.median_hi, stopmed_ci_lo=med.ci_lo_lo,
                stopmed_ci_lo_hi=med.ci_lo_hi, stopmed_ci_hi=med.ci_hi_lo, stopmed_ci_hi_hi=med.ci_hi_hi,
-               stopmed_coverage=med.coverage, stop_min=med.min_lo, stop_max=med.max_lo, stop_max_hi=med.max_hi)
+               stopmed_coverage=med.coverage, stop_min=med.min_lo, stop_min_hi=med.min_hi, stop_max=med.max_lo,
+               stop_max_hi=med.max_hi)
     out.update(_ci_cols("sat", fraction_mean_ci(g["final_saturation_ratio"], level)))
     out.update(_ci_cols("stopfrac", wilson_interval(out["n_stopped"], len(elig), level)))
     out.update(_ci_cols("death", mean_ci(g["grad_death_episode"], level)))
@@ -195,7 +196,7 @@ def config_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     ``>= stopmed_lo`` is known), ``stopmed_ci_lo`` / ``stopmed_ci_hi`` the order-statistic
     interval's ends (their own high bounds in ``stopmed_ci_lo_hi`` / ``stopmed_ci_hi_hi``,
     NaN below 6 seeds), ``stopmed_coverage`` its exact coverage, ``stop_min`` /
-    ``stop_max`` the range (``stop_max_hi`` inf when the largest is censored).
+    ``stop_max`` the range (``stop_min_hi`` / ``stop_max_hi`` inf when that end is censored).
     """
     if runs.empty:
         return pd.DataFrame(columns=CONFIG_KEYS)
@@ -216,6 +217,15 @@ def stop_cell_text(row: pd.Series, with_ci: bool = True) -> str:
             and row["stop_half"] > 0:
         text += f" ± {row['stop_half']:.0f}"
     return text
+
+
+def bounded_text(lo: float, hi: float) -> str:
+    """A value known up to bounds (right-censored seeds): ``233``, ``≥2000``, or ``180–233``; ``—`` if unknown."""
+    if not np.isfinite(lo):
+        return "—"
+    if not np.isfinite(hi):
+        return f"≥{lo:.0f}"
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
 
 
 # ------------------------------------------------------------------ curves

@@ -37,7 +37,7 @@ import numpy as np
 __all__ = [
     "MeanCI", "mean_ci", "geometric_mean_ci", "fraction_mean_ci", "wilson_interval", "normal_quantile",
     "t_quantile", "t_cdf", "logit", "LOGIT_EPS", "FRACTION_CI_METHOD", "SEED_FRACTION_CI_METHOD",
-    "MedianCI", "median_ci", "median_ci_ranks", "MEDIAN_CI_METHOD", "Correlation", "correlation",
+    "MedianCI", "median_ci", "median_ci_ranks", "MEDIAN_CI_METHOD", "MEDIAN_DEFINITION", "Correlation", "correlation",
     "CORRELATION_CI_METHOD",
 ]
 
@@ -270,6 +270,11 @@ def fraction_mean_ci(values: Iterable[float], level: float = 0.95) -> MeanCI:
 
 
 # ------------------------------------------------------------------ medians of censored values
+#: Which order statistic the median is (stated on the page).
+MEDIAN_DEFINITION = ("X_(ceil(n/2)), the smallest value with at least half of the seeds at or below it (for "
+                     "stopping episodes: the episode by which half of the seeds had stopped; the lower middle value "
+                     "for an even n)")
+
 #: How the interval of a median is computed (stated on the page).
 MEDIAN_CI_METHOD = ("distribution-free order-statistic interval of the median [X_(k), X_(n+1-k)] with the largest k "
                     "whose binomial coverage 1 - 2 P(Bin(n, 1/2) < k) is at least 95% (actual coverage stated; "
@@ -298,6 +303,7 @@ class MedianCI:
     ci_hi_lo: float
     ci_hi_hi: float
     min_lo: float
+    min_hi: float
     max_lo: float
     max_hi: float
     n: int
@@ -343,8 +349,12 @@ def median_ci(values: Iterable[float], censored: Iterable[bool] | None = None, l
 
     ``censored[i]`` means the true value is ``>= values[i]`` (a run that never stopped,
     counted at the episodes it ran). Non-finite values are dropped with their flags.
-    The median of an even count is the mean of the two middle order statistics. See
-    :class:`MedianCI` for the bounds and :data:`MEDIAN_CI_METHOD` for the interval.
+    The median is the order statistic ``X_(ceil(n/2))``: the smallest value that at least
+    half of the values are at or below (for stopping episodes: the episode by which half
+    of the seeds had stopped; with these censored values it is the Kaplan-Meier median).
+    For an even count it is the lower of the two middle values, not their mean, which
+    would mix a stop with a never-stopped seed's lower bound. See :class:`MedianCI` for
+    the bounds and :data:`MEDIAN_CI_METHOD` for the interval.
     """
     vals = np.asarray([np.nan if v is None else v for v in values], dtype=float)
     cens = np.zeros(len(vals), bool) if censored is None else np.asarray(list(censored), dtype=bool)
@@ -355,17 +365,13 @@ def median_ci(values: Iterable[float], censored: Iterable[bool] | None = None, l
     n = int(vals.size)
     nan = math.nan
     if n == 0:
-        return MedianCI(nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, 0, 0, nan, level)
-    if n % 2:
-        med = _order_stat_bounds(vals, cens, n // 2 + 1)
-    else:
-        a, b = _order_stat_bounds(vals, cens, n // 2), _order_stat_bounds(vals, cens, n // 2 + 1)
-        med = ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+        return MedianCI(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, 0, 0, nan, level)
+    med = _order_stat_bounds(vals, cens, (n + 1) // 2)
     k, coverage = median_ci_ranks(n, level)
     lo = _order_stat_bounds(vals, cens, k) if k else (nan, nan)
     hi = _order_stat_bounds(vals, cens, n + 1 - k) if k else (nan, nan)
-    top = _order_stat_bounds(vals, cens, n)
-    return MedianCI(med[0], med[1], lo[0], lo[1], hi[0], hi[1], float(vals.min()), top[0], top[1],
+    bottom, top = _order_stat_bounds(vals, cens, 1), _order_stat_bounds(vals, cens, n)
+    return MedianCI(med[0], med[1], lo[0], lo[1], hi[0], hi[1], bottom[0], bottom[1], top[0], top[1],
                     n, int(cens.sum()), k, coverage, level)
 
 

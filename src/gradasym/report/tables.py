@@ -17,11 +17,12 @@ import pandas as pd
 
 from . import paper
 from .analysis import (
-    GroupData, ViableCount, comparable_with_paper, fmt_lr, fmt_num, single_seed, single_seed_viable,
+    GroupData, ViableCount, bounded_text, comparable_with_paper, fmt_lr, fmt_num, single_seed, single_seed_viable,
     stop_cell_text, stop_correlations, viable_by_seed, viable_count, viable_table,
 )
 from .stats import (
-    CORRELATION_CI_METHOD, FRACTION_CI_METHOD, MEDIAN_CI_METHOD, SEED_FRACTION_CI_METHOD, fraction_mean_ci,
+    CORRELATION_CI_METHOD, FRACTION_CI_METHOD, MEDIAN_CI_METHOD, MEDIAN_DEFINITION, SEED_FRACTION_CI_METHOD,
+    fraction_mean_ci,
     geometric_mean_ci, median_ci_ranks,
 )
 
@@ -29,7 +30,7 @@ __all__ = [
     "Table", "table3_stopping", "table4_preactivation", "table_compare_stopping", "table7_large_actor",
     "table8_linear_hidden", "table9_preact_linear", "table_viable", "table_viable_counts", "table_runs", "to_markdown",
     "write_table", "find_group", "table_provenance", "provenance_text", "table_seed_stopping",
-    "table_correlations", "table_viable_seeds", "bounded_text", "correlation_text",
+    "table_correlations", "table_viable_seeds", "correlation_text",
 ]
 
 
@@ -436,15 +437,6 @@ def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
 
 
 # ------------------------------------------------------------------ several seeds per configuration
-def bounded_text(lo: float, hi: float) -> str:
-    """A value known up to bounds (right-censored seeds): ``233``, ``≥2000``, or ``180–233``; ``—`` if unknown."""
-    if not np.isfinite(lo):
-        return "—"
-    if not np.isfinite(hi):
-        return f"≥{lo:.0f}"
-    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
-
-
 def _median_ci_text(r: pd.Series) -> str:
     if not np.isfinite(r["stopmed_ci_lo"]):
         return "— (needs ≥ 6 seeds)" if r["stop_n"] else "—"
@@ -455,7 +447,8 @@ def _median_ci_text(r: pd.Series) -> str:
 def _range_text(r: pd.Series) -> str:
     if not r["stop_n"]:
         return "—"
-    return f"{r['stop_min']:.0f} … {bounded_text(r['stop_max'], r['stop_max_hi'])}"
+    lo, hi = bounded_text(r["stop_min"], r["stop_min_hi"]), bounded_text(r["stop_max"], r["stop_max_hi"])
+    return lo if lo == hi else f"{lo} … {hi}"
 
 
 def _coverage_note(ns: pd.Series) -> str:
@@ -506,7 +499,7 @@ def table_seed_stopping(gd: GroupData, margin: float) -> Table:
                      "stop_median_ci_lo": r["stopmed_ci_lo"], "stop_median_ci_lo_hi": r["stopmed_ci_lo_hi"],
                      "stop_median_ci_hi": r["stopmed_ci_hi"], "stop_median_ci_hi_hi": r["stopmed_ci_hi_hi"],
                      "stop_median_coverage": r["stopmed_coverage"], "stop_min": r["stop_min"],
-                     "stop_max": r["stop_max"], "stop_max_hi": r["stop_max_hi"],
+                     "stop_min_hi": r["stop_min_hi"], "stop_max": r["stop_max"], "stop_max_hi": r["stop_max_hi"],
                      "stopped_frac": r["stopfrac_mean"], "stopped_frac_lo": r["stopfrac_lo"],
                      "stopped_frac_hi": r["stopfrac_hi"], "zmax_geomean": r["zmax_mean"], "zmax_lo": r["zmax_lo"],
                      "zmax_hi": r["zmax_hi"], "saturation_mean": r["sat_mean"], "saturation_lo": r["sat_lo"],
@@ -519,7 +512,7 @@ def table_seed_stopping(gd: GroupData, margin: float) -> Table:
                "the seeds of each configuration: a seed whose actors never all stopped is right-censored, i.e. "
                "counted as ≥ the episodes it ran (never dropped); ≥N in a median, interval end or maximum means "
                "that order statistic is such a seed (only a lower bound is known); a–b: bracketed by a run still "
-               "going. Median 95% CI: the " + MEDIAN_CI_METHOD + " (" + _coverage_note(gd.agg["stop_n"])
+               "going. Median: " + MEDIAN_DEFINITION + ". Median 95% CI: the " + MEDIAN_CI_METHOD + " (" + _coverage_note(gd.agg["stop_n"])
                + "). All actors stopped: k of n seeds, " + SEED_FRACTION_CI_METHOD + ". Max |z|: geometric mean "
                "over seeds with a 95% Student-t interval on log10. Final saturation: mean over seeds, "
                + FRACTION_CI_METHOD + f". Viable (every seed): the thesis' criterion, every finished seed's "
