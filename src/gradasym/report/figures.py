@@ -629,7 +629,7 @@ def _r_text(r: float, lo: float, hi: float, n: int, symbol: str) -> str:
 
 
 def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:
-    """Pearson/Spearman correlations of ``ycol`` with the stopping episode drawn in a box; returns the caption text."""
+    """Pearson/Spearman correlations of ``ycol`` with the stopping episode above the axes; returns the caption text."""
     corr = stop_correlations(gd.runs)
     corr = corr[corr["quantity"] == ycol]
     if not len(corr):
@@ -642,14 +642,12 @@ def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:
         sr = _r_text(c["spearman_r"], c["spearman_lo"], c["spearman_hi"], c["spearman_n"], "r_s")
         lines.append(f"{who}: {pr}; {sr}")
         parts.append(f"{who}: Pearson {pr}, Spearman {sr}")
-    ax.text(0.99, 0.99 if ycol != "final_saturation_ratio" else 0.12, "\n".join(lines), transform=ax.transAxes,
-            ha="right", va="top", fontsize=7.5, zorder=6,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "#999999"})
+    ax.set_title("\n".join(lines), fontsize=8, loc="left")  # above the axes: never hides a point
     c0 = corr.iloc[0]
     zero = (f" Pearson's r is on log10 ρ, without the {int(c0['n_zero'])} runs with ρ exactly 0 (Spearman's "
             "includes them, ranked lowest)." if c0["log10"] and c0["n_zero"] else
             (" Pearson's r is on log10 ρ." if c0["log10"] else ""))
-    return ("Correlation with the stopping episode (box): " + "; ".join(parts) + ". 'All runs' counts the runs "
+    return ("Correlation with the stopping episode (above the plot): " + "; ".join(parts) + ". 'All runs' counts the runs "
             "that never stopped at the episodes they ran (hollow markers), 'stopped runs' leaves them out." + zero
             + f" Intervals: {CORRELATION_CI_METHOD}.")
 
