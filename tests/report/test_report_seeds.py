@@ -228,3 +228,40 @@ def test_single_seed_report_has_no_seed_section(single_run, tmp_path) -> None:
     html = build_report(single_run, out_dir=out).read_text()
     assert "id='seeds'" not in html and "Fig. 16" not in html and "Correlation with the stopping" not in html
     assert not list((out / "tables").glob("table_seeds*")) and not (out / "figures" / "fig16_seed_stops.png").exists()
+
+
+def _publish_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "results" / "ten-seeds" / "publish.py"
+    spec = importlib.util.spec_from_file_location("ten_seeds_publish", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_publish_copies_what_docs_results_hold_and_refuses_partial_results(ten_seeds, ten_report, tmp_path,
+                                                                          capsys) -> None:
+    import shutil
+
+    publish = _publish_module()
+    results = tmp_path / "ten-seeds"
+    results.mkdir()
+    shutil.copy(ten_seeds / "summary.csv", results / "summary.csv")
+    (results / "stopping_heatmap.png").write_bytes(b"\x89PNG heatmap")
+    dest = tmp_path / "docs"
+    assert publish.main([str(results), str(dest)]) == 2            # no report yet
+    assert "run gradasym report" in capsys.readouterr().err
+    shutil.copytree(ten_report[1], results / "report")
+    assert publish.main([str(results), str(dest)]) == 0
+    for name in ("summary.csv", "stopping_heatmap.png", "report.html", "report.md", "tables/table_seeds_stopping.csv",
+                 "tables/table_seeds_correlations.md", "tables/table3_stopping.csv", "figures/fig16_seed_stops.png",
+                 "figures/fig10_saturation_vs_stop.png"):
+        assert (dest / name).is_file(), name
+    table = pd.read_csv(results / "summary.csv")
+    table.loc[0, "status"] = "running"
+    table.to_csv(results / "summary.csv", index=False)
+    assert publish.main([str(results), str(dest)]) == 2
+    assert "1 runs are not finished" in capsys.readouterr().err
+    assert publish.main([str(results), str(dest), "--partial"]) == 0
