@@ -23,7 +23,7 @@ from ..config import ConfigError
 from .load import ResultSet, presets_label
 from .paper import PAPER_MAX_EPISODES, paper_category
 from .stats import (
-    Correlation, MeanCI, correlation, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, median_ci, t_quantile,
+    MeanCI, correlation, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, median_ci, t_quantile,
     wilson_interval,
 )
 
@@ -35,6 +35,7 @@ __all__ = [
     "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
     "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups", "multi_seed",
     "single_seed", "single_seed_viable", "viable_by_seed", "stop_correlations", "CORRELATION_TARGETS", "bounded_text",
+    "correlation_text",
 ]
 
 
@@ -455,6 +456,15 @@ def stop_correlations(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                             f"{c.method}_n": c.n})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def correlation_text(r: float, lo: float, hi: float, n: int, name: str = "") -> str:
+    """``r = -0.93 [-0.95, -0.90], n = 160`` (``name`` first when given); says when r or its CI is undefined."""
+    head = f"{name} " if name else ""
+    if not np.isfinite(r):
+        return f"{head}undefined (n = {n})"
+    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " (no CI: n < 4)"
+    return f"{head}{'= ' if name else ''}{r:.2f}{ci}, n = {n}"
 
 
 # ------------------------------------------------------------------ viability

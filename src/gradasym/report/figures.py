@@ -39,8 +39,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from .analysis import (
-    CONFIG_KEYS, GroupData, curve_summary, final_tracking, fmt_lr, multi_seed, reward_at_stop_and_end,
-    stop_cell_text, stop_correlations,
+    CONFIG_KEYS, GroupData, correlation_text, curve_summary, final_tracking, fmt_lr, multi_seed,
+    reward_at_stop_and_end, stop_cell_text, stop_correlations,
 )
 from .paper import PAPER_RHO_RANGE
 from .stats import CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci
@@ -621,13 +621,6 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     return set_caption(fig, " ".join(parts))
 
 
-def _r_text(r: float, lo: float, hi: float, n: int, symbol: str) -> str:
-    if not np.isfinite(r):
-        return f"{symbol} undefined (n = {n})"
-    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
-    return f"{symbol} = {r:.2f}{ci}, n = {n}"
-
-
 def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:
     """Pearson/Spearman correlations of ``ycol`` with the stopping episode above the axes; returns the caption text."""
     corr = stop_correlations(gd.runs)
@@ -637,9 +630,9 @@ def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:
     lines, parts = [], []
     for _, c in corr.iterrows():
         who = "all runs" if c["runs"] == "all" else "stopped runs"
-        pr = _r_text(c["pearson_r"], c["pearson_lo"], c["pearson_hi"], c["pearson_n"],
+        pr = correlation_text(c["pearson_r"], c["pearson_lo"], c["pearson_hi"], c["pearson_n"],
                      "r(log10)" if c["log10"] else "r")
-        sr = _r_text(c["spearman_r"], c["spearman_lo"], c["spearman_hi"], c["spearman_n"], "r_s")
+        sr = correlation_text(c["spearman_r"], c["spearman_lo"], c["spearman_hi"], c["spearman_n"], "r_s")
         lines.append(f"{who}: {pr}; {sr}")
         parts.append(f"{who}: Pearson {pr}, Spearman {sr}")
     ax.set_title("\n".join(lines), fontsize=8, loc="left")  # above the axes: never hides a point
@@ -647,8 +640,9 @@ def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:
     zero = (f" Pearson's r is on log10 ρ, without the {int(c0['n_zero'])} runs with ρ exactly 0 (Spearman's "
             "includes them, ranked lowest)." if c0["log10"] and c0["n_zero"] else
             (" Pearson's r is on log10 ρ." if c0["log10"] else ""))
-    return ("Correlation with the stopping episode (above the plot): " + "; ".join(parts) + ". 'All runs' counts the runs "
-            "that never stopped at the episodes they ran (hollow markers), 'stopped runs' leaves them out." + zero
+    return ("Correlation with the stopping episode (above the plot): " + "; ".join(parts) + ". 'All runs' counts "
+            "the runs that never stopped at the episodes they ran (hollow markers), 'stopped runs' leaves them out."
+            + zero
             + f" Intervals: {CORRELATION_CI_METHOD}.")
 
 

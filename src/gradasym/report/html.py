@@ -266,8 +266,8 @@ def render_html(c: ReportContent) -> str:
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
     runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs ({_e(c.runs_note)})"
             f"</summary>{_table_html(c.runs_table)}</details>")
-    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _seeds(c), _figures(c), _viable(c),
-                    _comparison(c), runs, _configs(c)])
+    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _seeds(c), _figures(c),
+                    _viable(c), _comparison(c), runs, _configs(c)])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(c.title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{body}</main></body></html>\n")

@@ -13,7 +13,8 @@ import pandas as pd
 
 from . import paper
 from .analysis import (
-    GroupData, ViableCount, bounded_text, comparable_with_paper, fmt_lr, fmt_num, single_seed, stop_cell_text,
+    GroupData, ViableCount, bounded_text, comparable_with_paper, correlation_text, fmt_lr, fmt_num, single_seed,
+    stop_cell_text,
 )
 from .load import STATUS_NO_SUMMARY, ResultSet
 
@@ -193,11 +194,12 @@ def missing_items(rs: ResultSet) -> list[str]:
     return items
 
 
-def _r_clause(r: float, lo: float, hi: float, n: int, name: str) -> str:
-    if not np.isfinite(r):
-        return f"{name} undefined (n = {n})"
-    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " (no interval, n < 4)"
-    return f"{name} = {r:.2f}{ci}, n = {n}"
+def _pair_text(row: pd.Series) -> str:
+    """Pearson's and Spearman's coefficient of one :func:`~gradasym.report.analysis.stop_correlations` row."""
+    pearson = "Pearson r" + (" (log10)" if row["log10"] else "")
+    return (correlation_text(row["pearson_r"], row["pearson_lo"], row["pearson_hi"], row["pearson_n"], pearson)
+            + "; " + correlation_text(row["spearman_r"], row["spearman_lo"], row["spearman_hi"], row["spearman_n"],
+                                      "Spearman r_s"))
 
 
 def _against_09(r: float, lo: float, hi: float) -> str:
@@ -238,19 +240,12 @@ def seed_summary(gd: GroupData, corr: pd.DataFrame | None, every: ViableCount | 
             a, s = by.get("all"), by.get("stopped")
             if a is None:
                 continue
-            text = (f"{a['label'][:1].upper() + a['label'][1:]} vs stopping episode over runs: "
-                    + _r_clause(a["pearson_r"], a["pearson_lo"], a["pearson_hi"], a["pearson_n"],
-                                "Pearson r" + (" (log10)" if a["log10"] else ""))
-                    + "; " + _r_clause(a["spearman_r"], a["spearman_lo"], a["spearman_hi"], a["spearman_n"],
-                                       "Spearman r_s")
-                    + (f" (all runs, the {a['n_censored']} never stopped at the episodes they ran" if a["n_censored"]
-                       else " (all runs")
+            label = a["label"][:1].upper() + a["label"][1:]
+            text = (f"{label} vs stopping episode over runs: {_pair_text(a)} (all runs"
+                    + (f", the {a['n_censored']} never stopped at the episodes they ran" if a["n_censored"] else "")
                     + (f"; {a['n_zero']} with ρ exactly 0 left out of Pearson's" if a["n_zero"] else "") + ")")
             if s is not None:
-                text += ("; stopped runs only: " + _r_clause(s["pearson_r"], s["pearson_lo"], s["pearson_hi"],
-                                                             s["pearson_n"], "Pearson r" + (" (log10)" if s["log10"] else ""))
-                         + ", " + _r_clause(s["spearman_r"], s["spearman_lo"], s["spearman_hi"], s["spearman_n"],
-                                            "Spearman r_s"))
+                text += f"; stopped runs only: {_pair_text(s)}"
             if quantity == "final_saturation_ratio":
                 text += (". Paper: r > 0.9; here (all runs, Pearson) "
                          + _against_09(a["pearson_r"], a["pearson_lo"], a["pearson_hi"]))

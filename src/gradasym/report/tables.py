@@ -17,8 +17,8 @@ import pandas as pd
 
 from . import paper
 from .analysis import (
-    GroupData, ViableCount, bounded_text, comparable_with_paper, fmt_lr, fmt_num, single_seed, single_seed_viable,
-    stop_cell_text, stop_correlations, viable_by_seed, viable_count, viable_table,
+    GroupData, ViableCount, bounded_text, comparable_with_paper, correlation_text, fmt_lr, fmt_num, single_seed,
+    single_seed_viable, stop_cell_text, stop_correlations, viable_by_seed, viable_count, viable_table,
 )
 from .stats import (
     CORRELATION_CI_METHOD, FRACTION_CI_METHOD, MEDIAN_CI_METHOD, MEDIAN_DEFINITION, SEED_FRACTION_CI_METHOD,
@@ -30,7 +30,7 @@ __all__ = [
     "Table", "table3_stopping", "table4_preactivation", "table_compare_stopping", "table7_large_actor",
     "table8_linear_hidden", "table9_preact_linear", "table_viable", "table_viable_counts", "table_runs", "to_markdown",
     "write_table", "find_group", "table_provenance", "provenance_text", "table_seed_stopping",
-    "table_correlations", "table_viable_seeds", "correlation_text",
+    "table_correlations", "table_viable_seeds",
 ]
 
 
@@ -512,22 +512,15 @@ def table_seed_stopping(gd: GroupData, margin: float) -> Table:
                "the seeds of each configuration: a seed whose actors never all stopped is right-censored, i.e. "
                "counted as ≥ the episodes it ran (never dropped); ≥N in a median, interval end or maximum means "
                "that order statistic is such a seed (only a lower bound is known); a–b: bracketed by a run still "
-               "going. Median: " + MEDIAN_DEFINITION + ". Median 95% CI: the " + MEDIAN_CI_METHOD + " (" + _coverage_note(gd.agg["stop_n"])
-               + "). All actors stopped: k of n seeds, " + SEED_FRACTION_CI_METHOD + ". Max |z|: geometric mean "
+               "going. Median: " + MEDIAN_DEFINITION + ". Median 95% CI: the " + MEDIAN_CI_METHOD + " ("
+               + _coverage_note(gd.agg["stop_n"]) + "). All actors stopped: k of n seeds, " + SEED_FRACTION_CI_METHOD
+               + ". Max |z|: geometric mean "
                "over seeds with a 95% Student-t interval on log10. Final saturation: mean over seeds, "
                + FRACTION_CI_METHOD + f". Viable (every seed): the thesis' criterion, every finished seed's "
                f"last-10% mean reward exceeds its first-10% mean by {margin:.0%} of |first-10% mean|; Viable "
                f"(seed {seed} alone): the same criterion on one seed, as a single-run study would judge it.")
     return Table(_name("table_seeds_stopping", gd), "", "Stopping episodes and saturation over seeds", caption,
                  pd.DataFrame(rows), pd.DataFrame(data))
-
-
-def correlation_text(r: float, lo: float, hi: float, n: int) -> str:
-    """``-0.93 [-0.95, -0.90], n = 160``; ``undefined (n = 2)`` when r is NaN."""
-    if not np.isfinite(r):
-        return f"undefined (n = {n})"
-    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " (no CI: n < 4)"
-    return f"{r:.2f}{ci}, n = {n}"
 
 
 def table_correlations(gd: GroupData) -> Table:
