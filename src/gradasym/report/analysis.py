@@ -462,7 +462,7 @@ def correlation_text(r: float, lo: float, hi: float, n: int, name: str = "") -> 
     """``r = -0.93 [-0.95, -0.90], n = 160`` (``name`` first when given); says when r or its CI is undefined."""
     head = f"{name} " if name else ""
     if not np.isfinite(r):
-        return f"{head}undefined (n = {n})"
+        return f"{head}undefined ({'fewer than 3 runs' if n < 3 else 'one variable is constant'}, n = {n})"
     ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " (no CI: n < 4)"
     return f"{head}{'= ' if name else ''}{r:.2f}{ci}, n = {n}"
 

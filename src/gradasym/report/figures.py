@@ -826,8 +826,15 @@ def fig_seed_stops(gd: GroupData) -> Figure:
     caption = (f"Every seed's stopping episode ({n_drawn} runs in {len(pairs)} configurations), one column per "
                "configuration (actor LR / critic LR); seeds at the same value are spread sideways. Filled circles: "
                f"the {n_drawn - n_cens} runs whose actors all stopped")
+    running = int((~runs["stopped"] & (runs["status"] == "running")).sum())
     caption += (f"; hollow triangles: the {n_cens} runs that never stopped, drawn at the episodes they ran (a lower "
-                "bound: right-censored, not dropped)." if n_cens else ".")
+                "bound: right-censored, not dropped)" + (f"; {running} of them are still running" if running else "")
+                + "." if n_cens else ".")
+    failed = gd.runs[gd.runs["stop_value"].notna() & ~gd.runs["stopped"] & (gd.runs["status"] == "failed")]
+    if len(failed):
+        caption += (f" Not drawn: {len(failed)} failed runs whose actors had not stopped (their stopping episode is "
+                    f"not even bounded): {', '.join(sorted(failed['run_id'])[:8])}" + (" …" if len(failed) > 8 else "")
+                    + ".")
     caption += (f" Black bar: the median (never-stopped seeds ranked as ≥ their episodes); vertical line: the "
                 f"{MEDIAN_CI_METHOD}; an arrow marks an end that is a never-stopped seed (only a lower bound).")
     if no_ci:
