@@ -198,3 +198,36 @@ def test_summary_counts_zero_rho_and_gradient_death(one_seed) -> None:
     assert "across the runs where it is positive; in 8 of 16 runs it is exactly 0" in text
     assert "Every actor's gradient died" in text and "in 8 of 16 runs" in text
     assert "the stop came 0 episodes after the gradient died" in text  # synthetic: death at the stop episode
+
+
+def _all_stop(spec: syn.RunSpec) -> syn.RunSpec:
+    spec.stop_episode = spec.stop_episode or 400
+    return spec
+
+
+def test_fig3_caption_and_title_mention_thick_edges_only_when_drawn(one_seed, tmp_path) -> None:
+    from gradasym.report.figures import fig_stopping_bubbles
+
+    fig = fig_stopping_bubbles(one_seed)                    # 8 of 16 never stopped
+    cap = figure_caption(fig)
+    assert "Thick edges: the 8 configuration(s)" in cap and "(one seed)" in cap
+    assert "thick edge" in fig._suptitle.get_text()
+    every = _group(syn.write_sweep(tmp_path / "all", seeds=(42,), episodes=1000, stops=STOPS_1000,
+                                   customize=_all_stop))
+    fig = fig_stopping_bubbles(every)
+    assert "Thick" not in figure_caption(fig) and "thick edge" not in fig._suptitle.get_text()
+
+
+def test_fig14_caption_claims_intervals_and_hatches_only_when_drawn(one_seed, three_seeds, tmp_path) -> None:
+    from gradasym.report.figures import fig_compare_stopping
+
+    every = _group(syn.write_sweep(tmp_path / "all", seeds=(42,), episodes=1000, stops=STOPS_1000,
+                                   customize=_all_stop))
+    fig = fig_compare_stopping([every, every])              # one seed each, all stopped
+    cap = figure_caption(fig)
+    assert "One seed per set: no intervals." in cap and "Hatched" not in cap
+    assert not any("not all seeds stopped" in t for t in _legend_texts(fig))
+    fig = fig_compare_stopping([one_seed, three_seeds])     # censored bars, one set with seeds
+    cap = figure_caption(fig)
+    assert "Hatched:" in cap and "the sets with several seeds" in cap
+    assert any("not all seeds stopped" in t for t in _legend_texts(fig))

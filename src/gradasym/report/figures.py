@@ -302,9 +302,18 @@ def fig_stopping_bubbles(gd: GroupData) -> Figure:
     ax.set_xlabel("critic learning rate (log scale)")
     ax.set_ylabel("actor learning rate (log scale)")
     fig.colorbar(sc, ax=ax, label=STOP_LABEL, shrink=0.9)
+    n_censored = int(agg["any_censored"].sum())
     _suptitle(fig, "Fig. 3 — Stopping episodes (bubble area and colour ∝ episode)", gd,
-              "thick edge: never stopped")
-    return fig
+              "thick edge: never stopped" if n_censored else "")
+    caption = "Bubble area and colour proportional to the stopping episode"
+    caption += "; with several seeds the mean over seeds." if gd.agg["stop_n"].max() > 1 else " (one seed)."
+    if n_censored:
+        caption += (f" Thick edges: the {n_censored} configuration(s) where at least one seed never stopped "
+                    "(drawn at the episodes run, a lower bound).")
+    missing = len(gd.agg) - len(agg)
+    if missing:
+        caption += f" {missing} configuration(s) without a stopping episode or episode count are not drawn."
+    return set_caption(fig, caption)
 
 
 # ------------------------------------------------------------------ over-time panels (4, 7, 8, 11)
@@ -866,6 +875,7 @@ def _compare_bars(groups: list[GroupData], value: str, log: bool, ylabel: str, t
     x = _config_axis(ax, pairs)
     w = 0.8 / len(usable)
     handles = []
+    hatched = 0
     for k, (g, color) in enumerate(zip(usable, PALETTE)):
         idx = g.agg.set_index(["actor_lr", "critic_lr"])
         rows = [idx.loc[p] if p in idx.index and idx.loc[p][f"{value}_n"] > 0 else None for p in pairs]
@@ -882,6 +892,7 @@ def _compare_bars(groups: list[GroupData], value: str, log: bool, ylabel: str, t
             for b, i in zip(bars, have):
                 if rows[i]["any_censored"]:
                     b.set_hatch("//")
+                    hatched += 1
         handles.append(Patch(facecolor=color, edgecolor="black", label=f"{g.title} ({g.seeds_text})"))
     if log:
         _log_y(ax)
@@ -889,11 +900,31 @@ def _compare_bars(groups: list[GroupData], value: str, log: bool, ylabel: str, t
         for m in sorted({g.max_episodes for g in usable if np.isfinite(g.max_episodes)}):
             ax.axhline(m, color=MAX_LINE, ls="--", lw=1.2)
         handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="maximum training duration"))
+    if hatched:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="≥: not all seeds stopped"))
     ax.set_ylabel(ylabel)
     fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8.5)
     fig.suptitle(title, fontsize=11)
-    return fig
+    return set_caption(fig, _compare_caption(usable, value, max_line, hatched))
+
+
+def _compare_caption(groups: list[GroupData], value: str, max_line: bool, hatched: int) -> str:
+    """What :func:`_compare_bars` drew: which sets have intervals (several seeds) and which marks appear."""
+    what = "mean stopping episode" if value == "stop" else "maximum |z| (geometric mean over seeds, log y)"
+    multi = [g.title for g in groups if g.agg[f"{value}_n"].max() > 1]
+    parts = [f"Grouped bars: one bar per result set for each configuration, the {what}."]
+    if multi:
+        parts.append("Error bars: 95% CI over seeds, for " + (
+            "every set" if len(multi) == len(groups) else "the sets with several seeds (" + ", ".join(multi) + ")")
+            + "; a single seed gets no interval.")
+    else:
+        parts.append("One seed per set: no intervals.")
+    if hatched:
+        parts.append(f"Hatched: {hatched} bar(s) with seeds that never stopped (the episodes run, a lower bound; "
+                     "no interval).")
+    if max_line:
+        parts.append("Green dashed: maximum training duration.")
+    return " ".join(parts)
 
 
 def fig_compare_stopping(groups: list[GroupData]) -> Figure:
