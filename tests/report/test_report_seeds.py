@@ -215,7 +215,7 @@ def test_fig16_draws_every_seed_and_marks_the_censored_ones(group) -> None:
     assert sum(len(c.get_offsets()) for c in hollow) == 15
     assert all(np.allclose(c.get_offsets()[:, 1], 200) for c in hollow)
     caption = figure_caption(fig)
-    assert "40 runs in 4 configurations" in caption and "the 15 runs that never stopped" in caption
+    assert "40 runs in 4 configurations" in caption and "the 15 runs whose actors did not all stop" in caption
 
 
 def test_fig10_states_the_correlation_with_n(group) -> None:
@@ -265,3 +265,14 @@ def test_publish_copies_what_docs_results_hold_and_refuses_partial_results(ten_s
     assert publish.main([str(results), str(dest)]) == 2
     assert "1 runs are not finished" in capsys.readouterr().err
     assert publish.main([str(results), str(dest), "--partial"]) == 0
+
+
+def test_partial_sweep_states_running_and_failed_runs_it_leaves_out(partial_sweep) -> None:
+    rs = load_results(partial_sweep)
+    gd = build_groups(rs, runs_frame(rs))[0]                       # baseline group: 2 seeds
+    corr = stop_correlations(gd.runs)
+    assert (corr["n_running_left_out"] == 1).all() and (corr["n_failed_left_out"] == 1).all()
+    caption = figure_caption(fig_seed_stops(gd))
+    assert "1 of them are still running" in caption
+    assert "Not drawn: 1 failed runs whose actors had not stopped" in caption and "alr0.1_clr0.001_s0" in caption
+    assert "fewer than 6 seeds: no interval" in caption

@@ -437,9 +437,13 @@ def stop_correlations(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     the positive values (``n_zero`` runs with ρ exactly 0 left out of it and counted)
     and Spearman's on all values (a zero ranks lowest). Columns: ``quantity``,
     ``label``, ``runs``, ``n_runs`` (runs with a value), ``n_censored``, ``n_zero``,
+    ``n_running_left_out`` / ``n_failed_left_out`` (runs not stopped that were left out),
     ``pearson_*`` and ``spearman_*`` (``r``, ``lo``, ``hi``, ``n``).
     """
     base = runs[_stop_eligible(runs) & (runs["stopped"] | (runs["status"] != "running"))]
+    unstopped = runs[~runs["stopped"]]
+    left_out = {"n_running_left_out": int((unstopped["status"] == "running").sum()),
+                "n_failed_left_out": int((unstopped["status"] == "failed").sum())}
     rows = []
     for col, label, log in CORRELATION_TARGETS:
         vals = pd.to_numeric(base[col], errors="coerce") if col in base else pd.Series(np.nan, index=base.index)
@@ -450,7 +454,7 @@ def stop_correlations(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             pear = correlation(pos["stop_value"], np.log10(pos["_v"]) if log else pos["_v"], "pearson", level)
             spear = correlation(sub["stop_value"], sub["_v"], "spearman", level)
             row = {"quantity": col, "label": label, "log10": log, "runs": which, "n_runs": len(sub),
-                   "n_censored": int(sub["censored"].sum()), "n_zero": int(zero.sum())}
+                   "n_censored": int(sub["censored"].sum()), "n_zero": int(zero.sum()), **left_out}
             for c in (pear, spear):
                 row.update({f"{c.method}_r": c.r, f"{c.method}_lo": c.lo, f"{c.method}_hi": c.hi,
                             f"{c.method}_n": c.n})

@@ -836,8 +836,9 @@ def fig_seed_stops(gd: GroupData) -> Figure:
                "configuration (actor LR / critic LR); seeds at the same value are spread sideways. Filled circles: "
                f"the {n_drawn - n_cens} runs whose actors all stopped")
     running = int((~runs["stopped"] & (runs["status"] == "running")).sum())
-    caption += (f"; hollow triangles: the {n_cens} runs that never stopped, drawn at the episodes they ran (a lower "
-                "bound: right-censored, not dropped)" + (f"; {running} of them are still running" if running else "")
+    caption += (f"; hollow triangles: the {n_cens} runs whose actors did not all stop, drawn at the episodes they "
+                "ran (a lower bound: right-censored, not dropped)"
+                + (f"; {running} of them are still running" if running else "")
                 + "." if n_cens else ".")
     failed = gd.runs[gd.runs["stop_value"].notna() & ~gd.runs["stopped"] & (gd.runs["status"] == "failed")]
     if len(failed):

@@ -533,6 +533,10 @@ def table_correlations(gd: GroupData) -> Table:
                     "episodes they ran" if c["n_censored"] else f"all {c['n_runs']} runs with a value (all stopped)")
         else:
             runs = f"the {c['n_runs']} runs whose actors all stopped"
+        gone = [f"{c[k]} {what}" for k, what in (("n_running_left_out", "still running"),
+                                                  ("n_failed_left_out", "failed before stopping")) if c[k]]
+        if gone and c["runs"] == "all":
+            runs += f" (left out, not stopped: {', '.join(gone)})"
         pearson_on = "log10 ρ" if c["log10"] else "value"
         if c["log10"] and c["n_zero"]:
             pearson_on += f" ({c['n_zero']} runs with ρ exactly 0 left out)"
