@@ -9,7 +9,9 @@ computation (:func:`gradasym.batched._batched_episode`, the loop of ``train_batc
 Reported: run-episodes per second (wall clock and per CPU second of the process), the
 ratios to the single-run trainer measured just before it (interleaved, same process
 settings), the process's peak RSS per run, the load average, and for the batched trainer
-a breakdown of an episode into acting/monitor and the parts of the update.
+a breakdown of an episode into acting (actors, master, environments, replay insertion),
+monitor, sampling/bookkeeping and the parts of the update. The script also measures older
+code (``PYTHONPATH=<other checkout>/src``), whose acting is timed per run.
 
 Each point runs in its own subprocess (clean peak RSS, no warm caches shared between
 points). Examples::
@@ -59,26 +61,29 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
     summaries: list = [None] * n_runs
 
     timers: dict[str, float] = defaultdict(float)
-    if trainer == "batched":  # per-pass breakdown of the batched update
-        for name in ("_actors_sequential", "_actors_simultaneous", "_soft_update_runs"):
-            fn = getattr(batched, name)
 
-            def timed(*a, _fn=fn, _name=name, **k):
-                t = time.perf_counter()
-                try:
-                    return _fn(*a, **k)
-                finally:
-                    timers[_name] += time.perf_counter() - t
-            setattr(batched, name, timed)
-        upd = batched.batched_update
+    def timing(owner, name: str, key: str) -> None:
+        fn = getattr(owner, name)
 
-        def timed_update(*a, **k):
+        def timed(*a, _fn=fn, **k):
             t = time.perf_counter()
             try:
-                return upd(*a, **k)
+                return _fn(*a, **k)
             finally:
-                timers["batched_update"] += time.perf_counter() - t
-        batched.batched_update = timed_update
+                timers[key] += time.perf_counter() - t
+        setattr(owner, name, timed)
+
+    if trainer == "batched":  # breakdown of a batched episode
+        for name in ("_actors_sequential", "_actors_simultaneous", "_soft_update_runs"):
+            timing(batched, name, name)
+        timing(batched, "batched_update", "batched_update")
+        timing(Trainer, "act_episode", "acting")  # per run (today's code) or the request (vectorised)
+        timing(Trainer, "finish_episode", "monitor")
+        try:  # the vectorised acting of the batch (absent from older code)
+            from gradasym.batched_acting import ActingGroup
+            timing(ActingGroup, "flush", "acting")
+        except ImportError:
+            pass
 
     def episode():
         if trainer == "batched":
@@ -106,8 +111,11 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
     if trainer == "batched":
         upd = timers.pop("batched_update", 0.0)
         actors = timers.get("_actors_sequential", 0.0) + timers.get("_actors_simultaneous", 0.0)
+        acting, monitor = timers.get("acting", 0.0), timers.get("monitor", 0.0)
         out["breakdown_s_per_episode"] = {
-            "acting+replay+monitor (per run, not batched)": (wall - upd) / episodes,
+            "acting (actors, master, environments, replay insertion)": acting / episodes,
+            "monitor (Trainer.finish_episode)": monitor / episodes,
+            "sampling, priorities, bookkeeping": (wall - upd - acting - monitor) / episodes,
             "update: critic (stack, targets, loss, Adam, write-back)": (upd - actors - timers.get("_soft_update_runs", 0.0)) / episodes,
             "update: actors": actors / episodes,
             "update: target updates": timers.get("_soft_update_runs", 0.0) / episodes,

@@ -52,12 +52,12 @@ def _squash_module(cfg) -> nn.Module:
 class ReferenceCCM:
     def __init__(self, agent) -> None:
         """Copy the networks (weights only; fresh optimisers) of a ``CCMMADRL`` ``agent``."""
-        cfg = agent.cfg.agent
+        cfg = agent.cfg  # the agent's AgentConfig
         self.n = agent.n_agents
         self.gamma = cfg.gamma
         self.tau = cfg.tau
         self.sequential = cfg.actor_update == "sequential"
-        self.original = agent.cfg.run.tracking == "original"
+        self.original = agent.tracking == "original"
         dtype = agent.dtype
         ens = agent.actors
         sizes = ens.sizes

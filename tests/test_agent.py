@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from gradasym.agent import CCMMADRL, _BatchCritic, to_env_fraction
-from gradasym.config import Config
+from gradasym.agent import AgentDims, CCMMADRL, _BatchCritic, agent_sections, epsilon, to_env_fraction
+from gradasym.config import AgentConfig, Config
+from gradasym.env.mec import MECEnv
 from reference import ReferenceCCM, random_states, through_torch_save
 
 N = 6
@@ -42,6 +43,56 @@ def actions_with_proposers(proposers, n):
 
 def rng_state(agent):
     return copy.deepcopy(agent.rng.bit_generator.state)
+
+
+# ------------------------------------------------------------------ construction from sections
+@pytest.mark.parametrize("mode", ["H2", "TOBM"])
+def test_dims_of_the_environment_are_the_config_shorthand_dims(mode):
+    cfg = make_cfg(k=3)
+    cfg.env.mode, cfg.env.n_units = mode, 4
+    dims = AgentDims.of(MECEnv(cfg.env, np.random.default_rng(0)))
+    assert dims == agent_sections(cfg)[1]
+    assert (dims.n_agents, dims.constraint, dims.server_storage) == (N, 3 if mode == "H2" else 4, 400.0)
+    assert (dims.state_dim, dims.action_dim) == (7, 3)
+
+
+@pytest.mark.parametrize("tracking", ["clean", "original"])
+def test_agent_from_its_sections_equals_the_whole_config_shorthand(tracking):
+    cfg = make_cfg(k=3, s_e=150.0, policy="squashed-gaussian", memory_capacity=500)
+    cfg.run.seed, cfg.run.tracking = 17, tracking
+    dims = AgentDims.of(MECEnv(cfg.env, np.random.default_rng(0)))
+    agent = CCMMADRL(cfg.agent, dims, 17, tracking=tracking)
+    short = CCMMADRL(cfg)  # seed and tracking from cfg.run
+    assert isinstance(agent.cfg, AgentConfig) and agent.cfg is cfg.agent and agent.dims == dims
+    assert (agent.seed, agent.tracking, agent.original_tracking) == (17, tracking, tracking == "original")
+    assert (agent.n_agents, agent.constraint, agent.server_storage, agent.replay.capacity) == (N, 3, 150.0, 500)
+    a, b = agent.state_dict(), short.state_dict()
+    assert all(torch.equal(a["actors"][k], b["actors"][k]) for k in a["actors"])
+    assert all(torch.equal(a["critic"][k], b["critic"][k]) for k in a["critic"])
+    assert a["exploration_rng"] == b["exploration_rng"] and torch.equal(a["policy_rng"], b["policy_rng"])
+    s = random_states(np.random.default_rng(2), (N,)).numpy()
+    ra, rb = agent.act(s, 0), short.act(s, 0)
+    assert np.array_equal(ra.actions, rb.actions) and np.array_equal(ra.x, rb.x)
+
+
+def test_agent_constructor_refuses_what_it_cannot_build():
+    cfg = make_cfg()
+    dims = agent_sections(cfg)[1]
+    with pytest.raises(TypeError, match="dims and the seed"):
+        CCMMADRL(cfg.agent, dims)
+    with pytest.raises(TypeError, match="seed is a keyword"):
+        CCMMADRL(cfg, 3)  # a seed passed where the dims go is not silently ignored
+    with pytest.raises(ValueError, match="MEC layout"):
+        CCMMADRL(cfg.agent, AgentDims(N, 2, 400.0, state_dim=5), 0)
+    with pytest.raises(ValueError, match="tracking"):
+        CCMMADRL(cfg.agent, dims, 0, tracking="raw")
+
+
+def test_epsilon_of_the_agent_section():
+    a = AgentConfig(eps_start=0.8, eps_end=0.1, eps_decay=50.0)
+    assert epsilon(a, 0) == 0.8 and epsilon(a, 50) == 0.1 + 0.7 * math.exp(-1)
+    agent = CCMMADRL(a, AgentDims(N, 2, 400.0), 0)
+    assert [agent.epsilon(e) for e in (0, 7, 300)] == [epsilon(a, e) for e in (0, 7, 300)]
 
 
 # ------------------------------------------------------------------ acting

@@ -66,7 +66,7 @@ def make_runs(mode: str, **agent_kw) -> list[CCMMADRL]:
 
 
 def close(a, b, what: str, rtol=1e-9, atol=1e-11) -> None:
-    torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=rtol, atol=atol, msg=what)
+    torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=rtol, atol=atol, equal_nan=True, msg=what)
 
 
 def compare_agents(batched: CCMMADRL, alone: CCMMADRL, what: str) -> None:
@@ -355,3 +355,86 @@ def test_unsupported_config_is_trained_alone(tmp_path, float64_runs):
     run_experiment(cfgs[1], tmp_path / "a1")
     for name, t in tables(tmp_path / "a1").items():
         assert t.equals(tables(tmp_path / "b1")[name]), name
+
+
+# ------------------------------------------------------------------ vectorised acting
+ACT_BATCH = [  # per-run seeds, learning rates and acting hyperparameters
+    {"run.seed": 1},
+    {"run.seed": 2, "agent.actor_lr": 0.05, "agent.eps_decay": 2.0, "agent.per_alpha": 0.7},
+    {"run.seed": 3, "agent.critic_lr": 1e-4, "agent.eps_start": 0.3, "agent.gamma": 0.9},
+]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
+def test_vectorised_acting_equals_runs_alone(tmp_path, float64_runs, monkeypatch, mode):
+    """Every run of a batch, acting, stepping its environment and filling its replay as one
+    computation with the others, gives over several episodes the same actions (replay
+    contents), rewards, priorities, losses, parameters, generator states and environment
+    state as the same run trained alone; the master's fits, random and greedy branches all
+    occur, and no batched run acts alone."""
+    from gradasym.agent import CCMMADRL as Agent
+    from gradasym.batched import _batched_episode
+    from gradasym.runfolder import RunFolder
+    from gradasym.runner import Trainer
+
+    branches: list[str] = []
+    select = Agent.master_select
+
+    def counting(self, *a, **k):
+        out = select(self, *a, **k)
+        branches.append(out[2])
+        return out
+
+    cfgs = [small_cfg(**kw, **{"agent.actor_update": mode, "agent.episodes_before_train": 1}) for kw in ACT_BATCH]
+    batch = {r: Trainer(c) for r, c in enumerate(cfgs)}
+    alone = [Trainer(c) for c in cfgs]
+    folders = {r: RunFolder(tmp_path / str(r)) for r in batch}
+    summaries: list = [None] * len(cfgs)
+    alone_calls = []
+    act_alone = Trainer.act_episode_alone
+    monkeypatch.setattr(Trainer, "act_episode_alone", lambda self: alone_calls.append(self) or act_alone(self))
+    for episode in range(6):
+        _batched_episode(batch, folders, summaries, None)
+        assert not any(t in batch.values() for t in alone_calls), "a batched run acted alone"
+        monkeypatch.setattr(Agent, "master_select", counting)
+        for r, t in enumerate(alone):
+            t.run_episode()
+        monkeypatch.setattr(Agent, "master_select", select)
+        for r, t in enumerate(alone):
+            b, what = batch[r], f"{mode} episode {episode} run {r}"
+            row, ref = b.episode_rows[-1], t.episode_rows[-1]
+            for key in ref:
+                if key != "seconds":
+                    close(float(row[key]), float(ref[key]), f"{what}: {key}")
+            close(b.states, t.states, f"{what}: states")
+            assert b.env.state_dict() == t.env.state_dict(), what
+            compare_agents(b.agent, t.agent, what)  # networks, Adam, replay (contents, priorities, rng), rngs
+    assert {"fits", "random", "greedy"} <= set(branches), branches
+    assert all(s is None for s in summaries)
+
+
+def test_acting_failure_fails_that_run_alone(tmp_path, float64_runs, monkeypatch):
+    """A run whose actors turn NaN fails while acting (the environment refuses NaN actions) as
+    it does alone; its neighbour's run is the one it trains alone."""
+    from gradasym.batched import train_batch
+    from gradasym.runner import Trainer, run_experiment
+
+    act = Trainer.act_episode
+
+    def poisoned(self):
+        if self.cfg.run.seed == 2 and self.episodes_done == 4:
+            with torch.no_grad():
+                self.agent.actors.flat.fill_(float("nan"))
+        return act(self)
+
+    monkeypatch.setattr(Trainer, "act_episode", poisoned)
+    cfgs = [small_cfg(**{"run.seed": s, "run.episodes": 7}) for s in (1, 2)]
+    summaries = train_batch(cfgs, [tmp_path / "b0", tmp_path / "b1"])
+    with pytest.raises(Exception) as alone_error:
+        run_experiment(cfgs[1], tmp_path / "a1")
+    assert summaries[1]["status"] == "failed" and summaries[1]["episodes_run"] == 4
+    assert summaries[1]["error"].startswith(type(alone_error.value).__name__ + ": actions contain NaN")
+    assert summaries[0]["status"] == "finished" and summaries[0]["episodes_run"] == 7
+    monkeypatch.setattr(Trainer, "act_episode", act)
+    run_experiment(cfgs[0], tmp_path / "a0")
+    assert_same_run(tmp_path / "b0", tmp_path / "a0")

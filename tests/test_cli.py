@@ -94,3 +94,25 @@ def test_tensorboard_flag_reaches_the_config() -> None:
     assert config_from_args(parse("run", "--tensorboard")).run.tensorboard is True
     assert config_from_args(parse("run")).run.tensorboard is False
     assert config_from_args(parse("sweep", "--tensorboard")).run.tensorboard is True
+
+
+@pytest.mark.parametrize("algo_args, expected", [
+    ([], "rerun the same command with --resume"),
+    (["--algo", "td3", "--env", "Pendulum-v1", "--steps", "100"], "td3 runs cannot resume"),
+])
+def test_interrupted_run_says_what_a_rerun_does_for_its_algorithm(tmp_path, capsys, monkeypatch,
+                                                                  algo_args, expected) -> None:
+    """Ctrl-C during `gradasym run`: exit 130 and a hint that is true for the algorithm (SB3 cannot resume)."""
+    from gradasym.algos.base import Algorithm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Algorithm, "runner", property(lambda self: interrupted))
+    for cls in Algorithm.__subclasses__():
+        monkeypatch.setattr(cls, "runner", property(lambda self: interrupted))
+    assert main(["run", *algo_args, "--out", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and expected in err
+    if algo_args:
+        assert "--resume to continue" not in err

@@ -153,3 +153,49 @@ def test_state_dict_round_trip():
     assert buf.ptr == other.ptr and len(buf) == len(other)
     with pytest.raises(ValueError):
         make(capacity=31).load_state_dict(sd)
+
+
+def _episode(rng, t):
+    return (rng.normal(size=(t, N, S)), rng.uniform(-1, 1, (t, N, A)), rng.integers(0, 2, (t, N)),
+            rng.normal(size=t), rng.normal(size=(t, N, S)), rng.integers(0, 2, t), rng.uniform(0, 5, t))
+
+
+def test_stacked_replay_is_each_run_alone():
+    """One (R, capacity, ...) storage: every run's insertion, sampling (own generator, own
+    alpha/beta) and state equal its buffer used alone, bit for bit; runs start at different
+    fill levels, a subset of runs is served, and the ring wraps around."""
+    from gradasym.replay import StackedReplay
+
+    kws = [dict(seed=1), dict(seed=2, alpha=0.7, per_eps=0.05), dict(seed=3, beta_increment=0.01)]
+    alone = [make(capacity=23, **kw) for kw in kws]
+    stacked = [make(capacity=23, **kw) for kw in kws]
+    data = np.random.default_rng(0)
+    for r, t in enumerate((0, 5, 12)):  # different content before stacking
+        if t:
+            ep = _episode(data, t)
+            alone[r].push_many(*ep)
+            stacked[r].push_many(*ep)
+    store = StackedReplay(stacked)
+    assert store.states.shape == (3, 23, N, S)
+    assert stacked[1].states.untyped_storage().data_ptr() == store.states.untyped_storage().data_ptr()
+    for step, runs in enumerate([[0, 1, 2], [1, 2], [0, 1, 2], [0, 2], [0, 1, 2]]):
+        eps = [_episode(data, 10) for _ in runs]
+        for r, ep in zip(runs, eps):
+            alone[r].push_many(*ep)
+        store.push_many(runs, *(np.stack(col) for col in zip(*eps)))
+        batches = store.sample(runs, 8)
+        for r, b in zip(runs, batches):
+            ref = alone[r].sample(8)
+            np.testing.assert_array_equal(b.indices, ref.indices)
+            for f in ("states", "actions", "x", "rewards", "next_states", "dones", "weights"):
+                assert torch.equal(getattr(b, f), getattr(ref, f)), (step, r, f)
+        for r in runs:  # priority write-back through the run's own buffer
+            errs = data.uniform(0, 3, 8)
+            alone[r].update_priorities(batches[runs.index(r)].indices, errs)
+            stacked[r].update_priorities(batches[runs.index(r)].indices, errs)
+    for a, s in zip(alone, stacked):
+        sa, ss = a.state_dict(), s.state_dict()
+        for k in sa:
+            assert (torch.equal(sa[k], ss[k]) if torch.is_tensor(sa[k]) else sa[k] == ss[k]), k
+    with pytest.raises(ValueError, match="share capacity"):
+        StackedReplay([make(capacity=5), make(capacity=6)])

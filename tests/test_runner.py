@@ -21,6 +21,36 @@ def small_cfg(**extra):
     return load_config(overrides={**SMALL, **extra})
 
 
+def test_trainer_hands_each_component_its_own_section(monkeypatch) -> None:
+    """The Trainer is the composition root: the agent gets AgentConfig + the environment's dims,
+    the environments EnvConfig, the monitor the run thresholds -- nobody else the whole Config."""
+    import gradasym.runner as runner
+    from gradasym.agent import AgentDims
+    from gradasym.config import AgentConfig, Config, EnvConfig
+
+    seen: dict[str, tuple] = {}
+    for name in ("CCMMADRL", "MECEnv", "ActorCriticMonitor"):
+        cls = getattr(runner, name)
+
+        def spy(*args, _cls=cls, _name=name, **kw):
+            seen.setdefault(_name, (args, kw))
+            return _cls(*args, **kw)
+        monkeypatch.setattr(runner, name, spy)
+    cfg = small_cfg(**{"run.seed": 5, "run.tracking": "original", "run.eval_interval": 3,
+                       "run.freeze_tolerance": 1e-9, "run.saturation_threshold": 0.8})
+    trainer = runner.Trainer(cfg)
+    args, kw = seen["CCMMADRL"]
+    assert type(args[0]) is AgentConfig and args[0] is cfg.agent
+    assert args[1] == AgentDims(12, 4, 400.0) and args[2] == 5 and kw == {"tracking": "original"}
+    assert type(seen["MECEnv"][0][0]) is EnvConfig
+    mon_args, mon_kw = seen["ActorCriticMonitor"]
+    assert not mon_args and mon_kw["n_agents"] == 12 and mon_kw["freeze_tolerance"] == 1e-9
+    assert mon_kw["saturation_threshold"] == 0.8 and mon_kw["squash"] == "tanh"
+    for args, kw in seen.values():
+        assert not any(isinstance(v, Config) for v in [*args, *kw.values()])
+    assert trainer.agent.original_tracking and trainer.eval_env is not None
+
+
 def test_short_training_writes_the_run_folder(tmp_path) -> None:
     """A few dozen episodes at the paper's size (N=50, B=64): every promised file and column."""
     cfg = load_config(overrides={"run.episodes": 30, "agent.actor_lr": 0.1, "agent.critic_lr": 0.1})

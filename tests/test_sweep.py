@@ -301,6 +301,33 @@ def test_interrupt_then_resume_gives_the_uninterrupted_summary(tmp_path: Path) -
                                   "alr0.1_clr0.0001_s42": 2, "alr0.1_clr0.01_s42": 1}
 
 
+def interrupting_runner(cfg: Any, out_dir: str | Path, resume: bool = True, progress: Any = None,
+                        show_progress: bool = False) -> dict:
+    """A runner of any algorithm that is interrupted at once (Ctrl-C), leaving its folder unfinished."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    raise KeyboardInterrupt
+
+
+def test_interrupted_message_says_what_a_rerun_does_per_algorithm(tmp_path: Path) -> None:
+    from gradasym import algos
+    from gradasym.sweep.core import rerun_hint
+
+    td3 = algos.get("td3").default_config()
+    td3.run.steps = 300
+    sb3_spec = SweepSpec(base=td3, axes={"agent.actor_lr": [1e-3, 0.1]}, seeds=[1])
+    with pytest.raises(SweepInterrupted) as info:
+        sweep(sb3_spec, tmp_path / "sb3", runner=interrupting_runner)
+    text = str(info.value)
+    assert "restart from scratch" in text and "td3 runs cannot resume" in text and "resume from" not in text
+    with pytest.raises(SweepInterrupted) as info:
+        sweep(small_spec(), tmp_path / "ccm", runner=interrupting_runner)
+    assert "unfinished runs resume from their last checkpoint" in str(info.value)
+    assert "scratch" not in str(info.value)
+    mixed = rerun_hint(small_spec().expand() + sb3_spec.expand())
+    assert mixed == ("ccm-madrl: unfinished runs resume from their last checkpoint; "
+                     "td3: unfinished runs restart from scratch (td3 runs cannot resume)")
+
+
 def test_run_left_running_by_a_crash_is_resumed(tmp_path: Path) -> None:
     reference = sweep(small_spec(), tmp_path / "ref")
     out = tmp_path / "s"

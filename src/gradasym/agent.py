@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradasym.config import Config
+from gradasym.config import AgentConfig, Config
 from gradasym.critic import BatchCritic, Critic
 from gradasym.networks import ActorEnsemble, soft_update_
 from gradasym.optim import BatchedAdam
@@ -108,26 +108,82 @@ CLIP_EPS = 1e-6  # gradient clipping: coef = max_norm / (norm + 1e-6), as torch.
 OBS_CLIP = 10.0  # fullnorm: normalised actor inputs are clipped to [-10, 10] (as SB3 VecNormalize)
 
 
+@dataclass(frozen=True)
+class AgentDims:
+    """The environment facts the agent is built for: its only knowledge of the environment.
+
+    ``n_agents`` (N actors), ``constraint`` (C: most offloaded tasks per step),
+    ``server_storage`` (S_E, MB) and the per-agent ``state_dim`` / ``action_dim``.
+    :meth:`of` reads them from an environment (``MECEnv`` has these attributes).
+    """
+
+    n_agents: int
+    constraint: int
+    server_storage: float
+    state_dim: int = STATE_DIM
+    action_dim: int = ACTION_DIM
+
+    @classmethod
+    def of(cls, env: object) -> "AgentDims":
+        """The dims of an environment object with the attributes of this class (``MECEnv``)."""
+        return cls(int(env.n_agents), int(env.constraint), float(env.server_storage),  # type: ignore[attr-defined]
+                   int(env.state_dim), int(env.action_dim))  # type: ignore[attr-defined]
+
+
+def agent_sections(cfg: Config, seed: int | None = None) -> tuple[AgentConfig, AgentDims, int, str]:
+    """What a whole :class:`Config` hands to :class:`CCMMADRL`: ``(cfg.agent, dims of cfg.env,
+    seed (default cfg.run.seed), cfg.run.tracking)``; the dims are those of
+    ``MECEnv(cfg.env)`` (its constraint ``cfg.env.constraint``, storage ``cfg.env.s_e``)."""
+    e = cfg.env
+    dims = AgentDims(int(e.n_agents), int(e.constraint), float(e.s_e))
+    return cfg.agent, dims, int(cfg.run.seed if seed is None else seed), cfg.run.tracking
+
+
+def epsilon(cfg: AgentConfig, episodes_done: int) -> float:
+    """Exploration scale after ``episodes_done`` completed episodes:
+    ``eps_end + (eps_start - eps_end) * exp(-episodes_done / eps_decay)``."""
+    return cfg.eps_end + (cfg.eps_start - cfg.eps_end) * math.exp(-episodes_done / cfg.eps_decay)
+
+
 class CCMMADRL:
     """The CCM-MADRL agent: N client actors, one master critic, prioritised replay.
 
-    ``CCMMADRL(cfg, seed)``: constraint ``C = cfg.env.constraint`` (K_CHANNEL in H2
-    mode, N_UNITS in TOBM), server storage ``S_E = cfg.env.s_e``. ``seed`` (default
-    ``cfg.run.seed``) drives the ``networks``, ``exploration`` and ``replay`` streams.
+    ``CCMMADRL(cfg, dims, seed, tracking=)`` receives its own sections only: ``cfg`` the
+    :class:`~gradasym.config.AgentConfig`, ``dims`` the environment facts
+    (:class:`AgentDims`: N, constraint C, server storage S_E, state/action sizes), ``seed``
+    (drives the ``networks``, ``exploration``, ``replay`` and ``policy`` streams) and
+    ``tracking`` (``run.tracking``: ``"original"`` also computes the gradients the
+    original code logged). ``CCMMADRL(config, seed=None)`` with a whole
+    :class:`~gradasym.config.Config` is shorthand for ``CCMMADRL(*agent_sections(config, seed))``.
     ``dtype`` (float32 by default) is for tests that want float64 comparisons.
     """
 
-    def __init__(self, cfg: Config, seed: int | None = None, *, dtype: torch.dtype = torch.float32) -> None:
-        a, e = cfg.agent, cfg.env
+    def __init__(self, cfg: AgentConfig | Config, dims: AgentDims | None = None, seed: int | None = None, *,
+                 tracking: str = "clean", dtype: torch.dtype = torch.float32) -> None:
+        if isinstance(cfg, Config):  # shorthand (tests, notebooks): the sections a trainer hands out
+            if dims is not None:
+                raise TypeError("CCMMADRL(config, seed=...): with a whole Config the seed is a keyword "
+                                "and the dims come from config.env")
+            cfg, dims, seed, tracking = agent_sections(cfg, seed)
+        if dims is None or seed is None:
+            raise TypeError("CCMMADRL(cfg, dims, seed): an AgentConfig needs the environment dims and the seed")
+        a = cfg
         if a.policy != "deterministic" and a.output_activation != "tanh":
             raise ValueError(f"agent.policy={a.policy!r} cannot be combined with "
                              f"agent.output_activation={a.output_activation!r}")
+        if (dims.state_dim, dims.action_dim) != (STATE_DIM, ACTION_DIM):
+            raise ValueError(f"CCM-MADRL acts on the MEC layout (state {STATE_DIM}, action {ACTION_DIM} per agent), "
+                             f"got state_dim={dims.state_dim}, action_dim={dims.action_dim}")
+        if tracking not in ("clean", "original"):
+            raise ValueError(f"tracking must be 'clean' or 'original', got {tracking!r}")
         self.cfg = cfg
-        self.seed = int(cfg.run.seed if seed is None else seed)
+        self.dims = dims
+        self.tracking = tracking
+        self.seed = int(seed)
         self.dtype = dtype
-        self.n_agents = int(e.n_agents)
-        self.constraint = int(e.constraint)
-        self.server_storage = float(e.s_e)
+        self.n_agents = int(dims.n_agents)
+        self.constraint = int(dims.constraint)
+        self.server_storage = float(dims.server_storage)
         self.batch_size = int(a.batch_size)
         self.gamma = float(a.gamma)
         self.tau = float(a.tau)
@@ -135,7 +191,7 @@ class CCMMADRL:
         self.policy = a.policy
         # the squashing the monitor applies to the pre-activations this agent reports
         self.squash = monitor_squash(a.policy, a.output_activation)
-        self.original_tracking = cfg.run.tracking == "original"
+        self.original_tracking = tracking == "original"
         # mitigations (docs/presets.md); the defaults are the faithful algorithm
         self.grad_clip = a.grad_clip
         self.policy_delay = int(a.policy_delay)
@@ -144,9 +200,9 @@ class CCMMADRL:
 
         gen = torch_generator(self.seed, "networks")
         net_kw = dict(hidden_activation=a.hidden_activation, output_init=a.output_init, generator=gen, dtype=dtype)
-        self.actors = ActorEnsemble(self.n_agents, STATE_DIM, ACTION_DIM, a.actor_hidden, **net_kw,
+        self.actors = ActorEnsemble(self.n_agents, dims.state_dim, dims.action_dim, a.actor_hidden, **net_kw,
                                     output_activation=a.output_activation, norm=a.actor_norm, policy=a.policy)
-        self.critic = Critic(self.n_agents, STATE_DIM, ACTION_DIM, a.critic_hidden, **net_kw)
+        self.critic = Critic(self.n_agents, dims.state_dim, dims.action_dim, a.critic_hidden, **net_kw)
         self.target_actors = copy.deepcopy(self.actors).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = BatchedAdam([self.actors.flat], lr=a.actor_lr)
@@ -154,7 +210,7 @@ class CCMMADRL:
 
         self.rng = numpy_generator(self.seed, "exploration")
         self.replay = PrioritizedReplay(
-            a.memory_capacity, self.n_agents, STATE_DIM, ACTION_DIM, numpy_generator(self.seed, "replay"),
+            a.memory_capacity, self.n_agents, dims.state_dim, dims.action_dim, numpy_generator(self.seed, "replay"),
             alpha=a.per_alpha, beta0=a.per_beta0, beta_increment=a.per_beta_increment, per_eps=a.per_eps,
             dtype=dtype,
         )
@@ -164,7 +220,7 @@ class CCMMADRL:
         self._cache: dict = {}  # work buffers of BatchCritic
         self.prune_rows = True  # exact row pruning in the sequential actor loop (tests switch it off)
         # fullnorm: running mean/std of each actor's inputs, updated from the states it acts on
-        self.obs_rms = RunningMeanStd((self.n_agents, STATE_DIM)) if a.actor_norm == "fullnorm" else None
+        self.obs_rms = RunningMeanStd((self.n_agents, dims.state_dim)) if a.actor_norm == "fullnorm" else None
         # reward-norm: running variance of the stored rewards; rewards are divided by its sqrt at use
         self.reward_rms = RunningMeanStd(()) if a.reward_norm else None
         # squashed Gaussian: the reparameterisation noise of the actor loss (its own stream)
@@ -172,9 +228,8 @@ class CCMMADRL:
 
     # ================================================================= acting
     def epsilon(self, episodes_done: int) -> float:
-        """``eps_end + (eps_start - eps_end) * exp(-episodes_done / eps_decay)``."""
-        a = self.cfg.agent
-        return a.eps_end + (a.eps_start - a.eps_end) * math.exp(-episodes_done / a.eps_decay)
+        """``eps_end + (eps_start - eps_end) * exp(-episodes_done / eps_decay)`` (:func:`epsilon`)."""
+        return epsilon(self.cfg, episodes_done)
 
     @torch.no_grad()
     def act(self, states: np.ndarray, episodes_done: int, explore: bool = True) -> ActResult:
@@ -292,10 +347,7 @@ class CCMMADRL:
             x[proposers] = 1.0
             return x, False, "fits"
         if explore and self.rng.random() <= epsilon:
-            chosen = list(self.rng.choice(n, size=cap_count, replace=False))
-            while sizes[chosen].sum() > cap_size:
-                chosen.pop(int(self.rng.integers(len(chosen))))
-            x[chosen] = 1.0
+            x[self.random_offloaders(sizes)] = 1.0
             return x, True, "random"
         q = self.score_rows(states, actions, proposers)
         accepted, accepted_size = 0, 0.0
@@ -305,6 +357,15 @@ class CCMMADRL:
                 accepted += 1
                 accepted_size += sizes[k]
         return x, True, "greedy"
+
+    def random_offloaders(self, sizes: np.ndarray) -> list[int]:
+        """The master's random branch: C distinct agents drawn uniformly from all N, then one
+        of them removed uniformly at random while their total size exceeds S_E (draws from
+        the exploration stream)."""
+        chosen = list(self.rng.choice(self.n_agents, size=self.constraint, replace=False))
+        while sizes[chosen].sum() > self.server_storage:
+            chosen.pop(int(self.rng.integers(len(chosen))))
+        return chosen
 
     @torch.no_grad()
     def score_rows(self, states: np.ndarray, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:

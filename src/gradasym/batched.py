@@ -3,10 +3,11 @@ batch dimension).
 
 Each run keeps everything that makes it a run of its own: its :class:`~gradasym.agent.CCMMADRL`
 (networks, optimiser states, replay buffer and random streams derived from its own seed),
-its environments and its monitor, so acting, storing and sampling are exactly the
-single-run code. What is batched is the training update (about 90% of a faithful
-episode): :func:`batched_update` stacks the R runs' parameters, optimiser moments and
-sampled batches along a leading run dimension, computes the critic update and the actor
+its environments and its monitor. Acting, the environments and replay insertion of the runs
+are one computation (:mod:`gradasym.batched_acting`: stacked actors and critics, one vector
+environment, one stacked replay storage, every random draw from the run's own generator);
+so is the training update (about 90% of a faithful episode): :func:`batched_update` stacks
+the R runs' parameters, optimiser moments and sampled batches along a leading run dimension, computes the critic update and the actor
 updates (sequential or simultaneous) with ``bmm`` over runs, and writes every run's new
 state back into its own agent. Nothing of one run reaches another: every tensor op keeps
 the run dimension separate, each run's loss is differentiated w.r.t. its own parameters
@@ -37,7 +38,8 @@ from torch import Tensor
 
 from gradasym.agent import CCMMADRL, UpdateResult
 from gradasym.config import Config, ConfigError, check_memory
-from gradasym.critic import StackedBatchCritic, StackedCritic, pad_rows
+from gradasym.batched_acting import ActingGroup, critic_terms_runs, td_targets_runs
+from gradasym.critic import StackedBatchCritic, StackedCritic
 from gradasym.io import read_json, write_json
 from gradasym.optim import adam_rows_
 from gradasym.process import configure_process
@@ -130,7 +132,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
     """
     ag0 = agents[0]
     betas, eps = _check_adam(agents)
-    rr, n, bsz = len(agents), ag0.n_agents, ag0.batch_size
+    n = ag0.n_agents
     dtype = ag0.dtype
     st = _Stack.of(batches)
     gammas = torch.tensor([ag.gamma for ag in agents], dtype=dtype).unsqueeze(1)
@@ -148,17 +150,8 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
     adam = [_critic_adam_state(ag) for ag in agents]
 
     # ---- Critic update: y from target actors + target critic, loss over the selected rows
-    with torch.no_grad():
-        s_next = st.next_states.transpose(1, 2).reshape(rr * n, bsz, -1)
-        a_next = ag0.target_actors.policy_forward(s_next, target_flat.view(rr * n, -1)).action
-        a_next = a_next.view(rr, n, bsz, -1).transpose(1, 2).contiguous()  # (R, B, N, A)
-        q_next, _ = target_critic.q_max(st.next_states, a_next, a_next[..., 0] >= 0)
-        y = st.rewards + gammas * q_next * (1.0 - st.dones)
-    selected = st.x > 0.5
-    term_mask = torch.cat([selected, ~selected.any(dim=2, keepdim=True)], dim=2)  # (R, B, N+1)
-    flat_idx, valid, counts = pad_rows(term_mask)
-    b_idx = flat_idx // (n + 1)
-    k_idx = torch.where(valid & (flat_idx % (n + 1) < n), flat_idx % (n + 1), -1)
+    y = td_targets_runs(ag0, target_flat, target_critic, st.rewards, st.next_states, st.dones, gammas)
+    b_idx, k_idx, valid, counts = critic_terms_runs(st.x)
     hidden: list[Tensor] = []
     q = critic.q_pairs(st.states, st.actions, b_idx, k_idx, hidden=hidden)  # (R, T)
     w, y_t = st.weights.gather(1, b_idx), y.gather(1, b_idx)
@@ -378,6 +371,8 @@ def _fail(r: int, trainers: dict[int, Trainer], folders: dict[int, RunFolder], s
     if isinstance(exc, DiskFullError):
         raise exc  # nothing more can be written: stop (the last checkpoints are intact)
     trainer = trainers.pop(r)
+    if trainer.acting is not None:
+        trainer.acting.leave(trainer)
     text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc, limit=5))
     summaries[r] = trainer.summary("failed", text)
     try:
@@ -388,14 +383,22 @@ def _fail(r: int, trainers: dict[int, Trainer], folders: dict[int, RunFolder], s
 
 def _batched_episode(trainers: dict[int, Trainer], folders: dict[int, RunFolder], summaries: list,
                      progress: ProgressFn | None) -> None:
-    """One episode of every run in ``trainers``: acting per run, one batched update, then each
-    run's monitor, checkpoint and end-of-run bookkeeping; ended runs leave ``trainers``."""
+    """One episode of every run in ``trainers``: acting (each run asks to act, then every acting
+    group computes its runs' episode as one, :mod:`gradasym.batched_acting`), one batched
+    update, then each run's monitor, checkpoint and end-of-run bookkeeping; ended runs leave
+    ``trainers``."""
+    groups = _acting_groups(trainers)
     rows: dict[int, dict[str, Any]] = {}
     for r in list(trainers):
         try:
             rows[r] = trainers[r].act_episode()
         except Exception as exc:  # noqa: BLE001  (a run's error fails that run only)
             _fail(r, trainers, folders, summaries, exc)
+    run_of = {id(t): r for r, t in trainers.items()}
+    for group in groups:
+        for trainer, exc in group.flush():
+            _fail(run_of[id(trainer)], trainers, folders, summaries, exc)
+    rows = {r: row for r, row in rows.items() if r in trainers}
     updating = [r for r in rows if trainers[r].wants_update]
     t0 = time.perf_counter()
     updates = _updates(updating, trainers, folders, summaries)
@@ -412,6 +415,8 @@ def _batched_episode(trainers: dict[int, Trainer], folders: dict[int, RunFolder]
                 summaries[r] = write_outputs(trainer, folders[r], "finished", keep_replay=cfg.run.keep_replay)
                 if not cfg.run.keep_replay:  # the rotated previous checkpoint still holds the buffer
                     folders[r].previous_checkpoint_path.unlink(missing_ok=True)
+                if trainer.acting is not None:
+                    trainer.acting.leave(trainer)
                 del trainers[r]
             elif trainer.episodes_done % cfg.run.checkpoint_interval == 0:
                 write_outputs(trainer, folders[r], "running")
@@ -424,13 +429,7 @@ def _updates(runs: list[int], trainers: dict[int, Trainer], folders: dict[int, R
     """The training updates of ``runs`` (sample, batched update, priority write-back). If the
     batched computation raises, each run is updated alone on its batch, so that only the
     runs that raise alone fail."""
-    batches: dict[int, ReplayBatch] = {}
-    for r in runs:
-        try:
-            agent = trainers[r].agent
-            batches[r] = agent.replay.sample(agent.batch_size)
-        except Exception as exc:  # noqa: BLE001
-            _fail(r, trainers, folders, summaries, exc)
+    batches = _sample(runs, trainers, folders, summaries)
     if not batches:
         return {}
     order = list(batches)
@@ -446,3 +445,48 @@ def _updates(runs: list[int], trainers: dict[int, Trainer], folders: dict[int, R
     for r, res in results.items():
         trainers[r].agent.replay.update_priorities(batches[r].indices, res.td_errors)
     return results
+
+
+def _acting_groups(trainers: dict[int, Trainer]) -> list[ActingGroup]:
+    """The acting groups of the runs in ``trainers``: runs not in one yet (a new batch, or a
+    benchmark driving :func:`_batched_episode` directly) are grouped by
+    :meth:`ActingGroup.key`; a run whose key is None acts alone."""
+    new: dict[tuple, list[Trainer]] = {}
+    for t in trainers.values():
+        if t.acting is None and (key := ActingGroup.key(t)) is not None:
+            new.setdefault(key, []).append(t)
+    for members in new.values():
+        ActingGroup(members)
+    return list({id(t.acting): t.acting for t in trainers.values() if t.acting is not None}.values())
+
+
+def _sample(runs: list[int], trainers: dict[int, Trainer], folders: dict[int, RunFolder],
+            summaries: list) -> dict[int, ReplayBatch]:
+    """Every run's sampled batch: the runs of one acting group from its stacked replay in one
+    gather (each run with its own generator), the others alone; a run whose sampling raises
+    alone fails."""
+    batches: dict[int, ReplayBatch] = {}
+    by_group: dict[int, list[int]] = {}
+    for r in runs:
+        if trainers[r].acting is not None:
+            by_group.setdefault(id(trainers[r].acting), []).append(r)
+    for members in by_group.values():
+        group = trainers[members[0]].acting
+        saved = [trainers[r].agent.replay.rng.bit_generator.state for r in members]
+        betas = [trainers[r].agent.replay.beta for r in members]
+        try:
+            out = group.replay.sample([group.index[id(trainers[r])] for r in members],
+                                      trainers[members[0]].agent.batch_size)
+            batches.update(zip(members, out))
+        except Exception:  # noqa: BLE001  (put the generators back: the runs sample alone below)
+            for r, state, beta in zip(members, saved, betas):
+                trainers[r].agent.replay.rng.bit_generator.state = state
+                trainers[r].agent.replay.beta = beta
+    for r in runs:
+        if r not in batches:
+            try:
+                agent = trainers[r].agent
+                batches[r] = agent.replay.sample(agent.batch_size)
+            except Exception as exc:  # noqa: BLE001
+                _fail(r, trainers, folders, summaries, exc)
+    return batches

@@ -131,7 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     plugin = algos.of(cfg)
     out = args.out or Path("results") / _default_run_name(cfg)
     print(f"gradasym {__version__}: {plugin.describe(cfg)} -> {out}")
-    summary = plugin.runner(cfg, out, resume=args.resume, show_progress=not args.quiet)
+    try:
+        summary = plugin.runner(cfg, out, resume=args.resume, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        hint = ("rerun the same command with --resume to continue from the last checkpoint" if plugin.can_resume
+                else f"{plugin.name} runs cannot resume: rerun without --resume (and a new --out, or delete "
+                     f"{out}) to start over")
+        print(f"\ngradasym: interrupted; {hint}", file=sys.stderr)
+        return 130
     k = plugin.summary_keys
     keys = ["status", k["done"], k["stop"], "critic_stopped", "max_abs_preactivation",
             "final_saturation_ratio", k["seconds_per_unit"]]
@@ -241,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gradasym: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ngradasym: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        print("\ngradasym: interrupted", file=sys.stderr)
         return 130
 
 

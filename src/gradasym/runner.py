@@ -13,7 +13,6 @@ cleanup, disk-full errors) live in :mod:`gradasym.runfolder`.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import traceback
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .agent import CCMMADRL
+from .agent import AgentDims, CCMMADRL, epsilon
 from .config import Config, ConfigError, check_memory
 from .env.mec import MECEnv
 from .io import write_json, write_table
@@ -44,23 +43,24 @@ _RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"),
                      ("run", "keep_replay")}
 
 
-def epsilon(cfg: Config, episodes_done: int) -> float:
-    """Exploration scale of the episode after ``episodes_done`` completed ones."""
-    a = cfg.agent
-    return a.eps_end + (a.eps_start - a.eps_end) * math.exp(-episodes_done / a.eps_decay)
-
-
 class Trainer:
-    """The state of one run: environment(s), agent, monitor and the tables so far."""
+    """The state of one run: environment(s), agent, monitor and the tables so far.
+
+    The composition root of a CCM-MADRL run: it holds the whole :class:`Config` and hands
+    each component its own part (``docs/architecture.md``, "Who receives what"): the
+    environments ``cfg.env`` and their generators, the agent ``cfg.agent`` with the
+    environment's :class:`~gradasym.agent.AgentDims`, the seed and ``run.tracking``, the
+    monitor the number of actors, the ``run`` thresholds and the agent's squash.
+    """
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         seed = cfg.run.seed
         self.env = MECEnv(cfg.env, numpy_generator(seed, "env"))
         self.eval_env = MECEnv(cfg.env, numpy_generator(seed, "eval_env")) if cfg.run.eval_interval else None
-        self.agent = CCMMADRL(cfg, seed)
+        self.agent = CCMMADRL(cfg.agent, AgentDims.of(self.env), seed, tracking=cfg.run.tracking)
         self.monitor = ActorCriticMonitor(
-            n_agents=cfg.env.n_agents,
+            n_agents=self.agent.n_agents,
             saturation_threshold=cfg.run.saturation_threshold,
             freeze_tolerance=cfg.run.freeze_tolerance,
             grad_death_threshold=cfg.run.grad_death_threshold,
@@ -73,6 +73,8 @@ class Trainer:
         self.seconds = 0.0
         self.states = self.env.reset()
         self._preact_pool: list[torch.Tensor] = []  # tracking="original" only
+        # Set by the batched trainer: the run acts together with its batch (gradasym.batched_acting)
+        self.acting: Any = None
         # The monitor needs a parameter snapshot before the first update.
         self.monitor.observe_params(self.agent.actor_parameters(), self.agent.critic_parameters())
 
@@ -91,10 +93,19 @@ class Trainer:
 
     def act_episode(self) -> dict[str, Any]:
         """The acting half of :meth:`run_episode`: one episode of acting and storing; returns
-        the episode's row without its training and monitor fields (see :meth:`finish_episode`)."""
+        the episode's row without its training and monitor fields (see :meth:`finish_episode`).
+
+        A run of the batched trainer (``self.acting`` set) only asks to act here: its row is
+        filled when its batch's episode is computed (:class:`gradasym.batched_acting.ActingGroup`)."""
+        if self.acting is not None:
+            return self.acting.request(self)
+        return self.act_episode_alone()
+
+    def act_episode_alone(self) -> dict[str, Any]:
+        """:meth:`act_episode` computed for this run alone."""
         cfg, agent, env = self.cfg, self.agent, self.env
         t0 = time.perf_counter()
-        eps = epsilon(cfg, self.episodes_done)
+        eps = epsilon(cfg.agent, self.episodes_done)
         reward = constrained = e_pen = t_pen = offload = 0.0
         steps = cfg.env.steps_per_episode
         original = cfg.run.tracking == "original"
@@ -349,7 +360,7 @@ def run_experiment(
     configure_process(cfg.run.threads)
     with disk_full_guard(), folder.lock():
         trainer = open_run(cfg, folder, resume)
-        board = open_tensorboard(cfg, out, trainer)  # None unless run.tensorboard; written before each checkpoint
+        board = open_tensorboard(cfg.run.tensorboard, out, trainer)  # None unless on; written before each checkpoint
         if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
             if board is not None:
                 board.close(trainer)
@@ -361,7 +372,7 @@ def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn
            show_progress: bool) -> dict[str, Any]:
     """The episode loop of :func:`run_experiment` (the folder is locked and prepared)."""
     cfg = trainer.cfg
-    bar = _progress_bar(cfg, trainer.episodes_done) if show_progress else nullcontext()
+    bar = _progress_bar(cfg.run.episodes, trainer.episodes_done, cfg.env.n_agents) if show_progress else nullcontext()
     try:
         with bar as live:
             write_outputs(trainer, folder, "running")
@@ -410,10 +421,9 @@ def _progress_info(trainer: Trainer, row: dict[str, Any]) -> dict[str, Any]:
 class _progress_bar:
     """A rich progress bar: episode, reward, saturation ratio, actors stopped so far."""
 
-    def __init__(self, cfg: Config, start: int) -> None:
+    def __init__(self, episodes: int, start: int, n_agents: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.cfg = cfg
         self.progress = Progress(
             TextColumn("[bold]episode {task.completed:>5.0f}/{task.total:.0f}"), BarColumn(),
             TextColumn("reward {task.fields[reward]:>10}"), TextColumn("sat {task.fields[sat]:>5}"),
@@ -421,7 +431,7 @@ class _progress_bar:
             TimeElapsedColumn(), TimeRemainingColumn(),
         )
         self.task = self.progress.add_task(
-            "run", total=cfg.run.episodes, completed=start, reward="-", sat="-", stopped=0, n=cfg.env.n_agents
+            "run", total=episodes, completed=start, reward="-", sat="-", stopped=0, n=n_agents
         )
 
     def __enter__(self) -> "_progress_bar":

@@ -108,8 +108,8 @@ class TensorBoardLog:
             self.writer.close()
 
 
-def open_for_run(cfg: Any, run_dir: str | Path, trainer: Any) -> TensorBoardLog | None:
-    """The run's :class:`TensorBoardLog` when ``cfg.run.tensorboard`` is on, else None."""
-    if not getattr(cfg.run, "tensorboard", False):
+def open_for_run(enabled: bool, run_dir: str | Path, trainer: Any) -> TensorBoardLog | None:
+    """The run's :class:`TensorBoardLog` when ``enabled`` (``run.tensorboard``), else None."""
+    if not enabled:
         return None
     return TensorBoardLog(run_dir, trainer.episodes_done)

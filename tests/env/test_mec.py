@@ -456,3 +456,63 @@ def test_state_dict_before_reset_round_trips():
     with pytest.raises(RuntimeError):
         twin.step(np.zeros((3, 3)))
     np.testing.assert_array_equal(twin.reset(), env.reset())
+
+
+# --------------------------------------------------------------------------- vector form
+@pytest.mark.parametrize("mode,queue", [("H2", "original"), ("H2", "fifo"), ("TOBM", "original")])
+@pytest.mark.parametrize("extra", [{}, UNCLIPPED, SMALL], ids=["default", "unclipped", "small"])
+def test_vector_env_is_the_runs_stepped_alone(mode, queue, extra):
+    """MECEnvVec over R runs gives, bit for bit, what each run's MECEnv gives stepped alone
+    (states, rewards, done, info, resets and the generators' states), and writes back a state
+    from which the single env continues exactly."""
+    from gradasym.env import MECEnvVec
+
+    cfg = EnvConfig(n_agents=12, mode=mode, queue=queue, steps_per_episode=4, **extra)
+    seeds = (3, 4, 9)
+    alone = [MECEnv(cfg, np.random.default_rng(s)) for s in seeds]
+    vec_envs = [MECEnv(cfg, np.random.default_rng(s)) for s in seeds]
+    states = np.stack([e.reset() for e in alone])
+    for e in vec_envs:
+        e.reset()
+    vec = MECEnvVec(vec_envs)
+    np.testing.assert_array_equal(vec.states(), states)
+    act_rng = np.random.default_rng(0)
+    for step in range(9):  # past two episode ends
+        kind = ["random", "all", "none"][step % 3]
+        actions = np.stack([random_actions(act_rng, 12, kind) for _ in seeds])
+        ref = [e.step(a) for e, a in zip(alone, actions)]
+        nxt, rew, done, info = vec.step(actions)
+        for r, (s_r, rew_r, done_r, info_r) in enumerate(ref):
+            np.testing.assert_array_equal(nxt[r], s_r)
+            np.testing.assert_array_equal(rew[r], rew_r)
+            assert bool(done[r]) == done_r
+            for key, v in info_r.items():
+                np.testing.assert_array_equal(info[key][r], v, err_msg=key)
+        if done.any():
+            assert done.all()
+            np.testing.assert_array_equal(vec.reset(done), np.stack([e.reset() for e in alone]))
+    vec.write_back()
+    for e, a in zip(vec_envs, alone):
+        assert e.state_dict() == a.state_dict()
+        actions = random_actions(act_rng, 12)
+        (s1, r1, d1, i1), (s2, r2, d2, i2) = e.step(actions), a.step(actions)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(r1, r2)
+        assert d1 == d2 and i1["cost"].tolist() == i2["cost"].tolist()
+
+
+def test_vector_env_errors_name_the_run_alone_error():
+    from gradasym.env import MECEnvVec
+
+    envs = [make_env(4, seed=s) for s in (1, 2)]
+    for e in envs:
+        e.reset()
+    vec = MECEnvVec(envs)
+    actions = np.stack([random_actions(np.random.default_rng(0), 4)] * 2)
+    actions[1, 2, 1] = np.nan
+    with pytest.raises(ActionError, match="agent 2, column f"):
+        vec.step(actions)
+    with pytest.raises(ActionError, match="shape"):
+        vec.step(actions[0])
+    with pytest.raises(ValueError, match="one configuration"):
+        MECEnvVec([envs[0], make_env(4, seed=3, mode="TOBM")])

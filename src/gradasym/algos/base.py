@@ -17,6 +17,7 @@ import an algorithm's own code. The contract (``docs/algorithms.md``):
   ``"environment steps"``) and how many; ``stop_unit`` is the unit of its stop steps;
 * ``can_resume`` False: an unfinished run folder cannot be continued (the runner
   refuses ``resume``; a sweep moves the folder to ``stale/`` and reruns it);
+  :meth:`Algorithm.rerun_note` says which of the two a rerun does (terminal messages);
 * ``report_extras`` names optional report parts (``"paper"``: the paper's tables);
 * ``summary_keys`` maps generic roles (``done``, ``total``, ``stop``, ``return_first``,
   ``return_last``, ``seconds_per_unit``, optionally ``grad_death``) to the run's own
@@ -133,6 +134,13 @@ class Algorithm(ABC):
 
     def check_memory(self, cfg: AlgoConfig, concurrent: int = 1) -> None:
         """Raise ConfigError when ``concurrent`` runs of ``cfg`` cannot fit in memory (default: no check)."""
+
+    def rerun_note(self) -> str:
+        """What running the same command again does with this algorithm's unfinished runs
+        (``can_resume``): the interrupted sweep's message says it."""
+        if self.can_resume:
+            return "unfinished runs resume from their last checkpoint"
+        return f"unfinished runs restart from scratch ({self.name} runs cannot resume)"
 
     def describe(self, cfg: AlgoConfig) -> str:
         """One line for the terminal before a run starts."""

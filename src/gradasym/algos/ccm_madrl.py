@@ -3,7 +3,9 @@
 The config is :class:`gradasym.config.Config` (sections ``env`` = MEC, ``agent`` =
 CCM-MADRL, ``run``, plus ``presets``); the runner is
 :func:`gradasym.runner.run_experiment` (episodes, bit-exact resume from
-``checkpoint.pt``). The paper's tables and constants apply to these runs only.
+``checkpoint.pt``), whose ``Trainer`` hands each component its own section
+(``docs/architecture.md``, "Who receives what"). The paper's tables and constants
+apply to these runs only.
 """
 
 from __future__ import annotations

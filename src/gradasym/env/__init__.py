@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradasym.env.mec import STATE_FIELDS, ActionError, MECEnv, check_env_config
+from gradasym.env.mec import STATE_FIELDS, ActionError, MECEnv, MECEnvVec, check_env_config
 
-__all__ = ["ActionError", "MECEnv", "MECParallelEnv", "STATE_FIELDS", "check_env_config"]
+__all__ = ["ActionError", "MECEnv", "MECEnvVec", "MECParallelEnv", "STATE_FIELDS", "check_env_config"]
 
 
 def __getattr__(name: str) -> Any:

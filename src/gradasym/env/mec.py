@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from heapq import heapreplace
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from gradasym.config import ConfigError, EnvConfig
 
-__all__ = ["ActionError", "MECEnv", "check_env_config", "STATE_FIELDS"]
+__all__ = ["ActionError", "MECEnv", "MECEnvVec", "check_env_config", "STATE_FIELDS"]
 
 #: Column names of the (N, 7) state matrix, in order.
 STATE_FIELDS = ("power_dbm", "gain_db", "energy_mj", "size_mb", "cycles_per_bit", "deadline_s", "res_ghz")
@@ -82,6 +83,69 @@ def check_env_config(cfg: EnvConfig) -> None:
             f"env.min_ddl={cfg.min_ddl} exceeds the largest deadline drawn, 0.9 * env.max_ddl="
             f"{cfg.max_ddl - cfg.max_ddl / 10} (deadlines are U(min_ddl, 0.9 * max_ddl))"
         )
+
+
+def h2_finish(x: np.ndarray, t_off: np.ndarray, t_proc: np.ndarray, n_units: int, quirk: bool) -> np.ndarray:
+    """Finish times of one step's offloaded tasks (``x == 1``) on the ``n_units`` shared server
+    units (H2 mode; 0 where not offloaded); ``(N,)`` arrays of one environment.
+
+    Tasks are visited in ascending ``T_off`` (stable). Units are kept as a heap of
+    free-at times: only the multiset of unit values matters (ties between units
+    are interchangeable), so "the smallest unit" is always ``heap[0]``.
+    ``quirk`` (``queue="original"``) adds, before placing the m-th task (m >= N_UNITS), the
+    processing time of every earlier offloaded task to the then-smallest unit
+    (the spec's step-4 quirk); otherwise the plain earliest-free queue (``queue="fifo"``).
+    """
+    t_fin = np.zeros(len(x))
+    idx = np.flatnonzero(x)
+    if idx.size == 0:
+        return t_fin
+    idx = idx[np.argsort(t_off[idx], kind="stable")]
+    offs, procs = t_off[idx].tolist(), t_proc[idx].tolist()
+    heap = [0.0] * n_units
+    out = []
+    for m, (to, tp) in enumerate(zip(offs, procs)):
+        if m < n_units:
+            fin = to + tp  # the smallest unit is still 0 here
+        else:
+            if quirk:
+                for pb in procs[:m]:
+                    heapreplace(heap, heap[0] + pb)
+            fin = max(to, heap[0]) + tp
+        heapreplace(heap, fin)
+        out.append(fin)
+    t_fin[idx] = out
+    return t_fin
+
+
+def step_costs(c: EnvConfig, actions: np.ndarray, device: tuple, task: tuple, energy: np.ndarray,
+               t_fin: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, ...]:
+    """The arithmetic of one step (spec section "Step"), elementwise over any leading shape
+    (``(N,)`` for :class:`MECEnv`, ``(R, N)`` for :class:`MECEnvVec`).
+
+    ``actions (..., 3)`` checked ``[x, f, p]``; ``device = (max power W, linear gain, CPU Hz)``,
+    ``task = (bits, bits * cycles, server processing time, deadline)``, ``energy`` the battery
+    before the step; ``t_fin(t_off)`` the H2 finish times of the offloaded tasks (None: TOBM).
+    Returns ``(cost, normalised time T, energy used E, battery after, TP, EP)``.
+    """
+    pow_max_w, gain_lin, res_hz = device
+    bits, bc, t_proc, deadline = task
+    x, f, p = actions[..., 0], actions[..., 1], actions[..., 2]
+    offload = x == 1
+    a_res = res_hz * f
+    a_pow = pow_max_w * p
+    rate = c.w_bandwidth * 1e6 * np.log2(1 + a_pow * gain_lin) / c.k_channel
+    t_off = bits / rate
+    fin = t_off + t_proc if t_fin is None else t_fin(t_off)
+    t = np.where(offload, fin, bc / a_res)
+    t = np.minimum(t, c.max_ddl) / c.max_ddl
+    e = np.where(offload, a_pow * t_off, c.k_energy_local * bc * a_res**2)
+    energy = np.clip(energy - e * 1e-6 + c.harvest_rate * 1e-6, 0, c.max_ene)
+    t[energy <= 0] = 1.0
+    tp = np.maximum(t - deadline / c.max_ddl, 0)
+    ep = np.maximum(c.min_ene - energy, 0) * 1e6
+    cost = c.lambda_e * e + c.lambda_t * t + c.lambda_e * ep + c.lambda_t * tp
+    return cost, t, e, energy, tp, ep
 
 
 class MECEnv:
@@ -141,6 +205,14 @@ class MECEnv:
         self._deadline = self.rng.uniform(c.min_ddl, c.max_ddl - c.max_ddl / 10, n)
         self._derive_task()
 
+    def _device_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(max transmit power W, linear gain, CPU frequency Hz)`` per agent (constants)."""
+        return self._pow_max_w, self._gain_lin, self._res_hz
+
+    def _task_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(bits, bits * cycles, server processing time, deadline)`` of the current tasks."""
+        return self._bits, self._bc, self._t_proc, self._deadline
+
     def _states(self) -> np.ndarray:
         return np.stack([self._power, self._gain, self._energy, self._size, self._cycles,
                          self._deadline, self._res], axis=1)
@@ -164,36 +236,9 @@ class MECEnv:
         raise ActionError(f"{'fp'[j]} must be in [0.01, 1]; agent {i} has {'fp'[j]}={fp[i, j]}")
 
     def _h2_finish(self, x: np.ndarray, t_off: np.ndarray) -> np.ndarray:
-        """Finish times of offloaded tasks on the N_UNITS shared server units (0 elsewhere).
-
-        Tasks are visited in ascending ``T_off`` (stable). Units are kept as a heap of
-        free-at times: only the multiset of unit values matters (ties between units
-        are interchangeable), so "the smallest unit" is always ``heap[0]``.
-        ``queue="original"`` adds, before placing the m-th task (m >= N_UNITS), the
-        processing time of every earlier offloaded task to the then-smallest unit
-        (the spec's step-4 quirk); ``queue="fifo"`` is the plain earliest-free queue.
-        """
-        t_fin = np.zeros(self.n_agents)
-        idx = np.flatnonzero(x)
-        if idx.size == 0:
-            return t_fin
-        idx = idx[np.argsort(t_off[idx], kind="stable")]
-        offs, procs = t_off[idx].tolist(), self._t_proc[idx].tolist()
-        units = self.cfg.n_units
-        heap = [0.0] * units
-        out = []
-        for m, (to, tp) in enumerate(zip(offs, procs)):
-            if m < units:
-                fin = to + tp  # the smallest unit is still 0 here
-            else:
-                if self._quirk:
-                    for pb in procs[:m]:
-                        heapreplace(heap, heap[0] + pb)
-                fin = max(to, heap[0]) + tp
-            heapreplace(heap, fin)
-            out.append(fin)
-        t_fin[idx] = out
-        return t_fin
+        """Finish times of offloaded tasks on the N_UNITS shared server units (0 elsewhere);
+        see :func:`h2_finish`."""
+        return h2_finish(x, t_off, self._t_proc, self.cfg.n_units, self._quirk)
 
     # ------------------------------------------------------------------- API
     def reset(self) -> np.ndarray:
@@ -218,29 +263,14 @@ class MECEnv:
             raise RuntimeError("MECEnv.step() called before reset()")
         a = self._check_actions(actions)
         c = self.cfg
-        x, f, p = a[:, 0], a[:, 1], a[:, 2]
-        offload = x == 1
-        a_res = self._res_hz * f
-        a_pow = self._pow_max_w * p
-        rate = c.w_bandwidth * 1e6 * np.log2(1 + a_pow * self._gain_lin) / c.k_channel
-        t_off = self._bits / rate
-        if c.mode == "TOBM":
-            t_fin = t_off + self._t_proc
-        else:
-            t_fin = self._h2_finish(x, t_off)
-        t = np.where(offload, t_fin, self._bc / a_res)
-        t = np.minimum(t, c.max_ddl) / c.max_ddl
-        e = np.where(offload, a_pow * t_off, c.k_energy_local * self._bc * a_res**2)
-        energy = np.clip(self._energy - e * 1e-6 + c.harvest_rate * 1e-6, 0, c.max_ene)
-        t[energy <= 0] = 1.0
-        tp = np.maximum(t - self._deadline / c.max_ddl, 0)
-        ep = np.maximum(c.min_ene - energy, 0) * 1e6
-        cost = c.lambda_e * e + c.lambda_t * t + c.lambda_e * ep + c.lambda_t * tp
+        x = a[:, 0]
+        t_fin = None if c.mode == "TOBM" else (lambda t_off: self._h2_finish(x, t_off))
+        cost, t, e, energy, tp, ep = step_costs(c, a, self._device_arrays(), self._task_arrays(), self._energy, t_fin)
         n = self.n_agents
         info = {
             "energy_penalty_frac": np.count_nonzero(ep) / n,
             "time_penalty_frac": np.count_nonzero(tp) / n,
-            "offload_frac": np.count_nonzero(offload) / n,
+            "offload_frac": np.count_nonzero(x == 1) / n,
             "cost": cost,
             "time": t,
             "energy_used": e,
@@ -291,3 +321,118 @@ class MECEnv:
         self._t, self._ready = int(d["t"]), bool(d["ready"])
         self._derive_device()
         self._derive_task()
+
+
+class MECEnvVec:
+    """R environments of one configuration stepped as one computation (the batched trainer).
+
+    Built from R :class:`MECEnv` (``envs``, e.g. the runs' own training environments): their
+    state is gathered into ``(R, N)`` arrays, :meth:`step` applies :func:`step_costs` to all of
+    them at once (the H2 queue walk stays per run, it is sequential by nature), and each run's
+    new tasks are drawn from that run's own generator in :class:`MECEnv`'s order, so run r
+    follows exactly the trajectory of ``envs[r]`` stepped alone (``tests/env/test_mec.py``
+    checks this bit for bit). :meth:`write_back` stores the state into the R environments
+    (checkpoints, resumption and evaluation keep using them).
+    """
+
+    def __init__(self, envs: Sequence[MECEnv]) -> None:
+        if not envs:
+            raise ValueError("MECEnvVec needs at least one environment")
+        self.envs = list(envs)
+        cfg = self.envs[0].cfg
+        if any(e.cfg != cfg for e in self.envs):
+            raise ValueError("the environments of a MECEnvVec must share one configuration")
+        if not all(e._ready for e in self.envs):
+            raise RuntimeError("MECEnvVec needs environments that have been reset")
+        self.cfg = cfg
+        self.n_runs, self.n_agents = len(self.envs), self.envs[0].n_agents
+        stack = lambda name: np.stack([getattr(e, name) for e in self.envs])  # noqa: E731
+        self._device = tuple(stack(k) for k in ("_pow_max_w", "_gain_lin", "_res_hz"))
+        self._consts = {k: stack(f"_{k}") for k in ("power", "gain", "res")}
+        self._energy = stack("_energy")
+        self._t = np.array([e._t for e in self.envs])
+        self._gather_tasks()
+
+    def _gather_tasks(self) -> None:
+        stack = lambda name: np.stack([getattr(e, name) for e in self.envs])  # noqa: E731
+        self._task = tuple(stack(k) for k in ("_bits", "_bc", "_t_proc", "_deadline"))
+        self._size, self._cycles = stack("_size"), stack("_cycles")
+
+    def states(self) -> np.ndarray:
+        """``(R, N, 7)``: every run's current state (as :meth:`MECEnv.reset`/``step`` return it)."""
+        k = self._consts
+        return np.stack([k["power"], k["gain"], self._energy, self._size, self._cycles, self._task[3], k["res"]],
+                        axis=2)
+
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        a = np.asarray(actions, dtype=np.float64)
+        if a.shape != (self.n_runs, self.n_agents, 3):
+            raise ActionError(f"actions must have shape ({self.n_runs}, {self.n_agents}, 3) = (runs, n_agents, "
+                              f"[x, f, p]), got {a.shape}")
+        x, fp = a[..., 0], a[..., 1:]
+        if ((x == 0) | (x == 1)).all() and fp.min() >= _FRAC_LO - _FRAC_TOL and fp.max() <= _FRAC_HI + _FRAC_TOL:
+            return a
+        for env, row in zip(self.envs, a):  # the first bad run's own error message
+            env._check_actions(row)
+        return a  # pragma: no cover  (some run's check raised)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Apply the joint actions ``(R, N, 3)`` of every run: ``(next_states (R, N, 7),
+        rewards (R, N), done (R,), info)``, run r's entries as ``envs[r].step(actions[r])``
+        returns them (``info``: fractions ``(R,)``, per-agent arrays ``(R, N)``)."""
+        a = self._check_actions(actions)
+        c, n = self.cfg, self.n_agents
+        x = a[..., 0]
+        t_fin = None
+        if c.mode != "TOBM":
+            quirk = c.queue == "original"
+            t_fin = lambda t_off: np.stack([h2_finish(x[r], t_off[r], self._task[2][r], c.n_units, quirk)  # noqa: E731
+                                            for r in range(self.n_runs)])
+        cost, t, e, energy, tp, ep = step_costs(c, a, self._device, self._task, self._energy, t_fin)
+        info: dict[str, np.ndarray] = {
+            "energy_penalty_frac": np.count_nonzero(ep, axis=1) / n,
+            "time_penalty_frac": np.count_nonzero(tp, axis=1) / n,
+            "offload_frac": np.count_nonzero(x == 1, axis=1) / n,
+            "cost": cost, "time": t, "energy_used": e,
+        }
+        rewards = np.repeat(-cost.sum(axis=1, keepdims=True), n, axis=1)
+        self._energy = energy
+        self._draw_tasks()
+        self._t += 1
+        done = self._t >= c.steps_per_episode
+        self._t[done] = 0
+        return self.states(), rewards, done, info
+
+    def reset(self, runs: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`MECEnv.reset` of every run (or of the runs in the mask ``runs (R,)``);
+        returns the states ``(R, N, 7)`` of all runs."""
+        c = self.cfg
+        mask = np.ones(self.n_runs, dtype=bool) if runs is None else np.asarray(runs, dtype=bool)
+        for r in np.flatnonzero(mask):
+            self._energy[r] = np.clip(self.envs[r]._init_energy, c.min_ene, c.max_ene)
+        self._t[mask] = 0
+        self._draw_tasks(mask)
+        return self.states()
+
+    def _draw_tasks(self, runs: np.ndarray | None = None) -> None:
+        """New tasks for every run (or the runs in the mask ``runs``), each from its own
+        generator in :meth:`MECEnv._draw_tasks`'s order."""
+        c, n = self.cfg, self.n_agents
+        size, cycles, deadline = self._size.copy(), self._cycles.copy(), self._task[3].copy()
+        for r, env in enumerate(self.envs):
+            if runs is None or runs[r]:
+                size[r] = env.rng.uniform(c.min_size, c.max_size, n)
+                cycles[r] = env.rng.uniform(c.min_cycle, c.max_cycle, n)
+                deadline[r] = env.rng.uniform(c.min_ddl, c.max_ddl - c.max_ddl / 10, n)
+        bits = size * 8 * 1024 * 1024
+        bc = bits * cycles
+        self._size, self._cycles = size, cycles
+        self._task = (bits, bc, bc / (c.capability_e * 1e9), deadline)
+
+    def write_back(self) -> None:
+        """Store every run's state into its :class:`MECEnv` (which then continues exactly)."""
+        for r, env in enumerate(self.envs):
+            env._energy = self._energy[r].copy()
+            env._size, env._cycles, env._deadline = self._size[r].copy(), self._cycles[r].copy(), self._task[3][r].copy()
+            env._t = int(self._t[r])
+            env._derive_task()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import traceback
 from collections import Counter
 from datetime import datetime
@@ -31,6 +32,7 @@ from .generic import build_generic_report, is_paper_set
 from .figures import COMPARE_FIGURES, GROUP_FIGURES, SEED_FIGURES, NoData, render_figure
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
+from .short_runs import short_runs_warning
 from .summary import compare_summary, group_summary, missing_items, seed_summary
 from .tables import (
     Table, table3_stopping, table4_preactivation, table7_large_actor, table8_linear_hidden,
@@ -206,6 +208,16 @@ def _write_markdown(path: Path, content: ReportContent, tables: list[Table]) -> 
     path.write_text("\n".join(lines) + "\n")
 
 
+def _short_runs(sets: list[ResultSet]) -> str | None:
+    """The sets' too-short-runs warnings as one line, also printed to stderr (None: no warning)."""
+    lines = [w for w in (short_runs_warning(rs) for rs in sets) if w]
+    if not lines:
+        return None
+    text = "; ".join(lines)
+    print(f"gradasym: warning: {text}", file=sys.stderr, flush=True)
+    return text
+
+
 def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), out_dir: str | Path | None = None,
                  *, margin: float = DEFAULT_MARGIN, title: str | None = None) -> Path:
     """Build figures, tables and ``report.html`` for ``results_dir``; return the HTML path.
@@ -235,10 +247,12 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
 
     sets = [load_results(p) for p in paths]
     _unique_labels(sets)
+    short = _short_runs(sets if is_paper_set(sets[0]) else sets[:1])
     if not is_paper_set(sets[0]):  # another algorithm (SB3...): its own units, no paper tables
         extra = [f"--compare {rs.path}: comparing result sets is only implemented for CCM-MADRL sweeps"
                  for rs in sets[1:]]
-        return build_generic_report(sets[0], out, margin, title, _version(), _config_info(sets[0]), extra)
+        return build_generic_report(sets[0], out, margin, title, _version(), _config_info(sets[0]), extra,
+                                    warning=short)
     frames = [runs_frame(rs) for rs in sets]
     errors: list[str] = []
     level = 0.95
@@ -283,7 +297,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
             figures += section.figures
     seed_tables = [t for m in seeds for t in m.tables]
 
-    summary: list[tuple[str, list[str]]] = []
+    summary: list[tuple[str, list[str]]] = [("Warning", [short])] if short else []
     for gd in main_groups:
         summary.append((group_title(gd.group) if len(main_groups) > 1 else gd.title,
                         group_summary(gd, _pending_in_group(sets[0], gd.group), counts.get(id(gd)))
@@ -303,7 +317,8 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         provenance_table=table_provenance(all_runs),
         sets=[{"role": role, "label": rs.label, "path": str(rs.path), "kind": rs.kind, "runs": len(rs.runs)}
               for role, rs in zip(roles, sets)],
-        summary=summary, missing=missing, viable=viable, viable_definition=viable_definition(margin),
+        summary=summary, missing=missing, viable=viable,
+        viable_definition=viable_definition(margin) + (f" Warning: {short}." if short else ""),
         figures=figures, group_tables=group_tables, compare_tables=compare_tables, runs_table=runs_tab,
         configs=[_config_info(rs) for rs in sets], out_dir=out, seeds=seeds,
     )

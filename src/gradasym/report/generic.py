@@ -449,8 +449,10 @@ def _missing(rs: ResultSet, runs: pd.DataFrame) -> list[str]:
 
 
 def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | None, version: str,
-                         config_info: ConfigInfo, extra_missing: list[str] | None = None) -> Path:
-    """Write figures, tables, ``report.md`` and ``report.html`` for one result set under ``out``."""
+                         config_info: ConfigInfo, extra_missing: list[str] | None = None,
+                         warning: str | None = None) -> Path:
+    """Write figures, tables, ``report.md`` and ``report.html`` for one result set under ``out``
+    (``warning``: one line shown in the summary and the viable section, e.g. runs too short)."""
     fig_dir, tab_dir = out / "figures", out / "tables"
     runs = generic_runs(rs)
     unit, stop_unit = _units(runs) if len(runs) else ("steps", "steps")
@@ -464,6 +466,9 @@ def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | N
     heatmap = [f for f in figures if f.name == "fig_stopping_heatmap"]
     summary = [(rs.label, _summary(runs, agg, viable_line, unit, stop_unit) if len(runs)
                 else ["No runs found yet: " + "; ".join(rs.problems or ["empty folder"])])]
+    if warning:
+        summary[0][1].insert(0, f"Warning: {warning}.")
+    definition = viable_definition(margin) + (f" Warning: {warning}." if warning else "")
     content = ReportContent(
         title=title or f"gradasym report — {rs.label}" + (f" ({scale})" if scale else ""),
         generated=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), version=version,
@@ -472,13 +477,13 @@ def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | N
         provenance_table=provenance_table(rs, runs),
         sets=[{"role": "main", "label": rs.label, "path": str(rs.path), "kind": rs.kind, "runs": len(rs.runs)}],
         summary=summary, missing=_missing(rs, runs) + errors + list(extra_missing or []),
-        viable=[viable] if viable else [], viable_definition=viable_definition(margin), figures=figures,
+        viable=[viable] if viable else [], viable_definition=definition, figures=figures,
         group_tables=tables, compare_tables=[], runs_table=runs_tab, configs=[config_info], out_dir=out,
         runs_note=f"status, progress in {unit}, stopping step in {stop_unit}, errors",
     )
     for t in ([viable] if viable else []) + tables + [runs_tab, content.provenance_table]:
         write_table(t, tab_dir)
-    md = [f"# {content.title}", "", *[f"- {x}" for x in summary[0][1]], "", viable_definition(margin), ""]
+    md = [f"# {content.title}", "", *[f"- {x}" for x in summary[0][1]], "", definition, ""]
     for t in ([viable] if viable else []) + tables:
         md += [f"## {t.title}", "", t.caption, "", to_markdown(t.frame), ""]
     (out / "report.md").write_text("\n".join(md) + "\n")

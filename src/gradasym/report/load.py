@@ -165,12 +165,18 @@ def _nested(d: dict[str, Any] | None, *keys: str) -> Any:
     return d
 
 
+#: The viable criterion's window: it compares the mean return of the first and of the last
+#: 10 % of a run's episodes (``reward_first10`` / ``reward_last10``, SB3 ``return_first10`` /
+#: ``final_return``); a window holds at least one episode.
+IMPROVEMENT_WINDOW = 0.1
+
+
 def _first10_last10(episodes: pd.DataFrame | None) -> tuple[float | None, float | None]:
     """Mean episode reward over the first / last 10 % of the episodes run (at least one)."""
     if episodes is None or "reward" not in episodes or len(episodes) == 0:
         return None, None
     r = episodes.sort_values("episode")["reward"] if "episode" in episodes else episodes["reward"]
-    k = max(1, int(round(0.1 * len(r))))
+    k = max(1, int(round(IMPROVEMENT_WINDOW * len(r))))
     return float(r.iloc[:k].mean()), float(r.iloc[-k:].mean())
 
 

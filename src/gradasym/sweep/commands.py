@@ -9,7 +9,8 @@ sweep's base config is given exactly like ``gradasym run``'s::
 
 Each sub-command sets ``func`` (``cmd_sweep`` / ``cmd_reproduce``) returning the exit
 code: 0 all runs finished, 1 some run failed, 2 bad arguments / the folder holds
-another sweep / runs left unfinished, 130 interrupted (rerun to resume).
+another sweep / runs left unfinished, 130 interrupted (the same command again resumes or restarts
+the unfinished runs, as the message says for their algorithm).
 """
 
 from __future__ import annotations

@@ -315,9 +315,21 @@ def _record(driver: _Driver) -> bool:
     return True
 
 
+def rerun_hint(runs: list[RunSpec]) -> str:
+    """What running the same command again does with the unfinished runs, per algorithm
+    (:meth:`~gradasym.algos.base.Algorithm.rerun_note`): resume or restart from scratch."""
+    plugins = {p.name: p for p in (algos.of(r.config) for r in runs)}
+    if not plugins:
+        return "no runs in the grid"
+    if len(plugins) == 1:
+        return next(iter(plugins.values())).rerun_note()
+    return "; ".join(f"{name}: {p.rerun_note()}" for name, p in sorted(plugins.items()))
+
+
 @contextmanager
-def _full_disk_stops_sweep(out_dir: Path) -> Iterator[None]:
-    """Turn a full disk into :class:`SweepDiskFullError`: one line saying what was recorded and how to resume."""
+def _full_disk_stops_sweep(out_dir: Path, hint: str) -> Iterator[None]:
+    """Turn a full disk into :class:`SweepDiskFullError`: one line saying what was recorded and
+    what a rerun does (``hint``: :func:`rerun_hint`)."""
     try:
         yield
     except OSError as exc:
@@ -328,8 +340,8 @@ def _full_disk_stops_sweep(out_dir: Path) -> Iterator[None]:
                  "the summary could not be rewritten (the previous one is intact)")
         line = str(exc) if isinstance(exc, DiskFullError) else disk_full_message(exc, "sweep")
         raise SweepDiskFullError(
-            f"{line.splitlines()[0]}; the sweep stopped: {where}, run folders keep their last checkpoints; "
-            "free some space and run the same command again to resume"
+            f"{line.splitlines()[0]}; the sweep stopped: {where}; "
+            f"free some space and run the same command again ({hint})"
         ) from None
 
 
@@ -424,7 +436,7 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
-    with _full_disk_stops_sweep(out_dir), SweepLock(out_dir) as lock:
+    with _full_disk_stops_sweep(out_dir, rerun_hint(runs)), SweepLock(out_dir) as lock:
         for tmp in remove_temp_files(out_dir) + lock.remove_leftovers():
             emit(f"removed {tmp.name}, left by an interrupted write")
         _prepare_folder(out_dir, spec, runs, force, emit)
@@ -485,7 +497,7 @@ def run_sweep(
     if interrupted:
         raise SweepInterrupted(
             f"sweep interrupted after {time.monotonic() - t0:.0f} s: {result.describe()}; "
-            f"run the same command again to resume ({out_dir})"
+            f"run the same command again ({rerun_hint(runs)}) ({out_dir})"
         )
     if jobs or result.failed:
         emit(f"{out_dir}: {result.describe()}")
