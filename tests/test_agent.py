@@ -392,16 +392,22 @@ def test_state_dict_resume_is_bit_identical(mode):
 
 
 # ------------------------------------------------------------------ row pruning
+def batch_critic_on_random_batch(n, bsz, k, seed, data_seed, prune=True):
+    """A float64 agent, random states and actions ``(bsz, n, .)`` and a BatchCritic on them."""
+    agent = CCMMADRL(make_cfg(n=n, k=k), seed=seed, dtype=torch.float64)
+    rng = np.random.default_rng(data_seed)
+    states = random_states(rng, (bsz, n))
+    actions = torch.tensor(rng.uniform(-1, 1, (bsz, n, 3)))
+    bc = _BatchCritic(agent.critic, states, prune=prune)
+    bc.set_actions(actions)
+    return agent, rng, states, actions, bc
+
+
 def test_pruned_argmax_equals_exhaustive():
     """The sequential loop's pruned arg-max over proposer rows equals the exhaustive one,
     through small changes (pruning engaged), large ones and proposer flips."""
     n, bsz = 20, 16
-    agent = CCMMADRL(make_cfg(n=n, k=5), seed=0, dtype=torch.float64)
-    rng = np.random.default_rng(7)
-    states = random_states(rng, (bsz, n))
-    actions = torch.tensor(rng.uniform(-1, 1, (bsz, n, 3)))
-    bc = _BatchCritic(agent.critic, states, prune=True)
-    bc.set_actions(actions)
+    agent, rng, states, actions, bc = batch_critic_on_random_batch(n, bsz, k=5, seed=0, data_seed=7)
     full_rows = 0
     for step in range(3 * n):
         j = step % n
@@ -420,6 +426,38 @@ def test_pruned_argmax_equals_exhaustive():
         torch.testing.assert_close(q_best[has], q.max(dim=1).values[has])
         full_rows += int(proposers.sum())
     assert bc.n_evaluated < 0.5 * full_rows  # pruning did skip rows
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_action_grad_reuses_the_row_search_forward(prune):
+    """action_grad takes the chosen rows' forward from the row search and equals the VJP that
+    recomputes it (and autograd through the plain critic), pass after pass; a transition
+    without proposers (zero-input row, never evaluated by the search) uses the recomputation."""
+    n, bsz = 12, 20
+    agent, rng, states, actions, bc = batch_critic_on_random_batch(n, bsz, k=4, seed=1, data_seed=3, prune=prune)
+    grad_q = torch.tensor(rng.normal(size=bsz))
+    reused = 0
+    for i in range(2 * n):
+        j = i % n
+        if i > 0:
+            prev = (j - 1) % n  # the actor that has just stepped
+            actions[:, prev] = (actions[:, prev] + 1e-3 * torch.tensor(rng.normal(size=(bsz, 3)))).clamp(-1, 1)
+            if i == n + 3:
+                actions[0, :, 0] = -0.5  # transition 0 loses every proposer
+                bc.set_actions(actions)
+            bc.set_action_column(prev, actions)
+        k_best, has, _ = bc.best_rows(actions, actions[..., 0] >= 0)
+        reused += bc._chosen_hidden(k_best, has) is not None
+        q, g_a = bc.action_grad(j, k_best, has, grad_q)
+        q_ref, g_pre = agent.critic.head_vjp(bc.pre_rows(k_best, has), grad_q)
+        torch.testing.assert_close(q, q_ref, rtol=0, atol=0)
+        a_leaf = actions.clone().requires_grad_(True)
+        k_sel = torch.where(has, k_best, -1)
+        q_auto = agent.critic.q_pairs(states, a_leaf, torch.arange(bsz), k_sel)
+        (g_auto,) = torch.autograd.grad((grad_q * q_auto).sum(), a_leaf)
+        torch.testing.assert_close(q, q_auto.detach())
+        torch.testing.assert_close(g_a, g_auto[:, j])
+    assert 0 < reused < 2 * n  # reused while every transition has a proposer, recomputed after
 
 
 def test_pruning_does_not_change_the_update():

@@ -282,3 +282,42 @@ def test_stacked_critic_is_each_critic(activation, pad_slack, monkeypatch):
             q_ref, g_ref = c.head_vjp(pre[r], grad_q[r])
             torch.testing.assert_close(q_v[r], q_ref)
             torch.testing.assert_close(g_pre[r], g_ref)
+
+
+@pytest.mark.parametrize("pad_slack", [0.0, float("inf")])  # rows run by run / padded batched product
+def test_stacked_action_grad_reuses_the_row_search_forward(pad_slack, monkeypatch):
+    """StackedBatchCritic.action_grad takes the chosen rows' forward from the row search where
+    it holds it and equals the VJP that recomputes it, pass after pass, also once a transition
+    has no proposer (recomputed) and for runs evaluated with different row counts."""
+    import gradasym.critic as critic_mod
+    from gradasym.critic import StackedBatchCritic, StackedCritic
+
+    monkeypatch.setattr(critic_mod, "PAD_SLACK", pad_slack)
+    n, bsz = 8, 10
+    critics = [Critic(n, S, A, (32, 16), generator=gen(20 + r), dtype=torch.float64) for r in range(3)]
+    stacked = StackedCritic.from_critics(critics)
+    g = torch.Generator().manual_seed(1)
+    states = torch.rand(3, bsz, n, S, generator=g, dtype=torch.float64)
+    actions = torch.rand(3, bsz, n, A, generator=g, dtype=torch.float64) * 2 - 1
+    grad_q = torch.randn(3, bsz, generator=g, dtype=torch.float64)
+    bc = StackedBatchCritic(stacked, states)
+    bc.set_actions(actions)
+    reused = 0
+    for step in range(2 * n):
+        i = step % n
+        if step > 0:
+            scale = torch.tensor([1e-4, 1e-2, 0.5], dtype=torch.float64).view(3, 1, 1)  # different row counts
+            j = (i - 1) % n  # the actor that has just stepped
+            actions[:, :, j] = (actions[:, :, j] + scale * torch.randn(3, bsz, A, generator=g, dtype=torch.float64)).clamp(-1, 1)
+            if step == n + 2:
+                actions[1, 0, :, 0] = -0.5  # run 1, transition 0: no proposer left
+                bc.set_actions(actions)
+            bc.set_action_column(j, actions)
+        k_best, has, _ = bc.best_rows(actions, actions[..., 0] >= 0)
+        reused += bc._chosen_hidden(k_best, has) is not None
+        q, g_a = bc.action_grad(i, k_best, has, grad_q)
+        q_ref, g_pre = stacked.head_vjp(bc.pre_rows(k_best, has), grad_q)
+        g_ja, g_own = torch.bmm(g_pre, bc.w_a[:, i].transpose(1, 2)).split(A, dim=2)
+        torch.testing.assert_close(q, q_ref)
+        torch.testing.assert_close(g_a, g_ja + (has & (k_best == i)).unsqueeze(2) * g_own)
+    assert 0 < reused < 2 * n  # reused while every transition has a proposer, recomputed after

@@ -555,7 +555,7 @@ class CCMMADRL:
         grad_q = -weights / bsz  # dL/dq_b
         rows = torch.arange(bsz)
         grads = torch.zeros_like(self.actors.flat, requires_grad=False)
-        losses = torch.zeros(n, dtype=torch.float64)
+        losses: list[Tensor] = []  # loss_i, stacked after the loop (one conversion)
         manual = self.actors.manual_backward
         if original:
             later = torch.zeros_like(actions)  # sum over later passes i of dL_i/da_j (j < i)
@@ -617,8 +617,8 @@ class CCMMADRL:
             # monitor gets the gradient before clipping
             self.actor_optim.step_agent(i, [g_row if self.grad_clip is None else self._clip_(g_row)])
             grads[i] = g_row
-            losses[i] = loss.detach()
-        out["losses"] = losses.numpy()
+            losses.append(loss.detach())
+        out["losses"] = torch.stack(losses).double().numpy()
         if original:
             # actor j's .grad in the original = sum over i >= j of dL_i/dtheta_j; for i > j actor j
             # already has its final parameters, so the later part is one VJP of the final ensemble.

@@ -25,13 +25,14 @@ algorithm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn
+from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
 
 
 class Critic(nn.Module):
@@ -113,19 +114,27 @@ class Critic(nn.Module):
         Plain back-propagation through :meth:`head` (ReLU' = [output > 0]) without a
         graph; used for the actor gradients, where the critic itself is not trained.
         """
-        relu = self.hidden_activation == "relu"
         hs = [self._act(pre1)]
         for layer in self.layers[1:-1]:
             hs.append(self._act(layer(hs[-1])))
+        return self.head_backward(hs, grad_q)
+
+    @torch.no_grad()
+    def head_backward(self, hidden: Sequence[Tensor], grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`head_vjp` given the forward: ``hidden`` = the hidden activations of the
+        rows (``act(pre1)``, then each later hidden layer's output, ``(B, H_l)`` each) ->
+        ``(q, d(sum grad_q * q)/d pre1)``. The output layer runs here on the B rows, so q is
+        what :meth:`head_vjp` returns for the same activations."""
+        relu = self.hidden_activation == "relu"
         out = self.layers[-1]
-        q = out(hs[-1]).squeeze(-1)
+        q = out(hidden[-1]).squeeze(-1)
         g = grad_q.unsqueeze(1) * out.weight  # (B, H_last)
-        for j in range(len(hs) - 1, 0, -1):
+        for j in range(len(hidden) - 1, 0, -1):
             if relu:
-                g = g * (hs[j] > 0)
+                g = relu_backward(g, hidden[j])
             g = g @ self.layers[j].weight
         if relu:
-            g = g * (hs[0] > 0)
+            g = relu_backward(g, hidden[0])
         return q, g
 
     # ------------------------------------------------------- split first layer
@@ -235,9 +244,10 @@ def _spectral_norm_bound(w: Tensor) -> Tensor:
 class BatchCritic:
     """The online critic evaluated on one batch of states while the joint action changes.
 
-    Holds the first-layer pieces that do not depend on the actions (computed once),
-    the current shared part ``shared (B, H)`` and own part ``own (B, N, H)`` for the
-    current actions, and finds ``argmax_k Q`` over proposer rows without gradient.
+    Holds the first-layer pieces that do not depend on the actions (computed once) and
+    the current shared part ``shared (B, H)`` for the current actions (the own part of a
+    row is computed for the rows evaluated only), and finds ``argmax_k Q`` over proposer
+    rows without gradient.
     Everything here is detached: the critic is not trained by the actor losses.
 
     Row pruning (exact): Q is Lipschitz in the first-layer pre-activation h (ReLU and
@@ -272,7 +282,6 @@ class BatchCritic:
         if key not in cache:
             cache[key] = {
                 "own_s": states.new_empty(rows, sizes[0]),
-                "own": states.new_empty(rows, sizes[0]),
                 "rows": [states.new_empty(rows, sizes[0])]
                 + [states.new_empty(rows, h) for h in sizes[:-1]]
                 + [states.new_empty(rows)],
@@ -285,14 +294,17 @@ class BatchCritic:
             self.adim = w_oa.shape[1]
             # (N, 2A, H): agent j's joint-action columns, then the own-action columns
             self.w_a = torch.cat([self.w_ja_t.view(self.n, self.adim, -1), self.w_oa_t.expand(self.n, self.adim, -1)], dim=1)
+            self.w_a_t = self.w_a.transpose(1, 2).contiguous()  # (N, H, 2A): the same, for g_pre @ w_a[i]^T
             self.base = torch.addmm(b1, states.flatten(1), w_js.t())  # (B, H): joint-state part + bias
             own_s = torch.mm(states.view(rows, -1), w_os.t(), out=cache[key]["own_s"])
             self.own_s = own_s.view(self.bsz, self.n, -1)  # (B, N, H): own-state part of every row
-            self._own_buf = cache[key]["own"]
+            self._own_s_rows = own_s  # (B*N, H)
             if prune:
                 self._lipschitz(critic, w_oa)
         self.shared: Tensor | None = None
         self.rows = torch.arange(self.bsz)
+        self._row_base = self.rows * self.n  # flat index of row 0 of each transition
+        self._evaluated: Tensor | None = None  # flat indices of the rows in the buffers (current actions)
         self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
         self.n_evaluated = 0  # rows evaluated so far (for diagnostics)
 
@@ -319,23 +331,36 @@ class BatchCritic:
     def set_actions(self, actions: Tensor) -> None:
         """Recompute the action-dependent parts for joint actions ``(B, N, A)``."""
         self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
-        own = torch.addmm(self.own_s.flatten(0, 1), actions.flatten(0, 1), self.w_oa_t, out=self._own_buf)
-        self.own = own.view_as(self.own_s)
+        self._actions = actions.reshape(self.bsz * self.n, -1)  # own actions of the rows (B*N, A)
+        self._evaluated = None
 
     @torch.no_grad()
     def set_action_column(self, j: int, actions: Tensor) -> None:
-        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``)."""
+        """Agent ``j``'s actions changed (``actions`` is the full, updated ``(B, N, A)``).
+
+        The own part of a row is computed for the rows evaluated only (:meth:`own_rows`), so
+        only the shared part is refreshed here."""
         self.shared = torch.addmm(self.base, actions.flatten(1), self.w_ja_t)
-        self.own[:, j] = torch.addmm(self.own_s[:, j], actions[:, j], self.w_oa_t)
+        self._actions = actions.reshape(self.bsz * self.n, -1)
+        self._evaluated = None
+
+    def own_rows(self, flat_idx: Tensor, out: Tensor | None = None) -> Tensor:
+        """Per-row part of layer 0 of rows ``flat_idx`` (into the ``B*N`` rows): own-state part
+        + own action ``(M, H)`` (the same product for any subset of rows, so a row's value does
+        not depend on which other rows are evaluated with it)."""
+        return torch.addmm(self._own_s_rows.index_select(0, flat_idx), self._actions.index_select(0, flat_idx),
+                           self.w_oa_t, out=out)
 
     def _q_rows(self, flat_idx: Tensor, want_scale: bool = False) -> tuple[Tensor, Tensor | None]:
         """Q of rows ``flat_idx`` (indices into the flattened ``(B*N)`` rows) for the current
         actions, computed in preallocated buffers (this is the hot loop); optionally also
-        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale)."""
+        ``c . |act(h1)| + const``, a bound on the sum of |terms| of each Q (rounding scale).
+        The rows' hidden activations stay in the buffers for :meth:`action_grad`."""
         m = flat_idx.numel()
         self.n_evaluated += m
+        self._evaluated = flat_idx
         bufs = self._buffers
-        pre = torch.index_select(self.own.view(self.bsz * self.n, -1), 0, flat_idx, out=bufs[0][:m])
+        pre = self.own_rows(flat_idx, out=bufs[0][:m])
         pre += torch.index_select(self.shared, 0, flat_idx // self.n, out=bufs[1][:m])
         h = pre.relu_() if self.relu else pre
         scale = (h.abs() @ self.c + self.const) if want_scale else None
@@ -356,17 +381,18 @@ class BatchCritic:
         """
         bsz, n = self.bsz, self.n
         q = self.shared.new_full((bsz * n,), float("-inf"))
-        cand = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
-        if cand is not None:
-            flat_idx = cand.flatten().nonzero().squeeze(1)
-            q[flat_idx] = self._q_rows(flat_idx)[0]
+        flat_idx = self._candidates(actions, proposers) if (self.prune and self.ref_q is not None) else None
+        if flat_idx is not None:
+            if flat_idx.numel():
+                q.index_copy_(0, flat_idx, self._q_rows(flat_idx)[0])
         else:  # full evaluation of the proposer rows; it becomes the pruning reference
-            flat_idx = proposers.flatten().nonzero().squeeze(1)
+            flat_idx = proposers.view(-1).nonzero().squeeze(1)
             scale = self.shared.new_zeros(bsz * n)
             if flat_idx.numel():
-                q[flat_idx], scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
+                q_rows, scale_rows = self._q_rows(flat_idx, want_scale=self.prune)
+                q.index_copy_(0, flat_idx, q_rows)
                 if self.prune:
-                    scale[flat_idx] = scale_rows
+                    scale.index_copy_(0, flat_idx, scale_rows)
             if self.prune:
                 self._set_reference(q.view(bsz, n), scale.view(bsz, n), actions, proposers)
         q_best, k_best = q.view(bsz, n).max(dim=1)
@@ -376,33 +402,56 @@ class BatchCritic:
         """Remember a full evaluation as the reference of later pruned evaluations."""
         finite = bool(torch.isfinite(q[proposers]).all())
         self.ref_q = q.clone() if finite else None  # no pruning on non-finite values
+        # rows unknown at the reference (not proposers then) are always candidates: +inf
+        self.ref_q_hi = torch.where(proposers, q, float("inf"))
         self.ref_slack = self.rel_slack * scale
-        self.ref_known = proposers.clone()
         self.ref_shared = self.shared.clone()
         self.ref_actions = actions.clone()
 
     def _candidates(self, actions: Tensor, proposers: Tensor) -> Tensor | None:
-        """Proposer rows that can still hold the max (``None``: evaluate everything)."""
-        d_shared = self.shared - self.ref_shared  # (B, H): drift of the shared part since the reference
-        d_own = actions - self.ref_actions  # (B, N, A): only the columns of actors updated since then
-        beta_1 = (d_shared.abs() @ self.c).unsqueeze(1) + d_own.abs() @ self.c_a
-        beta_2 = self.lip2 * (torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)
-                              + self.w_oa_norm * torch.linalg.vector_norm(d_own, dim=2))
-        margin = torch.minimum(beta_1, beta_2) + self.ref_slack  # (B, N)
-        if not bool(torch.isfinite(margin).all()):
+        """Flat indices (into the ``B*N`` rows, increasing) of the proposer rows that can still
+        hold the max (``None``: evaluate everything). Written with few, in-place ops: this
+        runs once per actor pass on small tensors, where each op's fixed cost dominates."""
+        bsz, n = self.bsz, self.n
+        d_shared = (self.shared - self.ref_shared).abs_()  # (B, H): |drift| of the shared part
+        d_own = (actions - self.ref_actions).abs_()  # (B, N, A): nonzero in the actors updated since
+        beta_1 = torch.mv(d_own.view(bsz * n, -1), self.c_a).view(bsz, n).add_(torch.mv(d_shared, self.c).unsqueeze(1))
+        beta_2 = (torch.linalg.vector_norm(d_own, dim=2).mul_(self.w_oa_norm)
+                  .add_(torch.linalg.vector_norm(d_shared, dim=1).unsqueeze(1)).mul_(self.lip2))
+        margin = torch.minimum(beta_1, beta_2).add_(self.ref_slack)  # (B, N), >= 0 or NaN
+        if not math.isfinite(margin.max()):  # (no -inf: the max is finite iff every margin is)
             return None
-        live = proposers & self.ref_known
-        lower = torch.where(live, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
-        cand = proposers & (~self.ref_known | (self.ref_q + margin >= lower))
-        if int(cand.sum()) > self.FULL_FRACTION * int(proposers.sum()):
+        # ref_q is -inf where the row was no proposer at the reference: no lower bound from it
+        lower = torch.where(proposers, self.ref_q - margin, float("-inf")).amax(dim=1, keepdim=True)
+        flat_idx = (self.ref_q_hi + margin >= lower).logical_and_(proposers).view(-1).nonzero().squeeze(1)
+        if flat_idx.numel() > self.FULL_FRACTION * int(proposers.sum()):
             return None
-        return cand
+        return flat_idx
 
     @torch.no_grad()
     def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
         """First-layer pre-activation of the chosen row per transition (zero input if none)."""
-        own = self.own[self.rows, k_best]
+        own = self.own_rows(self._row_base + k_best.clamp(min=0))
         return torch.where(has.unsqueeze(1), self.shared + own, self.shared)
+
+    def _chosen_hidden(self, k_best: Tensor, has: Tensor) -> list[Tensor] | None:
+        """The hidden activations ``[act(h1), h2, ...]`` (each ``(B, H_l)``) of the chosen rows,
+        gathered from the last row evaluation, or None where it does not hold them all (a
+        transition without proposers, whose zero-input row is never evaluated, or actions
+        changed since). The arg-max row of every transition is one of the rows evaluated
+        for the current actions, so its forward need not be computed again; the values are
+        the ones :meth:`Critic.head_vjp` would recompute (the same sums, as long as the
+        matrix product's rounding does not depend on the number of rows)."""
+        done = self._evaluated
+        if done is None or not done.numel() or not bool(has.all()):
+            return None
+        flat = self._row_base + k_best
+        pos = torch.searchsorted(done, flat).clamp_(max=done.numel() - 1)
+        if not torch.equal(done.index_select(0, pos), flat):
+            return None
+        m = done.numel()
+        bufs = self._buffers
+        return [bufs[0][:m].index_select(0, pos)] + [b[:m].index_select(0, pos) for b in bufs[2:-1]]
 
     @torch.no_grad()
     def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
@@ -411,17 +460,26 @@ class BatchCritic:
 
         Agent i's action enters every row of its transition through the joint-action columns
         and, if row i is the chosen row, also through the own-action columns: one backward
-        pass through the critic's head (:meth:`Critic.head_vjp`) on the B chosen rows, then
-        the first layer's action columns of agent i.
+        pass through the critic's head on the B chosen rows (reusing their forward from
+        :meth:`best_rows` where it holds it, :meth:`Critic.head_vjp` otherwise), then the first
+        layer's action columns of agent i.
         """
-        q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
-        g_ja, g_own = (g_pre @ self.w_a[i].t()).split(self.adim, dim=1)
-        return q, g_ja + (has & (k_best == i)).unsqueeze(1) * g_own
+        hidden = self._chosen_hidden(k_best, has)
+        if hidden is None:
+            q, g_pre = self.critic.head_vjp(self.pre_rows(k_best, has), grad_q)
+        else:
+            q, g_pre = self.critic.head_backward(hidden, grad_q)
+        g_ja, g_own = torch.mm(g_pre, self.w_a_t[i]).split(self.adim, dim=1)
+        own_row = k_best == i  # transitions whose chosen row is agent i's own
+        if hidden is None:  # (with the forward reused, every transition has a chosen row)
+            own_row &= has
+        return q, torch.where(own_row.unsqueeze(1), g_ja + g_own, g_ja)
 
 
 # ==================================================== R independent critics as one
 ROW_BUDGET = 1 << 20  # first-layer activations (elements) evaluated at once by the stacked critics
 PAD_SLACK = 1.3  # padded rows beyond this factor of the real ones: evaluate run by run instead
+RECORD_BUDGET = 8 * ROW_BUDGET  # first-layer activations of evaluated rows kept for the head VJP (32 MB in float32)
 
 
 def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -547,15 +605,21 @@ class StackedCritic:
         hs = [self._act(pre1)]
         for w, b in zip(self.weights[1:-1], self.biases[1:-1]):
             hs.append(self._act(torch.baddbmm(b.unsqueeze(1), hs[-1], w.transpose(1, 2))))
+        return self.head_backward(hs, grad_q)
+
+    @torch.no_grad()
+    def head_backward(self, hidden: Sequence[Tensor], grad_q: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`head_vjp` given the forward (``hidden[l] (R, M, H_l)``), as
+        :meth:`Critic.head_backward`."""
         w_out = self.weights[-1]  # (R, 1, H_last)
-        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hs[-1], w_out.transpose(1, 2)).squeeze(-1)
+        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hidden[-1], w_out.transpose(1, 2)).squeeze(-1)
         g = grad_q.unsqueeze(2) * w_out
-        for j in range(len(hs) - 1, 0, -1):
+        for j in range(len(hidden) - 1, 0, -1):
             if self.relu:
-                g = g * (hs[j] > 0)
+                g = relu_backward(g, hidden[j])
             g = torch.bmm(g, self.weights[j])
         if self.relu:
-            g = g * (hs[0] > 0)
+            g = relu_backward(g, hidden[0])
         return q, g
 
 
@@ -593,6 +657,8 @@ class StackedBatchCritic:
         self.shared: Tensor | None = None
         self.ref_valid = torch.zeros(self.r, dtype=torch.bool)
         self.n_evaluated = 0
+        # rows evaluated for the current actions: (runs, flat_idx, valid, hidden activations)
+        self._records: list[tuple[Tensor | None, Tensor, Tensor, list[Tensor]]] = []
 
     def _lipschitz(self, w_oa: Tensor) -> None:
         """Per-run constants of the drift bounds (see :class:`BatchCritic`)."""
@@ -616,6 +682,7 @@ class StackedBatchCritic:
         self.shared = torch.baddbmm(self.base, actions.flatten(2), self.w_ja_t)
         self._x[..., self.c.sdim :] = actions  # the own inputs [s_bk, a_bk] of every row
         self._actions = self._x[..., self.c.sdim :]  # the actions ``shared`` holds
+        self._records = []
 
     @torch.no_grad()
     def set_action_column(self, j: int, actions: Tensor) -> None:
@@ -629,6 +696,7 @@ class StackedBatchCritic:
         delta = actions[:, :, j] - self._actions[:, :, j]
         self.shared = torch.baddbmm(self.shared, delta, self.w_ja_t[:, j * a : (j + 1) * a])
         self._actions[:, :, j] = actions[:, :, j]
+        self._records = []
 
     def _q_rows(self, runs: Tensor | None, mask: Tensor, want_scale: bool) -> tuple[Tensor, Tensor | None]:
         """Q of the rows in ``mask (R_g, B, N)`` of runs ``runs`` (None: all) -> ``(R_g, B*N)``
@@ -660,43 +728,51 @@ class StackedBatchCritic:
         if want_scale:
             s = (h.abs() * sel(self.cc).unsqueeze(1)).sum(dim=2) + sel(self.const).unsqueeze(1)
             scale = h.new_zeros(rg, self.bsz * self.n + 1).scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), s)[:, :-1]
+        hidden = [h]
         if rg > 1 and rg * m > PAD_SLACK * int(counts.sum()):
-            q = self._head_per_run(h, counts.tolist(), runs)
+            q, later = self._head_per_run(h, counts.tolist(), runs)
+            hidden += later
         else:
             for w, b in zip(self.c.weights[1:-1], self.c.biases[1:-1]):
                 h = torch.baddbmm(sel(b.detach()).unsqueeze(1), h, sel(w.detach()).transpose(1, 2))
                 if self.c.relu:
                     h = h.relu_()
+                hidden.append(h)
             q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
                               sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
+        if m and sum(r[3][0].numel() for r in self._records) + hidden[0].numel() <= RECORD_BUDGET:
+            self._records.append((runs, flat_idx, valid, hidden))  # kept for action_grad
         out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
         out = out.scatter(1, torch.where(valid, flat_idx, self.bsz * self.n), torch.where(valid, q, float("-inf")))
         return out[:, :-1], scale
 
-    def _head_per_run(self, h: Tensor, counts: list[int], runs: Tensor | None) -> Tensor:
+    def _head_per_run(self, h: Tensor, counts: list[int], runs: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         """The layers after the first on each run's own rows ``h[j, :counts[j]]`` (no padding)
-        -> ``(R_g, M)`` (padding slots: -inf): when the runs' row counts differ much, R small
-        products cost less than one padded batched product."""
+        -> ``(R_g, M)`` (padding slots: -inf) and the later hidden layers' outputs, padded
+        ``(R_g, M, H_l)`` (padding slots unset): when the runs' row counts differ much, R
+        small products cost less than one padded batched product."""
         q = h.new_full(h.shape[:2], float("-inf"))
         ws = [w.detach() for w in self.c.weights]
         bs = [b.detach() for b in self.c.biases]
+        hidden = [h.new_empty(h.shape[:2] + (w.shape[1],)) for w in ws[1:-1]]
         for j, c in enumerate(counts):
             if not c:
                 continue
             r = j if runs is None else int(runs[j])
             hj = h[j, :c]
-            for w, b in zip(ws[1:-1], bs[1:-1]):
-                hj = torch.addmm(b[r], hj, w[r].t())
+            for w, b, out in zip(ws[1:-1], bs[1:-1], hidden):
+                hj = torch.addmm(b[r], hj, w[r].t(), out=out[j, :c])
                 if self.c.relu:
                     hj = hj.relu_()
             q[j, :c] = torch.addmv(bs[-1][r], hj, ws[-1][r, 0])
-        return q
+        return q, hidden
 
     @torch.no_grad()
     def best_rows(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(k_best, has, q_best)`` (each ``(R, B)``): arg-max and max of Q over proposer rows."""
         rr, bsz, n = self.r, self.bsz, self.n
         q = self.shared.new_full((rr, bsz * n), float("-inf"))
+        self._records = []
         if self.prune:
             cand, full = self._candidates(actions, proposers)
         else:
@@ -763,10 +839,41 @@ class StackedBatchCritic:
         own = torch.bmm(x, self.w_own_t)
         return torch.where(has.unsqueeze(2), self.shared + own, self.shared)
 
+    def _chosen_hidden(self, k_best: Tensor, has: Tensor) -> list[Tensor] | None:
+        """The chosen rows' hidden activations ``(R, B, H_l)`` gathered from the row search of
+        the current actions (as :meth:`BatchCritic._chosen_hidden`), or None where it does not
+        hold them all (a transition without proposers, rows beyond :data:`RECORD_BUDGET`,
+        actions changed since)."""
+        recs = self._records
+        if not recs or sum(self.r if r[0] is None else r[0].numel() for r in recs) != self.r or not bool(has.all()):
+            return None
+        rows = self.bsz * self.n
+        target_all = torch.arange(self.bsz).mul_(self.n).unsqueeze(0) + k_best  # (R, B) flat row index
+        out: list[Tensor] | None = None
+        for runs, flat_idx, valid, hidden in recs:
+            target = target_all if runs is None else target_all.index_select(0, runs)
+            done = torch.where(valid, flat_idx, rows)  # padding after every real row: still sorted
+            pos = torch.searchsorted(done, target).clamp_(max=done.shape[1] - 1)
+            if not torch.equal(done.gather(1, pos), target):
+                return None
+            got = [h.gather(1, pos.unsqueeze(2).expand(-1, -1, h.shape[2])) for h in hidden]
+            if runs is None:
+                return got
+            if out is None:
+                out = [h.new_empty((self.r,) + h.shape[1:]) for h in got]
+            for o, h in zip(out, got):
+                o.index_copy_(0, runs, h)
+        return out
+
     @torch.no_grad()
     def action_grad(self, i: int, k_best: Tensor, has: Tensor, grad_q: Tensor) -> tuple[Tensor, Tensor]:
-        """``(q (R, B), dL/da_i (R, B, A))`` per run, as :meth:`BatchCritic.action_grad`."""
-        q, g_pre = self.c.head_vjp(self.pre_rows(k_best, has), grad_q)
+        """``(q (R, B), dL/da_i (R, B, A))`` per run, as :meth:`BatchCritic.action_grad` (the
+        chosen rows' forward reused from :meth:`best_rows` where it holds it)."""
+        hidden = self._chosen_hidden(k_best, has)
+        if hidden is None:
+            q, g_pre = self.c.head_vjp(self.pre_rows(k_best, has), grad_q)
+        else:
+            q, g_pre = self.c.head_backward(hidden, grad_q)
         g_ja, g_own = torch.bmm(g_pre, self.w_a[:, i].transpose(1, 2)).split(self.c.adim, dim=2)
         return q, g_ja + (has & (k_best == i)).unsqueeze(2) * g_own
 

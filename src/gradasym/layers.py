@@ -1,6 +1,7 @@
 """Small building blocks shared by the actor ensemble and the critic: the hidden
-nonlinearity named in the config and PyTorch's default ``nn.Linear`` initialisation
-drawn from an explicit generator (see :mod:`gradasym.networks` for the draw order)."""
+nonlinearity named in the config (and the ReLU's backward for the hand-written
+backward passes) and PyTorch's default ``nn.Linear`` initialisation drawn from an
+explicit generator (see :mod:`gradasym.networks` for the draw order)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def activation_fn(name: Activation):
     if name == "linear":
         return _identity
     raise ValueError(f"unknown hidden activation {name!r} (expected 'relu' or 'linear')")
+
+
+def relu_backward(grad: Tensor, out: Tensor) -> Tensor:
+    """Back-propagation through a ReLU given its output: ``grad`` where ``out > 0``, else 0.
+
+    Autograd's own ReLU backward (``threshold_backward``), one kernel; the same values as
+    ``grad * (out > 0)`` for finite gradients, which costs a bool-to-float conversion more."""
+    return torch.ops.aten.threshold_backward(grad, out, 0)
 
 
 def _identity(x: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradasym.critic import Critic  # noqa: F401  (re-exported: the critic lives in gradasym.critic)
-from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn
+from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
 from gradasym.policies import LN_EPS, OUTPUT_ACTIVATIONS, POLICIES, ActorOutput, policy_head, squash_grad
 
 # ====================================================================== actors
@@ -152,13 +152,13 @@ class ActorEnsemble(nn.Module):
         flat = self.flat if flat is None else flat
         w0, b0 = self._offsets[layer]
         shape = (self.sizes[layer], self.sizes[layer + 1])
-        return flat[..., w0:b0].unflatten(-1, shape)
+        return flat.narrow(-1, w0, b0 - w0).view(flat.shape[:-1] + shape)  # (fewer ops than [..., w0:b0])
 
     def bias(self, layer: int, flat: Tensor | None = None) -> Tensor:
         """Layer ``layer``'s biases as a view ``(N, out)`` (or ``(out,)`` for one row)."""
         flat = self.flat if flat is None else flat
         _, b0 = self._offsets[layer]
-        return flat[..., b0 : b0 + self.sizes[layer + 1]]
+        return flat.narrow(-1, b0, self.sizes[layer + 1])
 
     def has_ln(self, layer: int) -> bool:
         """Whether layer ``layer`` is followed by a LayerNorm."""
@@ -269,7 +269,7 @@ class ActorEnsemble(nn.Module):
             if layer > 0:
                 g = g @ self.weight(layer, row).t()
                 if self.hidden_activation == "relu":
-                    g = g * (inp > 0)
+                    g = relu_backward(g, inp)
         return grad_row
 
     @torch.no_grad()
@@ -289,7 +289,7 @@ class ActorEnsemble(nn.Module):
             if layer > 0:
                 g = torch.bmm(g, self.weight(layer, rows).transpose(1, 2))
                 if self.hidden_activation == "relu":
-                    g = g * (inp > 0)
+                    g = relu_backward(g, inp)
         return grad
 
     def forward_agent(self, i: int, states: Tensor, row: Tensor | None = None) -> tuple[Tensor, Tensor]:
