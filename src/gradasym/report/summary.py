@@ -118,7 +118,7 @@ def _critic_rho_lines(gd: GroupData) -> list[str]:
                      f"(the actor gradient vanished in float32; paper: {lo:g} … {hi:g}).")
     dead = gd.runs[gd.runs["grad_death_episode"].notna()]
     if len(dead):
-        text = (f"Every actor's gradient died (norm below run.grad_death_threshold or exactly 0, for good) in "
+        text = (f"Every actor's gradient died (norm below run.grad_death_threshold or exactly 0 from that episode to the end of the run) in "
                 f"{len(dead)} of {len(gd.runs)} runs, at episode {_range(dead['grad_death_episode'])}")
         both = dead[dead["stopped"]]
         if len(both):
