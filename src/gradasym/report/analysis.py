@@ -22,7 +22,10 @@ import pandas as pd
 from ..config import ConfigError
 from .load import ResultSet, presets_label
 from .paper import PAPER_MAX_EPISODES, paper_category
-from .stats import MeanCI, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, t_quantile, wilson_interval
+from .stats import (
+    MeanCI, correlation, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, median_ci, t_quantile,
+    wilson_interval,
+)
 
 CONFIG_KEYS = ["set", "group", "actor_lr", "critic_lr"]
 
@@ -30,7 +33,9 @@ __all__ = [
     "CONFIG_KEYS", "check_margin", "comparable_with_paper", "config_table", "stop_cell_text", "tracking_long",
     "episodes_long", "scale_text",
     "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
-    "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups",
+    "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups", "multi_seed",
+    "single_seed", "single_seed_viable", "viable_by_seed", "stop_correlations", "CORRELATION_TARGETS", "bounded_text",
+    "correlation_text",
 ]
 
 
@@ -133,6 +138,11 @@ def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
         "critic_stopped_runs": int(g["critic_stopped"].fillna(False).astype(bool).sum()),
     }
     out.update(_ci_cols("stop", stop))
+    med = median_ci(elig["stop_value"], elig["censored"], level)
+    out.update(stopmed_lo=med.median_lo, stopmed_hi=med.median_hi, stopmed_ci_lo=med.ci_lo_lo,
+               stopmed_ci_lo_hi=med.ci_lo_hi, stopmed_ci_hi=med.ci_hi_lo, stopmed_ci_hi_hi=med.ci_hi_hi,
+               stopmed_coverage=med.coverage, stop_min=med.min_lo, stop_min_hi=med.min_hi, stop_max=med.max_lo,
+               stop_max_hi=med.max_hi)
     out.update(_ci_cols("sat", fraction_mean_ci(g["final_saturation_ratio"], level)))
     out.update(_ci_cols("stopfrac", wilson_interval(out["n_stopped"], len(elig), level)))
     out.update(_ci_cols("death", mean_ci(g["grad_death_episode"], level)))
@@ -180,6 +190,14 @@ def config_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     one; ``n_dead`` counts them) and ``spe_*`` (seconds per episode). ``sat_*`` uses
     :func:`~gradasym.report.stats.fraction_mean_ci` (inside [0, 1]). ``*_n`` is the
     number of runs that entered each statistic.
+
+    The stopping episode's distribution (:func:`~gradasym.report.stats.median_ci`,
+    never-stopped seeds right-censored at the episodes they ran): ``stopmed_lo`` /
+    ``stopmed_hi`` bound the median (equal when it is known; ``inf`` high bound: only
+    ``>= stopmed_lo`` is known), ``stopmed_ci_lo`` / ``stopmed_ci_hi`` the order-statistic
+    interval's ends (their own high bounds in ``stopmed_ci_lo_hi`` / ``stopmed_ci_hi_hi``,
+    NaN below 6 seeds), ``stopmed_coverage`` its exact coverage, ``stop_min`` /
+    ``stop_max`` the range (``stop_min_hi`` / ``stop_max_hi`` inf when that end is censored).
     """
     if runs.empty:
         return pd.DataFrame(columns=CONFIG_KEYS)
@@ -200,6 +218,15 @@ def stop_cell_text(row: pd.Series, with_ci: bool = True) -> str:
             and row["stop_half"] > 0:
         text += f" ± {row['stop_half']:.0f}"
     return text
+
+
+def bounded_text(lo: float, hi: float) -> str:
+    """A value known up to bounds (right-censored seeds): ``233``, ``≥2000``, or ``180–233``; ``—`` if unknown."""
+    if not np.isfinite(lo):
+        return "—"
+    if not np.isfinite(hi):
+        return f"≥{lo:.0f}"
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}–{hi:.0f}"
 
 
 # ------------------------------------------------------------------ curves
@@ -385,6 +412,65 @@ def _saturation_threshold(rs: ResultSet, ids: set) -> float:
     return 0.9
 
 
+def multi_seed(gd: GroupData) -> bool:
+    """Whether some configuration of the group has more than one run (so means get intervals)."""
+    return bool(len(gd.agg) and gd.agg["n_runs"].max() > 1)
+
+
+# ------------------------------------------------------------------ correlations over runs
+#: (runs_frame column, label, log10) of the quantities correlated with the stopping episode.
+CORRELATION_TARGETS: list[tuple[str, str, bool]] = [
+    ("final_saturation_ratio", "final saturation ratio", False),
+    ("final_rho", "final ρ = ‖∇actor‖/‖∇critic‖", True),
+]
+
+
+def stop_correlations(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Pearson and Spearman correlations over runs of each :data:`CORRELATION_TARGETS` with the stopping episode.
+
+    Runs entering: those with a meaningful stopping value (stopped, or not failed)
+    and a finite value of the quantity; running runs that have not stopped yet are
+    left out (their value is not yet the training length). Two rows per quantity:
+    ``runs = "all"`` counts the never-stopped runs at the episodes they ran (the
+    paper's convention), ``runs = "stopped"`` uses only the runs whose actors all
+    stopped. For a quantity on a log scale (ρ) Pearson's r is computed on log10 of
+    the positive values (``n_zero`` runs with ρ exactly 0 left out of it and counted)
+    and Spearman's on all values (a zero ranks lowest). Columns: ``quantity``,
+    ``label``, ``runs``, ``n_runs`` (runs with a value), ``n_censored``, ``n_zero``,
+    ``n_running_left_out`` / ``n_failed_left_out`` (runs not stopped that were left out),
+    ``pearson_*`` and ``spearman_*`` (``r``, ``lo``, ``hi``, ``n``).
+    """
+    base = runs[_stop_eligible(runs) & (runs["stopped"] | (runs["status"] != "running"))]
+    unstopped = runs[~runs["stopped"]]
+    left_out = {"n_running_left_out": int((unstopped["status"] == "running").sum()),
+                "n_failed_left_out": int((unstopped["status"] == "failed").sum())}
+    rows = []
+    for col, label, log in CORRELATION_TARGETS:
+        vals = pd.to_numeric(base[col], errors="coerce") if col in base else pd.Series(np.nan, index=base.index)
+        have = base[np.isfinite(vals)].assign(_v=vals[np.isfinite(vals)])
+        for which, sub in (("all", have), ("stopped", have[have["stopped"]])):
+            zero = (sub["_v"] == 0) if log else pd.Series(False, index=sub.index)
+            pos = sub[~zero & (sub["_v"] > 0)] if log else sub
+            pear = correlation(pos["stop_value"], np.log10(pos["_v"]) if log else pos["_v"], "pearson", level)
+            spear = correlation(sub["stop_value"], sub["_v"], "spearman", level)
+            row = {"quantity": col, "label": label, "log10": log, "runs": which, "n_runs": len(sub),
+                   "n_censored": int(sub["censored"].sum()), "n_zero": int(zero.sum()), **left_out}
+            for c in (pear, spear):
+                row.update({f"{c.method}_r": c.r, f"{c.method}_lo": c.lo, f"{c.method}_hi": c.hi,
+                            f"{c.method}_n": c.n})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def correlation_text(r: float, lo: float, hi: float, n: int, name: str = "") -> str:
+    """``r = -0.93 [-0.95, -0.90], n = 160`` (``name`` first when given); says when r or its CI is undefined."""
+    head = f"{name} " if name else ""
+    if not np.isfinite(r):
+        return f"{head}undefined ({'fewer than 3 runs' if n < 3 else 'one variable is constant'}, n = {n})"
+    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " (no CI: n < 4)"
+    return f"{head}{'= ' if name else ''}{r:.2f}{ci}, n = {n}"
+
+
 # ------------------------------------------------------------------ viability
 @dataclass(frozen=True)
 class ViableCount:
@@ -430,3 +516,26 @@ def viable_count(table: pd.DataFrame, margin: float) -> ViableCount:
     """Count viable configurations in a :func:`viable_table`."""
     known = table["viable"].dropna() if len(table) else pd.Series(dtype=object)
     return ViableCount(int((known == True).sum()), int(len(known)), int(len(table)), margin)  # noqa: E712
+
+
+def single_seed(runs: pd.DataFrame, preferred: int = 42) -> int | None:
+    """The seed a single-seed study would have used: ``preferred`` (the paper's 42) if present, else the smallest."""
+    seeds = sorted({int(v) for v in pd.to_numeric(runs["seed"], errors="coerce").dropna()})
+    if not seeds:
+        return None
+    return preferred if preferred in seeds else seeds[0]
+
+
+def single_seed_viable(runs: pd.DataFrame, margin: float, seed: int) -> ViableCount:
+    """The viable count a study of only ``seed`` would report (the paper's single-seed view)."""
+    return viable_count(viable_table(runs[pd.to_numeric(runs["seed"], errors="coerce") == seed], margin), margin)
+
+
+def viable_by_seed(runs: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """Per seed: the viable count of that seed alone (``seed``, ``viable``, ``evaluated``)."""
+    seeds = sorted({int(v) for v in pd.to_numeric(runs["seed"], errors="coerce").dropna()})
+    rows = []
+    for s in seeds:
+        c = single_seed_viable(runs, margin, s)
+        rows.append({"seed": s, "viable": c.viable, "evaluated": c.evaluated})
+    return pd.DataFrame(rows, columns=["seed", "viable", "evaluated"])

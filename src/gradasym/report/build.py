@@ -27,17 +27,18 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ..provenance import collect as collect_provenance
-from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, scale_text
+from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
 from .generic import build_generic_report, is_paper_set
-from .figures import COMPARE_FIGURES, GROUP_FIGURES, NoData, render_figure
+from .figures import COMPARE_FIGURES, GROUP_FIGURES, SEED_FIGURES, NoData, render_figure
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
 from .short_runs import short_runs_warning
-from .summary import compare_summary, group_summary, missing_items
+from .summary import compare_summary, group_summary, missing_items, seed_summary
 from .tables import (
     Table, table3_stopping, table4_preactivation, table7_large_actor, table8_linear_hidden,
-    provenance_text, table9_preact_linear, table_compare_stopping, table_provenance, table_runs, table_viable,
-    table_viable_counts, to_markdown, viable_definition, write_table,
+    provenance_text, table9_preact_linear, table_compare_stopping, table_correlations, table_provenance,
+    table_runs, table_seed_stopping, table_viable, table_viable_counts, table_viable_seeds, to_markdown,
+    viable_definition, write_table,
 )
 
 __all__ = ["build_report", "DEFAULT_MARGIN"]
@@ -106,6 +107,19 @@ def _group_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) ->
             out.append(_draw(lambda fn=fn, gd=gd: fn(gd), fig_dir, stem + _suffix(gd, several), number, title,
                              caption, gd.title, errors))
     return out
+
+
+def _seed_section(gd: GroupData, several: bool, margin: float, fig_dir: Path,
+                  errors: list[str]) -> tuple[MainResult, list[str]]:
+    """The several-seeds section of one group (tables, Fig. 16) and its summary sentences."""
+    figures = [_draw(lambda fn=fn: fn(gd), fig_dir, stem + _suffix(gd, several), number, title, caption,
+                     gd.title, errors) for stem, number, title, caption, fn in SEED_FIGURES]
+    viable = _safe_table(lambda: table_viable_seeds(gd, margin), errors)
+    corr = _safe_table(lambda: table_correlations(gd), errors)
+    tables = [t for t in (_safe_table(lambda: table_seed_stopping(gd, margin), errors), corr,
+                          viable[0] if viable else None) if t]
+    lines = seed_summary(gd, corr.data if corr else None, *(viable[1:] if viable else (None, None, None)))
+    return MainResult(gd.title, figures, tables), lines
 
 
 def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) -> list[FigureResult]:
@@ -274,10 +288,20 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     runs_tab = table_runs(all_runs, _problems_by_run(sets))
     scale = scale_text(frames[0])
 
+    seeds: list[MainResult] = []
+    seed_lines: dict[int, list[str]] = {}
+    for gd in main_groups:
+        if multi_seed(gd):
+            section, seed_lines[id(gd)] = _seed_section(gd, len(main_groups) > 1, margin, fig_dir, errors)
+            seeds.append(section)
+            figures += section.figures
+    seed_tables = [t for m in seeds for t in m.tables]
+
     summary: list[tuple[str, list[str]]] = [("Warning", [short])] if short else []
     for gd in main_groups:
         summary.append((group_title(gd.group) if len(main_groups) > 1 else gd.title,
-                        group_summary(gd, _pending_in_group(sets[0], gd.group), counts.get(id(gd)))))
+                        group_summary(gd, _pending_in_group(sets[0], gd.group), counts.get(id(gd)))
+                        + seed_lines.get(id(gd), [])))
     if not main_groups:
         summary.append((sets[0].label, ["No runs found yet: " + "; ".join(sets[0].problems or ["empty folder"])]))
     if main_groups and len(all_groups) > 1:
@@ -296,12 +320,13 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         summary=summary, missing=missing, viable=viable,
         viable_definition=viable_definition(margin) + (f" Warning: {short}." if short else ""),
         figures=figures, group_tables=group_tables, compare_tables=compare_tables, runs_table=runs_tab,
-        configs=[_config_info(rs) for rs in sets], out_dir=out,
+        configs=[_config_info(rs) for rs in sets], out_dir=out, seeds=seeds,
     )
-    all_tables = viable + group_tables + compare_tables + [runs_tab, content.provenance_table]
+    all_tables = viable + group_tables + seed_tables + compare_tables + [runs_tab, content.provenance_table]
     for t in all_tables:
         write_table(t, tab_dir)
-    _write_markdown(out / "report.md", content, group_tables + viable + compare_tables + [content.provenance_table])
+    _write_markdown(out / "report.md", content,
+                    group_tables + seed_tables + viable + compare_tables + [content.provenance_table])
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")
     return html_path

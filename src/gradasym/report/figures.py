@@ -39,18 +39,18 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from .analysis import (
-    CONFIG_KEYS, GroupData, curve_summary, final_tracking, fmt_lr, reward_at_stop_and_end,
-    stop_cell_text,
+    CONFIG_KEYS, GroupData, correlation_text, curve_summary, final_tracking, fmt_lr, multi_seed,
+    reward_at_stop_and_end, stop_cell_text, stop_correlations,
 )
 from .paper import PAPER_RHO_RANGE
-from .stats import FRACTION_CI_METHOD, geometric_mean_ci, mean_ci
+from .stats import CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci
 
 __all__ = ["NoData", "STYLE", "save_figure", "render_figure", "set_caption", "figure_caption", "zero_floor",
            "GROUP_FIGURES", "COMPARE_FIGURES"] + [
     "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
     "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
     "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops",
-    "fig_compare_stopping", "fig_compare_preactivation",
+    "fig_compare_stopping", "fig_compare_preactivation", "fig_seed_stops", "SEED_FIGURES",
 ]
 
 #: rcParams used for every figure (sized to stay legible when shown ~900 px wide).
@@ -515,11 +515,6 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
 
 
 # ------------------------------------------------------------------ scatter vs stop (6, 10)
-def multi_seed(gd: GroupData) -> bool:
-    """Whether some configuration of the group has more than one run (so means get intervals)."""
-    return bool(len(gd.agg) and gd.agg["n_runs"].max() > 1)
-
-
 def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log: bool, title: str,
                      what: str, noun: str, refs: Callable[[Axes], str] | None = None,
                      ci_method: str = "Student-t", below: Iterable[float] = ()) -> Figure:
@@ -600,6 +595,7 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
         handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="episodes requested"))
     ax.legend(handles=handles, title="actor LR", loc="best")
     _suptitle(fig, title, gd)
+    corr_text = _correlation_box(ax, gd, ycol) if multi_seed(gd) else ""
 
     n_stopped = int(runs["stopped"].sum())
     parts = [f"{noun} of each run against its stopping episode, one colour per actor LR ({len(runs)} runs)."]
@@ -629,7 +625,34 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     if without:
         parts.append(f"Not drawn: {len(without)} runs without a value ({', '.join(without[:8])}"
                      + (" …" if len(without) > 8 else "") + ").")
+    if corr_text:
+        parts.append(corr_text)
     return set_caption(fig, " ".join(parts))
+
+
+def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:
+    """Pearson/Spearman correlations of ``ycol`` with the stopping episode above the axes; returns the caption text."""
+    corr = stop_correlations(gd.runs)
+    corr = corr[corr["quantity"] == ycol]
+    if not len(corr):
+        return ""
+    lines, parts = [], []
+    for _, c in corr.iterrows():
+        who = "all runs" if c["runs"] == "all" else "stopped runs"
+        pr = correlation_text(c["pearson_r"], c["pearson_lo"], c["pearson_hi"], c["pearson_n"],
+                     "r(log10)" if c["log10"] else "r")
+        sr = correlation_text(c["spearman_r"], c["spearman_lo"], c["spearman_hi"], c["spearman_n"], "r_s")
+        lines.append(f"{who}: {pr}; {sr}")
+        parts.append(f"{who}: Pearson {pr}, Spearman {sr}")
+    ax.set_title("\n".join(lines), fontsize=8, loc="left")  # above the axes: never hides a point
+    c0 = corr.iloc[0]
+    zero = (f" Pearson's r is on log10 ρ, without the {int(c0['n_zero'])} runs with ρ exactly 0 (Spearman's "
+            "includes them, ranked lowest)." if c0["log10"] and c0["n_zero"] else
+            (" Pearson's r is on log10 ρ." if c0["log10"] else ""))
+    return ("Correlation with the stopping episode (above the plot): " + "; ".join(parts) + ". 'All runs' counts "
+            "the runs that never stopped at the episodes they ran (hollow markers), 'stopped runs' leaves them out."
+            + zero
+            + f" Intervals: {CORRELATION_CI_METHOD}.")
 
 
 def fig_rho_vs_stop(gd: GroupData) -> Figure:
@@ -752,6 +775,83 @@ def fig_agent_stops(gd: GroupData) -> Figure:
     _suptitle(fig, "Fig. 13 — Per-agent stopping episodes (k/n = agents stopped / agents, seeds pooled)", gd,
               "green dashed: episodes requested")
     return fig
+
+
+# ------------------------------------------------------------------ seeds (16)
+def fig_seed_stops(gd: GroupData) -> Figure:
+    """Fig. 16: every seed's stopping episode per configuration, with the median and its order-statistic CI.
+
+    Filled circles: seeds whose actors all stopped; hollow triangles pointing up, at
+    the episodes run: seeds that never stopped (right-censored, "at least" this).
+    Seeds at the same value are spread sideways, so each stays visible. A black bar
+    marks the median, a vertical line its 95 % interval; an end that is a censored
+    seed gets an arrow (only a lower bound is known).
+    """
+    _require(multi_seed(gd), "needs several seeds per configuration")
+    agg = gd.agg[gd.agg["stop_n"] > 0].sort_values(["actor_lr", "critic_lr"])
+    _require(len(agg), "no run has a stopping episode or episode count")
+    runs = gd.runs[gd.runs["stop_value"].notna() & (gd.runs["stopped"] | (gd.runs["status"] != "failed"))]
+    pairs = list(zip(agg["actor_lr"], agg["critic_lr"]))
+    fig = _figure(max(7.5, 0.7 * len(pairs) + 2.5), 5.0)
+    ax = fig.subplots()
+    x = _config_axis(ax, pairs)
+    colors = _colors(agg["actor_lr"].unique())
+    n_drawn = n_cens = 0
+    for i, (a, c) in enumerate(pairs):
+        rr = runs[(runs["actor_lr"] == a) & (runs["critic_lr"] == c)].sort_values(["stop_value", "seed"])
+        rank = rr.groupby("stop_value").cumcount().to_numpy()
+        count = rr.groupby("stop_value")["stop_value"].transform("size").to_numpy()
+        dx = (rank - (count - 1) / 2.0) * min(0.08, 0.6 / max(1, count.max()))
+        color = colors[a]
+        st = rr["stopped"].to_numpy(dtype=bool)
+        ax.scatter(x[i] + dx[st], rr["stop_value"].to_numpy()[st], s=22, color=color, edgecolors=color, zorder=3)
+        ax.scatter(x[i] + dx[~st], rr["stop_value"].to_numpy()[~st], s=34, marker="^", facecolors="white",
+                   edgecolors=color, linewidths=1.2, zorder=3)
+        n_drawn += len(rr)
+        n_cens += int((~st).sum())
+        row = agg.iloc[i]
+        ax.hlines(row["stopmed_lo"], x[i] - 0.3, x[i] + 0.3, color="black", lw=2, zorder=4)
+        if np.isfinite(row["stopmed_ci_lo"]):
+            hi = row["stopmed_ci_hi"]
+            ax.vlines(x[i] + 0.33, row["stopmed_ci_lo"], hi, color="black", lw=1.2, zorder=4)
+            if not np.isfinite(row["stopmed_ci_hi_hi"]):  # the upper end is a seed that never stopped
+                ax.annotate("", (x[i] + 0.33, hi * 1.06), (x[i] + 0.33, hi), zorder=4,
+                            arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
+    if np.isfinite(gd.max_episodes):
+        ax.axhline(gd.max_episodes, color=MAX_LINE, ls="--", lw=1)
+    ax.set_ylim(0, (gd.max_episodes if np.isfinite(gd.max_episodes) else float(runs["stop_value"].max())) * 1.12)
+    ax.set_xlim(-0.6, len(pairs) - 0.4)
+    ax.set_ylabel(STOP_LABEL)
+    handles = [Line2D([], [], marker="o", ls="", color=col, label=f"actor LR {fmt_lr(a)}") for a, col in colors.items()]
+    if n_cens:
+        handles.append(Line2D([], [], marker="^", ls="", color="grey", mfc="white", label="never stopped (≥)"))
+    handles += [Line2D([], [], color="black", lw=2, label="median"),
+                Line2D([], [], color="black", lw=1.2, label="median 95% CI")]
+    if np.isfinite(gd.max_episodes):
+        handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="episodes requested"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8)
+    _suptitle(fig, "Fig. 16 — Stopping episode of every seed per configuration", gd, "median and 95% CI")
+    no_ci = int((~np.isfinite(agg["stopmed_ci_lo"])).sum())
+    caption = (f"Every seed's stopping episode ({n_drawn} runs in {len(pairs)} configurations), one column per "
+               "configuration (actor LR / critic LR); seeds at the same value are spread sideways. Filled circles: "
+               f"the {n_drawn - n_cens} runs whose actors all stopped")
+    running = int((~runs["stopped"] & (runs["status"] == "running")).sum())
+    caption += (f"; hollow triangles: the {n_cens} runs whose actors did not all stop, drawn at the episodes they "
+                "ran (a lower bound: right-censored, not dropped)"
+                + (f"; {running} of them are still running" if running else "")
+                + "." if n_cens else ".")
+    failed = gd.runs[gd.runs["stop_value"].notna() & ~gd.runs["stopped"] & (gd.runs["status"] == "failed")]
+    if len(failed):
+        caption += (f" Not drawn: {len(failed)} failed runs whose actors had not stopped (their stopping episode is "
+                    f"not even bounded): {', '.join(sorted(failed['run_id'])[:8])}" + (" …" if len(failed) > 8 else "")
+                    + ".")
+    caption += (f" Black bar: the median (never-stopped seeds ranked as ≥ their episodes); vertical line: the "
+                f"{MEDIAN_CI_METHOD}; an arrow marks an end that is a never-stopped seed (only a lower bound).")
+    if no_ci:
+        caption += f" {no_ci} configurations have fewer than 6 seeds: no interval."
+    if np.isfinite(gd.max_episodes):
+        caption += " Green dashed: the episodes requested."
+    return set_caption(fig, caption)
 
 
 # ------------------------------------------------------------------ comparisons (14, 15)
@@ -889,4 +989,12 @@ COMPARE_FIGURES: list[tuple[str, str, str, str, Callable[[list[GroupData]], Figu
     ("fig15b_compare_preactivation", "15b", "Pre-activation magnitude across result sets",
      "Maximum |z| reached during training per configuration and result set (geometric mean ± 95% CI, log y); "
      "the graphic form of Table 9.", fig_compare_preactivation),
+]
+
+
+#: Figures of groups with several seeds per configuration (not drawn for single-seed groups).
+SEED_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = [
+    ("fig16_seed_stops", "16", "Stopping episode of every seed",
+     "Every seed's stopping episode per configuration, the median and its order-statistic 95% interval; seeds "
+     "that never stopped at the episodes they ran (hollow).", fig_seed_stops),
 ]

@@ -93,6 +93,8 @@ class ReportContent:
     out_dir: Path
     #: what the folded runs table lists (its units: episodes for CCM-MADRL, steps for SB3)
     runs_note: str = "status, progress, stopping episode, errors, missing files"
+    #: per group with several seeds per configuration: the distribution over seeds, correlations, viability
+    seeds: list[MainResult] = field(default_factory=list)
 
 
 CSS = """
@@ -201,10 +203,22 @@ def _main(c: ReportContent) -> str:
     return "".join(parts)
 
 
+def _seeds(c: ReportContent) -> str:
+    """Groups with several seeds: stopping distribution, correlations over runs, viable count every seed vs one."""
+    if not c.seeds:
+        return ""
+    parts = ["<h2 id='seeds'>Several seeds</h2>"]
+    for m in c.seeds:
+        if len(c.seeds) > 1:
+            parts.append(f"<h3>{_e(m.section)}</h3>")
+        parts += [_table_html(t) for t in m.tables] + [_figure_html(f, c.out_dir) for f in m.figures]
+    return "".join(parts)
+
+
 def _figures(c: ReportContent) -> str:
     parts = ["<h2 id='figures'>Figures</h2>"]
     current = None
-    shown = {id(f) for m in c.main for f in m.figures}
+    shown = {id(f) for m in c.main + c.seeds for f in m.figures}
     for fig in c.figures:
         if fig.section == "Comparison" or id(fig) in shown:
             continue
@@ -247,12 +261,13 @@ def _configs(c: ReportContent) -> str:
 
 def render_html(c: ReportContent) -> str:
     """The complete page as a string."""
-    nav = "".join(f"<a href='#{k}'>{_e(v)}</a>" for k, v in NAV)
+    nav_items = NAV if not c.seeds else NAV[:3] + [("seeds", "Several seeds")] + NAV[3:]
+    nav = "".join(f"<a href='#{k}'>{_e(v)}</a>" for k, v in nav_items)
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
     runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs ({_e(c.runs_note)})"
             f"</summary>{_table_html(c.runs_table)}</details>")
-    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _figures(c), _viable(c),
-                    _comparison(c), runs, _configs(c)])
+    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _seeds(c), _figures(c),
+                    _viable(c), _comparison(c), runs, _configs(c)])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(c.title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{body}</main></body></html>\n")

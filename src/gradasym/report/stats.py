@@ -11,6 +11,11 @@ summarised on the log10 scale (:func:`geometric_mean_ci`): their geometric mean
 with a t interval computed on log10 values, which is always positive and therefore
 drawable on a log axis.
 
+Medians of values that may be right-censored (a run whose actors never stopped is
+"at least the episodes it ran") get the distribution-free order-statistic interval
+(:func:`median_ci`), and correlations over runs a Fisher-z interval
+(:func:`correlation`).
+
 Fractions never get an interval outside [0, 1]:
 
 * a proportion of seeds (k of n seeds stopped): the Wilson score interval
@@ -32,6 +37,8 @@ import numpy as np
 __all__ = [
     "MeanCI", "mean_ci", "geometric_mean_ci", "fraction_mean_ci", "wilson_interval", "normal_quantile",
     "t_quantile", "t_cdf", "logit", "LOGIT_EPS", "FRACTION_CI_METHOD", "SEED_FRACTION_CI_METHOD",
+    "MedianCI", "median_ci", "median_ci_ranks", "MEDIAN_CI_METHOD", "MEDIAN_DEFINITION", "Correlation", "correlation",
+    "CORRELATION_CI_METHOD",
 ]
 
 
@@ -260,3 +267,170 @@ def fraction_mean_ci(values: Iterable[float], level: float = 0.95) -> MeanCI:
     lo, hi = _expit(float(z.mean()) - half), _expit(float(z.mean()) + half)
     lo, hi = min(lo, mean), max(hi, mean)
     return MeanCI(mean, lo, hi, half, n, level)
+
+
+# ------------------------------------------------------------------ medians of censored values
+#: Which order statistic the median is (stated on the page).
+MEDIAN_DEFINITION = ("X_(ceil(n/2)), the smallest value with at least half of the seeds at or below it (for "
+                     "stopping episodes: the episode by which half of the seeds had stopped; the lower middle value "
+                     "for an even n)")
+
+#: How the interval of a median is computed (stated on the page).
+MEDIAN_CI_METHOD = ("distribution-free order-statistic interval of the median [X_(k), X_(n+1-k)] with the largest k "
+                    "whose binomial coverage 1 - 2 P(Bin(n, 1/2) < k) is at least 95% (actual coverage stated; "
+                    "needs n >= 6)")
+
+
+@dataclass(frozen=True)
+class MedianCI:
+    """Median of values some of which are right-censored (``>= value``), with its order-statistic CI.
+
+    Every quantity is a pair of bounds (``*_lo <= true value <= *_hi``): a censored value
+    ``c`` is only known to be ``>= c``, so an order statistic is bracketed by the same
+    order statistic with the censored values taken at ``c`` (low) and at +inf (high).
+    When every censored value is at least every uncensored one (runs that ran the full
+    training and never stopped, against runs that stopped before) the low and high
+    bounds agree wherever they are finite. ``ci_k`` is the rank of the interval's lower
+    end (0 when ``n`` is too small for ``level``), ``coverage`` the exact binomial
+    coverage of ``[X_(k), X_(n+1-k)]`` (NaN without an interval); ``n_censored`` counts the
+    censored values.
+    """
+
+    median_lo: float
+    median_hi: float
+    ci_lo_lo: float
+    ci_lo_hi: float
+    ci_hi_lo: float
+    ci_hi_hi: float
+    min_lo: float
+    min_hi: float
+    max_lo: float
+    max_hi: float
+    n: int
+    n_censored: int
+    ci_k: int
+    coverage: float
+    level: float = 0.95
+
+    @property
+    def has_interval(self) -> bool:
+        """True when ``n`` is large enough for an order-statistic interval at ``level``."""
+        return self.ci_k >= 1
+
+
+def median_ci_ranks(n: int, level: float = 0.95) -> tuple[int, float]:
+    """``(k, coverage)``: the largest ``k`` with ``1 - 2 P(Bin(n, 1/2) <= k - 1) >= level``.
+
+    ``[X_(k), X_(n+1-k)]`` then covers the median with probability ``coverage`` for any
+    continuous distribution; ``(0, nan)`` when even ``[X_(1), X_(n)]`` falls short
+    (``n < 6`` at 95 %). ``median_ci_ranks(10) == (2, 0.978515625)``.
+    """
+    best = (0, math.nan)
+    cdf = 0.0  # P(B <= k - 1)
+    for k in range(1, n // 2 + 1):
+        cdf += math.comb(n, k - 1) / 2.0 ** n
+        coverage = 1.0 - 2.0 * cdf
+        if coverage >= level - 1e-12:
+            best = (k, coverage)
+        else:
+            break
+    return best
+
+
+def _order_stat_bounds(values: np.ndarray, censored: np.ndarray, k: int) -> tuple[float, float]:
+    """Bounds of the k-th smallest (1-based) true value; censored values are ``>= value``."""
+    low = np.sort(values)[k - 1]
+    high = np.sort(np.where(censored, math.inf, values))[k - 1]
+    return float(low), float(high)
+
+
+def median_ci(values: Iterable[float], censored: Iterable[bool] | None = None, level: float = 0.95) -> MedianCI:
+    """Median, range and order-statistic interval of ``values`` with right-censored entries.
+
+    ``censored[i]`` means the true value is ``>= values[i]`` (a run that never stopped,
+    counted at the episodes it ran). Non-finite values are dropped with their flags.
+    The median is the order statistic ``X_(ceil(n/2))``: the smallest value that at least
+    half of the values are at or below (for stopping episodes: the episode by which half
+    of the seeds had stopped; with these censored values it is the Kaplan-Meier median).
+    For an even count it is the lower of the two middle values, not their mean, which
+    would mix a stop with a never-stopped seed's lower bound. See :class:`MedianCI` for
+    the bounds and :data:`MEDIAN_CI_METHOD` for the interval.
+    """
+    vals = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    cens = np.zeros(len(vals), bool) if censored is None else np.asarray(list(censored), dtype=bool)
+    if len(cens) != len(vals):
+        raise ValueError(f"values and censored flags differ in length ({len(vals)} vs {len(cens)})")
+    keep = np.isfinite(vals)
+    vals, cens = vals[keep], cens[keep]
+    n = int(vals.size)
+    nan = math.nan
+    if n == 0:
+        return MedianCI(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0, 0, 0, nan, level)
+    med = _order_stat_bounds(vals, cens, (n + 1) // 2)
+    k, coverage = median_ci_ranks(n, level)
+    lo = _order_stat_bounds(vals, cens, k) if k else (nan, nan)
+    hi = _order_stat_bounds(vals, cens, n + 1 - k) if k else (nan, nan)
+    bottom, top = _order_stat_bounds(vals, cens, 1), _order_stat_bounds(vals, cens, n)
+    return MedianCI(med[0], med[1], lo[0], lo[1], hi[0], hi[1], bottom[0], bottom[1], top[0], top[1],
+                    n, int(cens.sum()), k, coverage, level)
+
+
+# ------------------------------------------------------------------ correlations
+#: How correlation intervals are computed (stated on the page).
+CORRELATION_CI_METHOD = ("95% Fisher-z interval: tanh(atanh r -+ z_0.975 se) with se = 1/sqrt(n-3) for Pearson's r "
+                         "and sqrt(1.06/(n-3)) for Spearman's rank correlation (Fieller, Hartley & Pearson 1957); "
+                         "needs n >= 4")
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A correlation coefficient with its Fisher-z interval (NaN when undefined)."""
+
+    method: str        # "pearson" | "spearman"
+    r: float
+    lo: float
+    hi: float
+    n: int
+    level: float = 0.95
+
+    @property
+    def defined(self) -> bool:
+        """False when fewer than 3 pairs or a constant variable leave r undefined."""
+        return bool(np.isfinite(self.r))
+
+
+def correlation(x: Iterable[float], y: Iterable[float], method: str = "pearson",
+                level: float = 0.95) -> Correlation:
+    """Pearson's or Spearman's correlation of the finite pairs of ``x`` and ``y``, with a Fisher-z CI.
+
+    Spearman's coefficient is Pearson's of the average ranks (ties share their mean
+    rank). ``r`` is NaN with fewer than 3 pairs or when a variable is constant; the
+    interval is NaN with fewer than 4 pairs (Fisher's se needs n > 3) and equal to
+    ``[r, r]`` when ``|r| == 1``.
+    """
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    xs = np.asarray([np.nan if v is None else v for v in x], dtype=float)
+    ys = np.asarray([np.nan if v is None else v for v in y], dtype=float)
+    if xs.shape != ys.shape:
+        raise ValueError(f"x and y differ in length ({xs.size} vs {ys.size})")
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[keep], ys[keep]
+    n = int(xs.size)
+    nan = math.nan
+    if method == "spearman":
+        import pandas as pd  # ranks with ties averaged (pandas is a dependency of the report)
+
+        xs = pd.Series(xs).rank(method="average").to_numpy()
+        ys = pd.Series(ys).rank(method="average").to_numpy()
+    if n < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
+        return Correlation(method, nan, nan, nan, n, level)
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    r = float(np.clip((dx @ dy) / math.sqrt((dx @ dx) * (dy @ dy)), -1.0, 1.0))
+    if n < 4:
+        return Correlation(method, r, nan, nan, n, level)
+    if abs(r) == 1.0:
+        return Correlation(method, r, r, r, n, level)
+    se = math.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
+    z, q = math.atanh(r), normal_quantile(0.5 + level / 2.0)
+    return Correlation(method, r, math.tanh(z - q * se), math.tanh(z + q * se), n, level)

@@ -12,10 +12,13 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .analysis import GroupData, ViableCount, comparable_with_paper, fmt_lr, fmt_num, stop_cell_text
+from .analysis import (
+    GroupData, ViableCount, bounded_text, comparable_with_paper, correlation_text, fmt_lr, fmt_num, single_seed,
+    stop_cell_text,
+)
 from .load import STATUS_NO_SUMMARY, ResultSet
 
-__all__ = ["group_summary", "compare_summary", "missing_items"]
+__all__ = ["group_summary", "compare_summary", "missing_items", "seed_summary"]
 
 
 def _cfg(row: pd.Series) -> str:
@@ -115,7 +118,7 @@ def _critic_rho_lines(gd: GroupData) -> list[str]:
                      f"(the actor gradient vanished in float32; paper: {lo:g} … {hi:g}).")
     dead = gd.runs[gd.runs["grad_death_episode"].notna()]
     if len(dead):
-        text = (f"Every actor's gradient died (norm below run.grad_death_threshold or exactly 0, for good) in "
+        text = (f"Every actor's gradient died (norm below run.grad_death_threshold or exactly 0 from that episode to the end of the run) in "
                 f"{len(dead)} of {len(gd.runs)} runs, at episode {_range(dead['grad_death_episode'])}")
         both = dead[dead["stopped"]]
         if len(both):
@@ -189,3 +192,71 @@ def missing_items(rs: ResultSet) -> list[str]:
         if parts:
             items.append(f"{rs.label}/{run.run_id}: " + "; ".join(parts))
     return items
+
+
+def _pair_text(row: pd.Series) -> str:
+    """Pearson's and Spearman's coefficient of one :func:`~gradasym.report.analysis.stop_correlations` row."""
+    pearson = "Pearson r" + (" (log10)" if row["log10"] else "")
+    return (correlation_text(row["pearson_r"], row["pearson_lo"], row["pearson_hi"], row["pearson_n"], pearson)
+            + "; " + correlation_text(row["spearman_r"], row["spearman_lo"], row["spearman_hi"], row["spearman_n"],
+                                      "Spearman r_s"))
+
+
+def _against_09(r: float, lo: float, hi: float) -> str:
+    """Where |r| stands against the paper's 0.9, judged on the interval of |r| (the point without one)."""
+    if not np.isfinite(r):
+        return "no r to compare with the paper's 0.9"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        lo = hi = r
+    mag = (lo, hi) if lo >= 0 else ((-hi, -lo) if hi <= 0 else (0.0, max(-lo, hi)))
+    if mag[0] > 0.9:
+        return "|r| is above 0.9 (whole interval)"
+    if mag[1] < 0.9:
+        return "|r| is below 0.9 (whole interval)"
+    return "the interval of |r| includes 0.9"
+
+
+def seed_summary(gd: GroupData, corr: pd.DataFrame | None, every: ViableCount | None,
+                 one: ViableCount | None, per_seed: pd.DataFrame | None) -> list[str]:
+    """Summary sentences of a group with several seeds: stops over seeds, correlations, viable counts."""
+    lines = []
+    agg = gd.agg[gd.agg["stop_n"] > 0].sort_values(["actor_lr", "critic_lr"])
+    if len(agg):
+        cells = []
+        for _, r in agg.iterrows():
+            ci = (f" [{bounded_text(r['stopmed_ci_lo'], r['stopmed_ci_lo_hi'])}, "
+                  f"{bounded_text(r['stopmed_ci_hi'], r['stopmed_ci_hi_hi'])}]" if np.isfinite(r["stopmed_ci_lo"])
+                  else "")
+            cells.append(f"{_cfg(r)} {bounded_text(r['stopmed_lo'], r['stopmed_hi'])}{ci}")
+        every_stop = int((agg["n_stopped"] == agg["stop_n"]).sum())
+        none_stop = int((agg["n_stopped"] == 0).sum())
+        lines.append(f"Median stopping episode over seeds [order-statistic 95% CI] (≥: seeds that never stopped, "
+                     f"counted as at least the episodes they ran): " + "; ".join(cells) + ".")
+        lines.append(f"All actors stopped in every seed in {every_stop}, in no seed in {none_stop}, and in some "
+                     f"seeds only in {len(agg) - every_stop - none_stop} of {len(agg)} configurations.")
+    if corr is not None and len(corr):
+        for quantity, rows in corr.groupby("quantity", sort=False):
+            by = {r["runs"]: r for _, r in rows.iterrows()}
+            a, s = by.get("all"), by.get("stopped")
+            if a is None:
+                continue
+            label = a["label"][:1].upper() + a["label"][1:]
+            text = (f"{label} vs stopping episode over runs: {_pair_text(a)} (all runs"
+                    + (f", the {a['n_censored']} never stopped at the episodes they ran" if a["n_censored"] else "")
+                    + (f"; {a['n_zero']} with ρ exactly 0 left out of Pearson's" if a["n_zero"] else "") + ")")
+            if s is not None:
+                text += f"; stopped runs only: {_pair_text(s)}"
+            if quantity == "final_saturation_ratio":
+                text += (". Paper: r > 0.9; here (all runs, Pearson) "
+                         + _against_09(a["pearson_r"], a["pearson_lo"], a["pearson_hi"]))
+            lines.append(text + ".")
+    if every is not None:
+        text = (f"Viable configurations under the thesis' criterion (improves in every seed, {gd.seeds_text}): "
+                f"{every.viable} of {every.evaluated}")
+        if one is not None and per_seed is not None and len(per_seed):
+            text += f"; one seed alone (seed {single_seed(gd.runs)}): {one.viable} of {one.evaluated}"
+            if len(per_seed) > 1:
+                text += f"; single seeds range {per_seed['viable'].min()}–{per_seed['viable'].max()}"
+        lines.append(text + f". Paper (thesis, 10 seeds): {paper.PAPER_VIABLE_COUNT} of {paper.PAPER_VIABLE_TOTAL}.")
+    return lines
+

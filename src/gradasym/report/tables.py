@@ -17,14 +17,20 @@ import pandas as pd
 
 from . import paper
 from .analysis import (
-    GroupData, ViableCount, comparable_with_paper, fmt_lr, fmt_num, stop_cell_text, viable_count, viable_table,
+    GroupData, ViableCount, bounded_text, comparable_with_paper, correlation_text, fmt_lr, fmt_num, single_seed,
+    single_seed_viable, stop_cell_text, stop_correlations, viable_by_seed, viable_count, viable_table,
 )
-from .stats import FRACTION_CI_METHOD, SEED_FRACTION_CI_METHOD, fraction_mean_ci, geometric_mean_ci
+from .stats import (
+    CORRELATION_CI_METHOD, FRACTION_CI_METHOD, MEDIAN_CI_METHOD, MEDIAN_DEFINITION, SEED_FRACTION_CI_METHOD,
+    fraction_mean_ci,
+    geometric_mean_ci, median_ci_ranks,
+)
 
 __all__ = [
     "Table", "table3_stopping", "table4_preactivation", "table_compare_stopping", "table7_large_actor",
     "table8_linear_hidden", "table9_preact_linear", "table_viable", "table_viable_counts", "table_runs", "to_markdown",
-    "write_table", "find_group", "table_provenance", "provenance_text",
+    "write_table", "find_group", "table_provenance", "provenance_text", "table_seed_stopping",
+    "table_correlations", "table_viable_seeds",
 ]
 
 
@@ -428,3 +434,157 @@ def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
                "of the agents' gradient-death episodes; — while any actor's gradient is alive); s/episode: "
                "wall-clock seconds per episode; Commit: the code commit the run recorded.")
     return Table("table_runs", "", "Runs", caption, pd.DataFrame(rows), data)
+
+
+# ------------------------------------------------------------------ several seeds per configuration
+def _median_ci_text(r: pd.Series) -> str:
+    if not np.isfinite(r["stopmed_ci_lo"]):
+        return "— (needs ≥ 6 seeds)" if r["stop_n"] else "—"
+    return (f"[{bounded_text(r['stopmed_ci_lo'], r['stopmed_ci_lo_hi'])}, "
+            f"{bounded_text(r['stopmed_ci_hi'], r['stopmed_ci_hi_hi'])}]")
+
+
+def _range_text(r: pd.Series) -> str:
+    if not r["stop_n"]:
+        return "—"
+    lo, hi = bounded_text(r["stop_min"], r["stop_min_hi"]), bounded_text(r["stop_max"], r["stop_max_hi"])
+    return lo if lo == hi else f"{lo} … {hi}"
+
+
+def _coverage_note(ns: pd.Series) -> str:
+    """``n = 10: [X_(2), X_(9)], coverage 97.9%`` for each seed count present."""
+    parts = []
+    for n in sorted({int(v) for v in ns if v}):
+        k, cov = median_ci_ranks(n)
+        parts.append(f"n = {n}: [X_({k}), X_({n + 1 - k})], coverage {cov:.1%}" if k else
+                     f"n = {n}: no 95% interval (needs ≥ 6 seeds)")
+    return "; ".join(parts)
+
+
+def table_seed_stopping(gd: GroupData, margin: float) -> Table:
+    """Per configuration over its seeds: stopping-episode distribution, all-stopped fraction, |z|, saturation, viability.
+
+    The thesis' criterion (viable only if every seed improves) sits beside the verdict
+    of one seed alone (:func:`~gradasym.report.analysis.single_seed`: 42 if present,
+    else the smallest), the paper's single-run view.
+    """
+    vt = viable_table(gd.runs, margin).set_index(["actor_lr", "critic_lr"])
+    seed = single_seed(gd.runs)
+    one = (viable_table(gd.runs[pd.to_numeric(gd.runs["seed"], errors="coerce") == seed], margin)
+           .set_index(["actor_lr", "critic_lr"]) if seed is not None else None)
+    verdict = {True: "yes", False: "no"}
+    rows, data = [], []
+    for _, r in gd.agg.sort_values(["actor_lr", "critic_lr"]).iterrows():
+        key = (r["actor_lr"], r["critic_lr"])
+        v = vt.loc[key] if key in vt.index else None
+        o = one.loc[key] if one is not None and key in one.index else None
+        n_cens = int(r["stop_n"] - r["n_stopped"])
+        rows.append({
+            "Actor LR": fmt_lr(r["actor_lr"]), "Critic LR": fmt_lr(r["critic_lr"]), "Seeds": int(r["n_runs"]),
+            "Stop ep. median": bounded_text(r["stopmed_lo"], r["stopmed_hi"]),
+            "Median 95% CI": _median_ci_text(r),
+            "Range (min … max)": _range_text(r),
+            "Never stopped": f"{n_cens}/{int(r['stop_n'])}" if r["stop_n"] else "—",
+            "All actors stopped [95% Wilson]": _seeds_stopped_text(r) if r["stop_n"] else "—",
+            "Max |z| geo. mean [95% CI]": _ci_text(r["zmax_mean"], r["zmax_lo"], r["zmax_hi"], r["zmax_n"]),
+            "Final saturation [95% CI]": _ci_text(r["sat_mean"], r["sat_lo"], r["sat_hi"], r["sat_n"],
+                                                  lambda x: f"{x:.3f}"),
+            "Seeds improved": (f"{int(v['seeds_improved'])}/{int(v['seeds_evaluated'])}" if v is not None else "—"),
+            "Viable (every seed)": verdict.get(v["viable"], "unknown") if v is not None else "—",
+            f"Viable (seed {seed} alone)": verdict.get(o["viable"], "unknown") if o is not None else "—",
+        })
+        data.append({"actor_lr": key[0], "critic_lr": key[1], "n_runs": r["n_runs"], "stop_n": r["stop_n"],
+                     "n_stopped": r["n_stopped"], "n_censored": n_cens,
+                     "stop_median_lo": r["stopmed_lo"], "stop_median_hi": r["stopmed_hi"],
+                     "stop_median_ci_lo": r["stopmed_ci_lo"], "stop_median_ci_lo_hi": r["stopmed_ci_lo_hi"],
+                     "stop_median_ci_hi": r["stopmed_ci_hi"], "stop_median_ci_hi_hi": r["stopmed_ci_hi_hi"],
+                     "stop_median_coverage": r["stopmed_coverage"], "stop_min": r["stop_min"],
+                     "stop_min_hi": r["stop_min_hi"], "stop_max": r["stop_max"], "stop_max_hi": r["stop_max_hi"],
+                     "stopped_frac": r["stopfrac_mean"], "stopped_frac_lo": r["stopfrac_lo"],
+                     "stopped_frac_hi": r["stopfrac_hi"], "zmax_geomean": r["zmax_mean"], "zmax_lo": r["zmax_lo"],
+                     "zmax_hi": r["zmax_hi"], "saturation_mean": r["sat_mean"], "saturation_lo": r["sat_lo"],
+                     "saturation_hi": r["sat_hi"],
+                     "seeds_improved": v["seeds_improved"] if v is not None else np.nan,
+                     "seeds_evaluated": v["seeds_evaluated"] if v is not None else np.nan,
+                     "viable": v["viable"] if v is not None else None,
+                     "single_seed": seed, "viable_single_seed": o["viable"] if o is not None else None})
+    caption = (f"{gd.title}, {gd.seeds_text}. Stopping episode (first episode at which all actors had stopped) over "
+               "the seeds of each configuration: a seed whose actors never all stopped is right-censored, i.e. "
+               "counted as ≥ the episodes it ran (never dropped); ≥N in a median, interval end or maximum means "
+               "that order statistic is such a seed (only a lower bound is known); a–b: bracketed by a run still "
+               "going. Median: " + MEDIAN_DEFINITION + ". Median 95% CI: the " + MEDIAN_CI_METHOD + " ("
+               + _coverage_note(gd.agg["stop_n"]) + "). All actors stopped: k of n seeds, " + SEED_FRACTION_CI_METHOD
+               + ". Max |z|: geometric mean "
+               "over seeds with a 95% Student-t interval on log10. Final saturation: mean over seeds, "
+               + FRACTION_CI_METHOD + f". Viable (every seed): the thesis' criterion, every finished seed's "
+               f"last-10% mean reward exceeds its first-10% mean by {margin:.0%} of |first-10% mean|; Viable "
+               f"(seed {seed} alone): the same criterion on one seed, as a single-run study would judge it.")
+    return Table(_name("table_seeds_stopping", gd), "", "Stopping episodes and saturation over seeds", caption,
+                 pd.DataFrame(rows), pd.DataFrame(data))
+
+
+def table_correlations(gd: GroupData) -> Table:
+    """Correlations over runs of the final saturation ratio and of ρ with the stopping episode."""
+    corr = stop_correlations(gd.runs)
+    rows = []
+    for _, c in corr.iterrows():
+        if c["runs"] == "all":
+            runs = (f"all {c['n_runs']} runs with a value; the {c['n_censored']} that never stopped at the "
+                    "episodes they ran" if c["n_censored"] else f"all {c['n_runs']} runs with a value (all stopped)")
+        else:
+            runs = f"the {c['n_runs']} runs whose actors all stopped"
+        gone = [f"{c[k]} {what}" for k, what in (("n_running_left_out", "still running"),
+                                                  ("n_failed_left_out", "failed before stopping")) if c[k]]
+        if gone and c["runs"] == "all":
+            runs += f" (left out, not stopped: {', '.join(gone)})"
+        pearson_on = "log10 ρ" if c["log10"] else "value"
+        if c["log10"] and c["n_zero"]:
+            pearson_on += f" ({c['n_zero']} runs with ρ exactly 0 left out)"
+        rows.append({"Quantity vs stopping episode": c["label"], "Runs": runs, "Pearson on": pearson_on,
+                     "Pearson r [95% CI]": correlation_text(c["pearson_r"], c["pearson_lo"], c["pearson_hi"],
+                                                            c["pearson_n"]),
+                     "Spearman r_s [95% CI]": correlation_text(c["spearman_r"], c["spearman_lo"], c["spearman_hi"],
+                                                               c["spearman_n"])})
+    caption = (f"{gd.title}, {gd.seeds_text}: correlation over runs (every seed of every configuration) between the "
+               "stopping episode and the final saturation ratio (the paper claims r > 0.9) and the final "
+               "actor/critic gradient ratio ρ. Runs that never stopped enter the 'all' rows at the episodes they "
+               "ran (the paper's convention, a lower bound) and are left out of the 'stopped' rows; running runs "
+               "not stopped yet and failed runs that had not stopped are left out. Pearson's r on ρ uses log10 ρ "
+               "(ρ spans decades), so runs with ρ exactly 0 are left out of it and counted; Spearman's rank "
+               "correlation uses every run (ρ = 0 ranks lowest, ties share their mean rank). Intervals: "
+               + CORRELATION_CI_METHOD + "; runs of one configuration share their learning rates, so they are "
+               "not independent draws of the learning rates: the interval describes these runs, not the grid.")
+    return Table(_name("table_seeds_correlations", gd), "", "Correlations with the stopping episode over runs",
+                 caption, pd.DataFrame(rows), corr)
+
+
+def table_viable_seeds(gd: GroupData, margin: float) -> tuple[Table, ViableCount, ViableCount | None, pd.DataFrame]:
+    """The viable count under the thesis' criterion (every seed) beside the count of one seed alone.
+
+    Rows: every seed; the single seed of :func:`~gradasym.report.analysis.single_seed`;
+    the range of the single-seed counts over all seeds; the paper's thesis count.
+    Returns the table, both counts and the per-seed counts.
+    """
+    every = viable_count(viable_table(gd.runs, margin), margin)
+    seed = single_seed(gd.runs)
+    one = single_seed_viable(gd.runs, margin, seed) if seed is not None else None
+    per_seed = viable_by_seed(gd.runs, margin)
+    rows = [{"Criterion": f"improves in every seed (thesis' criterion; {gd.seeds_text})", "Viable": every.viable,
+             "Evaluated configurations": every.evaluated}]
+    if one is not None:
+        rows.append({"Criterion": f"seed {seed} alone (a single-seed study)", "Viable": one.viable,
+                     "Evaluated configurations": one.evaluated})
+    if len(per_seed) > 1:
+        rows.append({"Criterion": f"any one seed alone (each of the {len(per_seed)} seeds)",
+                     "Viable": f"{per_seed['viable'].min()} … {per_seed['viable'].max()} "
+                               f"(median {per_seed['viable'].median():g})",
+                     "Evaluated configurations": f"{per_seed['evaluated'].min()} … {per_seed['evaluated'].max()}"})
+    rows.append({"Criterion": "paper (thesis, 10 seeds, every seed)", "Viable": paper.PAPER_VIABLE_COUNT,
+                 "Evaluated configurations": paper.PAPER_VIABLE_TOTAL})
+    caption = (f"{gd.title}: viable configurations (last-10% mean reward above first-10% by {margin:.0%} of "
+               "|first-10% mean|, finished runs) counted under the thesis' criterion, which needs every seed to "
+               f"improve, and as one seed alone would count them (seed {seed}: 42, the paper's seed, if present, "
+               "else the smallest). The range over seeds shows how much a single-seed count depends on the seed.")
+    data = per_seed.assign(set=gd.title, viable_every_seed=every.viable, evaluated_every_seed=every.evaluated)
+    return (Table(_name("table_seeds_viable", gd), "", "Viable configurations: every seed vs one seed", caption,
+                  pd.DataFrame(rows), data), every, one, per_seed)
