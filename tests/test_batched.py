@@ -40,9 +40,9 @@ RUN_KW = [
 ]
 
 
-def filled_agent(cfg: Config, episodes: int = 3) -> CCMMADRL:
+def filled_agent(cfg: Config, episodes: int = 3, dtype: torch.dtype = torch.float64) -> CCMMADRL:
     """An agent whose replay holds a few episodes collected with its own streams."""
-    agent = CCMMADRL(cfg, dtype=torch.float64)
+    agent = CCMMADRL(cfg, dtype=dtype)
     env = MECEnv(cfg.env, numpy_generator(cfg.run.seed, "env"))
     states = env.reset()
     for ep in range(episodes):
@@ -165,6 +165,68 @@ def test_runs_never_mix():
         close(res.critic_loss, res3.critic_loss, "critic loss", rtol=1e-12, atol=1e-14)
     compare_agents(runs[1], alone[0], "run 1 with or without neighbours")
 
+
+
+def _leaves(agent: CCMMADRL) -> list:
+    """Every tensor and array of an agent's state (networks, targets, Adam states, replay)."""
+    tree = torch.utils._pytree.tree_leaves(agent.state_dict())
+    return [torch.as_tensor(t) for t in tree if torch.is_tensor(t) or isinstance(t, np.ndarray)]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
+def test_a_run_is_bitwise_the_same_in_any_batch(mode, monkeypatch):
+    """In the default float32, a run's updates do not depend on the batch it is in (alone,
+    with one or two partners of other seeds and hyperparameters, in chunks of one run, with
+    or without the run-by-run head): bitwise, so that a resumed sweep that forms other
+    batches gives the numbers of an uninterrupted one."""
+    import gradasym.critic as critic
+
+    def trained(partners: list[dict]) -> list:
+        target = filled_agent(make_cfg(5, mode, actor_lr=0.05, critic_lr=0.01), dtype=torch.float32)
+        others = [filled_agent(make_cfg(kw.pop("seed"), mode, **kw), dtype=torch.float32)
+                  for kw in map(dict, partners)]
+        for _ in range(3):
+            runs = others + [target]
+            for ag, res in zip(runs, batched_update(runs, [ag.replay.sample(ag.batch_size) for ag in runs])):
+                ag.replay.update_priorities(res.indices, res.td_errors)
+        return _leaves(target)
+
+    alone = trained([])
+    cases = [(None, [RUN_KW[0]]), (None, [RUN_KW[0], RUN_KW[2]]),
+             (("ROW_BUDGET", 64), [RUN_KW[2]]), (("ROW_BUDGET", 64), []),  # chunks of one run
+             (("PAD_SLACK", 0.0), [RUN_KW[0], RUN_KW[2]])]  # each run's head alone
+    for knob, partners in cases:
+        with monkeypatch.context() as m:
+            if knob:
+                m.setattr(critic, *knob)
+            got = trained(partners)
+        assert len(got) == len(alone)
+        assert all(torch.equal(a, b) for a, b in zip(got, alone)), (knob, partners)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
+def test_a_run_is_bitwise_the_same_in_any_batch_at_the_papers_size(mode):
+    """The same at N = 50, B = 64, critic 512/128 (where a single (R*N)-actor autograd graph
+    made the simultaneous update's output-bias gradients depend on R): one update alone and
+    in a batch of three."""
+    import copy
+
+    def agent(seed: int, **agent_kw) -> CCMMADRL:
+        cfg = Config()
+        cfg.run.seed, cfg.agent.actor_update = seed, mode
+        for key, v in agent_kw.items():
+            setattr(cfg.agent, key, v)
+        return filled_agent(cfg, episodes=2, dtype=torch.float32)
+
+    runs = [agent(7), agent(3, actor_lr=0.1, critic_lr=0.1), agent(42)]
+    alone = copy.deepcopy(runs[2])
+    res3 = batched_update(runs, [ag.replay.sample(ag.batch_size) for ag in runs])[2]
+    res1 = batched_update([alone], [alone.replay.sample(alone.batch_size)])[0]
+    for k in res1.actor_grads:
+        assert torch.equal(res1.actor_grads[k], res3.actor_grads[k]), k
+    for k in res1.critic_grads:
+        assert torch.equal(res1.critic_grads[k], res3.critic_grads[k]), k
+    assert all(torch.equal(a, b) for a, b in zip(_leaves(alone), _leaves(runs[2])))
 
 def test_unsupported_presets_are_named():
     cfg = Config()

@@ -463,8 +463,8 @@ def test_preset_resume_equals_uninterrupted(spec, tmp_path):
     """The mitigations' state (input and reward statistics, policy noise stream, delay phase) resumes exactly."""
     full = preset_cfg(spec, **{**SMALL_RUN, "run.episodes": 9})
     run_experiment(full, tmp_path / "a")
-    run_experiment(preset_cfg(spec, **{**SMALL_RUN, "run.episodes": 5}), tmp_path / "b")
-    run_experiment(preset_cfg(spec, **{**SMALL_RUN, "run.episodes": 9}), tmp_path / "b", resume=True)
+    run_experiment(preset_cfg(spec, **{**SMALL_RUN, "run.episodes": 5, "run.keep_replay": True}), tmp_path / "b")
+    run_experiment(preset_cfg(spec, **{**SMALL_RUN, "run.episodes": 9}), tmp_path / "b", resume=True)  # extended
     a, b = (pd.read_parquet(tmp_path / x / "episodes.parquet").drop(columns="seconds") for x in "ab")
     pd.testing.assert_frame_equal(a, b)
     ta, tb = (pd.read_parquet(tmp_path / x / "tracking.parquet") for x in "ab")

@@ -88,7 +88,7 @@ def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path, mode) 
     full = small_cfg(**{"run.episodes": 24, "agent.actor_update": mode})
     run_experiment(full, tmp_path / "a")
     run_experiment(small_cfg(**{"run.episodes": 24, "agent.actor_update": mode}), tmp_path / "b")
-    half = small_cfg(**{"run.episodes": 12, "agent.actor_update": mode})
+    half = small_cfg(**{"run.episodes": 12, "agent.actor_update": mode, "run.keep_replay": True})  # extended
     run_experiment(half, tmp_path / "c")
     run_experiment(full, tmp_path / "c", resume=True)
     a, b, c = (pd.read_parquet(tmp_path / x / "episodes.parquet").drop(columns="seconds") for x in "abc")
@@ -171,6 +171,38 @@ def _episodes(path):
     return pd.read_parquet(path / "episodes.parquet").drop(columns="seconds")
 
 
+
+def test_finished_run_drops_its_replay_unless_kept(tmp_path, capsys) -> None:
+    """By default a finished run's final checkpoint has no replay buffer and no
+    checkpoint.prev.pt (a small folder); extending it is refused in one line. With
+    run.keep_replay (--keep-replay) it keeps both and extends like an uninterrupted run."""
+    import torch
+
+    from gradasym.cli import main
+
+    cfg = {"run.episodes": 5, "run.checkpoint_interval": 2}
+    run_experiment(small_cfg(**cfg), tmp_path / "drop")
+    run_experiment(small_cfg(**cfg, **{"run.keep_replay": True}), tmp_path / "keep")
+    drop = torch.load(tmp_path / "drop" / "checkpoint.pt", weights_only=False)
+    keep = torch.load(tmp_path / "keep" / "checkpoint.pt", weights_only=False)
+    assert drop["agent"]["replay"] is None and keep["agent"]["replay"]["size"] == 5 * 10
+    assert not (tmp_path / "drop" / "checkpoint.prev.pt").exists() and (tmp_path / "keep" / "checkpoint.prev.pt").exists()
+    assert (tmp_path / "drop" / "checkpoint.pt").stat().st_size < (tmp_path / "keep" / "checkpoint.pt").stat().st_size
+    pd.testing.assert_frame_equal(_episodes(tmp_path / "drop"), _episodes(tmp_path / "keep"))  # same training
+    assert run_experiment(small_cfg(**cfg), tmp_path / "drop")["status"] == "finished"  # nothing to do: fine
+    with pytest.raises(ConfigError, match="run.keep_replay = true"):
+        run_experiment(small_cfg(**{**cfg, "run.episodes": 8}), tmp_path / "drop")
+    args = ["run", "--episodes", "8", "--n-agents", "12", "--batch-size", "16", "--set", "env.k_channel=4",
+            "--set", "env.n_units=3", "--set", "agent.memory_capacity=500", "--log-interval", "5",
+            "--checkpoint-interval", "2", "--quiet", "--resume"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "drop")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradasym: error: ") and "keep_replay" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--out", str(tmp_path / "keep")]) == 0  # extended from the kept buffer
+    run_experiment(small_cfg(**{**cfg, "run.episodes": 8}), tmp_path / "ref")
+    pd.testing.assert_frame_equal(_episodes(tmp_path / "keep"), _episodes(tmp_path / "ref"))
+
 def test_resume_checks_the_config_stored_in_the_checkpoint(tmp_path) -> None:
     """Without config.json, or with a checkpoint copied from another run, a changed config is refused."""
     import shutil
@@ -182,7 +214,7 @@ def test_resume_checks_the_config_stored_in_the_checkpoint(tmp_path) -> None:
     assert not (tmp_path / "a" / "config.json").exists()  # the refused start wrote nothing
     run_experiment(small_cfg(**{"run.episodes": 3, "agent.actor_lr": 0.01}), tmp_path / "b")
     shutil.copy(tmp_path / "a" / "checkpoint.pt", tmp_path / "b" / "checkpoint.pt")
-    (tmp_path / "b" / "checkpoint.prev.pt").unlink()
+    (tmp_path / "b" / "checkpoint.prev.pt").unlink(missing_ok=True)  # a finished run keeps none (run.keep_replay)
     with pytest.raises(ConfigError, match=r"b/checkpoint\.pt: agent\.actor_lr: 0\.0001 -> 0\.01\)"):
         run_experiment(small_cfg(**{"run.episodes": 4, "agent.actor_lr": 0.01}), tmp_path / "b")
 
@@ -206,7 +238,7 @@ def test_bad_newest_checkpoint_resumes_from_the_previous_one(tmp_path, capsys) -
     """A truncated checkpoint.pt: the run resumes from checkpoint.prev.pt and ends like an uninterrupted run."""
     cfg = {"run.episodes": 6, "run.checkpoint_interval": 2}
     run_experiment(small_cfg(**cfg), tmp_path / "ref")
-    run_experiment(small_cfg(**{**cfg, "run.episodes": 4}), tmp_path / "r")
+    run_experiment(small_cfg(**{**cfg, "run.episodes": 4, "run.keep_replay": True}), tmp_path / "r")  # extended
     ckpt = tmp_path / "r" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     capsys.readouterr()
@@ -222,7 +254,7 @@ def test_unreadable_checkpoints_are_one_clear_line(tmp_path, capsys, damage) -> 
     out = tmp_path / "r"
     common = ["run", "--episodes", "2", "--n-agents", "12", "--batch-size", "8", "--set", "env.k_channel=4",
               "--set", "env.n_units=3", "--out", str(out), "--quiet"]
-    assert main(common) == 0
+    assert main([*common, "--keep-replay"]) == 0  # a finished run keeps checkpoint.prev.pt only then
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
         data = (out / name).read_bytes()
         (out / name).write_bytes({"empty": b"", "truncated": data[:200],
@@ -235,7 +267,7 @@ def test_unreadable_checkpoints_are_one_clear_line(tmp_path, capsys, damage) -> 
 
 
 def test_garbage_config_json_is_named_on_resume(tmp_path, capsys) -> None:
-    run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path)
+    run_experiment(small_cfg(**{"run.episodes": 2, "run.keep_replay": True}), tmp_path)  # extended below
     (tmp_path / "summary.json").write_text("{trunc")
     (tmp_path / "config.json").write_text("\x00\x01 garbage")
     with pytest.raises(ConfigError, match=r"config\.json is unreadable.*delete it"):

@@ -57,7 +57,7 @@ def test_cli_run_writes_every_metric_as_scalars(tmp_path: Path, capsys) -> None:
 
 def test_resume_after_a_crash_neither_doubles_nor_loses_steps(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cfg = load_config(overrides={**TINY, "run.episodes": 10})
+    cfg = load_config(overrides={**TINY, "run.episodes": 10, "run.keep_replay": True})  # extended below
 
     def crash(info: dict) -> None:
         if info["episode"] == 6:  # the last checkpoint holds 4 episodes, the event file 6
@@ -71,7 +71,7 @@ def test_resume_after_a_crash_neither_doubles_nor_loses_steps(tmp_path: Path) ->
     check_against_tables(out, board)
     assert [s for s, _ in board["episode/reward"]] == list(range(1, 11))
     # extending a finished run continues after its last step
-    more = load_config(overrides={**TINY, "run.episodes": 12})
+    more = load_config(overrides={**TINY, "run.episodes": 12, "run.keep_replay": True})
     run_experiment(more, out, resume=True)
     board = scalars(out)
     check_against_tables(out, board)
@@ -80,7 +80,7 @@ def test_resume_after_a_crash_neither_doubles_nor_loses_steps(tmp_path: Path) ->
 
 def test_turning_it_on_for_a_resumed_run_writes_the_whole_history(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    run_experiment(load_config(overrides={**TINY, "run.tensorboard": False, "run.episodes": 4}), out)
+    run_experiment(load_config(overrides={**TINY, "run.tensorboard": False, "run.episodes": 4, "run.keep_replay": True}), out)
     assert not (out / "tensorboard").exists()
     run_experiment(load_config(overrides={**TINY, "run.episodes": 6}), out, resume=True)
     check_against_tables(out, scalars(out))

@@ -45,7 +45,7 @@ from gradasym.optim import adam_rows_
 from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
 from gradasym.runfolder import DiskFullError, RunFolder, disk_full_guard
-from gradasym.runner import Trainer, _progress_info, open_run, run_experiment, write_outputs
+from gradasym.runner import Trainer, _progress_info, finish_run, open_run, run_experiment, write_outputs
 
 
 # ------------------------------------------------------------------ what can be batched
@@ -70,7 +70,8 @@ def batch_key(cfg: Config) -> tuple:
     """Runs with equal keys have equal tensor shapes and code paths and can share a batch."""
     a, e = cfg.agent, cfg.env
     return (int(e.n_agents), tuple(a.actor_hidden), tuple(a.critic_hidden), int(a.batch_size),
-            a.actor_update, a.hidden_activation, a.output_activation, cfg.run.device)
+            a.actor_update, a.hidden_activation, a.output_activation, cfg.run.device,
+            int(e.constraint))  # C sets the padded width of the critic loss (batched_update)
 
 
 # ------------------------------------------------------------------ stacked state
@@ -151,7 +152,11 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
 
     # ---- Critic update: y from target actors + target critic, loss over the selected rows
     y = td_targets_runs(ag0, target_flat, target_critic, st.rewards, st.next_states, st.dones, gammas)
-    b_idx, k_idx, valid, counts = critic_terms_runs(st.x)
+    # Padded to the most terms a batch can have (the master selects at most C rows per transition)
+    # rather than to the largest count among the runs: the backward contracts over the terms, and
+    # a length set by the partners' data would make a run's gradients depend on its batch.
+    width = ag0.batch_size * max(1, min(n, max(ag.constraint for ag in agents)))
+    b_idx, k_idx, valid, counts = critic_terms_runs(st.x, width=width)
     hidden: list[Tensor] = []
     q = critic.q_pairs(st.states, st.actions, b_idx, k_idx, hidden=hidden)  # (R, T)
     w, y_t = st.weights.gather(1, b_idx), y.gather(1, b_idx)
@@ -283,20 +288,23 @@ def _actors_simultaneous(ag0, critic: StackedCritic, st: _Stack, flat, m, v, ste
     once; see :meth:`CCMMADRL._update_actors_simultaneous`."""
     rr, bsz, n, sdim = st.states.shape
     s_nb = st.states.transpose(1, 2).contiguous()
-    leaf = flat.detach().requires_grad_(True)
-    o = ag0.actors.policy_forward(s_nb.view(rr * n, bsz, sdim), leaf.view(rr * n, -1))
-    actions = o.action.view(rr, n, bsz, -1).transpose(1, 2)  # (R, B, N, A), gradient into every actor
+    # Each run's actors get a graph of their own (the shapes of a run alone): autograd's
+    # backward through one (R*N)-actor graph reduces the output-bias gradients with a
+    # strategy that depends on R at N = 50, so a run's numbers would depend on its batch.
+    leaves = [flat[r].detach().requires_grad_(True) for r in range(rr)]
+    outs = [ag0.actors.policy_forward(s_nb[r], leaf) for r, leaf in enumerate(leaves)]
+    actions = torch.stack([o.action for o in outs]).transpose(1, 2)  # (R, B, N, A), gradient into every actor
     with torch.no_grad():
         _, k_sel = critic.q_max(st.states, actions, actions[..., 0] >= 0)
     q = critic.q_pairs(st.states, actions, torch.arange(bsz).expand(rr, bsz), k_sel)
     loss = -(st.weights * q).sum(dim=1) / bsz  # (R,)
-    (g_flat,) = torch.autograd.grad(loss.sum(), leaf)
+    g_flat = torch.stack(torch.autograd.grad(loss.sum(), leaves))
     steps += 1
     adam_rows_(flat, g_flat, m, v, [a for a in lr for _ in range(n)], steps.flatten().tolist(), betas, eps)
-    unf = lambda t: t.detach().view(rr, n, bsz, -1).transpose(1, 2)  # noqa: E731
+    unf = lambda ts: torch.stack([t.detach() for t in ts]).transpose(1, 2)  # noqa: E731  (R, B, N, .)
     losses = np.repeat(loss.detach().double().numpy()[:, None], n, axis=1)
-    return {"losses": losses, "preact": unf(o.preact).contiguous(), "hidden": [unf(h) for h in o.hidden],
-            "grads": g_flat}
+    return {"losses": losses, "preact": unf([o.preact for o in outs]).contiguous(),
+            "hidden": [unf([o.hidden[j] for o in outs]) for j in range(len(outs[0].hidden))], "grads": g_flat}
 
 
 # ------------------------------------------------------------------ the training loop
@@ -412,9 +420,7 @@ def _batched_episode(trainers: dict[int, Trainer], folders: dict[int, RunFolder]
             if progress is not None:
                 progress(r, _progress_info(trainer, row))
             if trainer.episodes_done >= cfg.run.episodes or trainer.should_stop_early():
-                summaries[r] = write_outputs(trainer, folders[r], "finished", keep_replay=cfg.run.keep_replay)
-                if not cfg.run.keep_replay:  # the rotated previous checkpoint still holds the buffer
-                    folders[r].previous_checkpoint_path.unlink(missing_ok=True)
+                summaries[r] = finish_run(trainer, folders[r])
                 if trainer.acting is not None:
                     trainer.acting.leave(trainer)
                 del trainers[r]

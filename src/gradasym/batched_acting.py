@@ -58,14 +58,15 @@ def td_targets_runs(ag0: CCMMADRL, target_flat: Tensor, target_critic: StackedCr
     return rewards + gammas * q_next * (1.0 - dones)
 
 
-def critic_terms_runs(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def critic_terms_runs(x: Tensor, width: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The critic-loss terms of R runs (:meth:`CCMMADRL._critic_terms` per run, padded to the
-    largest count): ``(b_idx (R, M), k_idx (R, M), valid (R, M), counts (R,))`` for decisions
-    ``x (R, B, N)``; ``k = -1`` is the zero-input term, padding slots have ``valid = False``."""
+    largest count, at least ``width``): ``(b_idx (R, M), k_idx (R, M), valid (R, M), counts (R,))``
+    for decisions ``x (R, B, N)``; ``k = -1`` is the zero-input term, padding slots have
+    ``valid = False``."""
     n = x.shape[2]
     selected = x > 0.5
     term_mask = torch.cat([selected, ~selected.any(dim=2, keepdim=True)], dim=2)  # (R, B, N+1)
-    flat_idx, valid, counts = pad_rows(term_mask)
+    flat_idx, valid, counts = pad_rows(term_mask, width=width)
     b_idx = flat_idx // (n + 1)
     k_idx = torch.where(valid & (flat_idx % (n + 1) < n), flat_idx % (n + 1), -1)
     return b_idx, k_idx, valid, counts

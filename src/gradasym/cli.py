@@ -81,6 +81,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tensorboard", dest="tensorboard", action=argparse.BooleanOptionalAction, default=None,
                    help="also write every episode and tracking metric as TensorBoard scalars to "
                         "RUN/tensorboard/ (needs the 'tensorboard' extra; default: off)")
+    g.add_argument("--keep-replay", dest="keep_replay", action=argparse.BooleanOptionalAction, default=None,
+                   help="ccm-madrl: keep the replay buffer in a finished run's final checkpoint (up to 36 MB "
+                        "per run at N = 50), needed only to extend the run later by raising --episodes "
+                        "(default: off, dropped; unfinished runs always keep it)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set agent.gamma=0.95 (repeatable; default: none)")
 
@@ -118,6 +122,9 @@ def config_from_args(args: argparse.Namespace) -> AlgoConfig:
     if getattr(args, "tensorboard", None) is not None:
         _check_applies("--tensorboard", "run.tensorboard", plugin)
         overrides["run.tensorboard"] = args.tensorboard
+    if getattr(args, "keep_replay", None) is not None:
+        _check_applies("--keep-replay", "run.keep_replay", plugin)
+        overrides["run.keep_replay"] = args.keep_replay
     for item in getattr(args, "set", []):
         if "=" not in item:
             raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")

@@ -127,7 +127,7 @@ class RunConfig:
     # processes (benchmarks/RESULTS.md, "Threads"); 0 = leave torch's default (one per core).
     threads: int = 1
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard/ (docs/tensorboard.md)
-    keep_replay: bool = False  # batched trainer: keep the replay buffer in a finished run's final checkpoint
+    keep_replay: bool = False  # keep the replay buffer in a finished run's final checkpoint (to extend it later)
 
 
 @dataclass

@@ -482,17 +482,34 @@ PAD_SLACK = 1.3  # padded rows beyond this factor of the real ones: evaluate run
 RECORD_BUDGET = 8 * ROW_BUDGET  # first-layer activations of evaluated rows kept for the head VJP (32 MB in float32)
 
 
-def pad_rows(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def pad_rows(mask: Tensor, width: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """The True entries of each run's flattened ``mask (R, ...)`` in increasing order, padded
-    to the largest count: ``(flat_idx (R, M), valid (R, M), counts (R,))``; padding slots
-    hold index 0 and ``valid = False``. (Per run the same order as ``mask[r].nonzero()``.)"""
+    to the largest count (at least ``width``): ``(flat_idx (R, M), valid (R, M), counts (R,))``;
+    padding slots hold index 0 and ``valid = False``. (Per run the same order as
+    ``mask[r].nonzero()``.)"""
     flat = mask.flatten(1)
     counts = flat.sum(dim=1)
-    m = int(counts.max()) if flat.shape[0] else 0
+    m = max(int(width), int(counts.max()) if flat.shape[0] else 0)
     order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)
     return torch.where(valid, order, 0), valid, counts
 
+
+def _baddbmm_mv(bias: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """``torch.baddbmm(bias, x, w.transpose(1, 2))`` for one
+    matrix-vector product per run (``w (R, 1, K)``: a layer with one output), with a per-run
+    result that does not depend on the number of runs.
+
+    Why: torch computes a batch of ONE such product with another kernel than a batch of
+    several (they differ by a few ulps), so a run's numbers would depend on whether it shares
+    its batch (and a resumed sweep, which may form other batches, would not give the numbers
+    of an uninterrupted one). A lone run is therefore computed as a batch of two, its partner
+    zeros (``tests/test_batched.py``: a run is bitwise the same in a batch of 1, 2 or 16).
+    """
+    if x.shape[0] == 1:
+        pad = lambda t: torch.cat([t, torch.zeros_like(t)])  # noqa: E731
+        return torch.baddbmm(pad(bias), pad(x), pad(w).transpose(1, 2))[:1]
+    return torch.baddbmm(bias, x, w.transpose(1, 2))
 
 class StackedCritic:
     """R independent critics of one architecture as stacked tensors: ``weights[j] (R, out, in)``,
@@ -543,7 +560,7 @@ class StackedCritic:
             h = self._act(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
             if hidden is not None:
                 hidden.append(h)
-        return torch.baddbmm(self.biases[-1].unsqueeze(1), h, self.weights[-1].transpose(1, 2)).squeeze(-1)
+        return _baddbmm_mv(self.biases[-1].unsqueeze(1), h, self.weights[-1]).squeeze(-1)
 
     def q_pairs(self, states: Tensor, actions: Tensor, b_index: Tensor, k_index: Tensor,
                 hidden: list[Tensor] | None = None) -> Tensor:
@@ -612,7 +629,7 @@ class StackedCritic:
         """:meth:`head_vjp` given the forward (``hidden[l] (R, M, H_l)``), as
         :meth:`Critic.head_backward`."""
         w_out = self.weights[-1]  # (R, 1, H_last)
-        q = torch.baddbmm(self.biases[-1].unsqueeze(1), hidden[-1], w_out.transpose(1, 2)).squeeze(-1)
+        q = _baddbmm_mv(self.biases[-1].unsqueeze(1), hidden[-1], w_out).squeeze(-1)
         g = grad_q.unsqueeze(2) * w_out
         for j in range(len(hidden) - 1, 0, -1):
             if self.relu:
@@ -667,9 +684,9 @@ class StackedBatchCritic:
         const = bs[-1].abs().sum(dim=1)
         for w, b in zip(reversed(ws[1:-1]), reversed(bs[1:-1])):
             const = const + (c * b.abs()).sum(dim=1)
-            c = torch.bmm(w.abs().transpose(1, 2), c.unsqueeze(2)).squeeze(2)
+            c = torch.bmm(c.unsqueeze(1), w.abs()).squeeze(1)  # |W|^T c as a row vector: the same kernel for any R
         self.cc, self.const = c, const
-        self.c_a = torch.bmm(w_oa.abs().transpose(1, 2), c.unsqueeze(2)).squeeze(2)  # (R, A)
+        self.c_a = torch.bmm(c.unsqueeze(1), w_oa.abs()).squeeze(1)  # (R, A)
         lip2 = torch.linalg.vector_norm(ws[-1].flatten(1), dim=1)
         for w in ws[1:-1]:
             lip2 = lip2 * _spectral_norm_bound_batched(w)
@@ -738,8 +755,8 @@ class StackedBatchCritic:
                 if self.c.relu:
                     h = h.relu_()
                 hidden.append(h)
-            q = torch.baddbmm(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
-                              sel(self.c.weights[-1].detach()).transpose(1, 2)).squeeze(2)
+            q = _baddbmm_mv(sel(self.c.biases[-1].detach()).unsqueeze(1), h,
+                            sel(self.c.weights[-1].detach())).squeeze(2)
         if m and sum(r[3][0].numel() for r in self._records) + hidden[0].numel() <= RECORD_BUDGET:
             self._records.append((runs, flat_idx, valid, hidden))  # kept for action_grad
         out = q.new_full((rg, self.bsz * self.n + 1), float("-inf"))
@@ -759,12 +776,13 @@ class StackedBatchCritic:
             if not c:
                 continue
             r = j if runs is None else int(runs[j])
-            hj = h[j, :c]
+            hj = h[j : j + 1, :c]  # as a batch of one run: the kernels of the padded product
             for w, b, out in zip(ws[1:-1], bs[1:-1], hidden):
-                hj = torch.addmm(b[r], hj, w[r].t(), out=out[j, :c])
+                hj = torch.baddbmm(b[r : r + 1].unsqueeze(1), hj, w[r : r + 1].transpose(1, 2))
                 if self.c.relu:
                     hj = hj.relu_()
-            q[j, :c] = torch.addmv(bs[-1][r], hj, ws[-1][r, 0])
+                out[j, :c] = hj[0]
+            q[j, :c] = _baddbmm_mv(bs[-1][r : r + 1].unsqueeze(1), hj, ws[-1][r : r + 1])[0, :, 0]
         return q, hidden
 
     @torch.no_grad()

@@ -300,8 +300,8 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
     """Prepare a locked run folder and its :class:`Trainer`: remove temporary files, check the
     configuration against ``config.json`` and the checkpoint (with ``resume``), load the
     checkpoint, write ``config.json``. ``cfg`` must be validated; the caller holds
-    ``folder.lock()``. A checkpoint without its replay buffer (a finished run of the batched
-    trainer, ``run.keep_replay = false``) cannot be extended: refused."""
+    ``folder.lock()``. A checkpoint without its replay buffer (a finished run,
+    ``run.keep_replay = false``, see :func:`finish_run`) cannot be extended: refused."""
     wanted = cfg.to_dict()
     folder.clean_temp_files()
     state = None
@@ -338,8 +338,10 @@ def run_experiment(
     """Train one configuration into ``out_dir`` and return its ``summary.json`` dict.
 
     With ``resume`` (the default) a folder holding a checkpoint of the same
-    configuration continues from it (``run.episodes`` may be raised to extend a
-    finished run); a finished run with nothing left to do returns its summary.
+    configuration continues from it; a finished run with nothing left to do returns its
+    summary. ``run.episodes`` may be raised to extend a finished run only if it kept its
+    replay buffer (``run.keep_replay``; by default a finished run's final checkpoint drops
+    it, see :func:`finish_run`).
     Without ``resume`` an existing run folder is an error, so nothing is overwritten.
 
     The folder rules of :mod:`gradasym.runfolder` apply: the configuration must match
@@ -401,7 +403,20 @@ def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn
     finally:
         if board is not None:
             board.close(trainer)
-    return write_outputs(trainer, folder, "finished")
+    return finish_run(trainer, folder)
+
+
+def finish_run(trainer: Trainer, folder: RunFolder) -> dict[str, Any]:
+    """Write a run's final outputs (status ``finished``); unless ``run.keep_replay``, its final
+    checkpoint leaves the replay buffer out and the rotated ``checkpoint.prev.pt`` (which still
+    holds it) is removed, so that a finished folder is small (at N = 50 one ~10 MB checkpoint
+    instead of two that also hold up to 36 MB of buffer each). Such a run can be read,
+    reported and evaluated, but not extended (:func:`open_run` refuses)."""
+    keep = trainer.cfg.run.keep_replay
+    summary = write_outputs(trainer, folder, "finished", keep_replay=keep)
+    if not keep:
+        folder.previous_checkpoint_path.unlink(missing_ok=True)
+    return summary
 
 
 def _warn(text: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, apply_preset, check_memory, estimate_memory, load_config
-from .base import Algorithm, Runner
+from .base import Algorithm, BatchRunner, Runner
 
 
 class CCMMADRLAlgorithm(Algorithm):
@@ -60,6 +60,23 @@ class CCMMADRLAlgorithm(Algorithm):
         from ..runner import run_experiment  # noqa: PLC0415
 
         return run_experiment
+
+    @property
+    def batch_runner(self) -> BatchRunner:
+        """:func:`gradasym.batched.train_batch` (imported on first use)."""
+        from ..batched import train_batch  # noqa: PLC0415
+
+        return train_batch
+
+    def batch_unsupported(self, cfg: Config) -> str | None:  # type: ignore[override]
+        from ..batched import unsupported_reason  # noqa: PLC0415
+
+        return unsupported_reason(cfg)
+
+    def batch_key(self, cfg: Config) -> Any:  # type: ignore[override]
+        from ..batched import batch_key  # noqa: PLC0415
+
+        return batch_key(cfg)
 
     def progress_total(self, cfg: Config) -> int:  # type: ignore[override]
         return int(cfg.run.episodes)

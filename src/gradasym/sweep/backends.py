@@ -10,6 +10,11 @@ The result of :func:`execute_run` is a plain dict (picklable, JSON-friendly)::
 
     {"run_id": str, "status": "finished" | "failed" | "interrupted",
      "summary": dict | None, "error": str | None, "traceback": str | None}
+
+A task is one run (:class:`Job`) or several runs trained as one computation by the
+algorithm's batch runner (:class:`BatchJob`, ``--batch-runs``); :func:`execute_task`
+runs either and returns one result per run, and every run of a batch is reported on
+its own (started, per-episode progress, done), so the view is the same as run by run.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ from typing import Any, Callable, Protocol
 from gradasym.algos.base import AlgoConfig
 from gradasym.runfolder import is_disk_full
 
-from .store import FAILED, FINISHED, INTERRUPTED
+from .store import FAILED, FINISHED, INTERRUPTED, read_run_summary
 
 #: ``run_experiment``-compatible callable: ``runner(cfg, out_dir, resume=, progress=, show_progress=) -> summary``.
 Runner = Callable[..., dict]
+#: ``train_batch``-compatible callable: ``batch_runner(cfgs, out_dirs, resume=, progress=(index, info), log=)
+#: -> [summary]`` (one summary per config, in order).
+BatchRunner = Callable[..., list]
 
 #: How often (seconds) a remote run sends per-episode progress to the driver at most.
 PROGRESS_INTERVAL = 0.2
@@ -60,6 +68,26 @@ class Job:
     run_dir: str
 
 
+@dataclass
+class BatchJob:
+    """Several runs of one batch key trained as one computation (one worker task)."""
+
+    jobs: list[Job]
+
+    @property
+    def run_id(self) -> str:
+        """The task's name: its first run's id and the number of runs."""
+        return f"{self.jobs[0].run_id}+{len(self.jobs) - 1}" if len(self.jobs) > 1 else self.jobs[0].run_id
+
+
+Task = Job | BatchJob
+
+
+def run_ids(task: Task) -> list[str]:
+    """The ids of the runs a task trains."""
+    return [j.run_id for j in task.jobs] if isinstance(task, BatchJob) else [task.run_id]
+
+
 #: Result status of a run that a worker dequeued after the sweep was stopped (not reported).
 NOT_STARTED = "not started"
 
@@ -69,6 +97,29 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 # ------------------------------------------------------------------ one run
+def _checked_progress(report: Callable[[str, str, dict[str, Any]], None] | None,
+                      should_stop: Callable[[], bool] | None, what: str) -> Callable[[str, dict[str, Any]], None]:
+    """``progress(run_id, info)`` for a runner: raises :class:`RunInterrupted` once
+    ``should_stop()`` is true (at an episode boundary), else forwards the info to ``report``;
+    neither a broken control channel nor a broken display stops the run."""
+
+    def progress(run_id: str, info: dict[str, Any]) -> None:
+        if should_stop is not None:
+            try:
+                stop = should_stop()
+            except Exception:  # noqa: BLE001 - a broken control channel is not a stop
+                stop = False
+            if stop:
+                raise RunInterrupted(f"sweep stopped during {what}")
+        if report is not None:
+            try:
+                report("progress", run_id, dict(info))
+            except Exception:  # noqa: BLE001 - progress display must never kill a run
+                pass
+
+    return progress
+
+
 def execute_run(
     runner: Runner,
     cfg: AlgoConfig,
@@ -85,19 +136,10 @@ def execute_run(
     last checkpoint, and the next sweep resumes it.
     """
 
+    checked = _checked_progress(report, should_stop, run_id)
+
     def progress(info: dict[str, Any]) -> None:
-        if should_stop is not None:
-            try:
-                stop = should_stop()
-            except Exception:  # noqa: BLE001 - a broken control channel is not a stop
-                stop = False
-            if stop:
-                raise RunInterrupted(f"sweep stopped during {run_id}")
-        if report is not None:
-            try:
-                report("progress", run_id, dict(info))
-            except Exception:  # noqa: BLE001 - progress display must never kill a run
-                pass
+        checked(run_id, info)
 
     try:
         summary = runner(cfg, run_dir, resume=True, progress=progress, show_progress=False)
@@ -115,17 +157,91 @@ def execute_run(
     return {"run_id": run_id, "status": status, "summary": summary, "error": error, "traceback": None}
 
 
+def execute_batch(
+    batch_runner: BatchRunner,
+    batch: BatchJob,
+    report: Callable[[str, str, dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Train a batch with ``resume=True``; one :func:`execute_run`-style result per run.
+
+    Never raises. Progress and log lines go to ``report`` under each run's own id (``log``
+    lines as kind ``"message"``). A run's own failure is its ``failed`` summary (the others
+    go on inside the batch runner); ``KeyboardInterrupt`` (or ``should_stop()``) leaves the
+    runs not yet finished ``interrupted`` (their checkpoints stay) and an error of the batch
+    itself fails the runs not yet finished, each result read back from its folder.
+    """
+    jobs = batch.jobs
+
+    checked = _checked_progress(report, should_stop, batch.run_id)
+
+    def progress(r: int, info: dict[str, Any]) -> None:
+        checked(jobs[r].run_id, info)
+
+    def log(text: str) -> None:
+        if report is not None:
+            try:
+                report("message", jobs[0].run_id, {"text": text})
+            except Exception:  # noqa: BLE001
+                pass
+
+    def on_disk(job: Job, status: str, **extra: Any) -> dict[str, Any]:
+        """A run's result after the batch stopped: what its folder says if it ended, else ``status``."""
+        summary = read_run_summary(Path(job.run_dir))
+        if summary is not None and summary.get("status") in (FINISHED, FAILED):
+            return {"run_id": job.run_id, "status": summary["status"], "summary": summary,
+                    "error": summary.get("error"), "traceback": None}
+        return {"run_id": job.run_id, "status": status, "summary": None, "error": None, "traceback": None, **extra}
+
+    try:
+        summaries = batch_runner([j.config for j in jobs], [j.run_dir for j in jobs], resume=True,
+                                 progress=progress, log=log)
+    except KeyboardInterrupt:
+        return [on_disk(j, INTERRUPTED) for j in jobs]
+    except BaseException as exc:  # noqa: BLE001 - a failed batch must not stop the sweep
+        extra = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        if is_disk_full(exc):
+            extra["disk_full"] = True
+        return [on_disk(j, FAILED, **extra) for j in jobs]
+    results = []
+    for job, summary in zip(jobs, summaries):
+        summary = dict(summary) if isinstance(summary, dict) else None
+        status = str((summary or {}).get("status") or FINISHED)
+        error = (summary or {}).get("error") if status != FINISHED else None
+        results.append({"run_id": job.run_id, "status": status, "summary": summary, "error": error,
+                        "traceback": None})
+    return results
+
+
+def execute_task(
+    runner: Runner,
+    batch_runner: BatchRunner | None,
+    task: Task,
+    report: Callable[[str, str, dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """One task: a run (:func:`execute_run`) or a batch (:func:`execute_batch`); one result per run."""
+    if isinstance(task, BatchJob):
+        if batch_runner is None:
+            raise TypeError("a BatchJob needs a batch runner")
+        return execute_batch(batch_runner, task, report, should_stop)
+    return [execute_run(runner, task.config, task.run_dir, task.run_id, report, should_stop)]
+
+
 class _Throttle:
-    """Forward progress at most every ``interval`` seconds (other kinds immediately)."""
+    """Forward each run's progress at most every ``interval`` seconds (other kinds immediately),
+    so that every run of a batch keeps updating the view."""
 
     def __init__(self, send: Callable[[tuple], None], interval: float = PROGRESS_INTERVAL) -> None:
-        self.send, self.interval, self.last = send, interval, 0.0
+        self.send, self.interval = send, interval
+        self.last: dict[str, float] = {}
 
     def __call__(self, kind: str, run_id: str, payload: dict[str, Any]) -> None:
         now = time.monotonic()
-        if kind == "progress" and now - self.last < self.interval:
-            return
-        self.last = now
+        if kind == "progress":
+            if now - self.last.get(run_id, 0.0) < self.interval:
+                return
+            self.last[run_id] = now
         self.send((kind, run_id, payload))
 
 
@@ -135,23 +251,25 @@ def _dispatch(reporter: Reporter, msg: tuple) -> None:
         reporter.started(run_id, payload.get("where", ""))
     elif kind == "progress":
         reporter.progress(run_id, payload)
+    elif kind == "message":
+        reporter.message(str(payload.get("text", "")))
 
 
 # ------------------------------------------------------------------ in-process
-def run_inline(jobs: list[Job], runner: Runner, reporter: Reporter) -> None:
-    """Run the jobs one after the other in this process (``workers=1``).
+def run_inline(jobs: list[Task], runner: Runner, reporter: Reporter, batch_runner: BatchRunner | None = None) -> None:
+    """Run the tasks one after the other in this process (``workers=1``).
 
-    Ctrl-C interrupts the current run (its folder keeps the last checkpoint) and
-    raises ``KeyboardInterrupt`` after it has been reported.
+    Ctrl-C interrupts the current run or batch (its folders keep their last checkpoints)
+    and raises ``KeyboardInterrupt`` after it has been reported.
     """
     for job in jobs:
-        reporter.started(job.run_id, "this process")
-        result = execute_run(
-            runner, job.config, job.run_dir, job.run_id,
-            report=lambda kind, rid, info: reporter.progress(rid, info),
-        )
-        reporter.done(job.run_id, result)
-        if result["status"] == INTERRUPTED:
+        for rid in run_ids(job):
+            reporter.started(rid, "this process")
+        results = execute_task(runner, batch_runner, job,
+                               report=lambda kind, rid, info: _dispatch(reporter, (kind, rid, info)))
+        for result in results:
+            reporter.done(result["run_id"], result)
+        if any(r["status"] == INTERRUPTED for r in results):
             raise KeyboardInterrupt
 
 
@@ -179,8 +297,10 @@ def _child_init(parent: int) -> None:
     threading.Thread(target=watch, name="gradasym-parent-watch", daemon=True).start()
 
 
-def _pool_task(runner: Runner, job: Job, queue: Any, stop: Any) -> dict[str, Any]:
-    """Body of one run in a pool worker; progress goes to the driver through ``queue``."""
+def _pool_task(runner: Runner, job: Task, queue: Any, stop: Any,
+               batch_runner: BatchRunner | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+    """Body of one task in a pool worker (a run: its result; a batch: one result per run);
+    progress goes to the driver through ``queue``."""
     parent = os.getppid()
 
     def send(msg: tuple) -> None:
@@ -191,13 +311,15 @@ def _pool_task(runner: Runner, job: Job, queue: Any, stop: Any) -> dict[str, Any
         return os.getppid() != parent or stop.is_set()
 
     if should_stop():  # dequeued after Ctrl-C: leave it pending
-        return {"run_id": job.run_id, "status": NOT_STARTED, "summary": None, "error": None, "traceback": None}
+        return [{"run_id": rid, "status": NOT_STARTED, "summary": None, "error": None, "traceback": None}
+                for rid in run_ids(job)]
     try:
-        send(("start", job.run_id, {"where": f"pid {os.getpid()}"}))
+        for rid in run_ids(job):
+            send(("start", rid, {"where": f"pid {os.getpid()}"}))
     except Exception:  # noqa: BLE001
         pass
-    return execute_run(runner, job.config, job.run_dir, job.run_id,
-                       report=_Throttle(send), should_stop=should_stop)
+    results = execute_task(runner, batch_runner, job, report=_Throttle(send), should_stop=should_stop)
+    return results if isinstance(job, BatchJob) else results[0]
 
 
 def _drain(queue: Any, reporter: Reporter) -> None:
@@ -222,14 +344,15 @@ def _kill_workers(executor: ProcessPoolExecutor) -> None:
 
 
 def run_pool(
-    jobs: list[Job],
+    jobs: list[Task],
     runner: Runner,
     reporter: Reporter,
     workers: int,
     start_method: str = "spawn",
     interrupt_grace: float = 120.0,
+    batch_runner: BatchRunner | None = None,
 ) -> None:
-    """Run the jobs in ``workers`` worker processes (``spawn`` context by default).
+    """Run the tasks (runs or batches) in ``workers`` worker processes (``spawn`` context by default).
 
     ``runner`` must be picklable (a module-level function). Per-episode progress
     comes back through a ``multiprocessing.Manager`` queue. If a worker process dies
@@ -237,7 +360,8 @@ def run_pool(
     run of the dead worker (told by the pid of its ``start`` message and the exit
     codes: the pool's own terminations exit with SIGTERM) is recorded as failed, and
     every other run (started or not) is retried in a fresh pool, resuming from its
-    checkpoint. When the dead worker cannot be told apart (it too died of SIGTERM),
+    checkpoint (a batch counts as one run here: all its runs fail or are retried together).
+    When the dead worker cannot be told apart (it too died of SIGTERM),
     its candidates are retried, and a run caught in :data:`MAX_BROKEN` broken pools fails. Ctrl-C asks every running run
     to stop at its next episode (checkpoints stay), waits up to ``interrupt_grace``
     seconds (a second Ctrl-C kills the workers), then raises ``KeyboardInterrupt``.
@@ -254,11 +378,12 @@ def run_pool(
             rounds += 1
             if rounds > len(jobs) + 1:
                 for job in remaining:
-                    reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
-                                               "error": "worker processes keep dying", "traceback": None})
+                    for rid in run_ids(job):
+                        reporter.done(rid, {"run_id": rid, "status": FAILED, "summary": None,
+                                            "error": "worker processes keep dying", "traceback": None})
                 return
             remaining = _pool_round(remaining, runner, reporter, workers, ctx, queue, stop, interrupt_grace,
-                                    broken)
+                                    broken, batch_runner)
     finally:
         try:
             manager.shutdown()
@@ -300,21 +425,22 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
-def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: int, ctx: Any,
-                queue: Any, stop: Any, interrupt_grace: float, broken: dict[str, int] | None = None) -> list[Job]:
-    """One process pool over ``jobs``; returns the jobs to retry after a broken pool.
+def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: int, ctx: Any,
+                queue: Any, stop: Any, interrupt_grace: float, broken: dict[str, int] | None = None,
+                batch_runner: BatchRunner | None = None) -> list[Task]:
+    """One process pool over ``jobs``; returns the tasks to retry after a broken pool.
 
-    ``broken`` counts, per run id, the broken pools a run was caught in (across rounds).
+    ``broken`` counts, per task (its first run id), the broken pools it was caught in (across rounds).
     """
     executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))), mp_context=ctx,
                                    initializer=_child_init, initargs=(os.getpid(),))
-    futures: dict[Future, Job] = {}
+    futures: dict[Future, Task] = {}
     started: set[str] = set()
     pids: dict[str, int] = {}  # run id -> pid of its worker (from the 'start' message)
     procs: dict[int, Any] = {}  # pid -> worker process of this pool
     dead: dict[int, int] | None = None  # decided once, at the first broken future
     broken = {} if broken is None else broken
-    retry: list[Job] = []
+    retry: list[Task] = []
 
     class _Track:
         """Reporter proxy that remembers which runs have started in this pool, and where."""
@@ -329,30 +455,34 @@ def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: in
         def progress(self, run_id: str, info: dict[str, Any]) -> None:
             reporter.progress(run_id, info)
 
+        def message(self, text: str) -> None:
+            reporter.message(text)
+
     track = _Track()
 
-    def fail(job: Job, why: str) -> None:
-        reporter.done(job.run_id, {"run_id": job.run_id, "status": FAILED, "summary": None,
-                                   "error": why, "traceback": None})
+    def fail(job: Task, why: str) -> None:
+        for rid in run_ids(job):
+            reporter.done(rid, {"run_id": rid, "status": FAILED, "summary": None, "error": why, "traceback": None})
 
-    def on_broken(job: Job) -> None:
-        """A future of a broken pool: fail the dead worker's run, retry the others."""
+    def on_broken(job: Task) -> None:
+        """A future of a broken pool: fail the dead worker's task, retry the others."""
         nonlocal dead
         if dead is None:
             procs.update(getattr(executor, "_processes", None) or {})
             dead = _dead_workers(procs)
-        pid = pids.get(job.run_id)
-        if job.run_id not in started:
+        key = run_ids(job)[0]
+        pid = pids.get(key)
+        if key not in started:
             retry.append(job)  # never started: its worker was not the one that died
         elif pid in dead:
             fail(job, f"its worker process (pid {pid}) died ({_exit_text(dead[pid])}; killed? out of memory?)")
         elif dead:
             retry.append(job)  # terminated by the pool because another worker died
         else:  # the dead worker cannot be told apart: retry, a bounded number of times
-            broken[job.run_id] = broken.get(job.run_id, 0) + 1
-            if broken[job.run_id] >= MAX_BROKEN:
+            broken[key] = broken.get(key, 0) + 1
+            if broken[key] >= MAX_BROKEN:
                 fail(job, f"its worker process{f' (pid {pid})' if pid else ''} died "
-                          f"{broken[job.run_id]} times (killed? out of memory?)")
+                          f"{broken[key]} times (killed? out of memory?)")
             else:
                 retry.append(job)
 
@@ -364,8 +494,10 @@ def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: in
                 continue
             exc = fut.exception()
             if exc is None:
-                if fut.result()["status"] != NOT_STARTED:
-                    reporter.done(job.run_id, fut.result())
+                result = fut.result()
+                for res in result if isinstance(result, list) else [result]:
+                    if res["status"] != NOT_STARTED:
+                        reporter.done(res["run_id"], res)
             elif isinstance(exc, BrokenProcessPool):
                 on_broken(job)
             else:
@@ -373,7 +505,7 @@ def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: in
 
     try:
         for job in jobs:
-            futures[executor.submit(_pool_task, runner, job, queue, stop)] = job
+            futures[executor.submit(_pool_task, runner, job, queue, stop, batch_runner)] = job
         # CPython wakes the pool's manager thread *before* spawning the worker of each
         # submit, so it may not watch the last workers until its next wake-up: a worker
         # killed meanwhile would go unnoticed until another run ends. Wake it once more.
@@ -432,29 +564,32 @@ def import_ray() -> Any:
     return ray
 
 
-def _ray_task(runner: Runner, job: Job, queue: Any) -> dict[str, Any]:
-    """Body of one run as a Ray task; progress goes to the driver through a Ray queue."""
+def _ray_task(runner: Runner, job: Task, queue: Any,
+              batch_runner: BatchRunner | None = None) -> list[dict[str, Any]]:
+    """Body of one task (a run or a batch) as a Ray task; progress goes to the driver through a Ray queue."""
 
     def send(msg: tuple) -> None:
         queue.put_nowait(msg)
 
     try:
-        send(("start", job.run_id, {"where": f"{socket.gethostname()} pid {os.getpid()}"}))
+        for rid in run_ids(job):
+            send(("start", rid, {"where": f"{socket.gethostname()} pid {os.getpid()}"}))
     except Exception:  # noqa: BLE001
         pass
-    return execute_run(runner, job.config, job.run_dir, job.run_id, report=_Throttle(send))
+    return execute_task(runner, batch_runner, job, report=_Throttle(send))
 
 
 def run_ray(
-    jobs: list[Job],
+    jobs: list[Task],
     runner: Runner,
     reporter: Reporter,
     threads: int,
     address: str | None = None,
     max_in_flight: int | None = None,
     init_kwargs: dict[str, Any] | None = None,
+    batch_runner: BatchRunner | None = None,
 ) -> None:
-    """Run the jobs as Ray tasks (``num_cpus=threads`` each) on a local or remote cluster.
+    """Run the tasks (runs or batches) as Ray tasks (``num_cpus=threads`` each) on a local or remote cluster.
 
     If Ray is not initialised yet, ``ray.init(address=address, **init_kwargs)`` is
     called (``address=None`` starts a local instance; ``"auto"`` joins the cluster this
@@ -472,14 +607,14 @@ def run_ray(
     queue = Queue()
     remote = ray.remote(_ray_task)
     todo = list(jobs)
-    in_flight: dict[Any, Job] = {}
+    in_flight: dict[Any, Task] = {}
     cap = max_in_flight if max_in_flight and max_in_flight > 0 else len(todo)
 
     def submit() -> None:
         while todo and len(in_flight) < cap:
             job = todo.pop(0)
             ref = remote.options(num_cpus=threads, name=f"gradasym:{job.run_id}",
-                                 max_retries=0).remote(runner, job, queue)
+                                 max_retries=0).remote(runner, job, queue, batch_runner)
             in_flight[ref] = job
 
     def drain() -> None:
@@ -499,11 +634,13 @@ def run_ray(
         for ref in ready:
             job = in_flight.pop(ref)
             try:
-                result = ray.get(ref)
+                results = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - task/worker crashed, cancelled, node lost
-                result = {"run_id": job.run_id, "status": FAILED, "summary": None,
-                          "error": f"{type(exc).__name__}: {exc}".splitlines()[0], "traceback": str(exc)}
-            reporter.done(job.run_id, result)
+                results = [{"run_id": rid, "status": FAILED, "summary": None,
+                            "error": f"{type(exc).__name__}: {exc}".splitlines()[0], "traceback": str(exc)}
+                           for rid in run_ids(job)]
+            for result in results:
+                reporter.done(result["run_id"], result)
 
     try:
         submit()
@@ -526,8 +663,9 @@ def run_ray(
                 ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
                 for ref in ready:
                     job = in_flight.pop(ref)
-                    reporter.done(job.run_id, {"run_id": job.run_id, "status": INTERRUPTED, "summary": None,
-                                               "error": None, "traceback": None})
+                    for rid in run_ids(job):
+                        reporter.done(rid, {"run_id": rid, "status": INTERRUPTED, "summary": None,
+                                            "error": None, "traceback": None})
             except BaseException:  # noqa: BLE001
                 pass
         raise

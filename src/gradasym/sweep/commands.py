@@ -29,6 +29,7 @@ from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
 
 from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
+from .batching import check_batch_runs
 from .reproduction import DEFAULT_SEEDS, FULL_EPISODES, REDUCED_EPISODES, reproduce
 from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo
 from .store import SWEEP_JSON, SweepError
@@ -85,6 +86,12 @@ def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str) -> N
     g.add_argument("--backend-option", action="append", default=[], type=_kv, metavar="KEY=VALUE",
                    help="ray: ray.init keyword; submitit: executor parameter, e.g. timeout_min=600, "
                         "slurm_partition=cpu, cluster=local (repeatable; default: none)")
+    g.add_argument("--batch-runs", default="auto", metavar="auto|R|off",
+                   help="train runs that share tensor shapes as one computation, in batches of at most R runs, "
+                        "each batch one worker task (auto: the runs spread evenly over the workers, at most 64 "
+                        "per batch); runs the batched trainer does not cover run alone; off: run by run, the "
+                        "single-run trainer (numbers differ from batched ones by float rounding; resume a sweep "
+                        "with the same on/off choice; default: auto)")
     g.add_argument("--no-live", dest="live", action="store_false",
                    help="plain log lines instead of the live view (default: live view when stderr is a "
                         "terminal, plain lines otherwise)")
@@ -179,9 +186,11 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None 
               add_config_args: AddConfigArgs | None = None) -> int:
     """``gradasym sweep``: run or resume a grid; returns the exit code."""
     def call() -> pd.DataFrame:
+        batch_runs = check_batch_runs(args.batch_runs)  # a bad value is one line before any work
         spec = spec_from_args(args, config_from_args, add_config_args)
         return run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
-                         live=args.live, force=args.force, backend_options=_backend_options(args))
+                         live=args.live, force=args.force, backend_options=_backend_options(args),
+                         batch_runs=batch_runs)
 
     return _run_command("sweep", args.out, call)
 
@@ -218,6 +227,9 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
                    help="preset for every run, e.g. layernorm (repeatable; use its own --out; default: none)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: 1, the setting of the committed results)")
+    p.add_argument("--keep-replay", action="store_true",
+                   help="keep the replay buffer in each finished run's final checkpoint (up to 36 MB per run), needed "
+                        "only to extend the runs later (default: off, dropped; unfinished runs always keep it)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the HTML report at the end (the summary and heatmap are still written; "
                         "default: the report is written)")
@@ -229,7 +241,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return _run_command("reproduce", args.out, lambda: reproduce(
         args.out, full=args.full, seeds=args.seeds, presets=args.preset, workers=args.workers, live=args.live,
         backend=args.backend, address=args.address, force=args.force, report=args.report,
-        threads=args.threads, backend_options=_backend_options(args)))
+        threads=args.threads, backend_options=_backend_options(args), keep_replay=args.keep_replay,
+        batch_runs=check_batch_runs(args.batch_runs)))
 
 
 # ------------------------------------------------------------------ registration

@@ -32,12 +32,13 @@ from typing import Any, Callable, Iterator, Literal
 import pandas as pd
 
 from gradasym import algos
-from gradasym.algos.base import AlgoConfig
+from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
 from gradasym.runfolder import DiskFullError, disk_full_message, is_disk_full
 
 from . import store
-from .backends import Job, Runner, run_inline, run_pool, run_ray, run_submitit
+from .backends import BatchRunner, Job, Runner, run_inline, run_pool, run_ray, run_submitit
+from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks
 from .spec import RunSpec, SweepSpec
 from .store import (FAILED, FINISHED, PENDING, RUNNING, SweepError, SweepLock,
                     SweepMismatchError)
@@ -386,6 +387,8 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     backend_options: dict[str, Any] | None = None,
     title: str = "sweep",
+    batch_runs: BatchRuns | None = "auto",
+    batch_runner: BatchRunner | None = None,
 ) -> pd.DataFrame:
     """Run every (configuration, seed) of ``spec`` into ``out_dir``; return the summary table.
 
@@ -410,6 +413,13 @@ def run_sweep(
         backend_options: Ray: keyword arguments for ``ray.init``; submitit: executor
             parameters (``timeout_min``, ``slurm_partition``, ``cluster``...).
         title: label of the live view.
+        batch_runs: ``"auto"`` (default), a number R >= 1, or ``"off"`` (None): train the
+            pending runs that share a batch key in batches of at most R runs, each batch one
+            worker task (``gradasym.sweep.batching``: ``auto`` spreads them evenly over the
+            workers); runs that cannot be batched are single-run tasks (one log line says
+            why). Only with the algorithm's own runner (``runner`` None) or a given
+            ``batch_runner``, and not on submitit; ``"off"``: run by run.
+        batch_runner: replaces the algorithm's batch runner (``train_batch``; tests).
 
     Returns:
         The summary table (one row per run, columns in ``docs/architecture.md``);
@@ -429,6 +439,7 @@ def run_sweep(
         raise ValueError(f"unknown sweep backend {backend!r} (use 'local', 'ray' or 'submitit')")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    batch_runs = check_batch_runs(batch_runs)
     out_dir = Path(out_dir).resolve()
     runs = spec.expand()
     n_workers = workers or 1
@@ -442,24 +453,44 @@ def run_sweep(
         _prepare_folder(out_dir, spec, runs, force, emit)
         todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
         n_skipped = len(runs) - len(todo_runs)
-        if todo_runs and backend == "local":  # runs elsewhere are sized by their scheduler
-            largest = max(todo_runs, key=lambda r: algos.of(r.config).memory_bytes(r.config))
-            algos.of(largest.config).check_memory(largest.config, concurrent=min(n_workers, len(todo_runs)))
+        if batch_runner is None and runner is None and backend != "submitit" and todo_runs:
+            batch_runner = algos.of(spec.base).batch_runner
+        if batch_runner is None or backend == "submitit":
+            batch_runs = "off"  # a custom runner (or SLURM jobs) trains run by run
         if todo_runs:
             runner = runner or default_runner(spec.base)
-        if todo_runs and (backend != "local" or n_workers > 1):
-            try:
-                pickle.dumps(runner)
-            except Exception as exc:  # noqa: BLE001
-                raise TypeError(
-                    f"the runner {runner!r} cannot be sent to worker processes ({exc}); "
-                    "use a module-level function (or workers=1)"
-                ) from None
         jobs = []
         for r in todo_runs:
             cfg = copy.deepcopy(r.config)
             cfg.run.threads = run_threads
             jobs.append(Job(r.run_id, cfg, str(store.run_dir(out_dir, r.run_id))))
+        plan_workers = n_workers if workers or backend == "local" else (os.cpu_count() or 1)
+        size: Any = batch_runs
+        while True:
+            tasks = plan_tasks(jobs, size, plan_workers)
+            if not (todo_runs and backend == "local"):  # runs elsewhere are sized by their scheduler
+                break
+            largest = max(todo_runs, key=lambda r: algos.of(r.config).memory_bytes(r.config))
+            try:
+                algos.of(largest.config).check_memory(
+                    largest.config, concurrent=min(len(todo_runs), n_workers * largest_task(tasks)))
+                break
+            except ConfigError:
+                if batch_runs != "auto" or largest_task(tasks) == 1:
+                    raise
+                size = max(1, largest_task(tasks) // 2)  # auto: smaller batches until workers x R fit
+        if size != batch_runs:
+            emit(f"--batch-runs auto: at most {size} runs per batch, so that {n_workers} x {size} runs fit in memory")
+        tasks = plan_tasks(jobs, size, plan_workers, note=emit)
+        if todo_runs and (backend != "local" or n_workers > 1):
+            try:
+                pickle.dumps((runner, batch_runner if batch_runs != "off" else None))
+            except Exception as exc:  # noqa: BLE001
+                raise TypeError(
+                    f"the runner {runner!r} cannot be sent to worker processes ({exc}); "
+                    "use a module-level function (or workers=1)"
+                ) from None
+        batch_runner = batch_runner if batch_runs != "off" else None
         view = make_view(
             [_run_progress(r) for r in todo_runs],
             n_skipped, live=live, log=log, title=title,
@@ -475,15 +506,15 @@ def run_sweep(
                 if not jobs:
                     pass
                 elif backend == "ray":
-                    run_ray(jobs, runner, driver, run_threads, address=address, max_in_flight=workers,
-                            init_kwargs=backend_options)
+                    run_ray(tasks, runner, driver, run_threads, address=address, max_in_flight=workers,
+                            init_kwargs=backend_options, batch_runner=batch_runner)
                 elif backend == "submitit":
                     run_submitit(jobs, runner, driver, run_threads, folder=out_dir / "submitit",
                                  options=backend_options)
                 elif n_workers == 1:
-                    run_inline(jobs, runner, driver)
+                    run_inline(tasks, runner, driver, batch_runner=batch_runner)
                 else:
-                    run_pool(jobs, runner, driver, n_workers)
+                    run_pool(tasks, runner, driver, n_workers, batch_runner=batch_runner)
         except KeyboardInterrupt:
             interrupted = True
         except OSError as exc:

@@ -48,13 +48,16 @@ DEFAULT_SEEDS: tuple[int, ...] = (42,)
 
 
 def reproduce_spec(full: bool = False, seeds: Iterable[int] = DEFAULT_SEEDS,
-                   presets: Iterable[str] = ()) -> SweepSpec:
-    """The paper grid at reduced (default) or full scale, with ``presets`` on every run."""
+                   presets: Iterable[str] = (), keep_replay: bool = False) -> SweepSpec:
+    """The paper grid at reduced (default) or full scale, with ``presets`` on every run
+    (``keep_replay``: finished runs keep their replay buffers, ``run.keep_replay``)."""
     overrides: dict[str, Any] = {
         "run.episodes": FULL_EPISODES if full else REDUCED_EPISODES,
         "run.early_stop": FULL_EARLY_STOP if full else REDUCED_EARLY_STOP,
         "run.early_stop_patience": FULL_EARLY_STOP_PATIENCE if full else REDUCED_EARLY_STOP_PATIENCE,
     }
+    if keep_replay:
+        overrides["run.keep_replay"] = True
     base = build_base_config({}, presets=list(presets), overrides=overrides, source="reproduce")
     return SweepSpec(base=base, axes=paper_axes(), seeds=list(seeds))
 
@@ -75,6 +78,8 @@ def reproduce(
     report: bool = True,
     threads: int | None = None,
     backend_options: dict[str, Any] | None = None,
+    keep_replay: bool = False,
+    batch_runs: int | str | None = "auto",
 ) -> pd.DataFrame:
     """Run the paper's learning-rate grid into ``out_dir``, then summarise and plot it.
 
@@ -92,19 +97,23 @@ def reproduce(
         force: see :func:`run_sweep`.
         report: also build the HTML report (``out_dir/report/report.html``).
         threads, backend_options: as in :func:`run_sweep`.
+        keep_replay: finished runs keep their replay buffers (``run.keep_replay``; by
+            default their final checkpoints drop them: a small folder, runs not extendable).
+        batch_runs: as in :func:`run_sweep` (``"auto"``: the grid's runs in one batch per worker;
+            ``"off"``: run by run with the single-run trainer, the setting of the committed results).
 
     Returns:
         The summary table. The stopping-episode grid is printed, the heatmap
         written to ``out_dir/stopping_heatmap.png`` and (``report``) the full report
         built, when the report module is available; their failures never raise.
     """
-    spec = reproduce_spec(full=full, seeds=seeds, presets=presets)
+    spec = reproduce_spec(full=full, seeds=seeds, presets=presets, keep_replay=keep_replay)
     if workers is None and backend == "local":
         workers = max(1, min(os.cpu_count() or 1, len(spec.expand())))
     title = "reproduce (full)" if full else f"reproduce ({REDUCED_EPISODES} episodes)"
     table = run_sweep(spec, out_dir, workers=workers, backend=backend, address=address, runner=runner,
                       live=live, force=force, log=log, title=title, threads=threads,
-                      backend_options=backend_options)
+                      backend_options=backend_options, batch_runs=batch_runs)
     print_stopping_grid(table, live=live)
     _write_heatmap(Path(out_dir), table)
     if report:

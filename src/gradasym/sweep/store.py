@@ -56,9 +56,10 @@ _DTYPES: dict[str, str] = {
 FINISHED, FAILED, RUNNING, PENDING, INTERRUPTED = "finished", "failed", "running", "pending", "interrupted"
 
 #: Config fields that may differ between a run's saved config and a rerun's
-#: (thread counts depend on the number of workers, and TensorBoard output is a copy of
-#: the tables: neither changes what is computed).
-IGNORED_CONFIG_FIELDS: set[tuple[str, str]] = {("run", "threads"), ("run", "tensorboard")}
+#: (thread counts depend on the number of workers, TensorBoard output is a copy of the
+#: tables, and ``keep_replay`` only says what a finished run's checkpoint keeps: none
+#: changes what is computed).
+IGNORED_CONFIG_FIELDS: set[tuple[str, str]] = {("run", "threads"), ("run", "tensorboard"), ("run", "keep_replay")}
 
 
 class SweepError(RuntimeError):
