@@ -76,7 +76,7 @@ def _json_or_str(text: str) -> Any:
         return text
 
 
-def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str) -> None:
+def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str, batch_default: str = "auto") -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=None, help=workers_help)
     g.add_argument("--backend", choices=["local", "ray", "submitit"], default="local",
@@ -86,12 +86,12 @@ def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str) -> N
     g.add_argument("--backend-option", action="append", default=[], type=_kv, metavar="KEY=VALUE",
                    help="ray: ray.init keyword; submitit: executor parameter, e.g. timeout_min=600, "
                         "slurm_partition=cpu, cluster=local (repeatable; default: none)")
-    g.add_argument("--batch-runs", default="auto", metavar="auto|R|off",
+    g.add_argument("--batch-runs", default=batch_default, metavar="auto|R|off",
                    help="train runs that share tensor shapes as one computation, in batches of at most R runs, "
                         "each batch one worker task (auto: the runs spread evenly over the workers, at most 64 "
                         "per batch); runs the batched trainer does not cover run alone; off: run by run, the "
                         "single-run trainer (numbers differ from batched ones by float rounding; resume a sweep "
-                        "with the same on/off choice; default: auto)")
+                        f"with the same on/off choice; default: {batch_default})")
     g.add_argument("--no-live", dest="live", action="store_false",
                    help="plain log lines instead of the live view (default: live view when stderr is a "
                         "terminal, plain lines otherwise)")
@@ -233,7 +233,10 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the HTML report at the end (the summary and heatmap are still written; "
                         "default: the report is written)")
-    _add_execution_arguments(p, "local worker processes (default: one per core); ray: max tasks in flight")
+    # off by default: the committed results (docs/results/reproduce) were computed run by run, and
+    # a fresh `gradasym reproduce` must give them bit for bit; --batch-runs auto is the fast path
+    _add_execution_arguments(p, "local worker processes (default: one per core); ray: max tasks in flight",
+                             batch_default="off")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
