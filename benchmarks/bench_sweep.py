@@ -1,0 +1,76 @@
+"""A sweep's faithful throughput: the paper grid run by run vs batched, end to end.
+
+Runs ``gradasym sweep`` (the 4x4 learning-rate grid, one seed, faithful defaults, N = 50)
+for ``--episodes`` episodes per run into a fresh temporary folder, once with
+``--batch-runs off`` (the single-run trainer, one run per worker process) and once with
+``--batch-runs auto`` (one batch per worker), alternating the order over ``--repeats``, and
+reports run-episodes per second of wall clock for the whole command (process start,
+run folders, checkpoints and all) and the ratio batched / run by run. The early episodes
+before the replay holds one batch do no update, so use enough episodes (default 40) for
+the update to dominate, as in real sweeps. Records the load average before and after.
+
+    python benchmarks/bench_sweep.py --episodes 40 --workers 2 --json benchmarks/runs/sweep/out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def one(mode: str, episodes: int, workers: int, src: str | None = None) -> dict:
+    """One sweep; ``mode`` "off"/"auto" is ``--batch-runs``; "base" runs the code under ``src`` (an older
+    checkout's ``src/``, without the option: the reference measured in the same session)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if mode == "base":
+        env["PYTHONPATH"] = src or ""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sweep"
+        cmd = [sys.executable, "-m", "gradasym.cli", "sweep", "--out", str(out), "--episodes", str(episodes),
+               "--workers", str(workers), "--no-live"] + ([] if mode == "base" else ["--batch-runs", mode])
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wall = time.perf_counter() - t0
+        table = pd.read_parquet(out / "summary.parquet")
+        run_episodes = int(table["episodes_run"].sum())
+        assert (table["status"] == "finished").all(), table["status"].tolist()
+    return {"mode": mode, "wall_s": round(wall, 2), "run_episodes": run_episodes,
+            "run_episodes_per_s": round(run_episodes / wall, 3), "load_before": load0,
+            "load_after": os.getloadavg()[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=40, help="episodes per run (default 40)")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--repeats", type=int, default=1, help="pairs of measurements, order alternating (default 1)")
+    ap.add_argument("--base-src", default=None,
+                    help="also time this older checkout's src/ folder (arm 'base', run by run; default: none)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here (default: none)")
+    args = ap.parse_args()
+    rows = []
+    arms = (["base"] if args.base_src else []) + ["off", "auto"]
+    for i in range(args.repeats):
+        for mode in (arms if i % 2 == 0 else arms[::-1]):
+            rows.append(one(mode, args.episodes, args.workers, args.base_src))
+            print(json.dumps(rows[-1]), flush=True)
+    rate = {m: sum(r["run_episodes_per_s"] for r in rows if r["mode"] == m) / args.repeats for m in arms}
+    ratios = {f"{m}/{ref}": rate[m] / rate[ref] for m in arms for ref in arms if m != ref and ref != "auto"}
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}x run-episodes per second ({args.workers} workers, {args.episodes} episodes per run)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "rate": rate, "ratios": ratios}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
