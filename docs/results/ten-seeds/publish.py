@@ -42,7 +42,9 @@ def publish(results: Path, dest: Path, partial: bool = False) -> list[Path]:
     report = results / "report"
     missing = [p for p in [*(results / f for f in TOP_FILES), *(report / f for f in REPORT_FILES)] if not p.is_file()]
     if missing:
-        raise ValueError(f"missing {', '.join(str(p) for p in missing)} (run gradasym report {results} first)")
+        hint = (f"gradasym reproduce ... --out {results} writes summary.csv and stopping_heatmap.png when the "
+                f"sweep ends; run gradasym report {results} for the report")
+        raise ValueError(f"missing {', '.join(str(p) for p in missing)} ({hint})")
     unfinished = _unfinished(results)
     if unfinished and not partial:
         raise ValueError(f"{len(unfinished)} runs are not finished ({', '.join(unfinished[:5])}"
