@@ -276,3 +276,16 @@ def test_partial_sweep_states_running_and_failed_runs_it_leaves_out(partial_swee
     assert "1 of them are still running" in caption
     assert "Not drawn: 1 failed runs whose actors had not stopped" in caption and "alr0.1_clr0.001_s0" in caption
     assert "fewer than 6 seeds: no interval" in caption
+
+
+def test_fig16_claims_an_interval_only_when_one_is_drawn(group, tmp_path) -> None:
+    fig = fig_seed_stops(group)                                  # 10 seeds: intervals drawn
+    assert "median and 95% CI" in fig._suptitle.get_text()
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "median 95% CI" in legend
+    two = syn.write_sweep(tmp_path / "two", actor_lrs=ACTORS, critic_lrs=CRITICS, seeds=(0, 1),
+                          customize=_customize)
+    rs = load_results(two)
+    fig = fig_seed_stops(build_groups(rs, runs_frame(rs))[0])    # 2 seeds: no interval can be drawn
+    assert "no interval" in fig._suptitle.get_text() and "95% CI" not in fig._suptitle.get_text()
+    assert "median 95% CI" not in [t.get_text() for lg in fig.legends for t in lg.get_texts()]

@@ -825,13 +825,16 @@ def fig_seed_stops(gd: GroupData) -> Figure:
     handles = [Line2D([], [], marker="o", ls="", color=col, label=f"actor LR {fmt_lr(a)}") for a, col in colors.items()]
     if n_cens:
         handles.append(Line2D([], [], marker="^", ls="", color="grey", mfc="white", label="never stopped (≥)"))
-    handles += [Line2D([], [], color="black", lw=2, label="median"),
-                Line2D([], [], color="black", lw=1.2, label="median 95% CI")]
+    no_ci = int((~np.isfinite(agg["stopmed_ci_lo"])).sum())
+    any_ci = no_ci < len(agg)
+    handles.append(Line2D([], [], color="black", lw=2, label="median"))
+    if any_ci:
+        handles.append(Line2D([], [], color="black", lw=1.2, label="median 95% CI"))
     if np.isfinite(gd.max_episodes):
         handles.append(Line2D([], [], color=MAX_LINE, ls="--", label="episodes requested"))
     fig.legend(handles=handles, loc="outside right center", fontsize=8)
-    _suptitle(fig, "Fig. 16 — Stopping episode of every seed per configuration", gd, "median and 95% CI")
-    no_ci = int((~np.isfinite(agg["stopmed_ci_lo"])).sum())
+    _suptitle(fig, "Fig. 16 — Stopping episode of every seed per configuration", gd,
+              "median and 95% CI" if any_ci else "median (no interval: fewer than 6 seeds)")
     caption = (f"Every seed's stopping episode ({n_drawn} runs in {len(pairs)} configurations), one column per "
                "configuration (actor LR / critic LR); seeds at the same value are spread sideways. Filled circles: "
                f"the {n_drawn - n_cens} runs whose actors all stopped")
