@@ -39,34 +39,21 @@ def main() -> None:
     agents = [t.agent for t in trainers]
     batched.batched_update(agents, [a.replay.sample(64) for a in agents])  # warm
     spent: dict[str, float] = defaultdict(float)
-    for name, (cls, attr) in PARTS.items():
-        fn = getattr(cls, attr)
 
-        def timed(*a, _fn=fn, _name=name, **k):
+    def timed(fn, name: str):
+        """``fn`` with its CPU time added to ``spent[name]``."""
+        def wrapper(*a, **k):
             t0 = time.process_time()
             try:
-                return _fn(*a, **k)
+                return fn(*a, **k)
             finally:
-                spent[_name] += time.process_time() - t0
-        setattr(cls, attr, timed)
-    adam = batched.adam_rows_
+                spent[name] += time.process_time() - t0
+        return wrapper
 
-    def timed_adam(*a, **k):
-        t0 = time.process_time()
-        try:
-            return adam(*a, **k)
-        finally:
-            spent["Adam steps (critic + actor rows)"] += time.process_time() - t0
-    batched.adam_rows_ = timed_adam
-    seq = batched._actors_sequential
-
-    def timed_seq(*a, **k):
-        t0 = time.process_time()
-        try:
-            return seq(*a, **k)
-        finally:
-            spent["actor loop total"] += time.process_time() - t0
-    batched._actors_sequential = timed_seq
+    for name, (cls, attr) in PARTS.items():
+        setattr(cls, attr, timed(getattr(cls, attr), name))
+    batched.adam_rows_ = timed(batched.adam_rows_, "Adam steps (critic + actor rows)")
+    batched._actors_sequential = timed(batched._actors_sequential, "actor loop total")
     updates = 3
     t0 = time.process_time()
     for _ in range(updates):
