@@ -435,7 +435,10 @@ def run_sweep(
             worker task (``gradasym.sweep.batching``: ``auto`` spreads them evenly over the
             workers); runs that cannot be batched are single-run tasks (one log line says
             why). Only with the algorithm's own runner (``runner`` None) or a given
-            ``batch_runner``, and not on submitit; ``"off"``: run by run.
+            ``batch_runner``, and not on submitit; ``"off"``: run by run. With the algorithm's
+            own trainers, a started run resumes with the trainer its folder records (batched or
+            single-run) whatever ``batch_runs`` says (said in one log line); it applies to the
+            runs not started yet.
         batch_runner: replaces the algorithm's batch runner (``train_batch``; tests).
 
     Returns:
