@@ -343,8 +343,13 @@ def test_single_run_trainer_resuming_a_batched_run_says_so(tmp_path: Path, capsy
 # ------------------------------------------------------------------ per-run end events
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_run_of_a_batch_is_reported_finished_when_it_ends(tmp_path: Path, workers: int) -> None:
+    """Inline (1 worker) and in a worker process (2): see :func:`check_reported_when_it_ends`."""
+    check_reported_when_it_ends(tmp_path, workers=workers)
+
+
+def check_reported_when_it_ends(tmp_path: Path, **sweep: Any) -> None:
     """Two runs in one batch, 3 and 60 episodes: the short one's end reaches the log line, the view and
-    summary.parquet while the long one is still running (inline and in a worker process)."""
+    summary.parquet while the long one is still running."""
     spec = SweepSpec(base=tiny_base(), axes={"run.episodes": [3, 60]}, seeds=[1])
     out = tmp_path / "s"
     seen: list[tuple[str, str, str]] = []
@@ -353,15 +358,15 @@ def test_a_run_of_a_batch_is_reported_finished_when_it_ends(tmp_path: Path, work
         if " finished " in line:
             rid = line.split(" finished ")[1].split(":")[0]
             table = pd.read_parquet(out / "summary.parquet").set_index("run_id")["status"]
-            long_run = store_status(out, "alr0.0001_clr0.001_episodes60_s1")
-            seen.append((rid, table[rid], long_run))
+            seen.append((rid, table[rid], run_status(out, "alr0.0001_clr0.001_episodes60_s1")))
 
-    table = run_sweep(spec, out, batch_runs=2, workers=workers, live=False, log=log)
+    table = run_sweep(spec, out, batch_runs=2, live=False, log=log, **sweep)
     assert (table["status"] == "finished").all()
     assert [s[0] for s in seen] == ["alr0.0001_clr0.001_episodes3_s1", "alr0.0001_clr0.001_episodes60_s1"]
     assert seen[0][1:] == ("finished", "running")  # reported at once, not at the end of the batch
     assert seen[1][1:] == ("finished", "finished")
 
 
-def store_status(out: Path, run_id: str) -> str:
+def run_status(out: Path, run_id: str) -> str:
+    """The status in a run folder's summary.json."""
     return str(pd.read_json(out / "runs" / run_id / "summary.json", typ="series")["status"])
