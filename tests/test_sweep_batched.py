@@ -5,6 +5,7 @@ inline and process-pool backends; a killed batched sweep resumes to bitwise the 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -205,3 +206,183 @@ def test_auto_shrinks_batches_that_would_not_fit_in_memory(tmp_path: Path, monke
     assert any("4 runs in 2 batch(es) of 2 runs" in m for m in messages)
     with pytest.raises(ConfigError, match="x 4 runs at once"):  # an explicit R is not changed
         quiet(spec, tmp_path / "four", batch_runs=4)
+
+
+# ------------------------------------------------------------------ a run keeps its trainer
+def _stop_batch_after(episodes: int, cfgs: list, out_dirs: list, progress: Any = None, **kw: Any) -> list:
+    """``train_batch``, stopped like Ctrl-C once a run passes ``episodes`` (the checkpoints stay)."""
+    from gradasym.batched import train_batch
+
+    def stop(r: int, info: dict) -> None:
+        if info["episode"] > episodes:
+            raise KeyboardInterrupt
+        if progress is not None:
+            progress(r, info)
+
+    return train_batch(cfgs, out_dirs, progress=stop, **kw)
+
+
+def _fail_run_after(episodes: int, cfg: Config, out_dir: Any, progress: Any = None, **kw: Any) -> dict:
+    """``run_experiment`` failing once the run passes ``episodes`` (a failed run resumes from its checkpoint)."""
+    from gradasym.runner import run_experiment
+
+    def fail(info: dict) -> None:
+        if info["episode"] > episodes:
+            raise RuntimeError("stopped by the test")
+
+    return run_experiment(cfg, out_dir, progress=fail, **kw)
+
+
+def _trainers(out: Path) -> dict[str, str]:
+    return {p.parent.name: pd.read_json(p, typ="series")["trainer"] for p in out.glob("runs/*/summary.json")}
+
+
+def test_batched_runs_resumed_with_off_keep_the_batched_trainer(tmp_path: Path) -> None:
+    """Stopped after 10 of 18 episodes while batched (checkpoints at 9), resumed with --batch-runs off:
+    bit for bit the uninterrupted batched sweep, which differs from a run-by-run one."""
+    from functools import partial
+
+    from gradasym.sweep import SweepInterrupted
+
+    spec = tiny_spec()
+    quiet(spec, tmp_path / "ref", batch_runs=4)
+    out = tmp_path / "s"
+    with pytest.raises(SweepInterrupted):
+        quiet(spec, out, batch_runs=4, batch_runner=partial(_stop_batch_after, 10))
+    stopped = pd.read_parquet(out / "summary.parquet").set_index("run_id")
+    unfinished = sorted(stopped.index[stopped["status"] != "finished"])
+    assert len(unfinished) == 2 and set(_trainers(out).values()) == {"batched"}
+    messages: list[str] = []
+    table = run_sweep(spec, out, batch_runs="off", live=False, log=messages.append)
+    assert (table["status"] == "finished").all()
+    assert_same_runs(tmp_path / "ref", out)
+    kept = [m for m in messages if "keep the batched trainer" in m]
+    assert len(kept) == 1 and kept[0].startswith("--batch-runs off: 2 started run(s)"), messages
+    assert any("2 runs in 1 batch(es) of 2 runs" in m for m in messages)
+    assert set(_trainers(out).values()) == {"batched"}
+    quiet(spec, tmp_path / "off", batch_runs="off")  # the other trainer: other numbers (the test can fail)
+    assert run_tables(tmp_path / "off")[(unfinished[0], "episodes")]["reward"].tolist() \
+        != run_tables(out)[(unfinished[0], "episodes")]["reward"].tolist()
+
+
+def test_single_runs_resumed_with_auto_keep_the_single_run_trainer(tmp_path: Path) -> None:
+    """Started run by run and failed after 10 episodes, resumed with --batch-runs auto: the started runs
+    finish as in an uninterrupted run-by-run sweep, the runs not started yet follow the flag (batched)."""
+    from functools import partial
+
+    spec = tiny_spec()
+    quiet(spec, tmp_path / "off", batch_runs="off")
+    quiet(spec, tmp_path / "auto", batch_runs="auto")
+    out = tmp_path / "s"
+    first = quiet(spec, out, runner=partial(_fail_run_after, 10), batch_runs="off")
+    failed = sorted(first.loc[first["status"] == "failed", "run_id"])
+    assert len(failed) == 2 and set(_trainers(out).values()) == {"single"}
+    for rid in first["run_id"][first["status"] == "finished"]:  # early stopped: not started in the new sweep
+        shutil.rmtree(out / "runs" / rid)
+    messages: list[str] = []
+    table = run_sweep(spec, out, batch_runs="auto", live=False, log=messages.append)
+    assert (table["status"] == "finished").all()
+    off, auto, now = run_tables(tmp_path / "off"), run_tables(tmp_path / "auto"), run_tables(out)
+    for (rid, name), frame in now.items():
+        want = off if rid in failed else auto
+        pd.testing.assert_frame_equal(frame, want[(rid, name)], check_exact=True, obj=f"{rid} {name}")
+    kept = [m for m in messages if "keep the single-run trainer" in m]
+    assert len(kept) == 1 and kept[0].startswith("--batch-runs auto: 2 started run(s)"), messages
+    assert _trainers(out) == {rid: "single" if rid in failed else "batched" for rid in table["run_id"]}
+
+
+def test_started_trainer_reads_the_folder_and_dates_old_folders(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from gradasym import algos
+
+    plugin = algos.get("ccm-madrl")
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"status": "running"}))
+    assert plugin.started_trainer(run) is None  # no checkpoint: not started, follows the flag
+    torch.save({"config": {}, "trainer": "batched"}, run / "checkpoint.pt")
+    assert plugin.started_trainer(run) == "single"  # no provenance: written before the batched trainer
+    (run / "summary.json").write_text(json.dumps({"status": "running", "provenance": {}}))
+    assert plugin.started_trainer(run) == "unknown"  # could be either
+    (run / "summary.json").write_text(json.dumps({"status": "running", "trainer": "mixed"}))
+    assert plugin.started_trainer(run) == "mixed"
+    (run / "summary.json").write_text("{garbage")
+    assert plugin.started_trainer(run) == "batched"  # unreadable summary: the checkpoint says
+    assert algos.get("td3").started_trainer(run) is None  # one trainer: nothing to keep
+
+
+def test_plan_keeps_started_runs_with_their_trainer() -> None:
+    cfgs = [tiny_base() for _ in range(6)]
+    started = {"r0": "batched", "r1": "batched", "r2": "single", "r3": "unknown", "r4": "mixed"}
+    notes: list[str] = []
+    off = plan_tasks(_jobs(cfgs), "off", workers=1, note=notes.append, started=started)
+    assert [[j.run_id for j in t.jobs] if isinstance(t, BatchJob) else t.run_id for t in off] \
+        == [["r0", "r1"], "r2", "r3", "r4", "r5"]
+    assert sum("--batch-runs off: 2 started run(s) keep the batched trainer" in n for n in notes) == 1
+    assert sum("2 started run(s) do not record one trainer" in n for n in notes) == 1
+    notes.clear()
+    on = plan_tasks(_jobs(cfgs), "auto", workers=1, note=notes.append, started=started)
+    assert [[j.run_id for j in t.jobs] if isinstance(t, BatchJob) else t.run_id for t in on] \
+        == [["r0", "r1", "r3", "r4", "r5"], "r2"]
+    assert sum("--batch-runs auto: 1 started run(s) keep the single-run trainer" in n for n in notes) == 1
+    capped = plan_tasks(_jobs(cfgs), "off", workers=1, started=started, cap=1)  # memory: smaller batches
+    assert [[j.run_id for j in t.jobs] for t in capped if isinstance(t, BatchJob)] == [["r0"], ["r1"]]
+    plain = plan_tasks(_jobs(cfgs), "auto", workers=1)  # without records: the flag alone
+    assert [len(t.jobs) for t in plain] == [6]
+
+
+def test_single_run_trainer_resuming_a_batched_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`gradasym run --resume` of a folder the batched trainer started: one warning, recorded as mixed
+    (and its numbers are indeed neither trainer's)."""
+    from gradasym.batched import train_batch
+    from gradasym.runner import run_experiment
+
+    cfg = tiny_base(episodes=9)
+    train_batch([cfg], [tmp_path / "ref"])
+    with pytest.raises(KeyboardInterrupt):
+        _stop_batch_after(4, [cfg], [tmp_path / "r"])  # checkpoint at 3
+    capsys.readouterr()
+    summary = run_experiment(cfg, tmp_path / "r")
+    err = capsys.readouterr().err
+    assert err.count("was trained by the batched trainer so far; going on with the single trainer") == 1
+    assert summary["trainer"] == "mixed" and summary["status"] == "finished"
+    again = run_experiment(cfg, tmp_path / "r")  # nothing left to do: the record stays, no warning
+    assert again["trainer"] == "mixed" and "going on" not in capsys.readouterr().err
+    ref = pd.read_parquet(tmp_path / "ref" / "episodes.parquet")["critic_loss"]
+    mixed = pd.read_parquet(tmp_path / "r" / "episodes.parquet")["critic_loss"]
+    assert ref[:3].equals(mixed[:3]) and not ref.equals(mixed)
+
+
+# ------------------------------------------------------------------ per-run end events
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_of_a_batch_is_reported_finished_when_it_ends(tmp_path: Path, workers: int) -> None:
+    """Inline (1 worker) and in a worker process (2): see :func:`check_reported_when_it_ends`."""
+    check_reported_when_it_ends(tmp_path, workers=workers)
+
+
+def check_reported_when_it_ends(tmp_path: Path, **sweep: Any) -> None:
+    """Two runs in one batch, 3 and 60 episodes: the short one's end reaches the log line, the view and
+    summary.parquet while the long one is still running."""
+    spec = SweepSpec(base=tiny_base(), axes={"run.episodes": [3, 60]}, seeds=[1])
+    out = tmp_path / "s"
+    seen: list[tuple[str, str, str]] = []
+
+    def log(line: str) -> None:
+        if " finished " in line:
+            rid = line.split(" finished ")[1].split(":")[0]
+            table = pd.read_parquet(out / "summary.parquet").set_index("run_id")["status"]
+            seen.append((rid, table[rid], run_status(out, "alr0.0001_clr0.001_episodes60_s1")))
+
+    table = run_sweep(spec, out, batch_runs=2, live=False, log=log, **sweep)
+    assert (table["status"] == "finished").all()
+    assert [s[0] for s in seen] == ["alr0.0001_clr0.001_episodes3_s1", "alr0.0001_clr0.001_episodes60_s1"]
+    assert seen[0][1:] == ("finished", "running")  # reported at once, not at the end of the batch
+    assert seen[1][1:] == ("finished", "finished")
+
+
+def run_status(out: Path, run_id: str) -> str:
+    """The status in a run folder's summary.json."""
+    return str(pd.read_json(out / "runs" / run_id / "summary.json", typ="series")["status"])

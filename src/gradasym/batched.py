@@ -44,7 +44,7 @@ from gradasym.io import read_json, write_json
 from gradasym.optim import adam_rows_
 from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
-from gradasym.runfolder import DiskFullError, RunFolder, disk_full_guard
+from gradasym.runfolder import BATCHED, DiskFullError, RunFolder, disk_full_guard
 from gradasym.runner import Trainer, _progress_info, finish_run, open_run, run_experiment, write_outputs
 
 
@@ -309,10 +309,12 @@ def _actors_simultaneous(ag0, critic: StackedCritic, st: _Stack, flat, m, v, ste
 
 # ------------------------------------------------------------------ the training loop
 ProgressFn = Callable[[int, dict[str, Any]], None]  # (run index, runner._progress_info dict)
+DoneFn = Callable[[int, dict[str, Any]], None]  # (run index, its final summary.json dict)
 
 
 def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: bool = True,
-                progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                progress: ProgressFn | None = None, log: Callable[[str], None] | None = None,
+                done: DoneFn | None = None) -> list[dict[str, Any]]:
     """Train R configurations into their run folders as one computation; returns their
     ``summary.json`` dicts in order.
 
@@ -324,8 +326,11 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
     final checkpoint holds no replay buffer unless ``run.keep_replay``. Configurations the
     batched update does not cover (:func:`unsupported_reason`), or whose shapes differ from
     the first one's (:func:`batch_key`), are trained alone, said through ``log``.
+    ``done(r, summary)`` is called as soon as run r has ended (finished or failed: its folder is
+    final), while the others go on.
     """
     log = log or (lambda msg: None)
+    done = done or (lambda r, summary: None)
     cfgs = [c.validate() for c in cfgs]
     outs = [Path(o) for o in out_dirs]
     if len(cfgs) != len(outs):
@@ -345,6 +350,7 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
                 raise
             except Exception:  # noqa: BLE001  (its failed summary.json is written; the others go on)
                 summaries[r] = read_json(outs[r] / "summary.json")
+            done(r, summaries[r])
         else:
             batch.append(r)
     if batch:
@@ -360,16 +366,20 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
                                       "or choose another folder")
                 stack.enter_context(folder.lock())
                 folders[r] = folder
-                trainer = open_run(cfgs[r], folder, resume)
+                trainer = open_run(cfgs[r], folder, resume, trainer_name=BATCHED)
                 if trainer.should_stop_early() or trainer.episodes_done >= cfgs[r].run.episodes:
                     summaries[r] = write_outputs(trainer, folder, "finished", checkpoint=False)
+                    done(r, summaries[r])
                 else:
                     write_outputs(trainer, folder, "running")
                     trainers[r] = trainer
             if trainers:
                 log(f"training {len(trainers)} runs as one batch")
             while trainers:
+                going = set(trainers)
                 _batched_episode(trainers, folders, summaries, progress)
+                for r in sorted(going - set(trainers)):  # ended in this episode (finished or failed)
+                    done(r, summaries[r])
     return summaries  # type: ignore[return-value]  (every run has its summary now)
 
 

@@ -77,6 +77,13 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 RUN_LOCK_FILE = ".run.lock"
+#: Key of a run's checkpoint and ``summary.json`` naming the trainer that produced its episodes:
+#: :data:`SINGLE` (``run_experiment``), :data:`BATCHED` (``train_batch``), or :data:`MIXED` (continued
+#: by the other one). The two trainers round differently, so a resumed run keeps the one it started with.
+TRAINER_KEY = "trainer"
+SINGLE, BATCHED, MIXED = "single", "batched", "mixed"
+#: Not a file value: a started run whose folder does not say which trainer produced it.
+UNKNOWN_TRAINER = "unknown"
 #: errno values meaning "the disk (or the quota) is full".
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -323,6 +330,13 @@ def config_differences(saved: dict[str, Any], wanted: dict[str, Any],
         elif old != values:
             diffs.append(f"{section}: {old!r} -> {values!r}")
     return diffs
+
+
+def continued_trainer(stored: str | None, now: str) -> str:
+    """The :data:`TRAINER_KEY` of a run that trainer ``now`` continues from a checkpoint marked
+    ``stored`` (None: a checkpoint older than the marker, taken as ``now``'s): ``now`` when they
+    agree, else :data:`MIXED` (its numbers are neither trainer's)."""
+    return now if stored in (None, now) else MIXED
 
 
 def _torch_load(path: Path) -> Any:

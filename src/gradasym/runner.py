@@ -31,7 +31,8 @@ from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
 from .provenance import collect as collect_provenance
-from .runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
+from .runfolder import (SINGLE, TRAINER_KEY, DiskFullError, RunFolder, RunFolderError, continued_trainer,
+                        disk_full_guard)
 from .seeding import numpy_generator
 from .tensorboard import open_for_run as open_tensorboard
 from .tensorboard import require as require_tensorboard
@@ -75,6 +76,8 @@ class Trainer:
         self._preact_pool: list[torch.Tensor] = []  # tracking="original" only
         # Set by the batched trainer: the run acts together with its batch (gradasym.batched_acting)
         self.acting: Any = None
+        # Which trainer produced the episodes (runfolder.TRAINER_KEY: checkpoint and summary); set by open_run
+        self.trained_by: str | None = SINGLE
         # The monitor needs a parameter snapshot before the first update.
         self.monitor.observe_params(self.agent.actor_parameters(), self.agent.critic_parameters())
 
@@ -222,7 +225,7 @@ class Trainer:
             "status": status, "error": error,
             "actor_lr": cfg.agent.actor_lr, "critic_lr": cfg.agent.critic_lr,
             "seed": cfg.run.seed, "presets": list(cfg.presets), "actor_update": cfg.agent.actor_update,
-            "tracking": cfg.run.tracking,
+            "tracking": cfg.run.tracking, TRAINER_KEY: self.trained_by,
             "episodes_requested": cfg.run.episodes, "episodes_run": self.episodes_done,
             "stopping_episode": self.stopping_episode,
             "per_agent_stop_episode": list(mon.actor_stop_episode),
@@ -254,7 +257,7 @@ class Trainer:
             "monitor": self.monitor.state_dict(), "states": self.states,
             "episode_rows": self.episode_rows, "tracking_rows": self.tracking_rows,
             "agent_rows": self.agent_rows, "seconds": self.seconds,
-            "preact_pool": self._preact_pool,
+            "preact_pool": self._preact_pool, TRAINER_KEY: self.trained_by,
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -296,12 +299,17 @@ def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: s
     return summary
 
 
-def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
+def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = SINGLE) -> Trainer:
     """Prepare a locked run folder and its :class:`Trainer`: remove temporary files, check the
     configuration against ``config.json`` and the checkpoint (with ``resume``), load the
     checkpoint, write ``config.json``. ``cfg`` must be validated; the caller holds
     ``folder.lock()``. A checkpoint without its replay buffer (a finished run,
-    ``run.keep_replay = false``, see :func:`finish_run`) cannot be extended: refused."""
+    ``run.keep_replay = false``, see :func:`finish_run`) cannot be extended: refused.
+
+    ``trainer_name`` (``runfolder.SINGLE`` or ``BATCHED``) is the trainer that goes on with the
+    run; the folder records it (``Trainer.trained_by``). A run that the other trainer started
+    continues, with a warning, as ``MIXED`` (its numbers are neither trainer's; sweeps resume
+    every run with the trainer it started with); a run with nothing left to do keeps its record."""
     wanted = cfg.to_dict()
     folder.clean_temp_files()
     state = None
@@ -316,10 +324,16 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
             state, path = loaded
             folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
     trainer = Trainer(cfg)
+    trainer.trained_by = trainer_name
     if state is not None:
         trainer.load_state_dict(state)
+        stored = state.get(TRAINER_KEY)
         del state
         done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
+        trainer.trained_by = stored if done else continued_trainer(stored, trainer_name)
+        if not done and stored not in (None, trainer_name):
+            _warn(f"{folder.path} was trained by the {stored} trainer so far; going on with the {trainer_name} "
+                  f"trainer, its numbers are neither's (recorded as {trainer.trained_by!r})")
         if not done and not trainer.agent.has_replay:
             raise ConfigError(f"{folder.path} holds a finished run whose final checkpoint has no replay buffer "
                               "(run.keep_replay = false), so it cannot be extended identically; "

@@ -23,6 +23,8 @@ import an algorithm's own code. The contract (``docs/algorithms.md``):
   computation, ``batch_runner(cfgs, out_dirs, resume=, progress=(index, info), log=) ->
   [summary]``; :meth:`batch_unsupported` says why a config cannot be batched and
   :meth:`batch_key` which configs can share a batch (``gradasym sweep --batch-runs``);
+  :meth:`started_trainer` which of the two trainers a started run folder was trained by
+  (a resumed run keeps it);
 * ``summary_keys`` maps generic roles (``done``, ``total``, ``stop``, ``return_first``,
   ``return_last``, ``seconds_per_unit``, optionally ``grad_death``) to the run's own
   ``summary.json`` keys.
@@ -137,6 +139,12 @@ class Algorithm(ABC):
 
     def batch_key(self, cfg: AlgoConfig) -> Any:
         """Configs with equal keys can share a batch (only asked when :meth:`batch_unsupported` is None)."""
+        return None
+
+    def started_trainer(self, run_dir: str | Path) -> str | None:
+        """Which trainer a started run folder was trained by (``runfolder.SINGLE``, ``BATCHED``,
+        ``MIXED``, or ``UNKNOWN_TRAINER`` when the folder does not say); None for a folder with no
+        run started, or an algorithm with one trainer. A sweep resumes a run with its trainer."""
         return None
 
     @abstractmethod

@@ -78,6 +78,33 @@ class CCMMADRLAlgorithm(Algorithm):
 
         return batch_key(cfg)
 
+    def started_trainer(self, run_dir: str | Path) -> str | None:
+        """The run folder's recorded trainer (``summary.json``, else the checkpoint's): see
+        :meth:`Algorithm.started_trainer`. A folder made before runs recorded it is the single-run
+        trainer's when its summary has no ``provenance`` (written before gradasym had a batched
+        trainer), else unknown."""
+        from ..io import read_json  # noqa: PLC0415
+        from ..runfolder import (BATCHED, MIXED, SINGLE, TRAINER_KEY, UNKNOWN_TRAINER,  # noqa: PLC0415
+                                 RunFolder)
+
+        folder = RunFolder(run_dir)
+        if not (folder.checkpoint_path.exists() or folder.previous_checkpoint_path.exists()):
+            return None  # not started: follows --batch-runs
+        try:
+            summary = read_json(folder.summary_path)
+        except (OSError, ValueError):
+            summary = None
+        if isinstance(summary, dict):
+            if summary.get(TRAINER_KEY) in (SINGLE, BATCHED, MIXED):
+                return str(summary[TRAINER_KEY])
+            return SINGLE if "provenance" not in summary else UNKNOWN_TRAINER
+        try:  # no readable summary: the checkpoint says (it is what the run resumes from)
+            loaded = folder.load_checkpoint()
+        except Exception:  # noqa: BLE001 - the runner reports an unreadable checkpoint itself
+            return UNKNOWN_TRAINER
+        stored = loaded[0].get(TRAINER_KEY) if loaded is not None else None
+        return str(stored) if stored in (SINGLE, BATCHED, MIXED) else UNKNOWN_TRAINER
+
     def progress_total(self, cfg: Config) -> int:  # type: ignore[override]
         return int(cfg.run.episodes)
 

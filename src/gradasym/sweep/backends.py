@@ -14,11 +14,15 @@ The result of :func:`execute_run` is a plain dict (picklable, JSON-friendly)::
 A task is one run (:class:`Job`) or several runs trained as one computation by the
 algorithm's batch runner (:class:`BatchJob`, ``--batch-runs``); :func:`execute_task`
 runs either and returns one result per run, and every run of a batch is reported on
-its own (started, per-episode progress, done), so the view is the same as run by run.
+its own (started, per-episode progress, done), so the view is the same as run by run:
+a batch runner that takes a ``done`` callback (``train_batch``) reports each run's result
+through the same event stream as its progress (kind ``"done"``) the moment the run ends,
+and the task's results repeat them at its end (the driver keeps the first ``done`` of a run).
 """
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing as mp
 import os
 import re
@@ -43,7 +47,7 @@ from .store import FAILED, FINISHED, INTERRUPTED, read_run_summary
 #: ``run_experiment``-compatible callable: ``runner(cfg, out_dir, resume=, progress=, show_progress=) -> summary``.
 Runner = Callable[..., dict]
 #: ``train_batch``-compatible callable: ``batch_runner(cfgs, out_dirs, resume=, progress=(index, info), log=)
-#: -> [summary]`` (one summary per config, in order).
+#: -> [summary]`` (one summary per config, in order); optionally ``done=(index, summary)``, called when a run ends.
 BatchRunner = Callable[..., list]
 
 #: How often (seconds) a remote run sends per-episode progress to the driver at most.
@@ -193,9 +197,17 @@ def execute_batch(
                     "error": summary.get("error"), "traceback": None}
         return {"run_id": job.run_id, "status": status, "summary": None, "error": None, "traceback": None, **extra}
 
+    def done(r: int, summary: dict[str, Any] | None) -> None:
+        if report is not None:
+            try:
+                report("done", jobs[r].run_id, _batch_result(jobs[r], summary))
+            except Exception:  # noqa: BLE001 - the task's results report it at the end anyway
+                pass
+
+    extra_kw = {"done": done} if _takes(batch_runner, "done") else {}
     try:
         summaries = batch_runner([j.config for j in jobs], [j.run_dir for j in jobs], resume=True,
-                                 progress=progress, log=log)
+                                 progress=progress, log=log, **extra_kw)
     except KeyboardInterrupt:
         return [on_disk(j, INTERRUPTED) for j in jobs]
     except BaseException as exc:  # noqa: BLE001 - a failed batch must not stop the sweep
@@ -203,14 +215,24 @@ def execute_batch(
         if is_disk_full(exc):
             extra["disk_full"] = True
         return [on_disk(j, FAILED, **extra) for j in jobs]
-    results = []
-    for job, summary in zip(jobs, summaries):
-        summary = dict(summary) if isinstance(summary, dict) else None
-        status = str((summary or {}).get("status") or FINISHED)
-        error = (summary or {}).get("error") if status != FINISHED else None
-        results.append({"run_id": job.run_id, "status": status, "summary": summary, "error": error,
-                        "traceback": None})
-    return results
+    return [_batch_result(job, summary) for job, summary in zip(jobs, summaries)]
+
+
+def _batch_result(job: Job, summary: Any) -> dict[str, Any]:
+    """The :func:`execute_run`-style result of a run of a batch that ended with ``summary``."""
+    summary = dict(summary) if isinstance(summary, dict) else None
+    status = str((summary or {}).get("status") or FINISHED)
+    error = (summary or {}).get("error") if status != FINISHED else None
+    return {"run_id": job.run_id, "status": status, "summary": summary, "error": error, "traceback": None}
+
+
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` accepts the keyword argument ``name``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def execute_task(
@@ -253,6 +275,8 @@ def _dispatch(reporter: Reporter, msg: tuple) -> None:
         reporter.progress(run_id, payload)
     elif kind == "message":
         reporter.message(str(payload.get("text", "")))
+    elif kind == "done":
+        reporter.done(run_id, payload)
 
 
 # ------------------------------------------------------------------ in-process
@@ -454,6 +478,9 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
 
         def progress(self, run_id: str, info: dict[str, Any]) -> None:
             reporter.progress(run_id, info)
+
+        def done(self, run_id: str, result: dict[str, Any]) -> None:  # a run of a batch that ended
+            reporter.done(run_id, result)
 
         def message(self, text: str) -> None:
             reporter.message(text)

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from gradasym import algos
 from gradasym.algos.base import ConfigError
+from gradasym.runfolder import BATCHED, SINGLE
 
 from .backends import BatchJob, Job, Task
 
@@ -65,30 +66,56 @@ def auto_batch_size(n_runs: int, workers: int) -> int:
 
 
 def plan_tasks(jobs: list[Job], batch_runs: BatchRuns, workers: int,
-               note: Callable[[str], None] | None = None) -> list[Task]:
+               note: Callable[[str], None] | None = None, started: dict[str, str] | None = None,
+               cap: int | None = None) -> list[Task]:
     """The worker tasks of ``jobs``: batches of at most R runs of one batch key, and single
     runs for what cannot be batched (``note`` gets one line per reason). ``"off"``: every
-    run its own task (run by run, as without batching)."""
+    run its own task (run by run, as without batching).
+
+    ``started`` maps the run ids of started runs to the trainer they were trained by
+    (:meth:`~gradasym.algos.base.Algorithm.started_trainer`): a run started batched goes into a
+    batch and a run started alone runs alone, whatever ``batch_runs`` says (the two trainers round
+    differently); ``note`` says in one line how many runs keep a trainer the flag does not ask for.
+    Runs of a mixed or unknown trainer, and runs not started, follow ``batch_runs``. Under
+    ``"off"`` the runs kept batched form ``auto``-sized batches. ``cap``: at most this many runs
+    per batch (the memory check of :func:`~gradasym.sweep.core.run_sweep`).
+    """
     batch_runs = check_batch_runs(batch_runs)
-    if batch_runs == "off":
-        return list(jobs)
+    started = started or {}
+    flag_on = batch_runs != "off"
+    kept: list[str] = []  # runs whose recorded trainer the flag does not ask for
+    unknown = [rid for rid, t in started.items() if t not in (SINGLE, BATCHED)]
     groups: dict[Any, list[Job]] = {}
     alone: dict[str, list[str]] = {}
     order: list[Any] = []  # tasks in the order of their first run: a group key or a single Job
+    lost: list[str] = []  # started batched, but the batched trainer does not cover them now
     for job in jobs:
-        plugin = algos.of(job.config)
-        reason = plugin.batch_unsupported(job.config) if plugin.batch_runner is not None \
-            else f"{plugin.name} has no batched trainer"
-        if reason is not None:
-            alone.setdefault(reason, []).append(job.run_id)
+        trainer = started.get(job.run_id)
+        batched = trainer == BATCHED if trainer in (SINGLE, BATCHED) else flag_on
+        reason = _unsupported(job) if batched or flag_on else None
+        if not batched:
+            if reason is None and flag_on:
+                kept.append(job.run_id)
             order.append(job)
             continue
+        if reason is not None:
+            if trainer == BATCHED:
+                lost.append(job.run_id)
+            if flag_on:
+                alone.setdefault(reason, []).append(job.run_id)
+            order.append(job)
+            continue
+        if not flag_on:
+            kept.append(job.run_id)
+        plugin = algos.of(job.config)
         key = (plugin.name, plugin.batch_key(job.config))
         if key not in groups:
             groups[key] = []
             order.append(key)
         groups[key].append(job)
-    size = batch_runs if isinstance(batch_runs, int) else auto_batch_size(sum(map(len, groups.values())), workers)
+    n_batched = sum(map(len, groups.values()))
+    size = batch_runs if isinstance(batch_runs, int) else auto_batch_size(n_batched, workers)
+    size = min(size, cap) if cap is not None else size
     tasks: list[Task] = []
     for item in order:
         if isinstance(item, Job):
@@ -98,15 +125,38 @@ def plan_tasks(jobs: list[Job], batch_runs: BatchRuns, workers: int,
         n_batches = math.ceil(len(group) / size)  # nearly equal batches of <= size runs, dealt out in turn
         tasks.extend(BatchJob(group[b::n_batches]) for b in range(n_batches))
     if note is not None:
+        if kept:
+            which = "batched trainer (in batches)" if not flag_on else "single-run trainer (one by one)"
+            note(f"--batch-runs {batch_runs}: {len(kept)} started run(s) keep the {which} they started with: "
+                 f"{_some(kept)}")
+        if unknown:
+            note(f"{len(unknown)} started run(s) do not record one trainer (made before gradasym recorded it, "
+                 f"or continued by the other trainer): they follow --batch-runs {batch_runs}: {_some(unknown)}")
+        if lost:
+            note(f"{len(lost)} run(s) started batched go on with the single-run trainer (the batched trainer "
+                 f"does not cover their configuration now; recorded as mixed): {_some(lost)}")
         for reason, ids in alone.items():
-            more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
-            note(f"{len(ids)} run(s) trained one by one, not batched ({reason}): {', '.join(ids[:3])}{more}")
+            note(f"{len(ids)} run(s) trained one by one, not batched ({reason}): {_some(ids)}")
         n_batches = sum(isinstance(t, BatchJob) for t in tasks)
         if n_batches:
             sizes = sorted({len(t.jobs) for t in tasks if isinstance(t, BatchJob)})
-            note(f"{sum(len(t.jobs) for t in tasks if isinstance(t, BatchJob))} runs in {n_batches} batch(es) "
-                 f"of {'/'.join(map(str, sizes))} runs (--batch-runs {batch_runs})")
+            note(f"{n_batched} runs in {n_batches} batch(es) of {'/'.join(map(str, sizes))} runs "
+                 f"(--batch-runs {batch_runs})")
     return tasks
+
+
+def _unsupported(job: Job) -> str | None:
+    """Why the batched trainer cannot train ``job`` (None: it can)."""
+    plugin = algos.of(job.config)
+    if plugin.batch_runner is None:
+        return f"{plugin.name} has no batched trainer"
+    return plugin.batch_unsupported(job.config)
+
+
+def _some(ids: list[str]) -> str:
+    """The first three ids, and how many more."""
+    more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+    return ", ".join(ids[:3]) + more
 
 
 def largest_task(tasks: list[Task]) -> int:

@@ -90,8 +90,9 @@ def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str, batc
                    help="train runs that share tensor shapes as one computation, in batches of at most R runs, "
                         "each batch one worker task (auto: the runs spread evenly over the workers, at most 64 "
                         "per batch); runs the batched trainer does not cover run alone; off: run by run, the "
-                        "single-run trainer (numbers differ from batched ones by float rounding; resume a sweep "
-                        f"with the same on/off choice; default: {batch_default})")
+                        "single-run trainer (numbers differ from batched ones by float rounding, so a started "
+                        "run resumes with the trainer it started with whatever this says; applies to runs not "
+                        f"started yet; default: {batch_default})")
     g.add_argument("--no-live", dest="live", action="store_false",
                    help="plain log lines instead of the live view (default: live view when stderr is a "
                         "terminal, plain lines otherwise)")

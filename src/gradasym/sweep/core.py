@@ -34,10 +34,10 @@ import pandas as pd
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
-from gradasym.runfolder import DiskFullError, disk_full_message, is_disk_full
+from gradasym.runfolder import BATCHED, DiskFullError, disk_full_message, is_disk_full
 
 from . import store
-from .backends import BatchRunner, Job, Runner, run_inline, run_pool, run_ray, run_submitit
+from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_ray, run_submitit
 from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks
 from .spec import RunSpec, SweepSpec
 from .store import (FAILED, FINISHED, PENDING, RUNNING, SweepError, SweepLock,
@@ -159,7 +159,11 @@ class _Driver:
         self._finished: dict[str, dict[str, Any]] = {}  # summaries of finished runs never change
 
     # Reporter protocol --------------------------------------------------------
+    # A run ends once per sweep: the first ``done`` counts (a batch reports each run as it ends
+    # and again in its task's results; a retried batch starts its ended runs again).
     def started(self, run_id: str, where: str = "") -> None:
+        if run_id in self.results:
+            return
         self.active.add(run_id)
         _safe(self.view.started, run_id, where)
 
@@ -167,6 +171,8 @@ class _Driver:
         _safe(self.view.progress, run_id, info)
 
     def done(self, run_id: str, result: dict[str, Any]) -> None:
+        if run_id in self.results:
+            return
         self.active.discard(run_id)
         self.results[run_id] = result
         table = self.write()
@@ -346,6 +352,17 @@ def _full_disk_stops_sweep(out_dir: Path, hint: str) -> Iterator[None]:
         ) from None
 
 
+def _started_trainers(out_dir: Path, runs: list[RunSpec]) -> dict[str, str]:
+    """``{run_id: trainer}`` of the started runs among ``runs``, as their folders record it
+    (:meth:`~gradasym.algos.base.Algorithm.started_trainer`)."""
+    found = {}
+    for run in runs:
+        trainer = algos.of(run.config).started_trainer(store.run_dir(out_dir, run.run_id))
+        if trainer is not None:
+            found[run.run_id] = trainer
+    return found
+
+
 def load_spec(out_dir: str | Path) -> SweepSpec:
     """The :class:`SweepSpec` recorded in a sweep folder's ``sweep.json`` (to rerun/resume it)."""
     doc = store.read_json(Path(out_dir) / store.SWEEP_JSON)
@@ -418,7 +435,10 @@ def run_sweep(
             worker task (``gradasym.sweep.batching``: ``auto`` spreads them evenly over the
             workers); runs that cannot be batched are single-run tasks (one log line says
             why). Only with the algorithm's own runner (``runner`` None) or a given
-            ``batch_runner``, and not on submitit; ``"off"``: run by run.
+            ``batch_runner``, and not on submitit; ``"off"``: run by run. With the algorithm's
+            own trainers, a started run resumes with the trainer its folder records (batched or
+            single-run) whatever ``batch_runs`` says (said in one log line); it applies to the
+            runs not started yet.
         batch_runner: replaces the algorithm's batch runner (``train_batch``; tests).
 
     Returns:
@@ -453,10 +473,19 @@ def run_sweep(
         _prepare_folder(out_dir, spec, runs, force, emit)
         todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
         n_skipped = len(runs) - len(todo_runs)
+        own_trainers = runner is None and batch_runner is None  # the algorithm's trainers record themselves
         if batch_runner is None and runner is None and backend != "submitit" and todo_runs:
             batch_runner = algos.of(spec.base).batch_runner
+        # A started run resumes with the trainer it started with (the two round differently).
+        started = _started_trainers(out_dir, todo_runs) if own_trainers else {}
         if batch_runner is None or backend == "submitit":
             batch_runs = "off"  # a custom runner (or SLURM jobs) trains run by run
+            lost = [rid for rid, t in started.items() if t == BATCHED]
+            if lost:
+                emit(f"{len(lost)} run(s) started batched go on run by run with the single-run trainer "
+                     f"({backend} trains run by run; recorded as mixed): {', '.join(lost[:3])}"
+                     f"{f' and {len(lost) - 3} more' if len(lost) > 3 else ''}")
+            started = {}
         if todo_runs:
             runner = runner or default_runner(spec.base)
         jobs = []
@@ -465,9 +494,9 @@ def run_sweep(
             cfg.run.threads = run_threads
             jobs.append(Job(r.run_id, cfg, str(store.run_dir(out_dir, r.run_id))))
         plan_workers = n_workers if workers or backend == "local" else (os.cpu_count() or 1)
-        size: Any = batch_runs
+        cap: int | None = None
         while True:
-            tasks = plan_tasks(jobs, size, plan_workers)
+            tasks = plan_tasks(jobs, batch_runs, plan_workers, started=started, cap=cap)
             if not (todo_runs and backend == "local"):  # runs elsewhere are sized by their scheduler
                 break
             largest = max(todo_runs, key=lambda r: algos.of(r.config).memory_bytes(r.config))
@@ -476,21 +505,22 @@ def run_sweep(
                     largest.config, concurrent=min(len(todo_runs), n_workers * largest_task(tasks)))
                 break
             except ConfigError:
-                if batch_runs != "auto" or largest_task(tasks) == 1:
+                if isinstance(batch_runs, int) or largest_task(tasks) == 1:
                     raise
-                size = max(1, largest_task(tasks) // 2)  # auto: smaller batches until workers x R fit
-        if size != batch_runs:
-            emit(f"--batch-runs auto: at most {size} runs per batch, so that {n_workers} x {size} runs fit in memory")
-        tasks = plan_tasks(jobs, size, plan_workers, note=emit)
+                cap = max(1, largest_task(tasks) // 2)  # auto: smaller batches until workers x R fit
+        if cap is not None:
+            emit(f"--batch-runs {batch_runs}: at most {cap} runs per batch, so that {n_workers} x {cap} runs "
+                 "fit in memory")
+        tasks = plan_tasks(jobs, batch_runs, plan_workers, note=emit, started=started, cap=cap)
+        batch_runner = batch_runner if any(isinstance(t, BatchJob) for t in tasks) else None
         if todo_runs and (backend != "local" or n_workers > 1):
             try:
-                pickle.dumps((runner, batch_runner if batch_runs != "off" else None))
+                pickle.dumps((runner, batch_runner))
             except Exception as exc:  # noqa: BLE001
                 raise TypeError(
                     f"the runner {runner!r} cannot be sent to worker processes ({exc}); "
                     "use a module-level function (or workers=1)"
                 ) from None
-        batch_runner = batch_runner if batch_runs != "off" else None
         view = make_view(
             [_run_progress(r) for r in todo_runs],
             n_skipped, live=live, log=log, title=title,

@@ -101,7 +101,8 @@ def reproduce(
             default their final checkpoints drop them: a small folder, runs not extendable).
         batch_runs: as in :func:`run_sweep`; default ``"off"``: run by run with the single-run
             trainer, which recomputes the committed results bit for bit (``"auto"``: the grid's
-            runs in one batch per worker, faster, the same algorithm rounded differently).
+            runs in one batch per worker, faster, the same algorithm rounded differently); a
+            started run resumes with the trainer it started with.
 
     Returns:
         The summary table. The stopping-episode grid is printed, the heatmap
