@@ -280,7 +280,7 @@ class ActorEnsemble(nn.Module):
         ``grad_actions (R, B, A)`` -> gradient rows ``(R, P)``; row r uses only its own inputs."""
         if not self.manual_backward:
             raise ValueError("backward_rows covers deterministic actors without LayerNorm; use autograd")
-        grad = torch.empty(rows.shape, dtype=rows.dtype)
+        grad = rows.new_empty(rows.shape)
         g = squash_grad(grad_actions, actions, self.output_activation)
         for layer in reversed(range(self.n_layers)):
             inp = states if layer == 0 else hidden[layer - 1]
