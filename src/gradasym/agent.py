@@ -431,7 +431,7 @@ class CCMMADRL:
         else:  # every stored reward updates the statistics before its own use
             scales = []
             for reward in np.asarray(rewards, dtype=np.float64):
-                self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64))
+                self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64, device="cpu"))
                 scales.append(self.reward_scale())
             r_scaled = r / self.as_tensor(scales)
         y = self._td_targets(r_scaled, ns, d)
