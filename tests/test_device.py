@@ -240,3 +240,22 @@ def test_device_flag_without_a_gpu_is_a_one_line_error(tmp_path, capsys, command
     assert rc == 2 and "run.device='cuda': torch sees no GPU" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sb3_models_are_built_on_run_device(tmp_path, device) -> None:
+    """Stable-Baselines3 gets ``run.device`` (its own device handling does the rest)."""
+    pytest.importorskip("stable_baselines3")
+    from gradasym import algos
+    from gradasym.algos import sb3_runner
+
+    cfg = algos.get("td3").load_config(overrides={"run.device": device, "run.steps": 300, "agent.learning_starts": 100,
+                                                  "agent.policy_kwargs": '{"net_arch": [8, 8]}'})
+    models = []
+    real = sb3_runner.make_model
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(sb3_runner, "make_model", lambda *a, **kw: models.append(real(*a, **kw)) or models[-1])
+        summary = sb3_runner.run_sb3(cfg, tmp_path / "td3", resume=False)
+    assert summary["status"] == "finished" and summary["gradient_steps"] > 0
+    assert models[0].device.type == torch.device(device).type
+    assert all(p.device.type == torch.device(device).type for p in models[0].policy.parameters())
