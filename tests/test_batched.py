@@ -68,7 +68,8 @@ def make_runs(mode: str, device: str = "cpu", **agent_kw) -> list[CCMMADRL]:
 
 
 def close(a, b, what: str, rtol=1e-9, atol=1e-11) -> None:
-    torch.testing.assert_close(torch.as_tensor(a).cpu(), torch.as_tensor(b).cpu(), rtol=rtol, atol=atol, equal_nan=True, msg=what)
+    torch.testing.assert_close(torch.as_tensor(a).cpu(), torch.as_tensor(b).cpu(), rtol=rtol, atol=atol,
+                               equal_nan=True, msg=what)
 
 
 def compare_agents(batched: CCMMADRL, alone: CCMMADRL, what: str) -> None:

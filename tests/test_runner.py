@@ -23,7 +23,8 @@ def small_cfg(**extra):
 
 def test_trainer_hands_each_component_its_own_section(monkeypatch) -> None:
     """The Trainer is the composition root: the agent gets AgentConfig + the environment's dims
-    (+ seed, run.tracking, run.device), the environments EnvConfig, the monitor the run thresholds -- nobody else the whole Config."""
+    (+ seed, run.tracking, run.device), the environments EnvConfig, the monitor the run
+    thresholds -- nobody else the whole Config."""
     import gradasym.runner as runner
     from gradasym.agent import AgentDims
     from gradasym.config import AgentConfig, Config, EnvConfig

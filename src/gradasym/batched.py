@@ -197,7 +197,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
                 p.copy_(t[r])
                 state = ag.critic_optim.state[p]
                 if "exp_avg" not in state:  # first step: the state torch.optim.Adam creates
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32, device="cpu")  # on the CPU, as torch keeps it
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32, device="cpu")  # torch keeps it there
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"].fill_(float(steps[r]))

@@ -296,7 +296,8 @@ def check_device(device: str) -> None:
         raise ConfigError(f"run.device={device!r}: torch sees no GPU on this machine (use run.device = \"cpu\")")
     index, count = match.group(1), torch.cuda.device_count()
     if index is not None and int(index) >= count:
-        raise ConfigError(f"run.device={device!r}: torch sees {count} GPU(s) on this machine (cuda:0 to cuda:{count - 1})")
+        raise ConfigError(f"run.device={device!r}: torch sees {count} GPU(s) on this machine "
+                          f"(cuda:0 to cuda:{count - 1})")
 
 
 _SECTIONS = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}

@@ -866,7 +866,8 @@ class StackedBatchCritic:
         if not recs or sum(self.r if r[0] is None else r[0].numel() for r in recs) != self.r or not bool(has.all()):
             return None
         rows = self.bsz * self.n
-        target_all = torch.arange(self.bsz, device=k_best.device).mul_(self.n).unsqueeze(0) + k_best  # (R, B) flat row index
+        # (R, B) flat row index
+        target_all = torch.arange(self.bsz, device=k_best.device).mul_(self.n).unsqueeze(0) + k_best
         out: list[Tensor] | None = None
         for runs, flat_idx, valid, hidden in recs:
             target = target_all if runs is None else target_all.index_select(0, runs)

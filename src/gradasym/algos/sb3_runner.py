@@ -245,7 +245,8 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
         return s
 
     try:
-        model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env, device=cfg.run.device)  # ConfigError before anything is written
+        # ConfigError before anything is written
+        model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env, device=cfg.run.device)
         folder.write_config({**cfg.to_dict(), "version": __version__})
         monitor_cb = SaturationMonitorCallback(
             log_freq=cfg.run.log_interval, squash="tanh", saturation_threshold=cfg.run.saturation_threshold,
