@@ -78,12 +78,28 @@ def test_plan_groups_by_batch_key_and_runs_unsupported_alone() -> None:
     notes: list[str] = []
     tasks = plan_tasks(_jobs([*plain, clipped, other]), 2, workers=1, note=notes.append)
     kinds = [[j.run_id for j in t.jobs] if isinstance(t, BatchJob) else t.run_id for t in tasks]
-    assert kinds == [["r0", "r1"], ["r2", "r3"], ["r4"], "r5", ["r6"]]
+    assert kinds == [["r0", "r3"], ["r1", "r4"], ["r2"], "r5", ["r6"]]  # dealt out in turn
     assert sum("agent.grad_clip" in n and "r5" in n for n in notes) == 1
     # nearly equal batches of at most R; auto: one batch per worker; off: run by run
     assert [len(t.jobs) for t in plan_tasks(_jobs([tiny_base() for _ in range(12)]), 5, workers=1)] == [4, 4, 4]
     assert [len(t.jobs) for t in plan_tasks(_jobs([tiny_base() for _ in range(7)]), "auto", workers=2)] == [4, 3]
     assert all(isinstance(t, Job) for t in plan_tasks(_jobs(plain), "off", workers=1))
+
+
+def test_auto_batches_mix_the_grid_configurations() -> None:
+    """The paper grid in sweep order (actor LR the outer axis) on 2 workers: each batch holds every actor LR
+    (consecutive blocks would give one batch all the early-stopping high-actor-LR runs)."""
+    cfgs = []
+    for actor_lr in (1e-4, 1e-3, 1e-2, 1e-1):
+        for critic_lr in (1e-4, 1e-3, 1e-2, 1e-1):
+            c = tiny_base()
+            c.agent.actor_lr, c.agent.critic_lr = actor_lr, critic_lr
+            cfgs.append(c)
+    tasks = plan_tasks(_jobs(cfgs), "auto", workers=2)
+    assert [len(t.jobs) for t in tasks] == [8, 8]
+    for t in tasks:
+        assert sorted({j.config.agent.actor_lr for j in t.jobs}) == [1e-4, 1e-3, 1e-2, 1e-1]
+    assert sorted(j.run_id for t in tasks for j in t.jobs) == sorted(f"r{i}" for i in range(16))
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "abc", "2.5", 0, -1])

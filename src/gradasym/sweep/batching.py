@@ -1,8 +1,9 @@
 """``--batch-runs``: which runs of a sweep are trained together as one computation.
 
 The pending runs are grouped by their algorithm's :meth:`~gradasym.algos.base.Algorithm.batch_key`
-(runs of one key have the same tensor shapes and code path) and each group is cut into
-batches of at most R runs of nearly equal size; each batch is one worker task
+(runs of one key have the same tensor shapes and code path) and each group is dealt out
+into batches of at most R runs of nearly equal size, run i of the group into batch
+``i mod batches``; each batch is one worker task
 (:class:`~gradasym.sweep.backends.BatchJob`). Runs the algorithm cannot batch
 (:meth:`~gradasym.algos.base.Algorithm.batch_unsupported`) stay single-run tasks, said in
 one log line per reason.
@@ -14,6 +15,10 @@ workers, beyond that)::
     batches = workers * ceil(n / (workers * AUTO_MAX_RUNS));   R = ceil(n / batches)
 
 e.g. 16 pending runs on 2 workers: 2 batches of 8; 160 runs on 2 workers: 4 batches of 40.
+Dealing the runs out in turn, rather than cutting the group into consecutive blocks, mixes
+the grid's configurations in every batch: in the paper grid (actor LR the outer axis) the
+early-stopping runs at a high actor LR would otherwise fill one batch, which ends after a few
+hundred episodes while the other batch runs its full budget on one core.
 With batching on, every batchable run is trained by the batched trainer, even a batch of
 one, so a run's numbers do not depend on how the runs were grouped (a restarted sweep may
 group its unfinished runs differently).
@@ -90,8 +95,8 @@ def plan_tasks(jobs: list[Job], batch_runs: BatchRuns, workers: int,
             tasks.append(item)
             continue
         group = groups[item]
-        per = math.ceil(len(group) / math.ceil(len(group) / size))  # nearly equal batches of <= size
-        tasks.extend(BatchJob(group[i : i + per]) for i in range(0, len(group), per))
+        n_batches = math.ceil(len(group) / size)  # nearly equal batches of <= size runs, dealt out in turn
+        tasks.extend(BatchJob(group[b::n_batches]) for b in range(n_batches))
     if note is not None:
         for reason, ids in alone.items():
             more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
