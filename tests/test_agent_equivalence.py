@@ -3,7 +3,9 @@
 Both start from the same weights and get the same batches (replay sampling bypassed);
 after every update the losses, priority errors, per-agent gradients and all
 parameters (online and target) must agree. float64 makes the comparison tight;
-one float32 run checks the default precision with a looser tolerance.
+one float32 run checks the default precision with a looser tolerance. The agent runs on
+each device of ``DEVICES`` (``cuda`` where torch sees a GPU), the reference always on the
+CPU, with the same tolerances.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from gradasym.agent import CCMMADRL
 from gradasym.config import Config
+from devices import DEVICES
 from reference import ReferenceCCM, make_batch
 
 N, B = 4, 8
@@ -33,8 +36,8 @@ def make_cfg(mode="sequential", tracking="clean", **agent_kw) -> Config:
 
 
 def assert_close(a, b, rtol, atol, what):
-    a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).double()
-    b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b).double()
+    a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).double().cpu()
+    b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b).double().cpu()
     torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
 
 
@@ -74,9 +77,10 @@ def compare_params(agent, ref, rtol, atol):
 @pytest.mark.parametrize("tracking", ["clean", "original"])
 @pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
 @pytest.mark.parametrize("prune", [True, False])
-def test_update_matches_reference_float64(mode, tracking, prune):
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_matches_reference_float64(mode, tracking, prune, device):
     cfg = make_cfg(mode, tracking)
-    agent = CCMMADRL(cfg, seed=3, dtype=torch.float64)
+    agent = CCMMADRL(cfg, seed=3, dtype=torch.float64, device=device)
     agent.prune_rows = prune
     ref = ReferenceCCM(agent)
     rng = np.random.default_rng(11)
@@ -89,9 +93,10 @@ def test_update_matches_reference_float64(mode, tracking, prune):
     assert any(float(g.abs().max()) > 0 for g in res.actor_grads.values())
 
 
-def test_update_matches_reference_float32():
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_matches_reference_float32(device):
     cfg = make_cfg("sequential", "clean")
-    agent = CCMMADRL(cfg, seed=5)  # default float32
+    agent = CCMMADRL(cfg, seed=5, device=device)  # default float32
     ref = ReferenceCCM(agent)
     rng = np.random.default_rng(12)
     for _ in range(3):
@@ -104,12 +109,13 @@ def test_update_matches_reference_float32():
         compare_update(res, ref_out, agent, ref, rtol=2e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
-def test_update_matches_reference_options(mode):
+def test_update_matches_reference_options(mode, device):
     """Soft target updates, linear hidden layers, other sizes, more agents than rows selected."""
     cfg = make_cfg(mode, "clean", tau=0.3, hidden_activation="linear", actor_hidden=(16, 8, 8),
                    critic_hidden=(32, 16, 8))
-    agent = CCMMADRL(cfg, seed=7, dtype=torch.float64)
+    agent = CCMMADRL(cfg, seed=7, dtype=torch.float64, device=device)
     ref = ReferenceCCM(agent)
     rng = np.random.default_rng(13)
     for _ in range(3):
@@ -118,12 +124,13 @@ def test_update_matches_reference_options(mode):
         compare_update(res, ref.update(batch), agent, ref, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
-def test_update_matches_reference_without_proposers(mode):
+def test_update_matches_reference_without_proposers(mode, device):
     """All actors propose nothing (a0 < 0): max over proposers falls back to zero-input Q,
     in the target and in the actor loss."""
     cfg = make_cfg(mode, "clean")
-    agent = CCMMADRL(cfg, seed=9, dtype=torch.float64)
+    agent = CCMMADRL(cfg, seed=9, dtype=torch.float64, device=device)
     with torch.no_grad():
         last = agent.actors.n_layers - 1
         for net in (agent.actors, agent.target_actors):

@@ -22,6 +22,7 @@ from gradasym.monitor import saturation_bound
 from gradasym.networks import ActorEnsemble
 from gradasym.policies import RunningMeanStd, policy_head
 from gradasym.runner import Trainer, run_experiment
+from devices import DEVICES
 from reference import ReferenceCCM, make_batch, random_states, through_torch_save
 
 N, B = 4, 8
@@ -50,8 +51,8 @@ def small(spec: str, n=N, **agent_kw) -> Config:
 
 # ====================================================================== reference equivalence
 def _close(a, b, rtol, atol, what):
-    a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).double()
-    b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b).double()
+    a = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).double().cpu()
+    b = torch.as_tensor(np.asarray(b) if not torch.is_tensor(b) else b).double().cpu()
     torch.testing.assert_close(a, b, rtol=rtol, atol=atol, equal_nan=True, msg=lambda m: f"{what}: {m}")
 
 
@@ -99,10 +100,10 @@ EQUIV = {  # preset -> extra agent settings that make the comparison bite
 }
 
 
-def _run_equivalence(spec, mode, tracking="clean", updates=4):
+def _run_equivalence(spec, mode, tracking="clean", updates=4, device="cpu"):
     cfg = small(spec, actor_update=mode, **EQUIV[spec])
     cfg.run.tracking = tracking
-    agent = CCMMADRL(cfg, seed=3, dtype=torch.float64)
+    agent = CCMMADRL(cfg, seed=3, dtype=torch.float64, device=device)
     rng = np.random.default_rng(21)
     if agent.obs_rms is not None:  # non-trivial input statistics
         agent.obs_rms.update(random_states(rng, (40, N)), batch_dims=1)
@@ -126,10 +127,11 @@ def _run_equivalence(spec, mode, tracking="clean", updates=4):
     return agent, results
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
 @pytest.mark.parametrize("spec", list(EQUIV))
-def test_preset_update_matches_reference(spec, mode):
-    agent, results = _run_equivalence(spec, mode)
+def test_preset_update_matches_reference(spec, mode, device):
+    agent, results = _run_equivalence(spec, mode, device=device)
     updated = [r for r in results if r.actor_updated]
     assert any(float(g.abs().max()) > 0 for r in updated for g in r.actor_grads.values())
     if spec == "gradclip":  # the clip was active (pre-clip norms above the bound)

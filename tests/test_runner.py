@@ -22,8 +22,9 @@ def small_cfg(**extra):
 
 
 def test_trainer_hands_each_component_its_own_section(monkeypatch) -> None:
-    """The Trainer is the composition root: the agent gets AgentConfig + the environment's dims,
-    the environments EnvConfig, the monitor the run thresholds -- nobody else the whole Config."""
+    """The Trainer is the composition root: the agent gets AgentConfig + the environment's dims
+    (+ seed, run.tracking, run.device), the environments EnvConfig, the monitor the run
+    thresholds -- nobody else the whole Config."""
     import gradasym.runner as runner
     from gradasym.agent import AgentDims
     from gradasym.config import AgentConfig, Config, EnvConfig
@@ -41,7 +42,7 @@ def test_trainer_hands_each_component_its_own_section(monkeypatch) -> None:
     trainer = runner.Trainer(cfg)
     args, kw = seen["CCMMADRL"]
     assert type(args[0]) is AgentConfig and args[0] is cfg.agent
-    assert args[1] == AgentDims(12, 4, 400.0) and args[2] == 5 and kw == {"tracking": "original"}
+    assert args[1] == AgentDims(12, 4, 400.0) and args[2] == 5 and kw == {"tracking": "original", "device": "cpu"}
     assert type(seen["MECEnv"][0][0]) is EnvConfig
     mon_args, mon_kw = seen["ActorCriticMonitor"]
     assert not mon_args and mon_kw["n_agents"] == 12 and mon_kw["freeze_tolerance"] == 1e-9

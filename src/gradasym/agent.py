@@ -139,6 +139,17 @@ def agent_sections(cfg: Config, seed: int | None = None) -> tuple[AgentConfig, A
     return cfg.agent, dims, int(cfg.run.seed if seed is None else seed), cfg.run.tracking
 
 
+def _on_cpu(tree):
+    """``tree`` (nested dicts, lists, tuples) with every tensor copied to the CPU."""
+    if isinstance(tree, Tensor):
+        return tree.cpu()
+    if isinstance(tree, dict):
+        return {k: _on_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_on_cpu(v) for v in tree)
+    return tree
+
+
 def epsilon(cfg: AgentConfig, episodes_done: int) -> float:
     """Exploration scale after ``episodes_done`` completed episodes:
     ``eps_end + (eps_start - eps_end) * exp(-episodes_done / eps_decay)``."""
@@ -154,16 +165,22 @@ class CCMMADRL:
     (drives the ``networks``, ``exploration``, ``replay`` and ``policy`` streams) and
     ``tracking`` (``run.tracking``: ``"original"`` also computes the gradients the
     original code logged). ``CCMMADRL(config, seed=None)`` with a whole
-    :class:`~gradasym.config.Config` is shorthand for ``CCMMADRL(*agent_sections(config, seed))``.
-    ``dtype`` (float32 by default) is for tests that want float64 comparisons.
+    :class:`~gradasym.config.Config` is shorthand for ``CCMMADRL(*agent_sections(config, seed),
+    device=config.run.device)``.
+    ``dtype`` (float32 by default) is for tests that want float64 comparisons. ``device``
+    (``run.device``; default the CPU) holds every tensor of the networks, their targets and optimisers and of
+    the update; the replay storage, the random generators and the environment side (numpy
+    states in, numpy actions out) stay on the CPU, so a run draws the same numbers on any device.
     """
 
     def __init__(self, cfg: AgentConfig | Config, dims: AgentDims | None = None, seed: int | None = None, *,
-                 tracking: str = "clean", dtype: torch.dtype = torch.float32) -> None:
+                 tracking: str = "clean", dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
         if isinstance(cfg, Config):  # shorthand (tests, notebooks): the sections a trainer hands out
             if dims is not None:
                 raise TypeError("CCMMADRL(config, seed=...): with a whole Config the seed is a keyword "
                                 "and the dims come from config.env")
+            device = cfg.run.device if device is None else device
             cfg, dims, seed, tracking = agent_sections(cfg, seed)
         if dims is None or seed is None:
             raise TypeError("CCMMADRL(cfg, dims, seed): an AgentConfig needs the environment dims and the seed")
@@ -181,6 +198,7 @@ class CCMMADRL:
         self.tracking = tracking
         self.seed = int(seed)
         self.dtype = dtype
+        self.device = torch.device("cpu" if device is None else device)
         self.n_agents = int(dims.n_agents)
         self.constraint = int(dims.constraint)
         self.server_storage = float(dims.server_storage)
@@ -203,6 +221,9 @@ class CCMMADRL:
         self.actors = ActorEnsemble(self.n_agents, dims.state_dim, dims.action_dim, a.actor_hidden, **net_kw,
                                     output_activation=a.output_activation, norm=a.actor_norm, policy=a.policy)
         self.critic = Critic(self.n_agents, dims.state_dim, dims.action_dim, a.critic_hidden, **net_kw)
+        # initialised on the CPU from the CPU generator (the same numbers on any device), then moved
+        self.actors.to(self.device)
+        self.critic.to(self.device)
         self.target_actors = copy.deepcopy(self.actors).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optim = BatchedAdam([self.actors.flat], lr=a.actor_lr)
@@ -226,6 +247,11 @@ class CCMMADRL:
         # squashed Gaussian: the reparameterisation noise of the actor loss (its own stream)
         self.policy_gen = torch_generator(self.seed, "policy") if a.policy == "squashed-gaussian" else None
 
+    def as_tensor(self, values) -> Tensor:
+        """Numbers from the environment side (numpy, lists) as a tensor of the agent's dtype on
+        its device: the one way in for observations, actions, rewards and noise (via float64)."""
+        return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=self.dtype, device=self.device)
+
     # ================================================================= acting
     def epsilon(self, episodes_done: int) -> float:
         """``eps_end + (eps_start - eps_end) * exp(-episodes_done / eps_decay)`` (:func:`epsilon`)."""
@@ -242,11 +268,11 @@ class CCMMADRL:
         eps = self.epsilon(episodes_done) if explore else 0.0
         if self.obs_rms is not None and explore:  # fullnorm: statistics of the states acted on in training
             self.obs_rms.update(torch.from_numpy(states))
-        s_in = self._actor_inputs(torch.as_tensor(states, dtype=self.dtype))
+        s_in = self._actor_inputs(self.as_tensor(states))
         if self.policy == "deterministic":
             # 1. each actor maps its own state to a_i (no gradient)
             a, z, _ = self.actors.forward_with_preact(s_in)
-            actions = a.double().numpy()
+            actions = a.double().cpu().numpy()
             # 2. training only: Gaussian noise N(0, 1) * eps on every component, clipped to [-1, 1]
             if explore:
                 actions = np.clip(actions + self.rng.standard_normal(actions.shape) * eps, -1.0, 1.0)
@@ -267,13 +293,13 @@ class CCMMADRL:
         if self.policy == "squashed-gaussian":
             noise = None
             if explore:  # u = mean + std * xi, a = tanh(u)
-                noise = torch.as_tensor(self.rng.standard_normal((self.n_agents, ACTION_DIM)), dtype=self.dtype)
+                noise = self.as_tensor(self.rng.standard_normal((self.n_agents, ACTION_DIM)))
             out = self.actors.policy_forward(s_in, noise=noise)
-            return np.clip(out.action.double().numpy(), -1.0, 1.0), out.preact
+            return np.clip(out.action.double().cpu().numpy(), -1.0, 1.0), out.preact
         out = self.actors.policy_forward(s_in)  # beta
         if not explore:
-            return out.action.double().numpy(), out.preact
-        alpha, beta = (t.double().numpy() for t in out.dist)
+            return out.action.double().cpu().numpy(), out.preact
+        alpha, beta = (t.double().cpu().numpy() for t in out.dist)
         x = self.rng.beta(alpha, beta)  # x ~ Beta(alpha, beta) on [0, 1], action 2x - 1
         return np.clip(2.0 * x - 1.0, -1.0, 1.0), out.preact
 
@@ -283,8 +309,8 @@ class CCMMADRL:
         sqrt(var_i + 1e-8), -10, 10)`` with agent i's running statistics (``states (..., N, 7)``)."""
         if self.obs_rms is None:
             return states
-        mean = self.obs_rms.mean.to(states.dtype)
-        std = self.obs_rms.std().to(states.dtype)
+        mean = self.obs_rms.mean.to(states.device, states.dtype)  # the statistics stay float64 on the CPU
+        std = self.obs_rms.std().to(states.device, states.dtype)
         return ((states - mean) / std).clamp_(-OBS_CLIP, OBS_CLIP)
 
     def reward_scale(self) -> float:
@@ -370,10 +396,10 @@ class CCMMADRL:
     @torch.no_grad()
     def score_rows(self, states: np.ndarray, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Online-critic Q(s, a, s_k, a_k) of agents ``rows`` for one joint state/action."""
-        s = torch.as_tensor(states, dtype=self.dtype).unsqueeze(0)
-        a = torch.as_tensor(actions, dtype=self.dtype).unsqueeze(0)
-        k = torch.as_tensor(rows, dtype=torch.long)
-        return self.critic.q_pairs(s, a, torch.zeros_like(k), k).double().numpy()
+        s = self.as_tensor(states).unsqueeze(0)
+        a = self.as_tensor(actions).unsqueeze(0)
+        k = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        return self.critic.q_pairs(s, a, torch.zeros_like(k), k).double().cpu().numpy()
 
     # ================================================================= replay
     def remember(self, states, actions, x, reward: float, next_states, done: bool) -> None:
@@ -399,21 +425,20 @@ class CCMMADRL:
         gives the priorities that T calls of :meth:`remember` give (to float rounding);
         with reward-norm each transition is scaled with the statistics after its own reward.
         """
-        t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=self.dtype)  # noqa: E731
-        s, a, xx, ns, r, d = (t(v) for v in (states, actions, x, next_states, rewards, dones))
+        s, a, xx, ns, r, d = (self.as_tensor(v) for v in (states, actions, x, next_states, rewards, dones))
         if self.reward_rms is None:
             r_scaled = r
         else:  # every stored reward updates the statistics before its own use
             scales = []
             for reward in np.asarray(rewards, dtype=np.float64):
-                self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64))
+                self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64, device="cpu"))
                 scales.append(self.reward_scale())
-            r_scaled = r / torch.tensor(scales, dtype=self.dtype)
+            r_scaled = r / self.as_tensor(scales)
         y = self._td_targets(r_scaled, ns, d)
         b_idx, k_idx = self._critic_terms(xx)
         q = self.critic.q_pairs(s, a, b_idx, k_idx)
         err = torch.zeros_like(y).index_add_(0, b_idx, (q - y[b_idx]) ** 2)  # per transition
-        self.replay.push_many(states, actions, x, rewards, next_states, dones, err.double().numpy())
+        self.replay.push_many(states, actions, x, rewards, next_states, dones, err.double().cpu().numpy())
 
     # ================================================================= update
     def update(self) -> UpdateResult | None:
@@ -433,7 +458,9 @@ class CCMMADRL:
         return result
 
     def update_on_batch(self, batch: ReplayBatch) -> UpdateResult:
-        """The update on a given batch (no sampling, no priority write-back)."""
+        """The update on a given batch (no sampling, no priority write-back); the batch moves to
+        :attr:`device` (the replay storage is on the CPU)."""
+        batch = batch.to(self.device)
         # --- Critic update: y from target actors + target critic, loss over the selected rows
         critic_loss, td_errors, critic_grads, critic_hidden = self._update_critic(batch)
         # --- Critic target update (tau = 1: overwritten), before the actor updates
@@ -467,7 +494,7 @@ class CCMMADRL:
             critic_hidden=critic_hidden,
             indices=np.asarray(batch.indices),
             td_errors=td_errors,
-            weights=batch.weights.double().numpy(),
+            weights=batch.weights.double().cpu().numpy(),
             preact_pool=actor.get("preact_pool"),
             actor_updated=actor_step,
         )
@@ -504,7 +531,7 @@ class CCMMADRL:
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), self.grad_clip)
         self.critic_optim.step()
-        return float(loss.detach()), td_errors.double().numpy(), grads, [h.detach() for h in hidden]
+        return float(loss.detach()), td_errors.double().cpu().numpy(), grads, [h.detach() for h in hidden]
 
     # ---------------------------------------------------------------- actors
     def _policy_noise(self, bsz: int) -> Tensor | None:
@@ -512,7 +539,8 @@ class CCMMADRL:
         samples (one draw per update from the ``policy`` stream, shared by all passes)."""
         if self.policy_gen is None:
             return None
-        return torch.randn((self.n_agents, bsz, ACTION_DIM), generator=self.policy_gen, dtype=self.dtype)
+        noise = torch.randn((self.n_agents, bsz, ACTION_DIM), generator=self.policy_gen, dtype=self.dtype, device="cpu")
+        return noise.to(self.device)  # drawn on the CPU generator: the same numbers on any device
 
     def _actor_start(self, s_in: Tensor, noise: Tensor | None = None):
         """All actors on the batch (actor i on its input s_bi), no gradient: inputs and the
@@ -553,7 +581,7 @@ class CCMMADRL:
         batch_critic = BatchCritic(self.critic, states, prune=self.prune_rows, cache=self._cache)
         batch_critic.set_actions(actions)
         grad_q = -weights / bsz  # dL/dq_b
-        rows = torch.arange(bsz)
+        rows = torch.arange(bsz, device=self.device)
         grads = torch.zeros_like(self.actors.flat, requires_grad=False)
         losses: list[Tensor] = []  # loss_i, stacked after the loop (one conversion)
         manual = self.actors.manual_backward
@@ -618,7 +646,7 @@ class CCMMADRL:
             self.actor_optim.step_agent(i, [g_row if self.grad_clip is None else self._clip_(g_row)])
             grads[i] = g_row
             losses.append(loss.detach())
-        out["losses"] = torch.stack(losses).double().numpy()
+        out["losses"] = torch.stack(losses).double().cpu().numpy()
         if original:
             # actor j's .grad in the original = sum over i >= j of dL_i/dtheta_j; for i > j actor j
             # already has its final parameters, so the later part is one VJP of the final ensemble.
@@ -643,7 +671,7 @@ class CCMMADRL:
         # through the B arg-max rows only (the gradient of max)
         with torch.no_grad():
             _, k_sel = self.critic.q_max(states, actions, actions[..., 0] >= 0)  # k = -1: zero input
-        q = self.critic.q_pairs(states, actions, torch.arange(bsz), k_sel)
+        q = self.critic.q_pairs(states, actions, torch.arange(bsz, device=self.device), k_sel)
         loss = -(weights * q).sum() / bsz
         reg = self._actor_reg(o)  # (N,) or None: each actor's regulariser, on its own row only
         total = loss if reg is None else loss + reg.sum()
@@ -657,7 +685,7 @@ class CCMMADRL:
         self.actor_optim.step_all([g_flat if self.grad_clip is None else self._clip_(g_flat)])
         losses = np.full(self.n_agents, float(loss.detach()))
         if reg is not None:
-            losses = losses + reg.detach().double().numpy()
+            losses = losses + reg.detach().double().cpu().numpy()
         out = {
             "losses": losses,
             "preact": z_nb.detach().transpose(0, 1).contiguous(),
@@ -700,9 +728,11 @@ class CCMMADRL:
             state["reward_rms"] = self.reward_rms.state_dict()
         if self.policy_gen is not None:
             state["policy_rng"] = self.policy_gen.get_state()
-        return state
+        # device-independent: a run saved on a GPU resumes on the CPU and vice versa
+        return state if self.device.type == "cpu" else _on_cpu(state)
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (saved on any device: tensors are copied onto :attr:`device`)."""
         self.actors.load_state_dict(state["actors"])
         self.target_actors.load_state_dict(state["target_actors"])
         self.critic.load_state_dict(state["critic"])

@@ -135,8 +135,8 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
     betas, eps = _check_adam(agents)
     n = ag0.n_agents
     dtype = ag0.dtype
-    st = _Stack.of(batches)
-    gammas = torch.tensor([ag.gamma for ag in agents], dtype=dtype).unsqueeze(1)
+    st = _Stack.of([b.to(ag0.device) for b in batches])  # the replay storage is on the CPU
+    gammas = ag0.as_tensor([ag.gamma for ag in agents]).unsqueeze(1)
     taus = [ag.tau for ag in agents]
 
     # ---- stacked copies of every run's state
@@ -197,7 +197,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
                 p.copy_(t[r])
                 state = ag.critic_optim.state[p]
                 if "exp_avg" not in state:  # first step: the state torch.optim.Adam creates
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                    state["step"] = torch.tensor(0.0, dtype=torch.float32, device="cpu")  # torch keeps it there
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"].fill_(float(steps[r]))
@@ -208,7 +208,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
             ag.n_updates += 1
 
     results = []
-    td_np = td.double().numpy()
+    td_np = td.double().cpu().numpy()
     for r, ag in enumerate(agents):
         t_r = int(counts[r])
         results.append(UpdateResult(
@@ -222,7 +222,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
             critic_hidden=[h[r, :t_r].detach() for h in hidden],
             indices=np.asarray(batches[r].indices),
             td_errors=td_np[r],
-            weights=batches[r].weights.double().numpy(),
+            weights=batches[r].weights.double().cpu().numpy(),
         ))
     return results
 
@@ -278,7 +278,7 @@ def _actors_sequential(ag0, critic: StackedCritic, st: _Stack, flat, m, v, steps
         steps[:, i] += 1
         adam_rows_(flat[:, i], g_row, m[:, i], v[:, i], lr, steps[:, i].tolist(), betas, eps)
         grads[:, i] = g_row
-        losses[:, i] = loss.double().numpy()
+        losses[:, i] = loss.double().cpu().numpy()
     out["losses"], out["grads"] = losses, grads
     return out
 
@@ -296,13 +296,13 @@ def _actors_simultaneous(ag0, critic: StackedCritic, st: _Stack, flat, m, v, ste
     actions = torch.stack([o.action for o in outs]).transpose(1, 2)  # (R, B, N, A), gradient into every actor
     with torch.no_grad():
         _, k_sel = critic.q_max(st.states, actions, actions[..., 0] >= 0)
-    q = critic.q_pairs(st.states, actions, torch.arange(bsz).expand(rr, bsz), k_sel)
+    q = critic.q_pairs(st.states, actions, torch.arange(bsz, device=flat.device).expand(rr, bsz), k_sel)
     loss = -(st.weights * q).sum(dim=1) / bsz  # (R,)
     g_flat = torch.stack(torch.autograd.grad(loss.sum(), leaves))
     steps += 1
     adam_rows_(flat, g_flat, m, v, [a for a in lr for _ in range(n)], steps.flatten().tolist(), betas, eps)
     unf = lambda ts: torch.stack([t.detach() for t in ts]).transpose(1, 2)  # noqa: E731  (R, B, N, .)
-    losses = np.repeat(loss.detach().double().numpy()[:, None], n, axis=1)
+    losses = np.repeat(loss.detach().double().cpu().numpy()[:, None], n, axis=1)
     return {"losses": losses, "preact": unf([o.preact for o in outs]).contiguous(),
             "hidden": [unf([o.hidden[j] for o in outs]) for j in range(len(outs[0].hidden))], "grads": g_flat}
 

@@ -81,7 +81,7 @@ def insertion_errors(agents: Sequence[CCMMADRL], critic: StackedCritic, states: 
     ag0 = agents[0]
     target_critic = StackedCritic.from_critics([ag.target_critic for ag in agents])
     target_flat = torch.stack([ag.target_actors.flat.detach() for ag in agents])
-    gammas = torch.tensor([ag.gamma for ag in agents], dtype=ag0.dtype).unsqueeze(1)
+    gammas = ag0.as_tensor([ag.gamma for ag in agents]).unsqueeze(1)
     y = td_targets_runs(ag0, target_flat, target_critic, rewards, next_states, dones, gammas)
     b_idx, k_idx, valid, _ = critic_terms_runs(x)
     q = critic.q_pairs(states, actions, b_idx, k_idx)
@@ -212,11 +212,11 @@ class ActingGroup:
                 states = env.reset(done)
         # every run's transitions (T = steps), run-major, and their insertion priorities
         s, a, x, r, ns, d = (np.stack(col, axis=1) for col in columns)
-        as_t = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=ag0.dtype)  # noqa: E731
+        as_t = ag0.as_tensor  # environment side -> the agents' device
         errs = insertion_errors(agents, critic, as_t(s), as_t(a), as_t(x), as_t(r), as_t(ns), as_t(d))
 
         def commit() -> list[dict[str, Any]]:
-            self.replay.push_many(runs, s, a, x, r, ns, d, errs.double().numpy())
+            self.replay.push_many(runs, s, a, x, r, ns, d, errs.double().cpu().numpy())
             env.write_back()
             share = (time.perf_counter() - t0) / rr
             rows = []
@@ -239,10 +239,10 @@ class ActingGroup:
         (R, N, 3) as acted, x (R, N), env_actions (R, N, 3), constrained (R,) 0/1)``."""
         ag0 = agents[0]
         rr, n, sdim = states.shape
-        s = torch.as_tensor(states, dtype=ag0.dtype)
+        s = ag0.as_tensor(states)
         # 1. each run's actors on their own states, one forward for all runs
         a = ag0.actors.policy_forward(s.view(rr * n, 1, sdim), flat.view(rr * n, -1)).action
-        actions = a.view(rr, n, ACTION_DIM).double().numpy()
+        actions = a.view(rr, n, ACTION_DIM).double().cpu().numpy()
         # 2. Gaussian noise from each run's own exploration stream, clipped
         noise = np.stack([ag.rng.standard_normal((n, ACTION_DIM)) for ag in agents])
         actions = np.clip(actions + noise * eps[:, None, None], -1.0, 1.0)
@@ -277,22 +277,23 @@ class ActingGroup:
             else:
                 greedy[g] = True
         if greedy.any():
-            q = self._proposer_q(critic, states, actions, proposers & greedy[:, None], ag0.dtype)
+            q = self._proposer_q(ag0, critic, states, actions, proposers & greedy[:, None])
             order = np.argsort(-q, axis=1, kind="stable")  # proposers by descending Q, the others last
             x[greedy] = greedy_accept(order[greedy], proposers[greedy], sizes[greedy], cap_count, cap_size)
         return x, constrained
 
     @staticmethod
-    def _proposer_q(critic: StackedCritic, states: np.ndarray, actions: np.ndarray, rows: np.ndarray,
-                    dtype: torch.dtype) -> np.ndarray:
+    def _proposer_q(ag0: CCMMADRL, critic: StackedCritic, states: np.ndarray, actions: np.ndarray,
+                    rows: np.ndarray) -> np.ndarray:
         """Online-critic Q of the rows ``rows (R, N)`` of every run's one joint state/action
-        (:meth:`CCMMADRL.score_rows`) -> ``(R, N)`` float64, ``-inf`` elsewhere."""
+        (:meth:`CCMMADRL.score_rows`) -> ``(R, N)`` float64, ``-inf`` elsewhere (tensors of
+        ``ag0``'s dtype on its device)."""
         rr, n, _ = states.shape
-        mask = torch.as_tensor(rows)
+        mask = torch.as_tensor(rows, device=ag0.device)
         flat_idx, valid, _ = pad_rows(mask)
-        s = torch.as_tensor(states, dtype=dtype).unsqueeze(1)  # (R, 1, N, S): one transition per run
-        a = torch.as_tensor(actions, dtype=dtype).unsqueeze(1)
+        s = ag0.as_tensor(states).unsqueeze(1)  # (R, 1, N, S): one transition per run
+        a = ag0.as_tensor(actions).unsqueeze(1)
         q_rows = critic.q_pairs(s, a, torch.zeros_like(flat_idx), torch.where(valid, flat_idx, -1)).double()
-        q = torch.full((rr, n + 1), float("-inf"), dtype=torch.float64)
+        q = q_rows.new_full((rr, n + 1), float("-inf"))
         q.scatter_(1, torch.where(valid, flat_idx, n), torch.where(valid, q_rows, float("-inf")))
-        return q[:, :n].numpy()
+        return q[:, :n].cpu().numpy()

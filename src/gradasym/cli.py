@@ -45,6 +45,8 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--eval-interval": ("run.eval_interval", int, "episodes between greedy evaluations (0 = off)"),
     "--threads": ("run.threads", int, "torch threads per run; 1 stays fast next to other busy processes, "
                                       "0 = torch's default (one per core)"),
+    "--device": ("run.device", str, "where the networks and updates run: 'cpu', 'cuda' or 'cuda:N' (a GPU torch "
+                                    "sees; the environment, replay buffer and random draws stay on the CPU)"),
 }
 
 

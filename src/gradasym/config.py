@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -122,7 +123,7 @@ class RunConfig:
     saturation_threshold: float = 0.9  # |tanh(z)| above this counts as saturated
     eval_interval: int = 0  # 0 = no periodic greedy evaluation
     eval_episodes: int = 1
-    device: str = "cpu"  # "cpu" only for now; "cuda" is refused with its reason (docs/configuration.md)
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N": where the agent's tensors live (docs/configuration.md)
     # torch intra-op threads; 1 keeps a run at its quiet-machine speed next to other busy
     # processes (benchmarks/RESULTS.md, "Threads"); 0 = leave torch's default (one per core).
     threads: int = 1
@@ -277,22 +278,26 @@ class Config:
             raise ConfigError("run.eval_interval must be >= 0 and run.eval_episodes >= 1")
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
-        _check_device(r.device)
+        check_device(r.device)
         return self
 
 
-def _check_device(device: str) -> None:
-    """``run.device``: ``"cpu"``, or ``"cuda"`` when torch sees a GPU."""
+def check_device(device: str) -> None:
+    """``run.device``: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` when torch sees that GPU (one
+    line naming the problem otherwise, before anything is built)."""
     if device == "cpu":
         return
-    if device != "cuda":
-        raise ConfigError(f"run.device={device!r}: expected \"cpu\" or \"cuda\"")
+    match = re.fullmatch(r"cuda(?::(\d+))?", str(device))
+    if match is None:
+        raise ConfigError(f"run.device={device!r}: expected \"cpu\", \"cuda\" or \"cuda:N\" (N = GPU index)")
     import torch  # noqa: PLC0415  (config stays importable without loading torch)
 
     if not torch.cuda.is_available():
-        raise ConfigError("run.device=\"cuda\": torch sees no GPU on this machine (use run.device = \"cpu\")")
-    raise ConfigError("run.device=\"cuda\": training on a GPU is not implemented yet (the agent's tensors "
-                      "live on the CPU); use run.device = \"cpu\"")
+        raise ConfigError(f"run.device={device!r}: torch sees no GPU on this machine (use run.device = \"cpu\")")
+    index, count = match.group(1), torch.cuda.device_count()
+    if index is not None and int(index) >= count:
+        raise ConfigError(f"run.device={device!r}: torch sees {count} GPU(s) on this machine "
+                          f"(cuda:0 to cuda:{count - 1})")
 
 
 _SECTIONS = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}

@@ -169,8 +169,8 @@ class Critic(nn.Module):
         if k is None:
             own = joint.new_zeros(bsz, self.state_dim + self.action_dim)
         else:
-            k = torch.as_tensor(k).expand(bsz) if not torch.is_tensor(k) or k.dim() == 0 else k
-            rows = torch.arange(bsz)
+            k = torch.as_tensor(k, device=states.device).expand(bsz) if not torch.is_tensor(k) or k.dim() == 0 else k
+            rows = torch.arange(bsz, device=states.device)
             kk = k.clamp(min=0)
             own = torch.cat([states[rows, kk], actions[rows, kk]], dim=-1) * (k >= 0).unsqueeze(-1).to(states.dtype)
         return torch.cat([joint, own], dim=-1)
@@ -201,7 +201,7 @@ class Critic(nn.Module):
 
     def q_rows(self, states: Tensor, actions: Tensor, k_index: Tensor) -> Tensor:
         """Q of one chosen row per transition: ``k_index (B,)`` -> ``(B,)`` (``-1`` = zero input)."""
-        return self.q_pairs(states, actions, torch.arange(states.shape[0]), k_index)
+        return self.q_pairs(states, actions, torch.arange(states.shape[0], device=states.device), k_index)
 
     def q_zero(self, states: Tensor, actions: Tensor) -> Tensor:
         """Zero-input Q (own state and action replaced by zeros) -> ``(B,)``."""
@@ -302,7 +302,7 @@ class BatchCritic:
             if prune:
                 self._lipschitz(critic, w_oa)
         self.shared: Tensor | None = None
-        self.rows = torch.arange(self.bsz)
+        self.rows = torch.arange(self.bsz, device=states.device)
         self._row_base = self.rows * self.n  # flat index of row 0 of each transition
         self._evaluated: Tensor | None = None  # flat indices of the rows in the buffers (current actions)
         self.ref_q: Tensor | None = None  # (B, N) reference Q of proposer rows, -inf elsewhere
@@ -491,7 +491,7 @@ def pad_rows(mask: Tensor, width: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     counts = flat.sum(dim=1)
     m = max(int(width), int(counts.max()) if flat.shape[0] else 0)
     order = torch.argsort((~flat).to(torch.int8), dim=1, stable=True)[:, :m]
-    valid = torch.arange(m).unsqueeze(0) < counts.unsqueeze(1)
+    valid = torch.arange(m, device=flat.device).unsqueeze(0) < counts.unsqueeze(1)
     return torch.where(valid, order, 0), valid, counts
 
 
@@ -567,7 +567,7 @@ class StackedCritic:
         """Q of rows ``(b_index[r, t], k_index[r, t])`` of run r -> ``(R, T)`` (``k = -1``: zero
         input), as :meth:`Critic.q_pairs`; differentiable."""
         shared = self.shared(states, actions)
-        r = torch.arange(states.shape[0]).unsqueeze(1)
+        r = torch.arange(states.shape[0], device=states.device).unsqueeze(1)
         valid = k_index >= 0
         kk = k_index.clamp(min=0)
         rr, bsz, n, sdim = states.shape
@@ -672,7 +672,7 @@ class StackedBatchCritic:
             if prune:
                 self._lipschitz(w_oa)
         self.shared: Tensor | None = None
-        self.ref_valid = torch.zeros(self.r, dtype=torch.bool)
+        self.ref_valid = torch.zeros(self.r, dtype=torch.bool, device=states.device)
         self.n_evaluated = 0
         # rows evaluated for the current actions: (runs, flat_idx, valid, hidden activations)
         self._records: list[tuple[Tensor | None, Tensor, Tensor, list[Tensor]]] = []
@@ -724,7 +724,7 @@ class StackedBatchCritic:
         step = max(1, ROW_BUDGET // max(1, int(mask.flatten(1).sum(dim=1).max()) * hdim))
         if step >= rg:
             return self._q_rows_chunk(runs, mask, want_scale)
-        ids = torch.arange(self.r) if runs is None else runs
+        ids = torch.arange(self.r, device=mask.device) if runs is None else runs
         parts = [self._q_rows_chunk(ids[a : a + step], mask[a : a + step], want_scale) for a in range(0, rg, step)]
         return torch.cat([p[0] for p in parts]), (torch.cat([p[1] for p in parts]) if want_scale else None)
 
@@ -734,7 +734,7 @@ class StackedBatchCritic:
         flat_idx, valid, counts = pad_rows(mask)
         rg, m = flat_idx.shape
         self.n_evaluated += int(valid.sum())
-        rid = (torch.arange(rg) if runs is None else runs).unsqueeze(1)
+        rid = (torch.arange(rg, device=flat_idx.device) if runs is None else runs).unsqueeze(1)
         rows = self.bsz * self.n
         hdim = self.hdim
         x = self._x.view(-1, self._x.shape[-1]).index_select(0, (rid * rows + flat_idx).flatten())
@@ -794,7 +794,7 @@ class StackedBatchCritic:
         if self.prune:
             cand, full = self._candidates(actions, proposers)
         else:
-            cand, full = None, torch.ones(rr, dtype=torch.bool)
+            cand, full = None, torch.ones(rr, dtype=torch.bool, device=q.device)
         part = ~full
         if cand is not None and bool(part.any()):
             if bool(part.all()):  # the usual case: no copies of the weights
@@ -805,7 +805,7 @@ class StackedBatchCritic:
         if bool(full.any()):
             runs = None if bool(full.all()) else full.nonzero().squeeze(1)
             q_full, scale = self._q_rows(runs, proposers if runs is None else proposers[runs], want_scale=self.prune)
-            idx = torch.arange(rr) if runs is None else runs
+            idx = torch.arange(rr, device=q.device) if runs is None else runs
             q[idx] = q_full
             if self.prune:
                 self._set_reference(idx, q_full.view(-1, bsz, n), scale.view(-1, bsz, n), actions, proposers)
@@ -832,7 +832,7 @@ class StackedBatchCritic:
     def _candidates(self, actions: Tensor, proposers: Tensor) -> tuple[Tensor | None, Tensor]:
         """Candidate rows ``(R, B, N)`` and which runs must be evaluated in full ``(R,)``."""
         if not bool(self.ref_valid.any()):
-            return None, torch.ones(self.r, dtype=torch.bool)
+            return None, torch.ones(self.r, dtype=torch.bool, device=actions.device)
         d_shared = self.shared - self.ref_shared  # (R, B, H)
         d_own = actions - self.ref_actions  # (R, B, N, A)
         beta_1 = (d_shared.abs() * self.cc.unsqueeze(1)).sum(dim=2).unsqueeze(2) \
@@ -850,8 +850,8 @@ class StackedBatchCritic:
     @torch.no_grad()
     def pre_rows(self, k_best: Tensor, has: Tensor) -> Tensor:
         """First-layer pre-activation of the chosen row per transition ``(R, B, H)``."""
-        r = torch.arange(self.r).unsqueeze(1)
-        b = torch.arange(self.bsz).unsqueeze(0)
+        r = torch.arange(self.r, device=k_best.device).unsqueeze(1)
+        b = torch.arange(self.bsz, device=k_best.device).unsqueeze(0)
         flat = ((r * self.bsz + b) * self.n + k_best.clamp(min=0)).flatten()
         x = self._x.view(-1, self._x.shape[-1]).index_select(0, flat).view(self.r, self.bsz, -1)
         own = torch.bmm(x, self.w_own_t)
@@ -866,7 +866,8 @@ class StackedBatchCritic:
         if not recs or sum(self.r if r[0] is None else r[0].numel() for r in recs) != self.r or not bool(has.all()):
             return None
         rows = self.bsz * self.n
-        target_all = torch.arange(self.bsz).mul_(self.n).unsqueeze(0) + k_best  # (R, B) flat row index
+        # (R, B) flat row index
+        target_all = torch.arange(self.bsz, device=k_best.device).mul_(self.n).unsqueeze(0) + k_best
         out: list[Tensor] | None = None
         for runs, flat_idx, valid, hidden in recs:
             target = target_all if runs is None else target_all.index_select(0, runs)

@@ -123,7 +123,8 @@ class ActorEnsemble(nn.Module):
         # The hand-written backward (backward_agent) covers deterministic actors without
         # LayerNorm; the others are differentiated with autograd.
         self.manual_backward = policy == "deterministic" and norm == "none"
-        self.flat = nn.Parameter(torch.empty(self.n_agents, off, dtype=dtype))
+        # built on the CPU (initialised from a CPU generator); the agent moves it to its device
+        self.flat = nn.Parameter(torch.empty(self.n_agents, off, dtype=dtype, device="cpu"))
         self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
 
     # ---------------------------------------------------------------- params
@@ -132,8 +133,8 @@ class ActorEnsemble(nn.Module):
         """Initialise every actor (see module docstring for the draw order)."""
         for i in range(self.n_agents):
             for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-                w = torch.empty(fan_out, fan_in, dtype=self.flat.dtype)  # nn.Linear layout
-                b = torch.empty(fan_out, dtype=self.flat.dtype)
+                w = torch.empty(fan_out, fan_in, dtype=self.flat.dtype, device="cpu")  # nn.Linear layout
+                b = torch.empty(fan_out, dtype=self.flat.dtype, device="cpu")
                 if layer < self.n_layers - 1:
                     _linear_default_init_(w, b, generator)
                 else:
@@ -280,7 +281,7 @@ class ActorEnsemble(nn.Module):
         ``grad_actions (R, B, A)`` -> gradient rows ``(R, P)``; row r uses only its own inputs."""
         if not self.manual_backward:
             raise ValueError("backward_rows covers deterministic actors without LayerNorm; use autograd")
-        grad = torch.empty(rows.shape, dtype=rows.dtype)
+        grad = rows.new_empty(rows.shape)
         g = squash_grad(grad_actions, actions, self.output_activation)
         for layer in reversed(range(self.n_layers)):
             inp = states if layer == 0 else hidden[layer - 1]

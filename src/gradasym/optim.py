@@ -81,7 +81,7 @@ class BatchedAdam:
             return
         # Agents with different step counts: per-row bias corrections.
         beta1, beta2 = self.betas
-        t = torch.tensor(self.steps, dtype=torch.float64)
+        t = torch.tensor(self.steps, dtype=torch.float64, device=self.params[0].device)
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
             shape = (-1,) + (1,) * (p.dim() - 1)
             m.lerp_(g, 1 - beta1)
@@ -150,8 +150,9 @@ def adam_rows_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
             param[r].addcdiv_(m, denom, value=-(float(lr[r]) / (1 - beta1**t)))
         return
     shape = tuple(param.shape[:d]) + (1,) * (param.dim() - d)
-    neg_step = torch.tensor([-(float(a) / (1 - beta1**t)) for a, t in zip(lr, steps)], dtype=param.dtype).view(shape)
-    bc2_sqrt = torch.tensor([(1 - beta2**t) ** 0.5 for t in steps], dtype=param.dtype).view(shape)
+    neg_step = torch.tensor([-(float(a) / (1 - beta1**t)) for a, t in zip(lr, steps)], dtype=param.dtype,
+                            device=param.device).view(shape)
+    bc2_sqrt = torch.tensor([(1 - beta2**t) ** 0.5 for t in steps], dtype=param.dtype, device=param.device).view(shape)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)

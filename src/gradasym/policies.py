@@ -145,8 +145,8 @@ class RunningMeanStd:
     """
 
     def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
-        self.mean = torch.zeros(shape, dtype=torch.float64)
-        self.var = torch.ones(shape, dtype=torch.float64)
+        self.mean = torch.zeros(shape, dtype=torch.float64, device="cpu")  # CPU statistics on any run.device
+        self.var = torch.ones(shape, dtype=torch.float64, device="cpu")
         self.count = float(epsilon)
 
     @torch.no_grad()

@@ -2,8 +2,9 @@
 
 One transition = one environment step of all N agents:
 ``(states (N,S), actions (N,A) as acted, x (N,) master decisions, team reward,
-next_states (N,S), done)``. Storage is a preallocated ring buffer of torch tensors;
-priorities are a numpy float64 array.
+next_states (N,S), done)``. Storage is a preallocated ring buffer of CPU torch tensors
+(whatever ``run.device``: the agent moves a sampled :class:`ReplayBatch` with
+:meth:`ReplayBatch.to`); priorities are a numpy float64 array.
 
 * priority ``p = (err + per_eps) ** alpha`` (err = the transition's summed squared
   TD error, computed by the agent);
@@ -47,6 +48,14 @@ class ReplayBatch:
     dones: Tensor  # (B,) 0/1
     weights: Tensor  # (B,) importance weights (max = 1)
     indices: np.ndarray  # (B,) slot indices, for update_priorities
+
+    def to(self, device: torch.device | str) -> "ReplayBatch":
+        """The batch with its tensors on ``device`` (the replay storage stays on the CPU; the
+        agent moves what it samples); tensors already there are not copied."""
+        return ReplayBatch(*(getattr(self, f).to(device) for f in _TENSOR_FIELDS), indices=self.indices)
+
+
+_TENSOR_FIELDS = ("states", "actions", "x", "rewards", "next_states", "dones", "weights")
 
 
 class PrioritizedReplay:

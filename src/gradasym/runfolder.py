@@ -342,7 +342,7 @@ def continued_trainer(stored: str | None, now: str) -> str:
 def _torch_load(path: Path) -> Any:
     import torch  # noqa: PLC0415
 
-    return torch.load(path, weights_only=False)
+    return torch.load(path, weights_only=False, map_location="cpu")  # saved on any device; the agent moves it
 
 
 def _torch_save(path: Path, obj: Any, keep_previous: Path | None) -> None:

@@ -50,7 +50,7 @@ class Trainer:
     The composition root of a CCM-MADRL run: it holds the whole :class:`Config` and hands
     each component its own part (``docs/architecture.md``, "Who receives what"): the
     environments ``cfg.env`` and their generators, the agent ``cfg.agent`` with the
-    environment's :class:`~gradasym.agent.AgentDims`, the seed and ``run.tracking``, the
+    environment's :class:`~gradasym.agent.AgentDims`, the seed, ``run.tracking`` and ``run.device``, the
     monitor the number of actors, the ``run`` thresholds and the agent's squash.
     """
 
@@ -59,7 +59,8 @@ class Trainer:
         seed = cfg.run.seed
         self.env = MECEnv(cfg.env, numpy_generator(seed, "env"))
         self.eval_env = MECEnv(cfg.env, numpy_generator(seed, "eval_env")) if cfg.run.eval_interval else None
-        self.agent = CCMMADRL(cfg.agent, AgentDims.of(self.env), seed, tracking=cfg.run.tracking)
+        self.agent = CCMMADRL(cfg.agent, AgentDims.of(self.env), seed, tracking=cfg.run.tracking,
+                              device=cfg.run.device)
         self.monitor = ActorCriticMonitor(
             n_agents=self.agent.n_agents,
             saturation_threshold=cfg.run.saturation_threshold,
@@ -257,7 +258,7 @@ class Trainer:
             "monitor": self.monitor.state_dict(), "states": self.states,
             "episode_rows": self.episode_rows, "tracking_rows": self.tracking_rows,
             "agent_rows": self.agent_rows, "seconds": self.seconds,
-            "preact_pool": self._preact_pool, TRAINER_KEY: self.trained_by,
+            "preact_pool": [t.cpu() for t in self._preact_pool], TRAINER_KEY: self.trained_by,
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -272,7 +273,7 @@ class Trainer:
         self.tracking_rows = list(d["tracking_rows"])
         self.agent_rows = list(d["agent_rows"])
         self.seconds = d["seconds"]
-        self._preact_pool = list(d["preact_pool"])
+        self._preact_pool = [t.to(self.agent.device) for t in d["preact_pool"]]
 
 
 def _config_record(cfg: Config) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def test_overrides_are_typed_and_only_set_fields_reach_sb3():
     ({"env.name": "x"}, "unknown field 'env.name'"),
     ({"env.id": "NoSuchTask-v0"}, "unknown Gymnasium environment id 'NoSuchTask-v0'"),
     ({"env.id": "CartPole-v1"}, "CartPole-v1 has a discrete/non-continuous action space"),
-    ({"run.device": "cuda"}, "CPU only"),
+    ({"run.device": "gpu"}, 'run.device=\'gpu\': expected "cpu", "cuda" or "cuda:N"'),
 ])
 def test_bad_values_are_clear_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -113,7 +113,7 @@ def test_failure_is_recorded_and_hooks_removed(tmp_path, monkeypatch):
 
     models = []
     real = sb3_runner.make_model
-    monkeypatch.setattr(sb3_runner, "make_model", lambda *a: models.append(real(*a)) or models[-1])
+    monkeypatch.setattr(sb3_runner, "make_model", lambda *a, **kw: models.append(real(*a, **kw)) or models[-1])
     cfg = algos.get("td3").load_config(overrides={"run.steps": 600, "agent.learning_starts": 100,
                                                   "agent.policy_kwargs": '{"net_arch": [16, 16]}'})
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Literal
 
-from ..config import ConfigError, set_field
+from ..config import ConfigError, check_device, set_field
 
 SB3_ALGOS = ("td3", "ddpg", "sac")
 
@@ -91,7 +91,7 @@ class SB3RunConfig:
     freeze_tolerance: float = 0.0
     grad_death_threshold: float = 1e-12
     threads: int = 1  # torch intra-op threads; 0 = torch's default (one per core)
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N": SB3's device for the model
 
 
 _SECTIONS = {"env": SB3EnvConfig, "agent": SB3AgentConfig, "run": SB3RunConfig}
@@ -181,8 +181,7 @@ class SB3Config:
             raise ConfigError("run.saturation_threshold must be in (0, 1)")
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
-        if r.device != "cpu":
-            raise ConfigError(f"run.device={r.device!r}: gradasym trains on the CPU only (run.device = \"cpu\")")
+        check_device(r.device)
         if self.env.max_episode_steps is not None and self.env.max_episode_steps < 1:
             raise ConfigError(f"env.max_episode_steps must be >= 1, got {self.env.max_episode_steps}")
         check_env_id(self.env.id)

@@ -92,8 +92,8 @@ def make_env(env_cfg: SB3EnvConfig) -> Any:
     return DummyVecEnv([lambda: Monitor(gym.make(env_cfg.id, **kwargs))])
 
 
-def make_model(algo: str, a: SB3AgentConfig, seed: int, env: Any) -> Any:
-    """The SB3 ``algo`` agent (``agent`` section, run seed) with separate learning rates.
+def make_model(algo: str, a: SB3AgentConfig, seed: int, env: Any, device: str = "cpu") -> Any:
+    """The SB3 ``algo`` agent (``agent`` section, run seed, ``run.device``) with separate learning rates.
 
     SB3's complaints about the hyperparameters become ConfigErrors.
     """
@@ -114,7 +114,7 @@ def make_model(algo: str, a: SB3AgentConfig, seed: int, env: Any) -> Any:
         kwargs["action_noise"] = cls(mean=np.zeros(n), sigma=a.action_noise_std * np.ones(n))
     try:
         model = CLASSES[algo]("MlpPolicy", env, learning_rate=a.actor_lr, seed=derived_seed(seed, "sb3"),
-                              device="cpu", verbose=0, **kwargs)
+                              device=device, verbose=0, **kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise ConfigError(f"Stable-Baselines3 {algo.upper()} rejected the configuration: {exc}") from None
     model.set_learning_rates(a.actor_lr, a.critic_lr, a.ent_coef_lr)
@@ -245,7 +245,8 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
         return s
 
     try:
-        model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env)  # ConfigError before anything is written
+        # ConfigError before anything is written
+        model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env, device=cfg.run.device)
         folder.write_config({**cfg.to_dict(), "version": __version__})
         monitor_cb = SaturationMonitorCallback(
             log_freq=cfg.run.log_interval, squash="tanh", saturation_threshold=cfg.run.saturation_threshold,

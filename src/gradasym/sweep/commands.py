@@ -228,6 +228,9 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
                    help="preset for every run, e.g. layernorm (repeatable; use its own --out; default: none)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: 1, the setting of the committed results)")
+    p.add_argument("--device", default=None,
+                   help="run.device of every run: 'cpu', 'cuda' or 'cuda:N' (default: cpu, the device of the "
+                        "committed results)")
     p.add_argument("--keep-replay", action="store_true",
                    help="keep the replay buffer in each finished run's final checkpoint (up to 36 MB per run), needed "
                         "only to extend the runs later (default: off, dropped; unfinished runs always keep it)")
@@ -246,7 +249,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         args.out, full=args.full, seeds=args.seeds, presets=args.preset, workers=args.workers, live=args.live,
         backend=args.backend, address=args.address, force=args.force, report=args.report,
         threads=args.threads, backend_options=_backend_options(args), keep_replay=args.keep_replay,
-        batch_runs=check_batch_runs(args.batch_runs)))
+        batch_runs=check_batch_runs(args.batch_runs), device=args.device))
 
 
 # ------------------------------------------------------------------ registration

@@ -48,9 +48,10 @@ DEFAULT_SEEDS: tuple[int, ...] = (42,)
 
 
 def reproduce_spec(full: bool = False, seeds: Iterable[int] = DEFAULT_SEEDS,
-                   presets: Iterable[str] = (), keep_replay: bool = False) -> SweepSpec:
+                   presets: Iterable[str] = (), keep_replay: bool = False, device: str | None = None) -> SweepSpec:
     """The paper grid at reduced (default) or full scale, with ``presets`` on every run
-    (``keep_replay``: finished runs keep their replay buffers, ``run.keep_replay``)."""
+    (``keep_replay``: finished runs keep their replay buffers, ``run.keep_replay``; ``device``:
+    ``run.device``, None = its default, the CPU)."""
     overrides: dict[str, Any] = {
         "run.episodes": FULL_EPISODES if full else REDUCED_EPISODES,
         "run.early_stop": FULL_EARLY_STOP if full else REDUCED_EARLY_STOP,
@@ -58,6 +59,8 @@ def reproduce_spec(full: bool = False, seeds: Iterable[int] = DEFAULT_SEEDS,
     }
     if keep_replay:
         overrides["run.keep_replay"] = True
+    if device is not None:
+        overrides["run.device"] = device
     base = build_base_config({}, presets=list(presets), overrides=overrides, source="reproduce")
     return SweepSpec(base=base, axes=paper_axes(), seeds=list(seeds))
 
@@ -80,6 +83,7 @@ def reproduce(
     backend_options: dict[str, Any] | None = None,
     keep_replay: bool = False,
     batch_runs: int | str | None = "off",
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Run the paper's learning-rate grid into ``out_dir``, then summarise and plot it.
 
@@ -103,13 +107,14 @@ def reproduce(
             trainer, which recomputes the committed results bit for bit (``"auto"``: the grid's
             runs in one batch per worker, faster, the same algorithm rounded differently); a
             started run resumes with the trainer it started with.
+        device: ``run.device`` of every run (None: the default, the CPU, as the committed results).
 
     Returns:
         The summary table. The stopping-episode grid is printed, the heatmap
         written to ``out_dir/stopping_heatmap.png`` and (``report``) the full report
         built, when the report module is available; their failures never raise.
     """
-    spec = reproduce_spec(full=full, seeds=seeds, presets=presets, keep_replay=keep_replay)
+    spec = reproduce_spec(full=full, seeds=seeds, presets=presets, keep_replay=keep_replay, device=device)
     if workers is None and backend == "local":
         workers = max(1, min(os.cpu_count() or 1, len(spec.expand())))
     title = "reproduce (full)" if full else f"reproduce ({REDUCED_EPISODES} episodes)"
