@@ -237,10 +237,10 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the HTML report at the end (the summary and heatmap are still written; "
                         "default: the report is written)")
-    # off by default: the committed results (docs/results/reproduce) were computed run by run, and
-    # a fresh `gradasym reproduce` must give them bit for bit; --batch-runs auto is the fast path
+    # auto, as for sweep: the committed results (docs/results/reproduce) were computed batched, and
+    # a fresh `gradasym reproduce` must give them bit for bit
     _add_execution_arguments(p, "local worker processes (default: one per core); ray: max tasks in flight",
-                             batch_default="off")
+                             batch_default="auto")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
