@@ -3,7 +3,8 @@
     python docs/results/ten-seeds/publish.py [RESULTS] [DEST]   # defaults: results/ten-seeds, this folder
 
 RESULTS is the folder of
-``gradasym reproduce --full --seeds 0 1 2 3 4 5 6 7 8 9 --out results/ten-seeds --batch-runs off`` after ``gradasym report results/ten-seeds`` (the report in ``RESULTS/report/``). Copied, as for
+``gradasym reproduce --full --seeds 0 1 2 3 4 5 6 7 8 9 --out results/ten-seeds --batch-runs off``
+after ``gradasym report results/ten-seeds`` (the report in ``RESULTS/report/``). Copied, as for
 docs/results/reproduce/: ``summary.csv`` and ``stopping_heatmap.png`` (written by ``reproduce``),
 ``report.html`` and ``report.md``; in addition ``tables/`` (every table as ``.md`` and ``.csv``) and the
 figures of the several-seeds section and of Figs. 6 and 10 (``figures/<name>.png``). Refuses, with a
