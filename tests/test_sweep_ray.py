@@ -124,7 +124,7 @@ def test_ray_backend_trains_batches_as_tasks(tmp_path: Path, local_ray: Any) -> 
                       batch_runner=ray_fake_batch_runner, batch_runs=2, live=False, log=lines.append)
     assert (table["status"] == "finished").all() and len(table) == 4
     pids = [json.loads((tmp_path / "b" / "runs" / rid / "summary.json").read_text())["pid"] for rid in table["run_id"]]
-    assert len(set(pids[:2])) == 1 and len(set(pids[2:])) == 1  # two batches of two, one task each
+    assert pids[0] == pids[2] and pids[1] == pids[3]  # two batches of two (runs dealt out in turn), one task each
     assert sum("start" in line for line in lines) == 4
     assert sum("fake batch of 2" in line for line in lines) == 2  # the batch runner's log lines reach the driver
     plain = run_sweep(_spec(), tmp_path / "p", backend="ray", runner=ray_fake_runner, live=False, log=lambda s: None)
