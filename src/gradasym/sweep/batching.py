@@ -128,15 +128,15 @@ def plan_tasks(jobs: list[Job], batch_runs: BatchRuns, workers: int,
         if kept:
             which = "batched trainer (in batches)" if not flag_on else "single-run trainer (one by one)"
             note(f"--batch-runs {batch_runs}: {len(kept)} started run(s) keep the {which} they started with: "
-                 f"{_some(kept)}")
+                 f"{some_ids(kept)}")
         if unknown:
             note(f"{len(unknown)} started run(s) do not record one trainer (made before gradasym recorded it, "
-                 f"or continued by the other trainer): they follow --batch-runs {batch_runs}: {_some(unknown)}")
+                 f"or continued by the other trainer): they follow --batch-runs {batch_runs}: {some_ids(unknown)}")
         if lost:
             note(f"{len(lost)} run(s) started batched go on with the single-run trainer (the batched trainer "
-                 f"does not cover their configuration now; recorded as mixed): {_some(lost)}")
+                 f"does not cover their configuration now; recorded as mixed): {some_ids(lost)}")
         for reason, ids in alone.items():
-            note(f"{len(ids)} run(s) trained one by one, not batched ({reason}): {_some(ids)}")
+            note(f"{len(ids)} run(s) trained one by one, not batched ({reason}): {some_ids(ids)}")
         n_batches = sum(isinstance(t, BatchJob) for t in tasks)
         if n_batches:
             sizes = sorted({len(t.jobs) for t in tasks if isinstance(t, BatchJob)})
@@ -153,7 +153,7 @@ def _unsupported(job: Job) -> str | None:
     return plugin.batch_unsupported(job.config)
 
 
-def _some(ids: list[str]) -> str:
+def some_ids(ids: list[str]) -> str:
     """The first three ids, and how many more."""
     more = f" and {len(ids) - 3} more" if len(ids) > 3 else ""
     return ", ".join(ids[:3]) + more

@@ -38,7 +38,7 @@ from gradasym.runfolder import BATCHED, DiskFullError, disk_full_message, is_dis
 
 from . import store
 from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_ray, run_submitit
-from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks
+from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks, some_ids
 from .spec import RunSpec, SweepSpec
 from .store import (FAILED, FINISHED, PENDING, RUNNING, SweepError, SweepLock,
                     SweepMismatchError)
@@ -483,8 +483,7 @@ def run_sweep(
             lost = [rid for rid, t in started.items() if t == BATCHED]
             if lost:
                 emit(f"{len(lost)} run(s) started batched go on run by run with the single-run trainer "
-                     f"({backend} trains run by run; recorded as mixed): {', '.join(lost[:3])}"
-                     f"{f' and {len(lost) - 3} more' if len(lost) > 3 else ''}")
+                     f"({backend} trains run by run; recorded as mixed): {some_ids(lost)}")
             started = {}
         if todo_runs:
             runner = runner or default_runner(spec.base)
