@@ -4,9 +4,11 @@ error before anything starts.
 
 Without a GPU the device plumbing is still checked: :class:`DeviceGuard` watches a short
 training (single runs with every code path, checkpoint and resume, batched runs) and fails
-on any tensor that the device-holding modules create without naming its device, and on any
-``.numpy()`` of a tensor that was not moved with ``.cpu()`` first -- the two ways a tensor
-ends up on the CPU while the agent works on a GPU. The ``cuda`` parameters skip here.
+on any tensor that the device-holding modules create without naming its device (a factory
+without ``device=`` or with ``device=None``, ``torch.from_numpy``), and on any ``.numpy()``
+or ``np.asarray`` of a tensor that was not moved with ``.cpu()`` first -- the ways a tensor
+ends up on the CPU, or a GPU tensor meets numpy, while the agent works on a GPU. The
+``cuda`` parameters skip here.
 """
 
 from __future__ import annotations
@@ -56,17 +58,38 @@ def _resolved(filename: str) -> str:
 
 class DeviceGuard(TorchFunctionMode):
     """Records, as ``file:line: what``, every tensor factory called from a ``guarded`` file
-    without ``device=`` (``torch.as_tensor`` of a tensor keeps its device and is fine) and every
-    ``Tensor.numpy()`` there on a tensor that is not the result of a ``.cpu()`` call."""
+    without a device (no ``device=``, or ``device=None``; ``torch.as_tensor`` of a tensor keeps
+    its device and is fine), every ``torch.from_numpy`` there (always a CPU tensor; it does not
+    pass through torch function modes, so the guard replaces it while active), and every
+    ``Tensor.numpy()`` or ``np.asarray(tensor)`` there on a tensor that is not the result of a
+    ``.cpu()`` call."""
 
     def __init__(self, guarded: frozenset[str] = GUARDED) -> None:
         super().__init__()
         self.guarded = guarded
         self.found: list[str] = []
         self._moved: dict[int, weakref.ref] = {}  # id -> tensor returned by .cpu()
+        self._from_numpy = torch.from_numpy
+
+    def __enter__(self):
+        real = self._from_numpy
+
+        def from_numpy(array):
+            where = self._caller()
+            if where:
+                self.found.append(f"{where}: torch.from_numpy (a CPU tensor)")
+            return real(array)
+
+        torch.from_numpy = from_numpy
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.from_numpy = self._from_numpy
+        return super().__exit__(*exc)
 
     def _caller(self) -> str | None:
-        """``file:line`` of the first frame outside torch, if it is in a guarded file."""
+        """``file:line`` of the first frame outside torch above the guard's own two frames, if
+        it is in a guarded file."""
         frame = sys._getframe(2)
         while frame is not None and _resolved(frame.f_code.co_filename).startswith(TORCH_DIR):
             frame = frame.f_back
@@ -78,14 +101,14 @@ class DeviceGuard(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = getattr(func, "__name__", "")
-        if func in FACTORIES and "device" not in kwargs:
+        if func in FACTORIES and kwargs.get("device") is None:
             if not (func is torch.as_tensor and args and torch.is_tensor(args[0])):
                 where = self._caller()
                 if where:
                     self.found.append(f"{where}: torch.{name} without device=")
         elif name == "cpu" and torch.is_tensor(out):
             self._moved[id(out)] = weakref.ref(out)
-        elif name == "numpy" and args and torch.is_tensor(args[0]):
+        elif name in ("numpy", "__array__") and args and torch.is_tensor(args[0]):
             ref = self._moved.get(id(args[0]))
             if ref is None or ref() is not args[0]:
                 where = self._caller()
@@ -95,9 +118,17 @@ class DeviceGuard(TorchFunctionMode):
 
 
 def _leak(device_named: bool) -> np.ndarray:
-    """A helper 'module' for the guard's self-test: a factory and a conversion."""
-    t = torch.arange(3, device="cpu") if device_named else torch.arange(3)
-    return t.double().cpu().numpy() if device_named else t.double().numpy()
+    """A helper 'module' for the guard's self-test: factories and conversions to numpy."""
+    if device_named:
+        t = torch.arange(3, device="cpu")
+        torch.as_tensor(np.zeros(2), device="cpu")
+        np.asarray(t.cpu())
+        return t.double().cpu().numpy()
+    t = torch.arange(3)
+    torch.zeros(2, device=None)
+    torch.from_numpy(np.zeros(2))
+    np.asarray(t)
+    return t.double().numpy()
 
 
 def test_the_guard_catches_unnamed_devices() -> None:
@@ -107,8 +138,10 @@ def test_the_guard_catches_unnamed_devices() -> None:
     assert guard.found == []
     with guard:
         _leak(device_named=False)
-    assert len(guard.found) == 2
-    assert "torch.arange without device=" in guard.found[0] and ".numpy() without .cpu()" in guard.found[1]
+    assert [f.split(": ", 1)[1] for f in guard.found] == [
+        "torch.arange without device=", "torch.zeros without device=", "torch.from_numpy (a CPU tensor)",
+        ".numpy() without .cpu()", ".numpy() without .cpu()"]
+    assert torch.from_numpy is guard._from_numpy  # restored on exit
 
 
 SMALL = {
