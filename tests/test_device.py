@@ -292,3 +292,50 @@ def test_sb3_models_are_built_on_run_device(tmp_path, device) -> None:
     assert summary["status"] == "finished" and summary["gradient_steps"] > 0
     assert models[0].device.type == torch.device(device).type
     assert all(p.device.type == torch.device(device).type for p in models[0].policy.parameters())
+
+
+class _Built(Exception):
+    """Raised by the spies below once they have seen the device (nothing is built on it)."""
+
+
+def _pretend_two_gpus(monkeypatch) -> None:
+    """``check_device`` accepts ``cuda:1``; nothing is put on a GPU (the spies stop first)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_run_device_reaches_the_agent(monkeypatch) -> None:
+    """The plumbing without a GPU: ``run.device`` is what the trainer (single-run, and the
+    batched one through ``open_run``) hands the agent, whose device every other module follows;
+    the ``cpu`` default alone could not tell it from a hard-coded CPU."""
+    _pretend_two_gpus(monkeypatch)
+    seen: list = []
+
+    def spy(*args, **kw):
+        seen.append(kw.get("device"))
+        raise _Built
+
+    monkeypatch.setattr(gradasym.runner, "CCMMADRL", spy)
+    with pytest.raises(_Built):
+        Trainer(small_cfg(**{"run.device": "cuda:1"}))
+    assert seen == ["cuda:1"]
+
+
+def test_run_device_reaches_sb3(tmp_path, monkeypatch) -> None:
+    """The same for Stable-Baselines3: ``run.device`` reaches SB3's constructor."""
+    pytest.importorskip("stable_baselines3")
+    from gradasym import algos
+    from gradasym.algos import sb3_runner
+
+    _pretend_two_gpus(monkeypatch)
+    seen: list = []
+
+    def spy(*args, **kw):
+        seen.append(kw.get("device"))
+        raise _Built
+
+    monkeypatch.setitem(sb3_runner.CLASSES, "td3", spy)
+    cfg = algos.get("td3").load_config(overrides={"run.device": "cuda:1", "run.steps": 300})
+    with pytest.raises(_Built):
+        sb3_runner.run_sb3(cfg, tmp_path / "td3", resume=False)
+    assert seen == ["cuda:1"]
