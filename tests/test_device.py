@@ -295,27 +295,28 @@ def test_sb3_models_are_built_on_run_device(tmp_path, device) -> None:
 
 
 class _Built(Exception):
-    """Raised by the spies below once they have seen the device (nothing is built on it)."""
+    """Raised by :func:`_device_spy` once it has seen the device (nothing is built on it)."""
 
 
-def _pretend_two_gpus(monkeypatch) -> None:
-    """``check_device`` accepts ``cuda:1``; nothing is put on a GPU (the spies stop first)."""
+def _device_spy(monkeypatch, seen: list):
+    """A stand-in constructor that records its ``device=`` and stops; ``check_device`` made to
+    accept ``cuda:1`` (two GPUs pretended: nothing reaches a GPU, the spy stops first)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    def spy(*args, **kw):
+        seen.append(kw.get("device"))
+        raise _Built
+
+    return spy
 
 
 def test_run_device_reaches_the_agent(monkeypatch) -> None:
     """The plumbing without a GPU: ``run.device`` is what the trainer (single-run, and the
     batched one through ``open_run``) hands the agent, whose device every other module follows;
     the ``cpu`` default alone could not tell it from a hard-coded CPU."""
-    _pretend_two_gpus(monkeypatch)
     seen: list = []
-
-    def spy(*args, **kw):
-        seen.append(kw.get("device"))
-        raise _Built
-
-    monkeypatch.setattr(gradasym.runner, "CCMMADRL", spy)
+    monkeypatch.setattr(gradasym.runner, "CCMMADRL", _device_spy(monkeypatch, seen))
     with pytest.raises(_Built):
         Trainer(small_cfg(**{"run.device": "cuda:1"}))
     assert seen == ["cuda:1"]
@@ -327,14 +328,8 @@ def test_run_device_reaches_sb3(tmp_path, monkeypatch) -> None:
     from gradasym import algos
     from gradasym.algos import sb3_runner
 
-    _pretend_two_gpus(monkeypatch)
     seen: list = []
-
-    def spy(*args, **kw):
-        seen.append(kw.get("device"))
-        raise _Built
-
-    monkeypatch.setitem(sb3_runner.CLASSES, "td3", spy)
+    monkeypatch.setitem(sb3_runner.CLASSES, "td3", _device_spy(monkeypatch, seen))
     cfg = algos.get("td3").load_config(overrides={"run.device": "cuda:1", "run.steps": 300})
     with pytest.raises(_Built):
         sb3_runner.run_sb3(cfg, tmp_path / "td3", resume=False)
