@@ -35,6 +35,7 @@ import gradasym.runner
 from gradasym.cli import main
 from gradasym.config import ConfigError, check_device, load_config
 from gradasym.replay import ReplayBatch
+from gradasym.agent import CCMMADRL
 from gradasym.runner import Trainer
 
 from devices import DEVICES, needs_gpu
@@ -196,6 +197,22 @@ def test_every_tensor_of_the_agent_names_its_device(tmp_path) -> None:
 
 def _tensors(tree) -> list[torch.Tensor]:
     return [t for t in torch.utils._pytree.tree_leaves(tree) if torch.is_tensor(t)]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_agent_is_built_on_its_device(variant) -> None:
+    """Without a GPU, on PyTorch's data-less ``meta`` device (a device other than the CPU that
+    every machine has; nothing can be trained there): a newly built agent holds its networks,
+    their targets and the actors' Adam moments there, takes numbers in there, and keeps the
+    environment side (replay storage, running statistics) on the CPU."""
+    presets, overrides = VARIANTS[variant]
+    agent = CCMMADRL(small_cfg(presets, **overrides), seed=0, device="meta")
+    held = [*agent.actors.parameters(), *agent.critic.parameters(), *agent.target_actors.parameters(),
+            *agent.target_critic.parameters(), *agent.actor_optim.exp_avg, *agent.actor_optim.exp_avg_sq]
+    assert held and {t.device.type for t in held} == {"meta"}
+    assert agent.as_tensor(np.zeros((4, 7))).device.type == "meta"
+    stats = [rms for rms in (agent.obs_rms, agent.reward_rms) if rms is not None]
+    assert agent.replay.states.device.type == "cpu" and all(r.mean.device.type == "cpu" for r in stats)
 
 
 @pytest.mark.parametrize("variant", ["sequential", "simultaneous", "fullnorm", "squashed-gaussian"])
