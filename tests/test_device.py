@@ -7,8 +7,10 @@ training (single runs with every code path, checkpoint and resume, batched runs)
 on any tensor that the device-holding modules create without naming its device (a factory
 without ``device=`` or with ``device=None``, ``torch.from_numpy``), and on any ``.numpy()``
 or ``np.asarray`` of a tensor that was not moved with ``.cpu()`` first -- the ways a tensor
-ends up on the CPU, or a GPU tensor meets numpy, while the agent works on a GPU. The
-``cuda`` parameters skip here.
+ends up on the CPU, or a GPU tensor meets numpy, while the agent works on a GPU. An agent
+built on PyTorch's data-less ``meta`` device must hold its networks and optimiser state
+there, and ``run.device`` (``cuda:1`` with two GPUs pretended) must reach the agent and
+SB3's constructor. The ``cuda`` parameters skip here.
 """
 
 from __future__ import annotations
