@@ -4,9 +4,13 @@ error before anything starts.
 
 Without a GPU the device plumbing is still checked: :class:`DeviceGuard` watches a short
 training (single runs with every code path, checkpoint and resume, batched runs) and fails
-on any tensor that the device-holding modules create without naming its device, and on any
-``.numpy()`` of a tensor that was not moved with ``.cpu()`` first -- the two ways a tensor
-ends up on the CPU while the agent works on a GPU. The ``cuda`` parameters skip here.
+on any tensor that the device-holding modules create without naming its device (a factory
+without ``device=`` or with ``device=None``, ``torch.from_numpy``), and on any ``.numpy()``
+or ``np.asarray`` of a tensor that was not moved with ``.cpu()`` first -- the ways a tensor
+ends up on the CPU, or a GPU tensor meets numpy, while the agent works on a GPU. An agent
+built on PyTorch's data-less ``meta`` device must hold its networks and optimiser state
+there, and ``run.device`` (``cuda:1`` with two GPUs pretended) must reach the agent and
+SB3's constructor. The ``cuda`` parameters skip here.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import gradasym.runner
 from gradasym.cli import main
 from gradasym.config import ConfigError, check_device, load_config
 from gradasym.replay import ReplayBatch
+from gradasym.agent import CCMMADRL
 from gradasym.runner import Trainer
 
 from devices import DEVICES, needs_gpu
@@ -56,17 +61,38 @@ def _resolved(filename: str) -> str:
 
 class DeviceGuard(TorchFunctionMode):
     """Records, as ``file:line: what``, every tensor factory called from a ``guarded`` file
-    without ``device=`` (``torch.as_tensor`` of a tensor keeps its device and is fine) and every
-    ``Tensor.numpy()`` there on a tensor that is not the result of a ``.cpu()`` call."""
+    without a device (no ``device=``, or ``device=None``; ``torch.as_tensor`` of a tensor keeps
+    its device and is fine), every ``torch.from_numpy`` there (always a CPU tensor; it does not
+    pass through torch function modes, so the guard replaces it while active), and every
+    ``Tensor.numpy()`` or ``np.asarray(tensor)`` there on a tensor that is not the result of a
+    ``.cpu()`` call."""
 
     def __init__(self, guarded: frozenset[str] = GUARDED) -> None:
         super().__init__()
         self.guarded = guarded
         self.found: list[str] = []
         self._moved: dict[int, weakref.ref] = {}  # id -> tensor returned by .cpu()
+        self._from_numpy = torch.from_numpy
+
+    def __enter__(self):
+        real = self._from_numpy
+
+        def from_numpy(array):
+            where = self._caller()
+            if where:
+                self.found.append(f"{where}: torch.from_numpy (a CPU tensor)")
+            return real(array)
+
+        torch.from_numpy = from_numpy
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.from_numpy = self._from_numpy
+        return super().__exit__(*exc)
 
     def _caller(self) -> str | None:
-        """``file:line`` of the first frame outside torch, if it is in a guarded file."""
+        """``file:line`` of the first frame outside torch above the guard's own two frames, if
+        it is in a guarded file."""
         frame = sys._getframe(2)
         while frame is not None and _resolved(frame.f_code.co_filename).startswith(TORCH_DIR):
             frame = frame.f_back
@@ -78,14 +104,14 @@ class DeviceGuard(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = getattr(func, "__name__", "")
-        if func in FACTORIES and "device" not in kwargs:
+        if func in FACTORIES and kwargs.get("device") is None:
             if not (func is torch.as_tensor and args and torch.is_tensor(args[0])):
                 where = self._caller()
                 if where:
                     self.found.append(f"{where}: torch.{name} without device=")
         elif name == "cpu" and torch.is_tensor(out):
             self._moved[id(out)] = weakref.ref(out)
-        elif name == "numpy" and args and torch.is_tensor(args[0]):
+        elif name in ("numpy", "__array__") and args and torch.is_tensor(args[0]):
             ref = self._moved.get(id(args[0]))
             if ref is None or ref() is not args[0]:
                 where = self._caller()
@@ -95,9 +121,17 @@ class DeviceGuard(TorchFunctionMode):
 
 
 def _leak(device_named: bool) -> np.ndarray:
-    """A helper 'module' for the guard's self-test: a factory and a conversion."""
-    t = torch.arange(3, device="cpu") if device_named else torch.arange(3)
-    return t.double().cpu().numpy() if device_named else t.double().numpy()
+    """A helper 'module' for the guard's self-test: factories and conversions to numpy."""
+    if device_named:
+        t = torch.arange(3, device="cpu")
+        torch.as_tensor(np.zeros(2), device="cpu")
+        np.asarray(t.cpu())
+        return t.double().cpu().numpy()
+    t = torch.arange(3)
+    torch.zeros(2, device=None)
+    torch.from_numpy(np.zeros(2))
+    np.asarray(t)
+    return t.double().numpy()
 
 
 def test_the_guard_catches_unnamed_devices() -> None:
@@ -107,8 +141,10 @@ def test_the_guard_catches_unnamed_devices() -> None:
     assert guard.found == []
     with guard:
         _leak(device_named=False)
-    assert len(guard.found) == 2
-    assert "torch.arange without device=" in guard.found[0] and ".numpy() without .cpu()" in guard.found[1]
+    assert [f.split(": ", 1)[1] for f in guard.found] == [
+        "torch.arange without device=", "torch.zeros without device=", "torch.from_numpy (a CPU tensor)",
+        ".numpy() without .cpu()", ".numpy() without .cpu()"]
+    assert torch.from_numpy is guard._from_numpy  # restored on exit
 
 
 SMALL = {
@@ -163,6 +199,22 @@ def test_every_tensor_of_the_agent_names_its_device(tmp_path) -> None:
 
 def _tensors(tree) -> list[torch.Tensor]:
     return [t for t in torch.utils._pytree.tree_leaves(tree) if torch.is_tensor(t)]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_agent_is_built_on_its_device(variant) -> None:
+    """Without a GPU, on PyTorch's data-less ``meta`` device (a device other than the CPU that
+    every machine has; nothing can be trained there): a newly built agent holds its networks,
+    their targets and the actors' Adam moments there, takes numbers in there, and keeps the
+    environment side (replay storage, running statistics) on the CPU."""
+    presets, overrides = VARIANTS[variant]
+    agent = CCMMADRL(small_cfg(presets, **overrides), seed=0, device="meta")
+    held = [*agent.actors.parameters(), *agent.critic.parameters(), *agent.target_actors.parameters(),
+            *agent.target_critic.parameters(), *agent.actor_optim.exp_avg, *agent.actor_optim.exp_avg_sq]
+    assert held and {t.device.type for t in held} == {"meta"}
+    assert agent.as_tensor(np.zeros((4, 7))).device.type == "meta"
+    stats = [rms for rms in (agent.obs_rms, agent.reward_rms) if rms is not None]
+    assert agent.replay.states.device.type == "cpu" and all(r.mean.device.type == "cpu" for r in stats)
 
 
 @pytest.mark.parametrize("variant", ["sequential", "simultaneous", "fullnorm", "squashed-gaussian"])
@@ -232,9 +284,9 @@ def test_device_names_are_checked(monkeypatch) -> None:
     assert load_config(overrides={"run.device": "cuda:1"}).run.device == "cuda:1"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: --device cuda would start training")
 @pytest.mark.parametrize("command", [["run"], ["sweep", "--seeds", "1"], ["reproduce"], ["run", "--algo", "td3"]])
-def test_device_flag_without_a_gpu_is_a_one_line_error(tmp_path, capsys, command) -> None:
+def test_device_flag_without_a_gpu_is_a_one_line_error(tmp_path, capsys, monkeypatch, command) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also where a GPU is visible
     rc = main([*command, "--device", "cuda", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and "run.device='cuda': torch sees no GPU" in err, err
@@ -259,3 +311,45 @@ def test_sb3_models_are_built_on_run_device(tmp_path, device) -> None:
     assert summary["status"] == "finished" and summary["gradient_steps"] > 0
     assert models[0].device.type == torch.device(device).type
     assert all(p.device.type == torch.device(device).type for p in models[0].policy.parameters())
+
+
+class _Built(Exception):
+    """Raised by :func:`_device_spy` once it has seen the device (nothing is built on it)."""
+
+
+def _device_spy(monkeypatch, seen: list):
+    """A stand-in constructor that records its ``device=`` and stops; ``check_device`` made to
+    accept ``cuda:1`` (two GPUs pretended: nothing reaches a GPU, the spy stops first)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    def spy(*args, **kw):
+        seen.append(kw.get("device"))
+        raise _Built
+
+    return spy
+
+
+def test_run_device_reaches_the_agent(monkeypatch) -> None:
+    """The plumbing without a GPU: ``run.device`` is what the trainer (single-run, and the
+    batched one through ``open_run``) hands the agent, whose device every other module follows;
+    the ``cpu`` default alone could not tell it from a hard-coded CPU."""
+    seen: list = []
+    monkeypatch.setattr(gradasym.runner, "CCMMADRL", _device_spy(monkeypatch, seen))
+    with pytest.raises(_Built):
+        Trainer(small_cfg(**{"run.device": "cuda:1"}))
+    assert seen == ["cuda:1"]
+
+
+def test_run_device_reaches_sb3(tmp_path, monkeypatch) -> None:
+    """The same for Stable-Baselines3: ``run.device`` reaches SB3's constructor."""
+    pytest.importorskip("stable_baselines3")
+    from gradasym import algos
+    from gradasym.algos import sb3_runner
+
+    seen: list = []
+    monkeypatch.setitem(sb3_runner.CLASSES, "td3", _device_spy(monkeypatch, seen))
+    cfg = algos.get("td3").load_config(overrides={"run.device": "cuda:1", "run.steps": 300})
+    with pytest.raises(_Built):
+        sb3_runner.run_sb3(cfg, tmp_path / "td3", resume=False)
+    assert seen == ["cuda:1"]

@@ -135,7 +135,6 @@ def test_ray_backend_trains_batches_as_tasks(tmp_path: Path, local_ray: Any) -> 
 def test_ray_reports_a_run_of_a_batch_finished_when_it_ends(tmp_path: Path, local_ray: Any) -> None:
     """The real batched trainer on Ray: a batch's first run to end is reported finished (log line,
     summary.parquet) while the other still runs (its end event travels through the Ray queue)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_sweep_batched import check_reported_when_it_ends
 
     check_reported_when_it_ends(tmp_path, backend="ray")

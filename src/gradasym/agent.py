@@ -267,7 +267,7 @@ class CCMMADRL:
         states = np.asarray(states, dtype=np.float64)
         eps = self.epsilon(episodes_done) if explore else 0.0
         if self.obs_rms is not None and explore:  # fullnorm: statistics of the states acted on in training
-            self.obs_rms.update(torch.from_numpy(states))
+            self.obs_rms.update(torch.as_tensor(states, device="cpu"))  # the statistics stay on the CPU
         s_in = self._actor_inputs(self.as_tensor(states))
         if self.policy == "deterministic":
             # 1. each actor maps its own state to a_i (no gradient)

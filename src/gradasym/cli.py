@@ -46,7 +46,8 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--threads": ("run.threads", int, "torch threads per run; 1 stays fast next to other busy processes, "
                                       "0 = torch's default (one per core)"),
     "--device": ("run.device", str, "where the networks and updates run: 'cpu', 'cuda' or 'cuda:N' (a GPU torch "
-                                    "sees; the environment, replay buffer and random draws stay on the CPU)"),
+                                    "sees; ccm-madrl: the environment, replay buffer and random draws stay on the "
+                                    "CPU; td3/ddpg/sac: SB3's device)"),
 }
 
 
