@@ -413,6 +413,7 @@ def test_nan_run_fails_alone_in_the_batch(tmp_path, float64_runs, monkeypatch):
     assert summaries[1]["status"] == "failed" and summaries[1]["episodes_run"] == 5
     assert summaries[1]["error"].startswith(type(alone_error.value).__name__)
     assert summaries[0]["status"] == "finished"
+    assert summaries[0]["trainer"] == "mixed"  # its episode-4 update was made alone (the batched one raised)
     monkeypatch.setattr(Trainer, "act_episode", act)
     run_experiment(cfgs[0], tmp_path / "a0")
     assert_same_run(tmp_path / "b0", tmp_path / "a0")

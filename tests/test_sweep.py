@@ -446,6 +446,77 @@ def test_sweep_killed_hard_resumes_to_the_same_summary(tmp_path: Path) -> None:
     assert sum(counts.values()) < 2 * len(table)  # finished runs were not run again
 
 
+_TERM_SCRIPT = """
+import sys, functools
+sys.path.insert(0, {tests!r})
+from test_sweep import fake_runner, small_spec
+from gradasym.process import sigterm_interrupts
+from gradasym.sweep import SweepInterrupted, run_sweep
+with sigterm_interrupts():
+    try:
+        run_sweep(small_spec(seeds=[1, 2], episodes=400), {out!r}, workers=2,
+                  runner=functools.partial(fake_runner, sleep=0.01), live=False)
+    except SweepInterrupted as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["driver", "process-group"])
+def test_sigterm_stops_the_sweep_like_ctrl_c(tmp_path: Path, whole_group: bool) -> None:
+    """kill PID (the driver) or kill -- -PGID (driver and workers): the summary records the runs in
+    flight as interrupted (not running), the lock is released, and the rerun completes identically."""
+    out = tmp_path / "s"
+    script = _TERM_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until two runs are in flight
+        running = [p for p in out.glob("runs/*/checkpoint.json")]
+        if len(running) >= 2:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail(f"the sweep did not start: {proc.communicate()[1]}")
+    if whole_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not (out / ".sweep.lock").exists()
+    status = pd.read_csv(out / "summary.csv").set_index("run_id")["status"]
+    # Killed with the driver, the workers (and the queue of their start messages) may be gone
+    # before the driver heard of their runs: those stay "pending" (the rerun resumes them alike).
+    assert set(status) <= {"finished", "interrupted", "pending"}, status
+    assert whole_group or (status == "interrupted").sum() >= 1, status
+    assert "Traceback" not in err and "run the same command again" in err
+    time.sleep(1.0)  # orphaned workers (if any) notice their parent is gone and exit
+    table = sweep(small_spec(seeds=[1, 2], episodes=400), out)
+    pd.testing.assert_frame_equal(table, sweep(small_spec(seeds=[1, 2], episodes=400), tmp_path / "ref"))
+
+
+def test_sigterm_ends_a_cli_run_with_exit_code_143_and_a_resumable_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    argv = ["run", "--episodes", "2000", "--n-agents", "12", "--batch-size", "8", "--log-interval", "2",
+            "--set", "env.k_channel=4", "--set", "env.n_units=3", "--set", "run.checkpoint_interval=2",
+            "--out", str(out), "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "gradasym.cli", *argv], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the first checkpoint (written before the summary)
+        if (read_run_summary(out) or {}).get("episodes_run"):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "--resume" in err and "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "running" and 0 < summary["episodes_run"] < 2000  # resumable, not finished
+
+
 # ---------------------------------------------------------------- grid mismatch
 def test_different_grid_in_same_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "s"

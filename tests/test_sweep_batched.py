@@ -289,6 +289,7 @@ def test_single_runs_resumed_with_auto_keep_the_single_run_trainer(tmp_path: Pat
     kept = [m for m in messages if "keep the single-run trainer" in m]
     assert len(kept) == 1 and kept[0].startswith("--batch-runs auto: 2 started run(s)"), messages
     assert _trainers(out) == {rid: "single" if rid in failed else "batched" for rid in table["run_id"]}
+    assert dict(zip(table["run_id"], table["trainer"])) == _trainers(out)  # the summary's column says it too
 
 
 def test_started_trainer_reads_the_folder_and_dates_old_folders(tmp_path: Path) -> None:

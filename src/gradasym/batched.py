@@ -44,7 +44,7 @@ from gradasym.io import read_json, write_json
 from gradasym.optim import adam_rows_
 from gradasym.process import configure_process
 from gradasym.replay import ReplayBatch
-from gradasym.runfolder import BATCHED, DiskFullError, RunFolder, disk_full_guard
+from gradasym.runfolder import BATCHED, SINGLE, DiskFullError, RunFolder, continued_trainer, disk_full_guard
 from gradasym.runner import Trainer, _progress_info, finish_run, open_run, run_experiment, write_outputs
 
 
@@ -444,7 +444,8 @@ def _updates(runs: list[int], trainers: dict[int, Trainer], folders: dict[int, R
              summaries: list) -> dict[int, UpdateResult]:
     """The training updates of ``runs`` (sample, batched update, priority write-back). If the
     batched computation raises, each run is updated alone on its batch, so that only the
-    runs that raise alone fail."""
+    runs that raise alone fail; the others are then recorded as trained by both trainers
+    (``mixed``: that update rounds as the single-run trainer's)."""
     batches = _sample(runs, trainers, folders, summaries)
     if not batches:
         return {}
@@ -456,6 +457,7 @@ def _updates(runs: list[int], trainers: dict[int, Trainer], folders: dict[int, R
         for r in order:
             try:
                 results[r] = trainers[r].agent.update_on_batch(batches[r])
+                trainers[r].trained_by = continued_trainer(trainers[r].trained_by, SINGLE)
             except Exception as exc:  # noqa: BLE001
                 _fail(r, trainers, folders, summaries, exc)
     for r, res in results.items():

@@ -19,6 +19,7 @@ from . import __version__
 from . import algos
 from .algos.base import AlgoConfig
 from .config import ConfigError, available_presets, read_config_file
+from .process import sigterm_interrupts
 
 # Flag -> dotted config field, for the options every training command accepts. A flag
 # applies to the algorithms whose config has that field (others get a clear error). The
@@ -249,17 +250,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"gradasym: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. a full disk (gradasym.runfolder.DiskFullError): one line, no traceback
-        print(f"gradasym: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ngradasym: interrupted", file=sys.stderr)
-        return 130
+    with sigterm_interrupts() as terminated:  # kill PID ends a run or sweep as Ctrl-C does
+        try:
+            code = int(args.func(args) or 0)
+        except ConfigError as exc:
+            print(f"gradasym: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # e.g. a full disk (gradasym.runfolder.DiskFullError): one line, no traceback
+            print(f"gradasym: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\ngradasym: interrupted", file=sys.stderr)
+            code = 130
+    if terminated.received and code == 130:  # the commands print what a rerun does
+        print("gradasym: stopped by SIGTERM", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as a shell reports a process ended by it
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,12 +10,19 @@
   after every update and the next update page-faults them in again, which cost
   10-15 % of an episode in the simultaneous mode (benchmarks/RESULTS.md). The price
   is that the process keeps its peak heap size until it exits.
+* ``SIGTERM`` (``kill``, a scheduler's stop or time limit) takes the Ctrl-C path
+  (:func:`sigterm_interrupts`): the runs stop, the sweep summary is written and the
+  folder's lock released, instead of leaving runs marked ``running``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -43,3 +50,36 @@ def configure_process(threads: int = 0) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
     keep_freed_memory()
+
+
+class Terminated:
+    """Whether :func:`sigterm_interrupts` turned a SIGTERM into ``KeyboardInterrupt`` (``received``)."""
+
+    received: bool = False
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[type[Terminated]]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C does.
+
+    So ``kill PID`` (or a batch scheduler's stop) ends a run or a sweep the way Ctrl-C does:
+    a run keeps its last checkpoint, a sweep asks its workers to stop, writes its summary
+    (the runs in flight ``interrupted``, not ``running``) and releases ``.sweep.lock``. Every
+    further SIGTERM raises again (a sweep waiting for its workers then kills them). Outside
+    the main thread (where Python cannot install handlers) it changes nothing. Yields
+    :class:`Terminated`, whose ``received`` says whether a SIGTERM came.
+    """
+    Terminated.received = False
+    if threading.current_thread() is not threading.main_thread():
+        yield Terminated
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        Terminated.received = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield Terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)

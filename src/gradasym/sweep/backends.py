@@ -549,13 +549,13 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
         # Ctrl-C, or an error in the driver itself (e.g. the summary cannot be written):
         # stop the runs at their next episode so no worker outlives the sweep.
         interrupt = isinstance(exc, KeyboardInterrupt)
+        # Tasks not started yet see ``stop`` and return at once. They are not cancelled: on
+        # CPython 3.11 a pool that breaks meanwhile (its workers killed by the same SIGTERM)
+        # fails on cancelled futures with a traceback of its own thread (InvalidStateError).
         try:
             stop.set()
         except Exception:  # noqa: BLE001
             pass
-        for fut in list(futures):
-            if fut.cancel():
-                futures.pop(fut)
         if interrupt:
             reporter.message("interrupted: stopping the running runs at their next episode "
                              "(their checkpoints stay; press Ctrl-C again to kill them now)")
@@ -571,7 +571,7 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
         except BaseException:  # noqa: BLE001 - a second Ctrl-C (or error): kill now
             pass
         _kill_workers(executor)
-        executor.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False)
         if interrupt:
             raise KeyboardInterrupt from None
         raise

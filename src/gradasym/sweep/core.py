@@ -40,7 +40,7 @@ from . import store
 from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_ray, run_submitit
 from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks, some_ids
 from .spec import RunSpec, SweepSpec
-from .store import (FAILED, FINISHED, PENDING, RUNNING, SweepError, SweepLock,
+from .store import (FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, SweepError, SweepLock,
                     SweepMismatchError)
 from .view import RunProgress, SweepView, make_view
 
@@ -187,6 +187,13 @@ class _Driver:
 
     def message(self, text: str) -> None:
         _safe(self.view.message, text)
+
+    def interrupted(self) -> None:
+        """After an interrupt: the runs still in flight (their workers did not report back,
+        e.g. killed by the same SIGTERM) are recorded ``interrupted``, not ``running``."""
+        for rid in list(self.active):
+            self.active.discard(rid)
+            self.results[rid] = {"run_id": rid, "status": INTERRUPTED, "summary": None, "error": None}
 
     # summary ------------------------------------------------------------------
     def table(self) -> pd.DataFrame:
@@ -546,6 +553,7 @@ def run_sweep(
                     run_pool(tasks, runner, driver, n_workers, batch_runner=batch_runner)
         except KeyboardInterrupt:
             interrupted = True
+            driver.interrupted()
         except OSError as exc:
             if is_disk_full(exc):
                 exc.recorded = _record(driver)  # type: ignore[attr-defined]  # what the runs did, if there is room

@@ -40,7 +40,7 @@ SUMMARY_COLUMNS: list[str] = [
 #: Extra columns (after the contract's), useful to the report.
 EXTRA_COLUMNS: list[str] = [
     "n_agents", "episodes_requested", "early_stopped", "critic_stop_episode", "final_rho",
-    "all_frozen_at_end", "seconds_total", "run_dir",
+    "all_frozen_at_end", "seconds_total", "run_dir", "trainer",
 ]
 _DTYPES: dict[str, str] = {
     "actor_lr": "float64", "critic_lr": "float64", "seed": "Int64",
@@ -183,6 +183,7 @@ def summary_row(
         "all_frozen_at_end": s.get("all_frozen_at_end"),
         "seconds_total": s.get("seconds_total"),
         "run_dir": f"{RUNS_DIR}/{run['run_id']}",
+        "trainer": s.get("trainer"),  # single / batched / mixed (CCM-MADRL; null: not recorded)
     }
     from gradasym import algos  # noqa: PLC0415 - the algorithm's own summary keys (SB3: steps, returns)
 
@@ -208,7 +209,7 @@ def build_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     for col, dtype in _DTYPES.items():
         if col in df:
             df[col] = pd.array([None if _missing(v) else v for v in df[col]], dtype=dtype) if len(df) else df[col].astype(dtype)
-    for col in ("run_id", "presets", "status", "error", "run_dir"):
+    for col in ("run_id", "presets", "status", "error", "run_dir", "trainer"):
         values = df[col].astype(object).where(df[col].notna(), None)
         # pandas >= 3 reads strings back as its "str" dtype; match it so that the
         # returned table equals the one read from summary.parquet.
