@@ -31,7 +31,7 @@ from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
 from .process import configure_process
 from .provenance import collect as collect_provenance
-from .runfolder import (SINGLE, TRAINER_KEY, DiskFullError, RunFolder, RunFolderError, continued_trainer,
+from .runfolder import (MIXED, SINGLE, TRAINER_KEY, DiskFullError, RunFolder, RunFolderError, continued_trainer,
                         disk_full_guard)
 from .seeding import numpy_generator
 from .tensorboard import open_for_run as open_tensorboard
@@ -333,7 +333,8 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
         done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
         trainer.trained_by = stored if done else continued_trainer(stored, trainer_name)
         if not done and stored not in (None, trainer_name):
-            _warn(f"{folder.path} was trained by the {stored} trainer so far; going on with the {trainer_name} "
+            so_far = "by both trainers" if stored == MIXED else f"by the {stored} trainer"
+            _warn(f"{folder.path} was trained {so_far} so far; going on with the {trainer_name} "
                   f"trainer, its numbers are neither's (recorded as {trainer.trained_by!r})")
         if not done and not trainer.agent.has_replay:
             raise ConfigError(f"{folder.path} holds a finished run whose final checkpoint has no replay buffer "
