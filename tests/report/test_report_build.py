@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -246,3 +247,25 @@ def test_seeds_stopped_carries_a_wilson_interval(full_report) -> None:
     ci = wilson_interval(3, 3)
     assert t3.loc[(0.1, 0.1), "stopped_frac_lo"] == pytest.approx(ci.lo) and t3.loc[(0.1, 0.1), "stopped_frac_hi"] == 1
     assert "3/3 [0.44, 1.00]" in full_report.html.read_text() and "Wilson score interval" in full_report.html.read_text()
+
+
+def test_a_figure_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(base_sweep, tmp_path, caplog,
+                                                                                      monkeypatch):
+    import gradasym.report.build as build
+
+    def boom(gd):
+        raise RuntimeError("boom")
+
+    failing = [(stem, n, title, cap, boom if stem == "fig04_grad_norms" else fn)
+               for stem, n, title, cap, fn in GROUP_FIGURES]
+    monkeypatch.setattr(build, "GROUP_FIGURES", failing)
+    out = tmp_path / "rep"
+    with caplog.at_level("WARNING", logger="gradasym.report.build"):
+        html = build_report(base_sweep, out_dir=out)
+    lines = [r.getMessage() for r in caplog.records if "fig04_grad_norms" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "RuntimeError: boom" in lines[0], lines
+    assert "Traceback" in (out / "errors.log").read_text() and "boom" in (out / "errors.log").read_text()
+    assert "internal error while drawing (RuntimeError: boom)" in Path(html).read_text()
+    monkeypatch.setattr(build, "GROUP_FIGURES", GROUP_FIGURES)
+    build_report(base_sweep, out_dir=out)  # fixed: the old errors.log does not linger
+    assert not (out / "errors.log").exists()

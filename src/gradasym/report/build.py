@@ -66,8 +66,13 @@ def _unique_labels(sets: list[ResultSet]) -> None:
             rs.label = f"{rs.label} ({seen[rs.label]})"
 
 
+#: Tracebacks of figures that failed to draw (a bug report's material), next to report.html.
+ERRORS_LOG = "errors.log"
+
+
 def _clean(out_dir: Path) -> None:
     """Remove figure/table files of a previous build (only names this module writes)."""
+    (out_dir / ERRORS_LOG).unlink(missing_ok=True)
     for sub, patterns in (("figures", ("fig*.png", "fig*.pdf")), ("tables", ("table*.md", "table*.csv"))):
         d = out_dir / sub
         if d.is_dir():
@@ -88,7 +93,15 @@ def _draw(make: Callable[[], Any], fig_dir: Path, name: str, number: str, title:
     except Exception as exc:  # a report must never die on one figure
         res.missing = f"internal error while drawing ({type(exc).__name__}: {exc})"
         errors.append(f"Fig. {number} ({section}): {type(exc).__name__}: {exc}")
-        log.warning("figure %s failed:\n%s", name, traceback.format_exc())
+        errors_log = fig_dir.parent / ERRORS_LOG
+        try:
+            with errors_log.open("a") as fh:
+                fh.write(f"figure {name}:\n{traceback.format_exc()}\n")
+            where = f"traceback in {errors_log}"
+        except OSError:
+            where = "traceback not written"
+        log.warning("figure %s failed (%s: %s), marked missing in the report; %s",
+                    name, type(exc).__name__, exc, where)
     return res
 
 

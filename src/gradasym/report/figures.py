@@ -355,6 +355,16 @@ def fig_grad_norms(gd: GroupData) -> Figure:
     cri = curve_summary(gd.track, "critic_grad_norm", log=True, zero_floor=floor)
     for cs in (act, cri):  # a band mixing zeros (at the floor) and positive seeds is cut at the floor
         cs["lo"] = cs["lo"].where(cs["n_zero"] == 0, np.maximum(cs["lo"], floor))
+    # Such a band's t-interval on log10 can reach absurd heights (1e291 with 8 seeds, zeros at 1e-48):
+    # it is cut a decade above the largest logged norm, and the caption says so.
+    pos = values[np.isfinite(values) & (values > 0)]
+    top = float(10.0 ** (math.ceil(math.log10(pos.max())) + 1)) if len(pos) else None
+    n_cut = 0
+    if top is not None:
+        for cs in (act, cri):
+            cut = cs["hi"] > top
+            n_cut += int(cut.sum())
+            cs["hi"] = cs["hi"].where(~cut, top)
     _require(len(act) or len(cri), "gradient norms are missing")
     both = pd.concat([act.assign(kind="actor"), cri.assign(kind="critic")])
     zeros = {k: int((pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") == 0).sum()) for k in ("actor", "critic")}
@@ -396,6 +406,9 @@ def fig_grad_norms(gd: GroupData) -> Figure:
                     "(a decade below the smallest positive norm and interval) and marked ▼"
                     + ("; a mean over seeds that includes a zero uses the floor value for it, and its band is cut "
                        "at the floor." if (both["n"] >= 2).any() else "."))
+    if n_cut:
+        caption += (f" {n_cut} interval upper ends (of means over seeds that mix exact zeros and positive norms) "
+                    f"reach above {top:.0e}, a decade above the largest logged norm, and are cut there.")
     return set_caption(fig, caption)
 
 
