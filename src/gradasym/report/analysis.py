@@ -310,41 +310,27 @@ def curve_median(long: pd.DataFrame, value: str, keys: list[str] | None = None,
 
 
 def curve_summary(long: pd.DataFrame, value: str, keys: list[str] | None = None,
-                  log: bool = False, level: float = 0.95, fraction: bool = False,
-                  zero_floor: float | None = None) -> pd.DataFrame:
+                  level: float = 0.95, fraction: bool = False) -> pd.DataFrame:
     """Mean and t-CI across seeds of ``value`` at each episode of each configuration.
 
-    With ``log=True`` the statistics are computed on log10 of the positive values
-    and returned back-transformed (geometric mean and interval); ``zero_floor``
-    then replaces exact zeros by that value first (drawn at a marked floor instead
-    of being dropped), and the column ``n_zero`` counts them. With
-    ``fraction=True`` (values in [0, 1]) the mean is arithmetic and the interval
+    With ``fraction=True`` (values in [0, 1]) the mean is arithmetic and the interval
     is the t interval on the logit scale (:func:`~gradasym.report.stats.fraction_mean_ci`),
-    inside [0, 1]. Columns: keys, ``episode``, ``mean``, ``lo``, ``hi``, ``n``, ``n_zero``.
+    inside [0, 1]. Log-axis curves with exact zeros use :func:`curve_median` instead.
+    Columns: keys, ``episode``, ``mean``, ``lo``, ``hi``, ``n``.
     """
     keys = keys or CONFIG_KEYS
-    cols = keys + ["episode", "mean", "lo", "hi", "n", "n_zero"]
+    cols = keys + ["episode", "mean", "lo", "hi", "n"]
     if long.empty or value not in long:
         return pd.DataFrame(columns=cols)
     df = long[keys + ["episode", value]].copy()
-    v = pd.to_numeric(df[value], errors="coerce").astype(float)
-    df["zero"] = (v == 0).astype(int)
-    if log:
-        if zero_floor is not None:
-            v = v.where(v != 0, zero_floor)
-        v = np.log10(v.where(v > 0))
-    df["raw"] = v
-    df["v"] = logit(v) if fraction else v
+    df["raw"] = pd.to_numeric(df[value], errors="coerce").astype(float)
+    df["v"] = logit(df["raw"]) if fraction else df["raw"]
     df = df[np.isfinite(df["raw"])]
     grouped = df.groupby(keys + ["episode"], sort=True)
     g = grouped["v"].agg(["mean", "std", "count"]).reset_index()
-    g["n_zero"] = grouped["zero"].sum().to_numpy()
     tq = g["count"].map(lambda n: t_quantile(0.5 + level / 2, n - 1) if n >= 2 else 0.0)
     half = (tq * g["std"].fillna(0.0) / np.sqrt(g["count"])).fillna(0.0)
     g["lo"], g["hi"] = g["mean"] - half, g["mean"] + half
-    if log:
-        for c in ("mean", "lo", "hi"):
-            g[c] = 10.0 ** g[c]
     if fraction:
         raw = grouped["raw"].agg(["mean", "min", "max"]).reset_index(drop=True)
         expit = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
