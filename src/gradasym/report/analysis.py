@@ -31,8 +31,8 @@ CONFIG_KEYS = ["set", "group", "actor_lr", "critic_lr"]
 
 __all__ = [
     "CONFIG_KEYS", "check_margin", "comparable_with_paper", "config_table", "stop_cell_text", "tracking_long",
-    "episodes_long", "scale_text",
-    "curve_summary", "curve_median", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
+    "episodes_long", "scale_text", "curve_summary", "curve_median",
+    "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
     "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups", "multi_seed",
     "single_seed", "single_seed_viable", "viable_by_seed", "stop_correlations", "CORRELATION_TARGETS", "bounded_text",
     "correlation_text",

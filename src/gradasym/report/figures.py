@@ -408,7 +408,8 @@ def fig_grad_norms(gd: GroupData) -> Figure:
                         f"k-th largest seed (where at least 6 seeds logged the episode; k = {k} and coverage "
                         f"{coverage:.1%} at {int(both['n'].max())} seeds)")
         if "range" in bands:
-            caption += "; band: the range over the seeds where 2-5 seeds logged it (too few for a 95% interval of a median)"
+            caption += ("; band: the range over the seeds where 2-5 seeds logged it (too few for a 95% interval "
+                        "of a median)")
         n_lo, n_hi = both["n"].min(), both["n"].max()
         if n_lo < n_hi:
             caption += (f". Runs end at different episodes (early termination, failures): at each episode the "
