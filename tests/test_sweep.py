@@ -742,7 +742,7 @@ def test_cli_arguments_build_the_spec(tmp_path: Path, project_cli: bool) -> None
     assert str(args.out) == "results/reproduce" and args.workers is None and args.live
 
 
-def test_cli_exit_codes(tmp_path: Path) -> None:
+def test_cli_exit_codes(tmp_path: Path, capsys) -> None:
     cli = pytest.importorskip("gradasym.cli")
     out = tmp_path / "s"
     sweep(small_spec(), out)
@@ -750,6 +750,8 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     assert cli.main(["sweep", "--out", str(out), "--no-live"]) == 0
     # a different grid into the same folder: refused, exit 2
     assert cli.main(["sweep", "--out", str(out), "--set", "run.episodes=9", "--no-live"]) == 2
+    err = capsys.readouterr().err
+    assert "run.episodes: 6 -> 9" in err and f"To continue the sweep recorded in {out}, give --out" in err
     # a failed run: exit 1
     failed = tmp_path / "f"
     sweep(small_spec(), failed, runner=partial(fake_runner, fail_ids=("alr0.1_clr0.01_s42",)))

@@ -11,7 +11,7 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.patches import Rectangle
 
 import synthetic as syn
-from gradasym.report.analysis import GroupData, build_groups, reward_at_stop_and_end
+from gradasym.report.analysis import GroupData, build_groups, curve_median, reward_at_stop_and_end
 from gradasym.report.figures import (
     figure_caption, fig_grad_norms, fig_reward_stop_end, fig_rho_vs_stop, fig_saturation_heatmap,
     fig_saturation_time, fig_saturation_vs_stop, zero_floor,
@@ -120,10 +120,29 @@ def test_fig4_draws_vanished_actor_gradients_at_the_floor(one_seed) -> None:
     assert "band" not in figure_caption(fig)                 # one seed: no interval claimed
 
 
-def test_fig4_bands_of_seeds_mixing_zeros_and_tiny_norms_are_cut_and_drawn(three_seeds, tmp_path) -> None:
-    """Seeds of one configuration with actor norms exactly 0, ~1e-45 and ~1: the t-interval on log10 of
-    their geometric mean reaches far beyond any norm (matplotlib's log axis overflowed on 8 real seeds);
-    the band is cut a decade above the largest norm, said in the caption, and the figure saves."""
+def _norm_track(values_by_episode: dict[int, list[float]]) -> pd.DataFrame:
+    rows = [{"set": "s", "group": "g", "actor_lr": 0.1, "critic_lr": 0.1, "episode": ep, "seed": seed, "x": v}
+            for ep, values in values_by_episode.items() for seed, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_curve_median_counts_zeros_as_zeros_and_uses_order_statistic_bands() -> None:
+    ten = [7.0, 0.0, 1e-45, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0]         # unsorted on purpose
+    track = _norm_track({1: ten, 2: [0.0] * 5 + [4.0, 5.0, 6.0, 7.0, 8.0], 3: [0.0, 2.0, 9.0], 4: [0.0, 8.0],
+                         5: [3.0]})
+    cm = curve_median(track, "x").set_index("episode")
+    assert cm.loc[1, "median"] == pytest.approx(np.sqrt(3.0 * 4.0))  # geometric midpoint of the two middle seeds
+    assert (cm.loc[1, "lo"], cm.loc[1, "hi"], cm.loc[1, "band"]) == (1e-45, 7.0, "ci")  # 2nd smallest/largest
+    assert (cm.loc[2, "median"], cm.loc[2, "n_zero"]) == (0.0, 5)     # half the seeds at 0: the median is 0
+    assert (cm.loc[3, "median"], cm.loc[3, "lo"], cm.loc[3, "hi"], cm.loc[3, "band"]) == (2.0, 0.0, 9.0, "range")
+    assert cm.loc[4, "median"] == 0.0                                 # lower middle 0: midpoint 0
+    assert (cm.loc[5, "median"], cm.loc[5, "lo"], cm.loc[5, "hi"], cm.loc[5, "band"]) == (3.0, 3.0, 3.0, "none")
+    assert list(cm["n"]) == [10, 10, 3, 2, 1]
+
+
+def test_fig4_median_is_not_pulled_to_the_floor_by_a_vanished_seed(three_seeds, tmp_path) -> None:
+    """One seed of three with actor norms exactly 0: the curve is the middle seed's norm, not a mean on log10
+    dragged towards the floor; the band (the range, 3 seeds) reaches the floor, and the caption says how."""
     import dataclasses
     from pathlib import Path
 
@@ -136,10 +155,18 @@ def test_fig4_bands_of_seeds_mixing_zeros_and_tiny_norms_are_cut_and_drawn(three
     track.loc[cfg & (track["seed"] == seeds[1]), "actor_grad_norm"] = 1e-45
     gd = dataclasses.replace(three_seeds, track=track)
     fig = fig_grad_norms(gd)
-    top = 10.0 ** (np.ceil(np.log10(pd.concat([track["actor_grad_norm"], track["critic_grad_norm"]]).max())) + 1)
-    bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
-    assert bands and max(np.nanmax(path.vertices[:, 1]) for c in bands for path in c.get_paths()) <= top * 1.0001
-    assert f"reach above {top:.0e}" in figure_caption(fig) and "cut there" in figure_caption(fig)
+    middle = track[cfg].groupby("episode")["actor_grad_norm"].median().to_numpy()
+    assert (middle > 0).all() and middle.min() == pytest.approx(1e-45)
+    panel = next(ax for ax in fig.axes if ax.get_title() == "actor LR = 0.0001")
+    ys = [np.asarray(line.get_ydata(), dtype=float) for line in panel.get_lines()]
+    assert any(len(y) == len(middle) and np.allclose(y, middle, rtol=1e-12, atol=0) for y in ys)
+    floor = zero_floor(pd.concat([track["actor_grad_norm"], track["critic_grad_norm"]]))
+    assert floor == pytest.approx(1e-46)
+    bands = [c for c in panel.collections if isinstance(c, PolyCollection)]
+    assert min(np.nanmin(path.vertices[:, 1]) for c in bands for path in c.get_paths()) == pytest.approx(floor)
+    caption = figure_caption(fig)
+    assert "median over seeds" in caption and "range over the seeds" in caption and "t-interval" not in caption
+    assert "band reaching 0 cut there" in caption
     png, _, _ = render_figure(lambda: fig_grad_norms(gd), tmp_path, "fig04")
     assert Path(png).stat().st_size > 0
 

@@ -16,7 +16,7 @@ from matplotlib.collections import PathCollection
 import synthetic as syn
 from gradasym.report import build_report
 from gradasym.report.analysis import build_groups, single_seed, stop_correlations
-from gradasym.report.figures import fig_seed_stops, fig_saturation_vs_stop, figure_caption
+from gradasym.report.figures import fig_grad_norms, fig_seed_stops, fig_saturation_vs_stop, figure_caption
 from gradasym.report.load import load_results, runs_frame
 from gradasym.report.stats import correlation, median_ci, median_ci_ranks
 
@@ -218,6 +218,21 @@ def test_fig16_draws_every_seed_and_marks_the_censored_ones(group) -> None:
     assert "40 runs in 4 configurations" in caption and "the 15 runs whose actors did not all stop" in caption
 
 
+def test_fig4_band_is_the_order_statistic_interval_of_the_median_at_ten_seeds(group) -> None:
+    fig = fig_grad_norms(group)
+    caption = figure_caption(fig)
+    assert "k = 2 and coverage 97.9% at 10 seeds" in caption and "range over the seeds" not in caption
+    track = group.track
+    one = track[(track["actor_lr"] == 0.0001) & (track["critic_lr"] == 0.1)]
+    ep = sorted(one["episode"].unique())[len(one["episode"].unique()) // 2]
+    x = np.sort(one.loc[one["episode"] == ep, "critic_grad_norm"].to_numpy())
+    assert len(x) == 10
+    panel = next(ax for ax in fig.axes if ax.get_title() == "actor LR = 0.0001")
+    verts = np.concatenate([path.vertices for c in panel.collections for path in c.get_paths()])
+    at = verts[np.isclose(verts[:, 0], ep)][:, 1]
+    assert np.isclose(at, x[1], rtol=1e-12).any() and np.isclose(at, x[8], rtol=1e-12).any()  # 2nd and 9th seed
+
+
 def test_fig10_states_the_correlation_with_n(group) -> None:
     caption = figure_caption(fig_saturation_vs_stop(group))
     assert "n = 40" in caption and "n = 25" in caption and "Fisher-z" in caption
@@ -257,7 +272,7 @@ def test_publish_copies_what_docs_results_hold_and_refuses_partial_results(ten_s
     assert publish.main([str(results), str(dest)]) == 0
     for name in ("summary.csv", "stopping_heatmap.png", "report.html", "report.md", "tables/table_seeds_stopping.csv",
                  "tables/table_seeds_correlations.md", "tables/table3_stopping.csv", "figures/fig16_seed_stops.png",
-                 "figures/fig10_saturation_vs_stop.png"):
+                 "figures/fig10_saturation_vs_stop.png", "figures/fig04_grad_norms.png"):
         assert (dest / name).is_file(), name
     table = pd.read_csv(results / "summary.csv")
     table.loc[0, "status"] = "running"

@@ -7,7 +7,7 @@ RESULTS is the folder of
 after ``gradasym report results/ten-seeds`` (the report in ``RESULTS/report/``). Copied, as for
 docs/results/reproduce/: ``summary.csv`` and ``stopping_heatmap.png`` (written by ``reproduce``),
 ``report.html`` and ``report.md``; in addition ``tables/`` (every table as ``.md`` and ``.csv``) and the
-figures of the several-seeds section and of Figs. 6 and 10 (``figures/<name>.png``). Refuses, with a
+figures of the several-seeds section and of Figs. 2, 4, 6 and 10 (``figures/<name>.png``). Refuses, with a
 one-line message and exit status 2, a RESULTS folder without a report or whose runs are not all finished
 (a partial protocol must not be published as the result); ``--partial`` publishes it anyway.
 """
@@ -25,8 +25,10 @@ HERE = Path(__file__).resolve().parent
 #: Files of RESULTS copied as they are (the layout of docs/results/reproduce/).
 TOP_FILES = ("summary.csv", "stopping_heatmap.png")
 REPORT_FILES = ("report.html", "report.md")
-#: Figures of the report copied next to it (the several-seeds figure and the two correlation scatters).
-FIGURES = ("fig16_seed_stops", "fig06_rho_vs_stop", "fig10_saturation_vs_stop", "fig02_stopping_heatmap")
+#: Figures of the report copied next to it (the several-seeds figure, the two correlation scatters, the
+#: stopping heatmap and the gradient norms over episodes).
+FIGURES = ("fig16_seed_stops", "fig06_rho_vs_stop", "fig10_saturation_vs_stop", "fig02_stopping_heatmap",
+           "fig04_grad_norms")
 
 
 def _unfinished(results: Path) -> list[str]:

@@ -23,16 +23,16 @@ from ..config import ConfigError
 from .load import ResultSet, presets_label
 from .paper import PAPER_MAX_EPISODES, paper_category
 from .stats import (
-    MeanCI, correlation, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, median_ci, t_quantile,
-    wilson_interval,
+    MeanCI, correlation, fraction_mean_ci, geometric_mean_ci, logit, mean_ci, median_ci, median_ci_ranks,
+    t_quantile, wilson_interval,
 )
 
 CONFIG_KEYS = ["set", "group", "actor_lr", "critic_lr"]
 
 __all__ = [
     "CONFIG_KEYS", "check_margin", "comparable_with_paper", "config_table", "stop_cell_text", "tracking_long",
-    "episodes_long", "scale_text",
-    "curve_summary", "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
+    "episodes_long", "scale_text", "curve_summary", "curve_median",
+    "smoothing_window", "final_tracking", "reward_at_stop_and_end", "viable_table", "ViableCount",
     "viable_count", "fmt_lr", "fmt_num", "group_title", "GroupData", "build_groups", "multi_seed",
     "single_seed", "single_seed_viable", "viable_by_seed", "stop_correlations", "CORRELATION_TARGETS", "bounded_text",
     "correlation_text",
@@ -274,42 +274,63 @@ def episodes_long(rs: ResultSet, window: int, ids: set | None = None) -> pd.Data
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def curve_summary(long: pd.DataFrame, value: str, keys: list[str] | None = None,
-                  log: bool = False, level: float = 0.95, fraction: bool = False,
-                  zero_floor: float | None = None) -> pd.DataFrame:
-    """Mean and t-CI across seeds of ``value`` at each episode of each configuration.
+def curve_median(long: pd.DataFrame, value: str, keys: list[str] | None = None,
+                 level: float = 0.95) -> pd.DataFrame:
+    """Median across seeds of a non-negative ``value`` at each episode of each configuration, for log axes.
 
-    With ``log=True`` the statistics are computed on log10 of the positive values
-    and returned back-transformed (geometric mean and interval); ``zero_floor``
-    then replaces exact zeros by that value first (drawn at a marked floor instead
-    of being dropped), and the column ``n_zero`` counts them. With
-    ``fraction=True`` (values in [0, 1]) the mean is arithmetic and the interval
-    is the t interval on the logit scale (:func:`~gradasym.report.stats.fraction_mean_ci`),
-    inside [0, 1]. Columns: keys, ``episode``, ``mean``, ``lo``, ``hi``, ``n``, ``n_zero``.
+    The median does not care how far below the others a seed's value lies, so exact zeros
+    (a gradient that vanished in float32) count as what they are instead of pulling a mean
+    on log10 towards wherever a plot draws them. For an even count the median is the
+    geometric midpoint of the two middle values (0 when the lower one is 0). ``lo``/``hi``:
+    the order-statistic interval of :func:`~gradasym.report.stats.median_ci_ranks`
+    (``band = "ci"``, coverage at least ``level``, from 6 seeds at 95 %), else the range over
+    the seeds (``band = "range"``, 2-5 seeds), else the value itself (``band = "none"``).
+    Columns: keys, ``episode``, ``median``, ``lo``, ``hi``, ``n``, ``n_zero``, ``band``.
     """
     keys = keys or CONFIG_KEYS
-    cols = keys + ["episode", "mean", "lo", "hi", "n", "n_zero"]
+    cols = keys + ["episode", "median", "lo", "hi", "n", "n_zero", "band"]
+    if long.empty or value not in long:
+        return pd.DataFrame(columns=cols)
+    df = long[keys + ["episode"]].copy()
+    df["v"] = pd.to_numeric(long[value], errors="coerce").astype(float)
+    df = df[np.isfinite(df["v"])]
+
+    def summarise(v: pd.Series) -> pd.Series:
+        x = np.sort(v.to_numpy())
+        n = len(x)
+        k, _ = median_ci_ranks(n, level)
+        lo, hi = (x[k - 1], x[n - k]) if k else (x[0], x[-1])
+        return pd.Series({"median": math.sqrt(x[(n - 1) // 2] * x[n // 2]), "lo": lo, "hi": hi, "n": n,
+                          "n_zero": int((x == 0).sum()), "band": "ci" if k else ("range" if n > 1 else "none")})
+
+    g = df.groupby(keys + ["episode"], sort=True)["v"].apply(summarise).unstack().reset_index()
+    g[["median", "lo", "hi"]] = g[["median", "lo", "hi"]].astype(float)
+    g[["n", "n_zero"]] = g[["n", "n_zero"]].astype(int)
+    return g[cols]
+
+
+def curve_summary(long: pd.DataFrame, value: str, keys: list[str] | None = None,
+                  level: float = 0.95, fraction: bool = False) -> pd.DataFrame:
+    """Mean and t-CI across seeds of ``value`` at each episode of each configuration.
+
+    With ``fraction=True`` (values in [0, 1]) the mean is arithmetic and the interval
+    is the t interval on the logit scale (:func:`~gradasym.report.stats.fraction_mean_ci`),
+    inside [0, 1]. Log-axis curves with exact zeros use :func:`curve_median` instead.
+    Columns: keys, ``episode``, ``mean``, ``lo``, ``hi``, ``n``.
+    """
+    keys = keys or CONFIG_KEYS
+    cols = keys + ["episode", "mean", "lo", "hi", "n"]
     if long.empty or value not in long:
         return pd.DataFrame(columns=cols)
     df = long[keys + ["episode", value]].copy()
-    v = pd.to_numeric(df[value], errors="coerce").astype(float)
-    df["zero"] = (v == 0).astype(int)
-    if log:
-        if zero_floor is not None:
-            v = v.where(v != 0, zero_floor)
-        v = np.log10(v.where(v > 0))
-    df["raw"] = v
-    df["v"] = logit(v) if fraction else v
+    df["raw"] = pd.to_numeric(df[value], errors="coerce").astype(float)
+    df["v"] = logit(df["raw"]) if fraction else df["raw"]
     df = df[np.isfinite(df["raw"])]
     grouped = df.groupby(keys + ["episode"], sort=True)
     g = grouped["v"].agg(["mean", "std", "count"]).reset_index()
-    g["n_zero"] = grouped["zero"].sum().to_numpy()
     tq = g["count"].map(lambda n: t_quantile(0.5 + level / 2, n - 1) if n >= 2 else 0.0)
     half = (tq * g["std"].fillna(0.0) / np.sqrt(g["count"])).fillna(0.0)
     g["lo"], g["hi"] = g["mean"] - half, g["mean"] + half
-    if log:
-        for c in ("mean", "lo", "hi"):
-            g[c] = 10.0 ** g[c]
     if fraction:
         raw = grouped["raw"].agg(["mean", "min", "max"]).reset_index(drop=True)
         expit = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731

@@ -10,7 +10,9 @@ then lists the figure as missing instead of failing).
 Conventions, also stated on each figure: with several seeds, lines and bars are
 means with a shaded band / error bar for the 95 % Student-t interval; quantities
 drawn on log axes (gradient norms, rho, |z|) use geometric means with the
-interval computed on log10; fractions (saturation ratios) get intervals computed
+interval computed on log10, except the gradient norms over episodes (Fig. 4),
+which are medians over seeds (a vanished gradient is exactly 0, which no mean on
+log10 can hold); fractions (saturation ratios) get intervals computed
 on the logit scale, inside [0, 1]. "≥N" marks configurations whose actors did not
 all stop within the N episodes run (the paper writes the training length, 2000).
 
@@ -39,11 +41,13 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 from .analysis import (
-    CONFIG_KEYS, GroupData, correlation_text, curve_summary, final_tracking, fmt_lr, multi_seed,
+    CONFIG_KEYS, GroupData, correlation_text, curve_median, curve_summary, final_tracking, fmt_lr, multi_seed,
     reward_at_stop_and_end, stop_cell_text, stop_correlations,
 )
 from .paper import PAPER_RHO_RANGE
-from .stats import CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci
+from .stats import (
+    CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci, median_ci_ranks,
+)
 
 __all__ = ["NoData", "STYLE", "save_figure", "render_figure", "set_caption", "figure_caption", "zero_floor",
            "GROUP_FIGURES", "COMPARE_FIGURES"] + [
@@ -343,34 +347,25 @@ def _per_actor_panels(gd: GroupData, data: pd.DataFrame, draw: Callable[[Axes, p
 def fig_grad_norms(gd: GroupData) -> Figure:
     """Fig. 4: actor (solid) and critic (dashed) gradient norms over episodes, log y.
 
-    Exact zeros are drawn at the floor of :func:`zero_floor` (dotted line) and marked
-    with triangles, so a panel whose actor gradient vanished still shows its line.
+    The curve is the median over seeds (:func:`~gradasym.report.analysis.curve_median`): a
+    seed whose gradient vanished exactly counts as 0, whatever the axis draws it at (a mean
+    on log10 would follow the arbitrary floor). Zeros (median or band end) are drawn at the
+    floor of :func:`zero_floor` (dotted line), a median of 0 marked with triangles, so a
+    panel whose actor gradient vanished still shows its line.
     """
     _require(len(gd.track) and {"actor_grad_norm", "critic_grad_norm"} <= set(gd.track), "no tracking.parquet rows")
-    values = pd.concat([pd.to_numeric(gd.track[c], errors="coerce") for c in ("actor_grad_norm", "critic_grad_norm")])
-    # The floor lies a decade below every positive value and every band of the positive values.
-    bands = [curve_summary(gd.track, c, log=True)["lo"] for c in ("actor_grad_norm", "critic_grad_norm")]
-    floor = zero_floor(pd.concat([values, *bands]))
-    act = curve_summary(gd.track, "actor_grad_norm", log=True, zero_floor=floor)
-    cri = curve_summary(gd.track, "critic_grad_norm", log=True, zero_floor=floor)
-    for cs in (act, cri):  # a band mixing zeros (at the floor) and positive seeds is cut at the floor
-        cs["lo"] = cs["lo"].where(cs["n_zero"] == 0, np.maximum(cs["lo"], floor))
-    # Such a band's t-interval on log10 can reach absurd heights (1e291 with 8 seeds, zeros at 1e-48):
-    # it is cut a decade above the largest logged norm, and the caption says so.
-    pos = values[np.isfinite(values) & (values > 0)]
-    top = float(10.0 ** (math.ceil(math.log10(pos.max())) + 1)) if len(pos) else None
-    n_cut = 0
-    if top is not None:
-        for cs in (act, cri):
-            cut = cs["hi"] > top
-            n_cut += int(cut.sum())
-            cs["hi"] = cs["hi"].where(~cut, top)
+    norms = {k: pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") for k in ("actor", "critic")}
+    floor = zero_floor(pd.concat(list(norms.values())))  # every median and band end is one of these values
+    act = curve_median(gd.track, "actor_grad_norm")
+    cri = curve_median(gd.track, "critic_grad_norm")
     _require(len(act) or len(cri), "gradient norms are missing")
     both = pd.concat([act.assign(kind="actor"), cri.assign(kind="critic")])
-    zeros = {k: int((pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") == 0).sum()) for k in ("actor", "critic")}
-    total = {k: int(pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce").notna().sum()) for k in zeros}
-    runs_zero = {k: int(gd.track.loc[pd.to_numeric(gd.track[f"{k}_grad_norm"], errors="coerce") == 0, "run_id"].nunique())
-                 for k in zeros}
+    for c in ("median", "lo", "hi"):
+        both[c] = both[c].where(both[c] != 0, floor)
+    both = both.rename(columns={"median": "mean"})  # what _band draws as the line
+    zeros = {k: int((v == 0).sum()) for k, v in norms.items()}
+    total = {k: int(v.notna().sum()) for k, v in norms.items()}
+    runs_zero = {k: int(gd.track.loc[v == 0, "run_id"].nunique()) for k, v in norms.items()}
     floored: set[int] = set()
 
     def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
@@ -378,12 +373,12 @@ def fig_grad_norms(gd: GroupData) -> Figure:
             r = rows[rows["kind"] == kind]
             if len(r):
                 _band(ax, r, color, ls)
-                z = r[r["n_zero"] > 0]
+                z = r[r["mean"] == floor]
                 if len(z):
                     ax.plot(z["episode"], z["mean"], ls="", marker="v", ms=4, color=color, zorder=4)
-                    if id(ax) not in floored:  # one floor line per panel
-                        _floor_line(ax, floor, "exactly 0")
-                        floored.add(id(ax))
+                if (r["lo"] == floor).any() and id(ax) not in floored:  # one floor line per panel
+                    _floor_line(ax, floor, "exactly 0")
+                    floored.add(id(ax))
         _log_y(ax)
 
     extra = [Line2D([], [], color="black", ls="-", label="actor"),
@@ -394,21 +389,38 @@ def fig_grad_norms(gd: GroupData) -> Figure:
                             label=f"exactly 0, drawn at {floor:.0e}\n({n_zero} of {total['actor'] + total['critic']} "
                                   "logged norms)"))
     fig = _per_actor_panels(gd, both, draw, "gradient L2 norm (log)", extra)
+    bands = set(both["band"])
+    band_note = {frozenset({"ci"}): ", band = 95% CI of the median",
+                 frozenset({"ci", "range"}): ", band = 95% CI of the median (range where < 6 seeds)",
+                 frozenset({"range"}): ", band = range over seeds"}.get(frozenset(bands - {"none"}), "")
     _suptitle(fig, "Fig. 4 — Actor vs critic gradient norms", gd,
-              "geometric mean" + (", band = 95% t-CI" if (both["n"] >= 2).any() else ""))
+              ("one seed" if bands == {"none"} else "median over seeds") + band_note)
     caption = ("Actor (solid) and critic (dashed) gradient L2 norms at each log interval, log scale, one panel "
-               "per actor LR, one colour per critic LR; "
-               + ("geometric mean over seeds with a 95% t-interval on log10 (band)." if (both["n"] >= 2).any()
-                  else "one seed per configuration (no interval)."))
+               "per actor LR, one colour per critic LR; ")
+    if bands == {"none"}:
+        caption += "one seed per configuration (no interval)."
+    else:
+        caption += ("median over seeds (for an even count the geometric midpoint of the two middle seeds), so a "
+                    "seed whose gradient vanished counts as 0 and no more")
+        if "ci" in bands:
+            k, coverage = median_ci_ranks(int(both.loc[both["band"] == "ci", "n"].max()))
+            caption += (f"; band: the distribution-free 95% interval of the median, from the k-th smallest to the "
+                        f"k-th largest seed (where at least 6 seeds logged the episode; k = {k} and coverage "
+                        f"{coverage:.1%} at {int(both['n'].max())} seeds)")
+        if "range" in bands:
+            caption += ("; band: the range over the seeds where 2-5 seeds logged it (too few for a 95% interval "
+                        "of a median)")
+        n_lo, n_hi = both["n"].min(), both["n"].max()
+        if n_lo < n_hi:
+            caption += (f". Runs end at different episodes (early termination, failures): at each episode the "
+                        f"median is over the seeds that logged it, from {n_lo} to {n_hi}")
+        caption += "."
     if n_zero:
         parts = [f"{zeros[k]} of the {total[k]} logged {k} norms (in {runs_zero[k]} runs)" for k in zeros if zeros[k]]
-        caption += (" Exactly zero: " + " and ".join(parts) + f"; they are drawn at the dotted floor {floor:.0e} "
-                    "(a decade below the smallest positive norm and interval) and marked ▼"
-                    + ("; a mean over seeds that includes a zero uses the floor value for it, and its band is cut "
-                       "at the floor." if (both["n"] >= 2).any() else "."))
-    if n_cut:
-        caption += (f" {n_cut} interval upper ends (of means over seeds that mix exact zeros and positive norms) "
-                    f"reach above {top:.0e}, a decade above the largest logged norm, and are cut there.")
+        caption += (" Exactly zero: " + " and ".join(parts) + f"; zeros are drawn at the dotted floor {floor:.0e} "
+                    "(a decade below the smallest positive norm)"
+                    + (", a median of 0 marked ▼." if bands == {"none"} else
+                       ", a median of 0 marked ▼ and a band reaching 0 cut there."))
     return set_caption(fig, caption)
 
 

@@ -96,6 +96,30 @@ def run_ids(task: Task) -> list[str]:
 NOT_STARTED = "not started"
 
 
+def run_result(run_id: str, status: str, summary: dict[str, Any] | None = None, error: str | None = None,
+               trace: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The result of one run as every backend reports it (the dict of the module docstring;
+    ``trace`` is its ``traceback``)."""
+    return {"run_id": run_id, "status": status, "summary": summary, "error": error,
+            "traceback": trace, **extra}
+
+
+def failed_result(run_id: str, exc: BaseException, *, first_line: bool = False,
+                  trace: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A ``failed`` result for a run that raised ``exc`` (``first_line``: keep the error one line)."""
+    error = f"{type(exc).__name__}: {exc}"
+    return run_result(run_id, FAILED, error=error.splitlines()[0] if first_line else error,
+                      trace=trace, **extra)
+
+
+def summary_result(run_id: str, summary: Any) -> dict[str, Any]:
+    """The result of a run that ended with ``summary`` (its ``status``; ``finished`` if it has none)."""
+    summary = dict(summary) if isinstance(summary, dict) else None
+    status = str((summary or {}).get("status") or FINISHED)
+    error = (summary or {}).get("error") if status != FINISHED else None
+    return run_result(run_id, status, summary, error)
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Raised inside a run (from its progress callback) when the sweep is being stopped."""
 
@@ -135,9 +159,10 @@ def execute_run(
     """Run one config with ``resume=True`` and turn the outcome into a result dict.
 
     Never raises: an exception becomes ``status="failed"`` with its message and
-    traceback (and ``"disk_full": True`` when it was a full disk); a ``KeyboardInterrupt`` (Ctrl-C, or ``should_stop()`` turning true at an
-    episode boundary) becomes ``status="interrupted"`` — the run folder keeps its
-    last checkpoint, and the next sweep resumes it.
+    traceback (and ``"disk_full": True`` when it was a full disk); a ``KeyboardInterrupt``
+    (Ctrl-C, or ``should_stop()`` turning true at an episode boundary) becomes
+    ``status="interrupted"`` — the run folder keeps its last checkpoint, and the next
+    sweep resumes it.
     """
 
     checked = _checked_progress(report, should_stop, run_id)
@@ -148,17 +173,13 @@ def execute_run(
     try:
         summary = runner(cfg, run_dir, resume=True, progress=progress, show_progress=False)
     except KeyboardInterrupt:
-        return {"run_id": run_id, "status": INTERRUPTED, "summary": None, "error": None, "traceback": None}
+        return run_result(run_id, INTERRUPTED)
     except BaseException as exc:  # noqa: BLE001 - a failed run must not stop the sweep
-        result = {"run_id": run_id, "status": FAILED, "summary": None,
-                  "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        result = failed_result(run_id, exc, trace=traceback.format_exc())
         if is_disk_full(exc):
             result["disk_full"] = True  # the driver stops the sweep (see run_sweep)
         return result
-    summary = dict(summary) if isinstance(summary, dict) else None
-    status = str((summary or {}).get("status") or FINISHED)
-    error = (summary or {}).get("error") if status != FINISHED else None
-    return {"run_id": run_id, "status": status, "summary": summary, "error": error, "traceback": None}
+    return summary_result(run_id, summary)
 
 
 def execute_batch(
@@ -193,14 +214,13 @@ def execute_batch(
         """A run's result after the batch stopped: what its folder says if it ended, else ``status``."""
         summary = read_run_summary(Path(job.run_dir))
         if summary is not None and summary.get("status") in (FINISHED, FAILED):
-            return {"run_id": job.run_id, "status": summary["status"], "summary": summary,
-                    "error": summary.get("error"), "traceback": None}
-        return {"run_id": job.run_id, "status": status, "summary": None, "error": None, "traceback": None, **extra}
+            return run_result(job.run_id, summary["status"], summary, summary.get("error"))
+        return run_result(job.run_id, status, **extra)
 
     def done(r: int, summary: dict[str, Any] | None) -> None:
         if report is not None:
             try:
-                report("done", jobs[r].run_id, _batch_result(jobs[r], summary))
+                report("done", jobs[r].run_id, summary_result(jobs[r].run_id, summary))
             except Exception:  # noqa: BLE001 - the task's results report it at the end anyway
                 pass
 
@@ -211,19 +231,11 @@ def execute_batch(
     except KeyboardInterrupt:
         return [on_disk(j, INTERRUPTED) for j in jobs]
     except BaseException as exc:  # noqa: BLE001 - a failed batch must not stop the sweep
-        extra = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        extra = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
         if is_disk_full(exc):
             extra["disk_full"] = True
         return [on_disk(j, FAILED, **extra) for j in jobs]
-    return [_batch_result(job, summary) for job, summary in zip(jobs, summaries)]
-
-
-def _batch_result(job: Job, summary: Any) -> dict[str, Any]:
-    """The :func:`execute_run`-style result of a run of a batch that ended with ``summary``."""
-    summary = dict(summary) if isinstance(summary, dict) else None
-    status = str((summary or {}).get("status") or FINISHED)
-    error = (summary or {}).get("error") if status != FINISHED else None
-    return {"run_id": job.run_id, "status": status, "summary": summary, "error": error, "traceback": None}
+    return [summary_result(job.run_id, summary) for job, summary in zip(jobs, summaries)]
 
 
 def _takes(fn: Callable[..., Any], name: str) -> bool:
@@ -335,8 +347,7 @@ def _pool_task(runner: Runner, job: Task, queue: Any, stop: Any,
         return os.getppid() != parent or stop.is_set()
 
     if should_stop():  # dequeued after Ctrl-C: leave it pending
-        return [{"run_id": rid, "status": NOT_STARTED, "summary": None, "error": None, "traceback": None}
-                for rid in run_ids(job)]
+        return [run_result(rid, NOT_STARTED) for rid in run_ids(job)]
     try:
         for rid in run_ids(job):
             send(("start", rid, {"where": f"pid {os.getpid()}"}))
@@ -403,8 +414,7 @@ def run_pool(
             if rounds > len(jobs) + 1:
                 for job in remaining:
                     for rid in run_ids(job):
-                        reporter.done(rid, {"run_id": rid, "status": FAILED, "summary": None,
-                                            "error": "worker processes keep dying", "traceback": None})
+                        reporter.done(rid, run_result(rid, FAILED, error="worker processes keep dying"))
                 return
             remaining = _pool_round(remaining, runner, reporter, workers, ctx, queue, stop, interrupt_grace,
                                     broken, batch_runner)
@@ -489,7 +499,7 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
 
     def fail(job: Task, why: str) -> None:
         for rid in run_ids(job):
-            reporter.done(rid, {"run_id": rid, "status": FAILED, "summary": None, "error": why, "traceback": None})
+            reporter.done(rid, run_result(rid, FAILED, error=why))
 
     def on_broken(job: Task) -> None:
         """A future of a broken pool: fail the dead worker's task, retry the others."""
@@ -663,9 +673,7 @@ def run_ray(
             try:
                 results = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - task/worker crashed, cancelled, node lost
-                results = [{"run_id": rid, "status": FAILED, "summary": None,
-                            "error": f"{type(exc).__name__}: {exc}".splitlines()[0], "traceback": str(exc)}
-                           for rid in run_ids(job)]
+                results = [failed_result(rid, exc, first_line=True, trace=str(exc)) for rid in run_ids(job)]
             for result in results:
                 reporter.done(result["run_id"], result)
 
@@ -691,8 +699,7 @@ def run_ray(
                 for ref in ready:
                     job = in_flight.pop(ref)
                     for rid in run_ids(job):
-                        reporter.done(rid, {"run_id": rid, "status": INTERRUPTED, "summary": None,
-                                            "error": None, "traceback": None})
+                        reporter.done(rid, run_result(rid, INTERRUPTED))
             except BaseException:  # noqa: BLE001
                 pass
         raise
@@ -752,9 +759,7 @@ def run_submitit(
                     try:
                         result = sub.result()
                     except Exception as exc:  # noqa: BLE001
-                        result = {"run_id": job.run_id, "status": FAILED, "summary": None,
-                                  "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-                                  "traceback": str(exc)}
+                        result = failed_result(job.run_id, exc, first_line=True, trace=str(exc))
                     reporter.done(job.run_id, result)
                 else:
                     still.append((sub, job))

@@ -32,7 +32,7 @@ from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
 from .batching import check_batch_runs
 from .reproduction import DEFAULT_SEEDS, FULL_EPISODES, REDUCED_EPISODES, reproduce
 from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo
-from .store import SWEEP_JSON, SweepError
+from .store import SWEEP_JSON, SweepError, SweepMismatchError
 
 AddConfigArgs = Callable[[argparse.ArgumentParser], None]
 ConfigFromArgs = Callable[[argparse.Namespace], AlgoConfig]
@@ -189,9 +189,13 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None 
     def call() -> pd.DataFrame:
         batch_runs = check_batch_runs(args.batch_runs)  # a bad value is one line before any work
         spec = spec_from_args(args, config_from_args, add_config_args)
-        return run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
-                         live=args.live, force=args.force, backend_options=_backend_options(args),
-                         batch_runs=batch_runs)
+        try:
+            return run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
+                             live=args.live, force=args.force, backend_options=_backend_options(args),
+                             batch_runs=batch_runs)
+        except SweepMismatchError as exc:  # config/grid options given: this was not a continuation
+            raise SweepMismatchError(f"{exc}\nTo continue the sweep recorded in {args.out}, give --out and "
+                                     "execution options only (no config, grid, seed or preset option).") from None
 
     return _run_command("sweep", args.out, call)
 

@@ -37,7 +37,7 @@ from gradasym.io import remove_temp_files, write_json
 from gradasym.runfolder import BATCHED, DiskFullError, disk_full_message, is_disk_full
 
 from . import store
-from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_ray, run_submitit
+from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_result, run_ray, run_submitit
 from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks, some_ids
 from .spec import RunSpec, SweepSpec
 from .store import (FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, SweepError, SweepLock,
@@ -193,7 +193,7 @@ class _Driver:
         e.g. killed by the same SIGTERM) are recorded ``interrupted``, not ``running``."""
         for rid in list(self.active):
             self.active.discard(rid)
-            self.results[rid] = {"run_id": rid, "status": INTERRUPTED, "summary": None, "error": None}
+            self.results[rid] = run_result(rid, INTERRUPTED)
 
     # summary ------------------------------------------------------------------
     def table(self) -> pd.DataFrame:
