@@ -32,7 +32,7 @@ from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
 from .batching import check_batch_runs
 from .reproduction import DEFAULT_SEEDS, FULL_EPISODES, REDUCED_EPISODES, reproduce
 from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo
-from .store import SWEEP_JSON, SweepError, SweepMismatchError
+from .store import SWEEP_JSON, SweepError, SweepMismatchError, read_json
 
 AddConfigArgs = Callable[[argparse.ArgumentParser], None]
 ConfigFromArgs = Callable[[argparse.Namespace], AlgoConfig]
@@ -129,6 +129,14 @@ def _config_dests(add_config_args: AddConfigArgs) -> list[str]:
     return [a.dest for a in probe._actions]
 
 
+def _continues(args: argparse.Namespace, add_config_args: AddConfigArgs | None) -> bool:
+    """Whether ``args`` continue the sweep recorded in ``OUT/sweep.json``: it exists and no
+    config, grid, seed or preset-combination option is given."""
+    dests = _config_dests(add_config_args or _own_config_args) + list(_GRID_DESTS)
+    defining = any(getattr(args, d, None) not in (None, [], False) for d in dests)
+    return not defining and (Path(args.out) / SWEEP_JSON).is_file()
+
+
 def spec_from_args(args: argparse.Namespace, config_from_args: ConfigFromArgs | None = None,
                    add_config_args: AddConfigArgs | None = None) -> SweepSpec:
     """The :class:`SweepSpec` that ``gradasym sweep`` options describe.
@@ -141,9 +149,7 @@ def spec_from_args(args: argparse.Namespace, config_from_args: ConfigFromArgs | 
       recorded sweep is continued.
     """
     config_from_args = config_from_args or _own_config_from_args
-    dests = _config_dests(add_config_args or _own_config_args) + list(_GRID_DESTS)
-    defining = any(getattr(args, d, None) not in (None, [], False) for d in dests)
-    if not defining and (Path(args.out) / SWEEP_JSON).is_file():
+    if _continues(args, add_config_args):
         print(f"continuing the sweep recorded in {Path(args.out) / SWEEP_JSON}", file=sys.stderr)
         return load_spec(args.out)
 
@@ -193,7 +199,9 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None 
             return run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
                              live=args.live, force=args.force, backend_options=_backend_options(args),
                              batch_runs=batch_runs)
-        except SweepMismatchError as exc:  # config/grid options given: this was not a continuation
+        except SweepMismatchError as exc:
+            if _continues(args, add_config_args) or read_json(Path(args.out) / SWEEP_JSON) is None:
+                raise
             raise SweepMismatchError(f"{exc}\nTo continue the sweep recorded in {args.out}, give --out and "
                                      "execution options only (no config, grid, seed or preset option).") from None
 
