@@ -171,6 +171,27 @@ def test_fig4_median_is_not_pulled_to_the_floor_by_a_vanished_seed(three_seeds, 
     assert Path(png).stat().st_size > 0
 
 
+def test_curves_over_seeds_say_when_runs_ended_earlier(three_seeds) -> None:
+    """Under early termination a configuration's runs end at different episodes: Figs. 4, 7, 8 and 11 say that
+    their late episodes are over fewer seeds, and only then."""
+    import dataclasses
+
+    from gradasym.report.figures import fig_learning_curves, fig_preactivation_time
+
+    figures = (fig_grad_norms, fig_saturation_time, fig_preactivation_time, fig_learning_curves)
+    for fig in figures:
+        assert "Runs end at different episodes" not in (figure_caption(fig(three_seeds)) or "")
+    track, eps = three_seeds.track, three_seeds.eps
+    first = sorted(track["seed"].unique())[0]
+    cut = lambda df: df[~((df["actor_lr"] == 0.1) & (df["critic_lr"] == 0.1) & (df["seed"] == first)  # noqa: E731
+                          & (df["episode"] > df["episode"].median()))]
+    gd = dataclasses.replace(three_seeds, track=cut(track), eps=cut(eps))
+    for fig in figures:
+        caption = figure_caption(fig(gd))
+        assert "Runs end at different episodes" in caption and "(2 to 3 per configuration)" in caption, fig.__name__
+    assert figure_caption(fig_preactivation_time(gd)).startswith("Mean ± std of the tanh inputs")
+
+
 def _has_bars(ax) -> bool:
     return any(isinstance(p, Rectangle) and p.get_height() != 0 for p in ax.patches)
 

@@ -182,6 +182,22 @@ def _band(ax: Axes, cs: pd.DataFrame, color: str, ls: str = "-", label: str | No
         ax.fill_between(cs["episode"], cs["lo"].where(multi), cs["hi"].where(multi), color=color, alpha=0.18, lw=0)
 
 
+def _ended_runs_note(cs: pd.DataFrame, what: str) -> str:
+    """A caption sentence when the seeds behind a configuration's curve change along it (runs that ended
+    earlier than others: early termination, failures); empty when every curve has the same seeds throughout."""
+    n = cs.groupby(CONFIG_KEYS)["n"].agg(["min", "max"]) if len(cs) else pd.DataFrame(columns=["min", "max"])
+    if not (n["min"] < n["max"]).any():
+        return ""
+    return (f" Runs end at different episodes (early termination, failures): at each episode the {what} is over "
+            f"the seeds that logged it ({int(n['min'].min())} to {int(n['max'].max())} per configuration), so "
+            "a curve's late episodes show only the seeds that ran longest.")
+
+
+def _default_caption(fn: Callable[[GroupData], Figure]) -> str:
+    """The caption :data:`GROUP_FIGURES` gives the figure drawn by ``fn``."""
+    return next(caption for _, _, _, caption, f in GROUP_FIGURES if f is fn)
+
+
 def _log_y(ax: Axes) -> None:
     """Log y axis with decade ticks only (minor ticks cost time and add clutter)."""
     ax.set_yscale("log")
@@ -410,11 +426,7 @@ def fig_grad_norms(gd: GroupData) -> Figure:
         if "range" in bands:
             caption += ("; band: the range over the seeds where 2-5 seeds logged it (too few for a 95% interval "
                         "of a median)")
-        n_lo, n_hi = both["n"].min(), both["n"].max()
-        if n_lo < n_hi:
-            caption += (f". Runs end at different episodes (early termination, failures): at each episode the "
-                        f"median is over the seeds that logged it, from {n_lo} to {n_hi}")
-        caption += "."
+        caption += "." + _ended_runs_note(both, "median")
     if n_zero:
         parts = [f"{zeros[k]} of the {total[k]} logged {k} norms (in {runs_zero[k]} runs)" for k in zeros if zeros[k]]
         caption += (" Exactly zero: " + " and ".join(parts) + f"; zeros are drawn at the dotted floor {floor:.0e} "
@@ -441,7 +453,8 @@ def fig_saturation_time(gd: GroupData) -> Figure:
               "mean, band = 95% CI on the logit scale" if multi else "one seed per configuration")
     caption = (f"Fraction of actor outputs (all agents and action dimensions) with |tanh z| > "
                f"{gd.saturation_threshold:g} at each log interval; dashed: 0.9. "
-               + (f"Mean over seeds; band: {FRACTION_CI_METHOD}." if multi else "One seed per configuration (no band)."))
+               + (f"Mean over seeds; band: {FRACTION_CI_METHOD}." if multi else "One seed per configuration (no band).")
+               + _ended_runs_note(cs, "mean"))
     return set_caption(fig, caption)
 
 
@@ -465,7 +478,8 @@ def fig_preactivation_time(gd: GroupData) -> Figure:
     fig = _per_actor_panels(gd, data, draw, "pre-activation z (symlog)", extra)
     _suptitle(fig, "Fig. 8 — Actor output pre-activations (tanh inputs): mean ± std", gd,
               "averaged over seeds")
-    return fig
+    note = _ended_runs_note(mean, "mean")
+    return set_caption(fig, _default_caption(fig_preactivation_time) + note) if note else fig
 
 
 def fig_learning_curves(gd: GroupData) -> Figure:
@@ -485,7 +499,8 @@ def fig_learning_curves(gd: GroupData) -> Figure:
     extra = [Line2D([], [], color="black", ls=":", label="stopping episode (mean)")]
     fig = _per_actor_panels(gd, cs, draw, f"episode reward ({gd.window}-ep. mov. avg.)", extra)
     _suptitle(fig, "Fig. 11 — Learning curves (team reward = −cost)", gd, "mean, band = 95% t-CI")
-    return fig
+    note = _ended_runs_note(cs, "mean")
+    return set_caption(fig, _default_caption(fig_learning_curves) + note) if note else fig
 
 
 # ------------------------------------------------------------------ per-layer (5)
