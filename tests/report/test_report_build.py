@@ -269,3 +269,20 @@ def test_a_figure_that_fails_is_one_warning_line_and_its_traceback_goes_to_error
     monkeypatch.setattr(build, "GROUP_FIGURES", GROUP_FIGURES)
     build_report(base_sweep, out_dir=out)  # fixed: the old errors.log does not linger
     assert not (out / "errors.log").exists()
+
+
+def test_a_table_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(base_sweep, tmp_path, caplog,
+                                                                                     monkeypatch):
+    import gradasym.report.build as build
+
+    def boom(gd):
+        raise RuntimeError("table boom")
+
+    monkeypatch.setattr(build, "table4_preactivation", boom)
+    out = tmp_path / "rep"
+    with caplog.at_level("WARNING"):
+        html = build_report(base_sweep, out_dir=out)
+    lines = [r.getMessage() for r in caplog.records if "table boom" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "marked missing in the report" in lines[0], lines
+    assert "Traceback" in (out / "errors.log").read_text() and "table boom" in (out / "errors.log").read_text()
+    assert "table failed: RuntimeError: table boom" in Path(html).read_text()

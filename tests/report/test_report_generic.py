@@ -66,6 +66,29 @@ def test_generic_report_on_sac_folders(tmp_path):
     assert json.loads((tmp_path / "runs" / "alr0.1_clr0.001_s1" / "summary.json").read_text())["algo"] == "sac"
 
 
+def test_a_generic_figure_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(tmp_path, caplog,
+                                                                                               monkeypatch):
+    import gradasym.report.generic as generic
+
+    _run(tmp_path, 0.1, 1, 40)
+    specs = generic._figure_specs
+
+    def failing_specs(*args):
+        def boom():
+            raise RuntimeError("generic boom")
+        first, *rest = specs(*args)
+        return [(*first[:4], boom), *rest]
+
+    monkeypatch.setattr(generic, "_figure_specs", failing_specs)
+    with caplog.at_level("WARNING"):
+        html = build_report(tmp_path).read_text()
+    lines = [r.getMessage() for r in caplog.records if "generic boom" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    log = (tmp_path / "report" / "errors.log").read_text()
+    assert "Traceback" in log and "generic boom" in log
+    assert "internal error while drawing (RuntimeError: generic boom)" in html
+
+
 def test_ccm_madrl_folders_keep_the_paper_report(tmp_path):
     from gradasym.report.generic import is_paper_set
 

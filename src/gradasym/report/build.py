@@ -16,9 +16,7 @@ Output layout (``out_dir``, default ``<results_dir>/report``)::
 from __future__ import annotations
 
 import json
-import logging
 import sys
-import traceback
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +27,8 @@ import pandas as pd
 from ..provenance import collect as collect_provenance
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
 from .generic import build_generic_report, is_paper_set
-from .figures import COMPARE_FIGURES, GROUP_FIGURES, SEED_FIGURES, NoData, render_figure
+from .failures import ERRORS_LOG, Failures
+from .figures import COMPARE_FIGURES, GROUP_FIGURES, SEED_FIGURES, draw_figure
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
 from .short_runs import short_runs_warning
@@ -43,7 +42,6 @@ from .tables import (
 
 __all__ = ["build_report", "DEFAULT_MARGIN"]
 
-log = logging.getLogger(__name__)
 
 #: Default viability margin: 5 % of |mean reward of the first 10 % of episodes|.
 DEFAULT_MARGIN = 0.05
@@ -66,13 +64,9 @@ def _unique_labels(sets: list[ResultSet]) -> None:
             rs.label = f"{rs.label} ({seen[rs.label]})"
 
 
-#: Tracebacks of figures that failed to draw (a bug report's material), next to report.html.
-ERRORS_LOG = "errors.log"
-
-
 def _clean(out_dir: Path) -> None:
     """Remove figure/table files of a previous build (only names this module writes)."""
-    (out_dir / ERRORS_LOG).unlink(missing_ok=True)
+    (out_dir / ERRORS_LOG).unlink(missing_ok=True)  # a failure of this build appends anew
     for sub, patterns in (("figures", ("fig*.png", "fig*.pdf")), ("tables", ("table*.md", "table*.csv"))):
         d = out_dir / sub
         if d.is_dir():
@@ -82,34 +76,17 @@ def _clean(out_dir: Path) -> None:
 
 
 def _draw(make: Callable[[], Any], fig_dir: Path, name: str, number: str, title: str, caption: str,
-          section: str, errors: list[str]) -> FigureResult:
-    """Draw one figure; a NoData or an unexpected error becomes a 'missing' entry."""
-    res = FigureResult(name, number, title, caption, section)
-    try:
-        res.png, res.pdf, caption = render_figure(make, fig_dir, name)
-        res.caption = caption or res.caption
-    except NoData as exc:
-        res.missing = str(exc)
-    except Exception as exc:  # a report must never die on one figure
-        res.missing = f"internal error while drawing ({type(exc).__name__}: {exc})"
-        errors.append(f"Fig. {number} ({section}): {type(exc).__name__}: {exc}")
-        errors_log = fig_dir.parent / ERRORS_LOG
-        try:
-            with errors_log.open("a") as fh:
-                fh.write(f"figure {name}:\n{traceback.format_exc()}\n")
-            where = f"traceback in {errors_log}"
-        except OSError:
-            where = "traceback not written"
-        log.warning("figure %s failed (%s: %s), marked missing in the report; %s",
-                    name, type(exc).__name__, exc, where)
-    return res
+          section: str, errors: Failures) -> FigureResult:
+    """Draw one figure of ``section`` (:func:`~gradasym.report.figures.draw_figure`)."""
+    return draw_figure(make, fig_dir, FigureResult(name, number, title, caption, section), errors,
+                       f"Fig. {number} ({section})")
 
 
 def _suffix(gd: GroupData, several: bool) -> str:
     return f"__{''.join(ch if ch.isalnum() or ch in '-_' else '-' for ch in gd.group or 'baseline')}" if several else ""
 
 
-def _group_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) -> list[FigureResult]:
+def _group_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> list[FigureResult]:
     if not groups:
         return [FigureResult(stem, number, title, caption, "No runs", missing="no runs found in the results folder")
                 for stem, number, title, caption, _ in GROUP_FIGURES]
@@ -123,7 +100,7 @@ def _group_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) ->
 
 
 def _seed_section(gd: GroupData, several: bool, margin: float, fig_dir: Path,
-                  errors: list[str]) -> tuple[MainResult, list[str]]:
+                  errors: Failures) -> tuple[MainResult, list[str]]:
     """The several-seeds section of one group (tables, Fig. 16) and its summary sentences."""
     figures = [_draw(lambda fn=fn: fn(gd), fig_dir, stem + _suffix(gd, several), number, title, caption,
                      gd.title, errors) for stem, number, title, caption, fn in SEED_FIGURES]
@@ -135,7 +112,7 @@ def _seed_section(gd: GroupData, several: bool, margin: float, fig_dir: Path,
     return MainResult(gd.title, figures, tables), lines
 
 
-def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) -> list[FigureResult]:
+def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> list[FigureResult]:
     out = []
     for stem, number, title, caption, fn in COMPARE_FIGURES:
         if len(groups) < 2:
@@ -146,22 +123,21 @@ def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: list[str]) 
     return out
 
 
-def _safe_groups(rs: ResultSet, runs: pd.DataFrame, level: float, errors: list[str]) -> list[GroupData]:
+def _safe_groups(rs: ResultSet, runs: pd.DataFrame, level: float, errors: Failures) -> list[GroupData]:
     """:func:`build_groups`, or no groups (and an error line) if the data defeats it."""
     try:
         return build_groups(rs, runs, level)
     except Exception as exc:  # malformed tables must not kill the whole report
-        errors.append(f"{rs.label}: could not prepare the data ({type(exc).__name__}: {exc})")
-        log.warning("build_groups failed:\n%s", traceback.format_exc())
+        errors.add(f"{rs.label}: could not prepare the data ({type(exc).__name__}: {exc})",
+                   f"preparing the data of {rs.label}", exc)
         return []
 
 
-def _safe_table(make: Callable[[], Table], errors: list[str]) -> Table | None:
+def _safe_table(make: Callable[[], Table], errors: Failures) -> Table | None:
     try:
         return make()
     except Exception as exc:  # never lose the report to one table
-        errors.append(f"table failed: {type(exc).__name__}: {exc}")
-        log.warning("table failed:\n%s", traceback.format_exc())
+        errors.add(f"table failed: {type(exc).__name__}: {exc}", "a table", exc)
         return None
 
 
@@ -267,7 +243,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         return build_generic_report(sets[0], out, margin, title, _version(), _config_info(sets[0]), extra,
                                     warning=short)
     frames = [runs_frame(rs) for rs in sets]
-    errors: list[str] = []
+    errors = Failures(out)
     level = 0.95
     groups = [_safe_groups(rs, df, level, errors) for rs, df in zip(sets, frames)]
     main_groups, all_groups = groups[0], [g for gs in groups for g in gs]

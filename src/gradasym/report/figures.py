@@ -44,12 +44,14 @@ from .analysis import (
     CONFIG_KEYS, GroupData, correlation_text, curve_median, curve_summary, final_tracking, fmt_lr, multi_seed,
     reward_at_stop_and_end, stop_cell_text, stop_correlations,
 )
+from .failures import Failures
+from .html import FigureResult
 from .paper import PAPER_RHO_RANGE
 from .stats import (
     CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci, median_ci_ranks,
 )
 
-__all__ = ["NoData", "STYLE", "save_figure", "render_figure", "set_caption", "figure_caption", "zero_floor",
+__all__ = ["NoData", "STYLE", "save_figure", "render_figure", "draw_figure", "set_caption", "figure_caption", "zero_floor",
            "GROUP_FIGURES", "COMPARE_FIGURES"] + [
     "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
     "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
@@ -106,6 +108,25 @@ def set_caption(fig: Figure, caption: str) -> Figure:
     """Attach the caption that describes what ``fig`` actually draws (replaces the static one)."""
     setattr(fig, _CAPTION_ATTR, caption)
     return fig
+
+
+def draw_figure(make: Callable[[], Figure], fig_dir: Path, res: FigureResult, errors: Failures, label: str,
+                expected: tuple[type[Exception], ...] = (NoData,)) -> FigureResult:
+    """Draw ``res``'s figure with :func:`render_figure` and return ``res`` with its files and caption.
+
+    An ``expected`` exception (:class:`NoData`: nothing to draw) becomes ``res.missing``;
+    any other is a bug, listed as an internal error (``label``, e.g. ``"Fig. 4 (baseline)"``)
+    through :meth:`Failures.add`, so a report never dies on one figure.
+    """
+    try:
+        res.png, res.pdf, caption = render_figure(make, fig_dir, res.name)
+        res.caption = caption or res.caption  # a caption computed from what is drawn replaces the static one
+    except expected as exc:
+        res.missing = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a report must never die on one figure
+        res.missing = f"internal error while drawing ({type(exc).__name__}: {exc})"
+        errors.add(f"{label}: {type(exc).__name__}: {exc}", f"figure {res.name}", exc)
+    return res
 
 
 def figure_caption(fig: Figure) -> str | None:

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from gradasym import algos
 
 from ..provenance import collect as collect_provenance
+from .failures import Failures
 from .html import ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, RunData
 from .stats import geometric_mean_ci, mean_ci, wilson_interval
@@ -402,20 +403,11 @@ def _figure_specs(rs: ResultSet, runs: pd.DataFrame, agg: pd.DataFrame, stop_uni
 
 
 def _draw(name: str, number: str, title: str, caption: str, make: Callable[[], Figure], fig_dir: Path,
-          errors: list[str]) -> FigureResult:
-    from .figures import NoData, render_figure  # noqa: PLC0415 - the shared style and PNG/PDF writer
+          errors: Failures) -> FigureResult:
+    from .figures import NoData, draw_figure  # noqa: PLC0415 - the shared style, PNG/PDF writer and failure policy
 
-    res = FigureResult(name, number, title, caption, "Learning-rate grid")
-    try:
-        res.png, res.pdf, caption = render_figure(make, fig_dir, name)
-        if caption:  # a caption the figure computed from what it draws replaces the static one
-            res.caption = caption
-    except (NoFigure, NoData) as exc:
-        res.missing = str(exc)
-    except Exception as exc:  # noqa: BLE001 - one figure never kills the report
-        res.missing = f"internal error while drawing ({type(exc).__name__}: {exc})"
-        errors.append(f"Fig. {number}: {type(exc).__name__}: {exc}")
-    return res
+    return draw_figure(make, fig_dir, FigureResult(name, number, title, caption, "Learning-rate grid"), errors,
+                       f"Fig. {number}", expected=(NoFigure, NoData))
 
 
 # ------------------------------------------------------------------ the page
@@ -457,7 +449,7 @@ def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | N
     runs = generic_runs(rs)
     unit, stop_unit = _units(runs) if len(runs) else ("steps", "steps")
     agg = config_summary(runs, margin) if len(runs) else pd.DataFrame()
-    errors: list[str] = []
+    errors = Failures(out)
     figures = [_draw(*spec, fig_dir=fig_dir, errors=errors) for spec in _figure_specs(rs, runs, agg, stop_unit)]
     tables = [config_table(agg, unit, stop_unit)] if len(agg) else []
     viable, viable_line = viable_table(agg, margin) if len(agg) else (None, "no configurations evaluated")
