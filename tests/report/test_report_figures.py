@@ -145,7 +145,7 @@ def test_count_labels_of_crowded_runs_add_up_and_do_not_cover_each_other(three_s
     fig.draw_without_rendering()
     labels = [t for t in ax.texts if t.get_text().startswith("×")]
     counts = [int(t.get_text()[1:]) for t in labels]
-    m = re.search(r"×k: k runs whose markers coincide or overlap \((\d+) runs in (\d+) places\)", figure_caption(fig))
+    m = re.search(r"×k: k runs whose markers coincide or overlap \((\d+) runs in (\d+) places?\)", figure_caption(fig))
     assert m and (sum(counts), len(counts)) == (int(m[1]), int(m[2]))
     pts = pd.DataFrame(_offsets(ax), columns=["x", "y"]).round(9)
     stacks = pts.groupby(["x", "y"]).size()

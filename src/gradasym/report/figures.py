@@ -683,7 +683,8 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     if ref_text:
         parts.append(ref_text)
     if places:
-        parts.append(f"×k: k runs whose markers coincide or overlap ({crowded} runs in {places} places).")
+        parts.append(f"×k: k runs whose markers coincide or overlap ({crowded} runs in {places} "
+                     + ("place)." if places == 1 else "places)."))
     if without:
         parts.append(f"Not drawn: {len(without)} runs without a value ({', '.join(without[:8])}"
                      + (" …" if len(without) > 8 else "") + ").")
