@@ -699,8 +699,8 @@ def _count_labels(fig: Figure, ax: Axes, xs: Iterable[float], ys: Iterable[float
     fewer runs than there are); returns (runs in such places, number of places) for the caption.
 
     Call when everything else is drawn: the layout is computed once to know where the points land.
-    Points whose markers (``marker_pt`` points wide) overlap on the page form one place (chains of
-    overlapping markers too); its label goes left of it (at its mid-height), or, if that would cover an
+    Points closer on the page than half a marker (``marker_pt`` points wide), whose markers then read
+    as one, form one place (chains of them too); its label goes left of it (at its mid-height), or, if that would cover an
     earlier label, the nearest free line below or above, joined to the point by a thin leader. The
     labels take no part in the layout.
     """
@@ -710,7 +710,7 @@ def _count_labels(fig: Figure, ax: Axes, xs: Iterable[float], ys: Iterable[float
     fig.draw_without_rendering()  # final axis limits and axes position
     px = fig.dpi / 72.0
     disp = ax.transData.transform(pts)
-    places = _overlapping(disp, marker_pt * px)
+    places = _overlapping(disp, 0.5 * marker_pt * px)  # markers more than half covered read as one
     frame = ax.get_window_extent()
     placed: list[Bbox] = []
     lead = {"arrowstyle": "-", "color": "#888888", "lw": 0.6, "shrinkA": 0, "shrinkB": 3}
