@@ -14,7 +14,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def failure_text(exc: BaseException, limit: int = 5) -> str:
-    """:func:`describe` followed by the last ``limit`` frames of the traceback, as a run's
-    ``summary.json`` stores it under ``error``."""
-    return describe(exc) + "\n" + "".join(traceback.format_exception(exc, limit=limit))
+def failure_text(exc: BaseException, frames: int = 5) -> str:
+    """:func:`describe` followed by the innermost ``frames`` frames of the traceback (where it was
+    raised, the part a bug report needs), as a run's ``summary.json`` stores it under ``error``."""
+    return describe(exc) + "\n" + "".join(traceback.format_exception(exc, limit=-frames))
