@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch import Tensor
 
 from gradasym.agent import CCMMADRL, UpdateResult
 from gradasym.config import Config, ConfigError, check_memory
+from gradasym.errors import failure_text
 from gradasym.batched_acting import ActingGroup, critic_terms_runs, td_targets_runs
 from gradasym.critic import StackedBatchCritic, StackedCritic
 from gradasym.io import read_json, write_json
@@ -391,7 +391,7 @@ def _fail(r: int, trainers: dict[int, Trainer], folders: dict[int, RunFolder], s
     trainer = trainers.pop(r)
     if trainer.acting is not None:
         trainer.acting.leave(trainer)
-    text = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc, limit=5))
+    text = failure_text(exc)
     summaries[r] = trainer.summary("failed", text)
     try:
         write_json(folders[r].summary_path, summaries[r])

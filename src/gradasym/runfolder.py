@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .config import ConfigError
+from .errors import describe
 from .io import read_json, remove_temp_files, torch_save, unlink_existing, write_json
 
 try:  # POSIX; elsewhere stale-lock take-over is unguarded (creation stays exclusive)
@@ -442,7 +443,7 @@ class RunFolder:
                 state = loader(path)
                 validate(state)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-                line = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+                line = describe(exc).splitlines()[0][:120]
                 problems.append(f"{path} ({'empty file' if path.stat().st_size == 0 else line})")
                 if path == self.checkpoint_path:
                     self._newest_ok = False

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +25,7 @@ import torch
 from . import __version__
 from .agent import AgentDims, CCMMADRL, epsilon
 from .config import Config, ConfigError, check_memory
+from .errors import failure_text
 from .env.mec import MECEnv
 from .io import write_json, write_table
 from .monitor import ActorCriticMonitor
@@ -412,7 +412,7 @@ def _train(trainer: Trainer, folder: RunFolder, board: Any, progress: ProgressFn
     except Exception as exc:
         try:
             write_json(folder.summary_path, trainer.summary(
-                "failed", f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5)))
+                "failed", failure_text(exc)))
         except OSError:
             pass  # the original error matters more than the summary
         raise

@@ -3,12 +3,16 @@ position-based Fig. 12, fraction intervals inside [0, 1]. Checked on the artists
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.container import ErrorbarContainer
 from matplotlib.patches import Rectangle
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 import synthetic as syn
 from gradasym.report.analysis import GroupData, build_groups, curve_median, reward_at_stop_and_end
@@ -16,6 +20,7 @@ from gradasym.report.figures import (
     figure_caption, fig_grad_norms, fig_reward_stop_end, fig_rho_vs_stop, fig_saturation_heatmap,
     fig_saturation_time, fig_saturation_vs_stop, zero_floor,
 )
+from gradasym.report.figures import _count_labels, _overlapping
 from gradasym.report.load import load_results, runs_frame
 
 #: Stopping episodes of the paper's Table 3 for 1000-episode runs: 8 of 16 configurations stop.
@@ -104,6 +109,55 @@ def test_fig6_multi_seed_zero_configurations_get_no_geometric_mean(three_seeds) 
     assert len(zero_cfgs) == 10
     assert n_means == 16 - 10                                # only configurations whose seeds all have rho > 0
     assert "10 configurations with a zero seed have no diamond" in figure_caption(fig)
+
+
+def test_overlapping_groups_chains_of_markers_closer_than_a_diameter() -> None:
+    disp = np.array([[0.0, 0.0], [5.0, 0.0], [10.0, 0.0], [100.0, 0.0], [100.0, 5.9], [50.0, 50.0], [50.0, 50.0]])
+    groups = sorted(sorted(g.tolist()) for g in _overlapping(disp, diameter=6.0))
+    assert groups == [[0, 1, 2], [3, 4], [5, 6]]          # a chain, a vertical pair, two coinciding
+    assert sorted(sorted(g.tolist()) for g in _overlapping(disp, diameter=5.0)) == [[0], [1], [2], [3], [4], [5, 6]]
+
+
+def test_count_label_that_would_cover_another_moves_to_a_free_line_with_a_leader() -> None:
+    fig = Figure(figsize=(4, 3), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 1)
+    # two places 8 px apart vertically (markers 5 pt = 7 px wide do not overlap), the labels (~11 px) would
+    xs, ys = [50, 50, 50, 50, 50], [0.5, 0.5, 0.537, 0.537, 0.537]
+    crowded, places = _count_labels(fig, ax, xs, ys, marker_pt=5.0)
+    assert (crowded, places) == (5, 2)
+    fig.draw_without_rendering()
+    labels = sorted((t for t in ax.texts), key=lambda t: t.get_text())
+    assert [t.get_text() for t in labels] == ["×2", "×3"]
+    assert labels[0].xyann[1] == 0 and labels[0].arrow_patch is None   # the first keeps its place
+    assert labels[1].xyann[1] != 0 and labels[1].arrow_patch is not None  # the second moved, with a leader
+    assert not Text.get_window_extent(labels[0]).overlaps(Text.get_window_extent(labels[1]))
+
+
+@pytest.mark.parametrize("make", [fig_rho_vs_stop, fig_saturation_vs_stop])
+def test_count_labels_of_crowded_runs_add_up_and_do_not_cover_each_other(three_seeds, make) -> None:
+    """Runs at one place (same point, or markers overlapping) get one "×k" label: the labels add up to
+    the caption's count and cover every coinciding run; neighbouring labels are moved apart instead of
+    printed over each other (the ten-seed Fig. 10 had "×10×2..." in one smudge)."""
+    fig = make(three_seeds)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    labels = [t for t in ax.texts if t.get_text().startswith("×")]
+    counts = [int(t.get_text()[1:]) for t in labels]
+    m = re.search(r"×k: k runs whose markers coincide or overlap \((\d+) runs in (\d+) places?\)", figure_caption(fig))
+    assert m and (sum(counts), len(counts)) == (int(m[1]), int(m[2]))
+    pts = pd.DataFrame(_offsets(ax), columns=["x", "y"]).round(9)
+    stacks = pts.groupby(["x", "y"]).size()
+    assert sum(counts) >= stacks[stacks > 1].sum() and min(counts) >= 2 and sum(counts) <= len(pts)
+    boxes = [Text.get_window_extent(t) for t in labels]          # the text, without its leader
+    frame = ax.get_window_extent()
+    for i, a in enumerate(boxes):
+        assert frame.y0 - 1 <= a.y0 and a.y1 <= frame.y1 + 1     # inside the axes
+        for b in boxes[:i]:
+            assert not a.overlaps(b), (labels[i].get_text(), a, b)
+    for t in labels:                                            # a moved label points at its place
+        assert (t.arrow_patch is not None) == (t.xyann[1] != 0)
 
 
 def test_fig4_draws_vanished_actor_gradients_at_the_floor(one_seed) -> None:

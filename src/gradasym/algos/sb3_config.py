@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from ..config import ConfigError, check_device, set_field
+from ..errors import describe
 
 SB3_ALGOS = ("td3", "ddpg", "sac")
 
@@ -233,7 +234,7 @@ def check_env_id(env_id: str) -> None:
         hint = _INSTALL_MUJOCO if "mujoco" in str(exc).lower() else f"install its dependency ({exc})"
         raise ConfigError(f"{env_id} cannot be made: {hint}") from None
     except Exception as exc:  # noqa: BLE001 - any construction problem is a config problem here
-        raise ConfigError(f"{env_id} cannot be made: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"{env_id} cannot be made: {describe(exc)}") from None
     try:
         space = env.action_space
     finally:

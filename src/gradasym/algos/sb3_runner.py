@@ -33,7 +33,6 @@ changes the run.
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +42,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import ConfigError
+from ..errors import failure_text
 from ..integrations.sb3 import SaturationMonitorCallback
 from ..io import write_json, write_table
 from ..process import configure_process
@@ -267,7 +267,7 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
     except Exception as exc:
         if folder.config_path.exists():
             try:
-                write("failed", f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=5))
+                write("failed", failure_text(exc))
             except OSError:
                 pass  # the original error matters more than the summary
         raise

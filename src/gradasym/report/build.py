@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from ..errors import describe
 from ..provenance import collect as collect_provenance
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
 from .generic import build_generic_report, is_paper_set
@@ -128,7 +129,7 @@ def _safe_groups(rs: ResultSet, runs: pd.DataFrame, level: float, errors: Failur
     try:
         return build_groups(rs, runs, level)
     except Exception as exc:  # malformed tables must not kill the whole report
-        errors.add(f"{rs.label}: could not prepare the data ({type(exc).__name__}: {exc})",
+        errors.add(f"{rs.label}: could not prepare the data ({describe(exc)})",
                    f"preparing the data of {rs.label}", exc)
         return []
 
@@ -137,7 +138,7 @@ def _safe_table(make: Callable[[], Table], errors: Failures) -> Table | None:
     try:
         return make()
     except Exception as exc:  # never lose the report to one table
-        errors.add(f"table failed: {type(exc).__name__}: {exc}", "a table", exc)
+        errors.add(f"table failed: {describe(exc)}", "a table", exc)
         return None
 
 

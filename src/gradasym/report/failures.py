@@ -12,6 +12,8 @@ import logging
 import traceback
 from pathlib import Path
 
+from ..errors import describe
+
 #: Tracebacks of what failed to build, next to report.html.
 ERRORS_LOG = "errors.log"
 
@@ -36,4 +38,4 @@ class Failures(list):
             where = f"traceback in {self.log_path}"
         except OSError:
             where = "traceback not written"
-        log.warning("%s failed (%s: %s), marked missing in the report; %s", what, type(exc).__name__, exc, where)
+        log.warning("%s failed (%s), marked missing in the report; %s", what, describe(exc), where)

@@ -38,8 +38,11 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Annotation
 from matplotlib.ticker import NullLocator
+from matplotlib.transforms import Bbox
 
+from ..errors import describe
 from .analysis import (
     CONFIG_KEYS, GroupData, correlation_text, curve_median, curve_summary, final_tracking, fmt_lr, multi_seed,
     reward_at_stop_and_end, stop_cell_text, stop_correlations,
@@ -124,8 +127,8 @@ def draw_figure(make: Callable[[], Figure], fig_dir: Path, res: FigureResult, er
     except expected as exc:
         res.missing = str(exc)
     except Exception as exc:  # noqa: BLE001 - a report must never die on one figure
-        res.missing = f"internal error while drawing ({type(exc).__name__}: {exc})"
-        errors.add(f"{label}: {type(exc).__name__}: {exc}", f"figure {res.name}", exc)
+        res.missing = f"internal error while drawing ({describe(exc)})"
+        errors.add(f"{label}: {describe(exc)}", f"figure {res.name}", exc)
     return res
 
 
@@ -295,7 +298,7 @@ def fig_stopping_heatmap(gd: GroupData) -> Figure:
     _lr_heatmap(fig, ax, gd.agg, "stop_mean", text, mpl.colormaps["RdYlGn"], Normalize(0, vmax), STOP_LABEL)
     ci = " ± 95% CI half-width" if multi else ""
     _suptitle(fig, f"Fig. 2 — Stopping episode (mean{ci})", gd,
-              f"≥N: actors never all stopped in the N episodes run")
+              "≥N: actors never all stopped in the N episodes run")
     return fig
 
 
@@ -600,6 +603,7 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     fig = _figure(7.8, 5.2)
     ax = fig.subplots()
     multi = gd.agg["n_runs"].max() > 1
+    size = 28 if multi else 60  # marker area (points^2)
     skipped_means = 0
     drew_means = False
     for a, color in colors.items():
@@ -608,7 +612,7 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
             rr = r[r["_zero"] == zero]
             if len(rr):
                 ax.scatter(rr["stop_value"], rr["_plot"], c=[color if st else "white" for st in rr["stopped"]],
-                           edgecolors=color, marker=marker, s=(28 if multi else 60) * (1.4 if zero else 1.0),
+                           edgecolors=color, marker=marker, s=size * (1.4 if zero else 1.0),
                            alpha=0.6 if multi else 0.9, linewidths=1.3, zorder=3)
         if multi:
             agg = gd.agg[(gd.agg["actor_lr"] == a) & (gd.agg["n_runs"] > 1)]
@@ -627,10 +631,6 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     n_zero = int(runs["_zero"].sum())
     if n_zero:
         _floor_line(ax, floor, f"{what} = 0 exactly (drawn at {floor:.0e})")
-    stacked = runs.groupby(["stop_value", "_plot"]).size()
-    for (xv, yv), k in stacked[stacked > 1].items():  # coinciding runs would look like one
-        ax.annotate(f"×{k}", (xv, yv), xytext=(-7, 0), textcoords="offset points", ha="right", va="center",
-                    fontsize=8, color="#333333", zorder=5)
     if np.isfinite(gd.max_episodes):
         ax.axvline(gd.max_episodes, color=MAX_LINE, ls="--", lw=1)
     if log:
@@ -657,6 +657,8 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
     ax.legend(handles=handles, title="actor LR", loc="best")
     _suptitle(fig, title, gd)
     corr_text = _correlation_box(ax, gd, ycol) if multi_seed(gd) else ""
+    crowded, places = _count_labels(fig, ax, runs["stop_value"], runs["_plot"],
+                                    marker_pt=math.sqrt(size * (1.4 if n_zero else 1.0)))
 
     n_stopped = int(runs["stopped"].sum())
     parts = [f"{noun} of each run against its stopping episode, one colour per actor LR ({len(runs)} runs)."]
@@ -680,15 +682,85 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
         parts.append("Green dashed: the episodes requested.")
     if ref_text:
         parts.append(ref_text)
-    if (stacked > 1).any():
-        parts.append(f"×k: k runs at the same point ({int(stacked[stacked > 1].sum())} runs in "
-                     f"{int((stacked > 1).sum())} places).")
+    if places:
+        parts.append(f"×k: k runs whose markers coincide or overlap ({crowded} runs in {places} "
+                     + ("place)." if places == 1 else "places)."))
     if without:
         parts.append(f"Not drawn: {len(without)} runs without a value ({', '.join(without[:8])}"
                      + (" …" if len(without) > 8 else "") + ").")
     if corr_text:
         parts.append(corr_text)
     return set_caption(fig, " ".join(parts))
+
+
+def _count_labels(fig: Figure, ax: Axes, xs: Iterable[float], ys: Iterable[float], marker_pt: float,
+                  fontsize: float = 8) -> tuple[int, int]:
+    """Write "×k" beside each place where k runs' markers coincide or overlap (they would look like
+    fewer runs than there are); returns (runs in such places, number of places) for the caption.
+
+    Call when everything else is drawn: the layout is computed once to know where the points land.
+    Points closer on the page than half a marker (``marker_pt`` points wide), whose markers then read
+    as one, form one place (chains of them too); its label goes left of it (at its mid-height), or, if that would cover an
+    earlier label, the nearest free line below or above, joined to the point by a thin leader. The
+    labels take no part in the layout.
+    """
+    pts = np.column_stack([np.asarray(list(xs), float), np.asarray(list(ys), float)])
+    if len(pts) < 2:
+        return 0, 0
+    fig.draw_without_rendering()  # final axis limits and axes position
+    px = fig.dpi / 72.0
+    disp = ax.transData.transform(pts)
+    places = _overlapping(disp, 0.5 * marker_pt * px)  # markers more than half covered read as one
+    frame = ax.get_window_extent()
+    placed: list[Bbox] = []
+    lead = {"arrowstyle": "-", "color": "#888888", "lw": 0.6, "shrinkA": 0, "shrinkB": 3}
+    crowded = [m for m in places if len(m) > 1]
+    for members in sorted(crowded, key=lambda m: tuple(disp[m].min(axis=0))):
+        left, (low, high) = disp[members, 0].min(), np.percentile(disp[members, 1], [0, 100])
+        anchor = tuple(ax.transData.inverted().transform((left, (low + high) / 2)))  # left of the place, mid-height
+        text = f"×{len(members)}"
+        first = ax.annotate(text, anchor, xytext=(-7, 0), textcoords="offset points", ha="right", va="center",
+                            fontsize=fontsize, color="#333333", zorder=5)
+        first.set_in_layout(False)
+        at = first.get_window_extent().padded(1.5 * px)  # no leader yet: the text's box, at its point
+        line = at.height
+
+        def free(b: Bbox) -> bool:
+            return frame.y0 <= b.y0 and b.y1 <= frame.y1 and not any(b.overlaps(o) for o in placed)
+
+        # the nearest free line (0, one down, one up, two down, ...), else at the point itself
+        steps = [0, *(sign * d for d in range(1, int(frame.height // line) + 1) for sign in (-1, 1))]
+        step = next((s for s in steps if free(at.translated(0, s * line))), 0)
+        placed.append(at.translated(0, step * line))
+        if step:
+            first.remove()
+            ax.annotate(text, anchor, xytext=(-7, step * line / px), textcoords="offset points", ha="right",
+                        va="center", fontsize=fontsize, color="#333333", zorder=5,
+                        arrowprops=lead).set_in_layout(False)
+    return sum(len(m) for m in crowded), len(crowded)
+
+
+def _overlapping(disp: np.ndarray, diameter: float) -> list[np.ndarray]:
+    """Indices of ``disp`` (n x 2 page positions) grouped into chains of points closer than ``diameter``."""
+    parent = list(range(len(disp)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = np.argsort(disp[:, 0], kind="stable")
+    for a, i in enumerate(order):  # sweep in x: only neighbours within one diameter can overlap
+        for j in order[a + 1:]:
+            if disp[j, 0] - disp[i, 0] >= diameter:
+                break
+            if np.hypot(*(disp[j] - disp[i])) < diameter:
+                parent[root(int(j))] = root(int(i))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(disp)):
+        groups.setdefault(root(i), []).append(i)
+    return [np.array(g) for g in groups.values()]
 
 
 def _correlation_box(ax: Axes, gd: GroupData, ycol: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ..errors import describe
 from ..io import atomic_write
 
 __all__ = [
@@ -108,7 +109,7 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
     try:
         return json.loads(path.read_text()), None
     except (OSError, ValueError) as exc:
-        return None, f"{path.name} unreadable ({type(exc).__name__}: {exc})"
+        return None, f"{path.name} unreadable ({describe(exc)})"
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame | None, str | None]:

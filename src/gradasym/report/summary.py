@@ -230,8 +230,8 @@ def seed_summary(gd: GroupData, corr: pd.DataFrame | None, every: ViableCount | 
             cells.append(f"{_cfg(r)} {bounded_text(r['stopmed_lo'], r['stopmed_hi'])}{ci}")
         every_stop = int((agg["n_stopped"] == agg["stop_n"]).sum())
         none_stop = int((agg["n_stopped"] == 0).sum())
-        lines.append(f"Median stopping episode over seeds [order-statistic 95% CI] (≥: seeds that never stopped, "
-                     f"counted as at least the episodes they ran): " + "; ".join(cells) + ".")
+        lines.append("Median stopping episode over seeds [order-statistic 95% CI] (≥: seeds that never stopped, "
+                     "counted as at least the episodes they ran): " + "; ".join(cells) + ".")
         lines.append(f"All actors stopped in every seed in {every_stop}, in no seed in {none_stop}, and in some "
                      f"seeds only in {len(agg) - every_stop - none_stop} of {len(agg)} configurations.")
     if corr is not None and len(corr):

@@ -40,6 +40,7 @@ from queue import Empty
 from typing import Any, Callable, Protocol
 
 from gradasym.algos.base import AlgoConfig
+from gradasym.errors import describe
 from gradasym.runfolder import is_disk_full
 
 from .store import FAILED, FINISHED, INTERRUPTED, read_run_summary
@@ -107,7 +108,7 @@ def run_result(run_id: str, status: str, summary: dict[str, Any] | None = None, 
 def failed_result(run_id: str, exc: BaseException, *, first_line: bool = False,
                   trace: str | None = None, **extra: Any) -> dict[str, Any]:
     """A ``failed`` result for a run that raised ``exc`` (``first_line``: keep the error one line)."""
-    error = f"{type(exc).__name__}: {exc}"
+    error = describe(exc)
     return run_result(run_id, FAILED, error=error.splitlines()[0] if first_line else error,
                       trace=trace, **extra)
 
@@ -231,7 +232,7 @@ def execute_batch(
     except KeyboardInterrupt:
         return [on_disk(j, INTERRUPTED) for j in jobs]
     except BaseException as exc:  # noqa: BLE001 - a failed batch must not stop the sweep
-        extra = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        extra = {"error": describe(exc), "trace": traceback.format_exc()}
         if is_disk_full(exc):
             extra["disk_full"] = True
         return [on_disk(j, FAILED, **extra) for j in jobs]
@@ -538,7 +539,7 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
             elif isinstance(exc, BrokenProcessPool):
                 on_broken(job)
             else:
-                fail(job, f"{type(exc).__name__}: {exc}")
+                fail(job, describe(exc))
 
     try:
         for job in jobs:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from ..errors import describe
 from .backends import Runner
 from .core import Backend, run_sweep
 from .spec import SweepSpec, build_base_config, paper_axes
@@ -215,7 +216,7 @@ def _write_heatmap(out_dir: Path, table: pd.DataFrame | None = None) -> list[Pat
             atomic_write(path, lambda p, fig=fig: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
             written.append(path)
     except Exception as exc:  # noqa: BLE001 - the results are safe; only the figure failed
-        print(f"note: the stopping-episode heatmap could not be drawn ({type(exc).__name__}: {exc}); "
+        print(f"note: the stopping-episode heatmap could not be drawn ({describe(exc)}); "
               f"the summary is in {out_dir / 'summary.csv'}", file=sys.stderr)
         return written
     for path in written:
@@ -233,7 +234,7 @@ def _write_report(out_dir: Path) -> Path | None:
     try:
         path = Path(build_report(out_dir))
     except Exception as exc:  # noqa: BLE001 - the results are safe; only the report failed
-        print(f"note: the report could not be built ({type(exc).__name__}: {exc}); "
+        print(f"note: the report could not be built ({describe(exc)}); "
               f"retry with `gradasym report {out_dir}`", file=sys.stderr)
         return None
     print(f"report: {path}")
