@@ -94,6 +94,39 @@ def test_presets_combine_and_conflicts_are_errors() -> None:
         load_config(presets=["nope"])
 
 
+def test_a_config_file_may_not_contradict_a_preset(tmp_path) -> None:
+    """A file value that differs from a preset's would be lost silently one way or the other (a
+    baseline run named 'layernorm', or the file's setting ignored): refused, naming both; the same
+    value, other fields and --set overrides are fine."""
+    f = tmp_path / "f.toml"
+    f.write_text('[agent]\nactor_norm = "none"\nactor_lr = 0.01\n')
+    with pytest.raises(ConfigError, match=r"f.toml sets agent.actor_norm = 'none', but preset 'layernorm' sets "
+                                          r"agent.actor_norm = 'layernorm'"):
+        load_config(f, presets=["layernorm"])
+    inline = tmp_path / "inline.toml"
+    inline.write_text('presets = ["layernorm"]\n[agent]\nactor_norm = "none"\n')
+    with pytest.raises(ConfigError, match="preset 'layernorm'"):
+        load_config(inline)                                   # the file's own presets too
+    same = tmp_path / "same.toml"
+    same.write_text('presets = ["layernorm"]\n[agent]\nactor_norm = "layernorm"\nactor_lr = 0.01\n')
+    cfg = load_config(same)
+    assert (cfg.presets, cfg.agent.actor_norm, cfg.agent.actor_lr) == (["layernorm"], "layernorm", 0.01)
+    cfg = load_config(tmp_path / "same.toml", overrides={"agent.actor_norm": "none"})
+    assert cfg.agent.actor_norm == "none"                     # an explicit override still wins
+
+
+def test_a_grid_file_base_may_not_contradict_a_preset(tmp_path) -> None:
+    from gradasym.sweep.spec import SweepSpec
+
+    g = tmp_path / "g.toml"
+    g.write_text('presets = ["layernorm"]\n[agent]\nactor_norm = "none"\n[grid]\n"agent.actor_lr" = [0.1]\n')
+    with pytest.raises(ConfigError, match="g.toml sets agent.actor_norm = 'none', but preset 'layernorm'"):
+        SweepSpec.from_file(g)
+    g.write_text('[agent]\nactor_norm = "none"\n[grid]\n"agent.actor_lr" = [0.1]\n')
+    with pytest.raises(ConfigError, match="preset 'layernorm'"):
+        SweepSpec.from_file(g, presets=["layernorm"])
+
+
 def test_every_field_is_in_the_configuration_reference() -> None:
     """docs/configuration.md documents every field of every section (and nothing stale)."""
     import dataclasses

@@ -220,6 +220,19 @@ def test_resume_checks_the_config_stored_in_the_checkpoint(tmp_path) -> None:
         run_experiment(small_cfg(**{"run.episodes": 4, "agent.actor_lr": 0.01}), tmp_path / "b")
 
 
+def test_a_run_cannot_be_shortened_below_the_episodes_it_trained(tmp_path) -> None:
+    """Resuming with run.episodes below the episodes already trained used to report the run
+    "finished" with episodes_run 4 > episodes_requested 2; refused, and the folder is unchanged."""
+    first = run_experiment(small_cfg(**{"run.episodes": 4}), tmp_path / "a")
+    before = (tmp_path / "a" / "summary.json").read_text()
+    with pytest.raises(ConfigError, match=r"has trained 4 episodes already, more than run.episodes = 2; a run "
+                                          r"cannot be shortened: ask for at least 4 episodes"):
+        run_experiment(small_cfg(**{"run.episodes": 2}), tmp_path / "a")
+    assert (tmp_path / "a" / "summary.json").read_text() == before
+    again = run_experiment(small_cfg(**{"run.episodes": 4}), tmp_path / "a")  # the same budget: nothing to do
+    assert again["episodes_run"] == first["episodes_run"] == 4
+
+
 def test_cli_resume_refuses_other_config_without_config_json(tmp_path, capsys) -> None:
     from gradasym.cli import main
 

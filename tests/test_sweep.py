@@ -411,6 +411,17 @@ def test_unpicklable_runner_is_refused_for_workers(tmp_path: Path) -> None:
         sweep(small_spec(), tmp_path / "s", runner=lambda *a, **k: {}, workers=2)
 
 
+@pytest.mark.parametrize("options, match", [
+    ({"address": "auto"}, r"address \(--address auto\) is for the ray backend; this sweep's backend is 'local'"),
+    ({"backend_options": {"num_cpus": 2}}, r"--backend-option num_cpus\) are for the ray and submitit backends"),
+    ({"backend": "submitit", "address": "auto"}, r"is for the ray backend; this sweep's backend is 'submitit'"),
+])
+def test_options_a_backend_ignores_are_refused_before_anything_is_written(tmp_path: Path, options, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        sweep(small_spec(), tmp_path / "s", **options)
+    assert not (tmp_path / "s").exists()
+
+
 _KILL_SCRIPT = """
 import sys, functools
 sys.path.insert(0, {tests!r})

@@ -70,7 +70,7 @@ def _with_default(help_: str, dotted: str) -> str:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration (file < presets < flags < --set)")
+    g = p.add_argument_group("configuration (file and presets < flags < --set; a file may not contradict a preset)")
     g.add_argument("--algo", choices=algos.names(), default=None,
                    help="algorithm: ccm-madrl (the study's, on the MEC environment) or the Stable-Baselines3 "
                         "td3, ddpg, sac on a Gymnasium task (docs/algorithms.md; default: ccm-madrl)")

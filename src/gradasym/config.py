@@ -516,6 +516,29 @@ def available_presets() -> list[str]:
     return sorted(names)
 
 
+def merge_over_presets(cfg: Any, data: dict[str, Any], source: str) -> None:
+    """Merge a config file's sections into ``cfg`` after its presets were applied, refusing a field
+    the file sets to another value than a preset does.
+
+    Otherwise one of the two would be silently lost: the preset's value (a baseline run named and
+    reported as the mitigation) or the file's. A deliberate change of a preset's field is an
+    override (``--set``), which comes after both.
+    """
+    touched = getattr(cfg, "_preset_fields", {})
+    fixed = {key: _field_value(cfg, key) for key in touched}
+    cfg.merge(data, source=source)
+    for key, value in fixed.items():
+        now = _field_value(cfg, key)
+        if now != value:
+            raise ConfigError(f"{source} sets {key} = {now!r}, but preset '{touched[key][0]}' sets {key} = "
+                              f"{value!r}; remove one of the two (or change the preset's value with --set {key}=...)")
+
+
+def _field_value(cfg: Any, dotted: str) -> Any:
+    section, name = dotted.split(".", 1)
+    return getattr(getattr(cfg, section), name)
+
+
 def apply_preset(cfg: Config, name: str) -> Config:
     """Apply preset ``name`` on top of ``cfg``; a field two presets set differently is an error."""
     data = read_config_file(preset_path(name))
@@ -549,13 +572,14 @@ def load_config(
     presets: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """Resolve a config: defaults <- presets <- file <- dotted overrides; then validate."""
+    """Resolve a config: defaults <- presets and file (which may not contradict each other:
+    :func:`merge_over_presets`) <- dotted overrides; then validate."""
     cfg = Config()
     file_data = read_config_file(config_file) if config_file else {}
     for name in list(file_data.pop("presets", [])) + list(presets or []):
         apply_preset(cfg, name)
     if file_data:
-        cfg.merge(file_data, source=str(config_file))
+        merge_over_presets(cfg, file_data, source=str(config_file))
     for key, value in (overrides or {}).items():
         cfg.set(key, value)
     return cfg.validate()

@@ -305,7 +305,8 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
     configuration against ``config.json`` and the checkpoint (with ``resume``), load the
     checkpoint, write ``config.json``. ``cfg`` must be validated; the caller holds
     ``folder.lock()``. A checkpoint without its replay buffer (a finished run,
-    ``run.keep_replay = false``, see :func:`finish_run`) cannot be extended: refused.
+    ``run.keep_replay = false``, see :func:`finish_run`) cannot be extended, and a run
+    cannot be shortened below the episodes it has trained: both refused.
 
     ``trainer_name`` (``runfolder.SINGLE`` or ``BATCHED``) is the trainer that goes on with the
     run; the folder records it (``Trainer.trained_by``). A run that the other trainer started
@@ -330,6 +331,10 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
         trainer.load_state_dict(state)
         stored = state.get(TRAINER_KEY)
         del state
+        if trainer.episodes_done > cfg.run.episodes:  # it would be "finished" with more than it asks for
+            raise ConfigError(f"{folder.path} has trained {trainer.episodes_done} episodes already, more than "
+                              f"run.episodes = {cfg.run.episodes}; a run cannot be shortened: ask for at least "
+                              f"{trainer.episodes_done} episodes, or use another --out")
         done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
         trainer.trained_by = stored if done else continued_trainer(stored, trainer_name)
         if not done and stored not in (None, trainer_name):

@@ -79,7 +79,10 @@ def test_load_results_detects_layouts(base_sweep, single_run, tmp_path):
     assert one.kind == "run" and len(one.runs) == 1
     assert load_results(tmp_path / "nope").kind == "empty"
     (tmp_path / "empty").mkdir()
-    assert load_results(tmp_path / "empty").problems
+    assert load_results(tmp_path / "empty").problems == [f"{tmp_path / 'empty'} holds no sweep or run folders"]
+    (tmp_path / "empty" / "sweep.json").write_text("{")      # damaged: named, not only "nothing here"
+    problems = load_results(tmp_path / "empty").problems
+    assert len(problems) == 2 and problems[1].startswith("sweep.json unreadable (JSONDecodeError")
 
 
 def test_read_run_reports_problems(partial_sweep):

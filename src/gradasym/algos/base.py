@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
-from ..config import ConfigError, read_config_file
+from ..config import ConfigError, merge_over_presets, read_config_file
 
 __all__ = ["AlgoConfig", "Algorithm", "BatchRunner", "ConfigError", "Runner", "read_config_file"]
 
@@ -94,7 +94,7 @@ class Algorithm(ABC):
 
     def load_config(self, config_file: str | Path | None = None, presets: list[str] | None = None,
                     overrides: dict[str, Any] | None = None) -> AlgoConfig:
-        """defaults <- presets <- file <- dotted overrides, validated."""
+        """defaults <- presets and file (:func:`~gradasym.config.merge_over_presets`) <- dotted overrides, validated."""
         cfg = self.default_config()
         data = dict(read_config_file(config_file)) if config_file else {}
         data.pop("algo", None)
@@ -102,7 +102,7 @@ class Algorithm(ABC):
         for name in list(data.pop("presets", []) or []) + list(presets or []):
             self.apply_preset(cfg, name)
         if data:
-            cfg.merge(data, source=str(config_file))  # type: ignore[attr-defined]
+            merge_over_presets(cfg, data, source=str(config_file))
         for key, value in (overrides or {}).items():
             cfg.set(key, value)
         return cfg.validate()

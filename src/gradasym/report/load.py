@@ -399,7 +399,10 @@ def load_results(path: str | Path, label: str | None = None) -> ResultSet:
     dirs = [d for d in _run_dirs(root) if _is_run_dir(d)]
     if dirs:
         return ResultSet(root, "runs", runs=[read_run(d) for d in dirs], label=label)
-    return ResultSet(root, "empty", problems=[f"{root} holds no sweep or run folders"], label=label)
+    problems = [f"{root} holds no sweep or run folders"]
+    if meta_problem and (root / "sweep.json").exists():
+        problems.append(meta_problem)  # a damaged sweep.json: say so, not only that nothing is there
+    return ResultSet(root, "empty", problems=problems, label=label)
 
 
 def _table_value(v: Any) -> Any:

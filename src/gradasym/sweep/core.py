@@ -466,6 +466,11 @@ def run_sweep(
         raise ValueError(f"unknown sweep backend {backend!r} (use 'local', 'ray' or 'submitit')")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if address is not None and backend != "ray":  # an option that does nothing must not pass for one that did
+        raise ConfigError(f"address (--address {address}) is for the ray backend; this sweep's backend is {backend!r}")
+    if backend_options and backend == "local":
+        raise ConfigError(f"backend_options (--backend-option {', '.join(sorted(backend_options))}) are for the ray "
+                          "and submitit backends; the local backend takes none")
     batch_runs = check_batch_runs(batch_runs)
     out_dir = Path(out_dir).resolve()
     runs = spec.expand()

@@ -29,6 +29,7 @@ from typing import Any
 
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
+from gradasym.config import merge_over_presets
 
 #: The paper's learning-rate values (``docs/study.md``, "The experiment"): both axes of the default
 #: grid use them, for every algorithm.
@@ -237,7 +238,7 @@ class SweepSpec:
         (``"agent.actor_lr" = [...]``) and optionally a ``[sweep]`` table with
         ``seeds`` and ``preset_combos``. ``presets``/``overrides`` (e.g. from the
         command line) are applied to the base config like ``load_config`` does
-        (defaults <- presets <- file <- overrides); non-None ``seeds``, ``axes``
+        (defaults <- presets and file <- overrides); non-None ``seeds``, ``axes``
         (merged over the file's axes) and ``preset_combos`` replace the file's.
         """
         data = dict(read_config_file(path))
@@ -275,7 +276,8 @@ def build_base_config(
 ) -> AlgoConfig:
     """Resolve a base config from a nested dict the way ``load_config`` resolves a file.
 
-    defaults <- presets (the dict's own ``presets`` first) <- dict sections <- dotted overrides.
+    defaults <- presets (the dict's own ``presets`` first) and dict sections (which may not contradict
+    them: :func:`~gradasym.config.merge_over_presets`) <- dotted overrides.
     The algorithm is ``algo``, else the dict's ``"algo"``, else the default (CCM-MADRL).
     """
     data = dict(data or {})
@@ -290,7 +292,7 @@ def build_base_config(
     for name in list(file_presets) + list(presets or []):
         plugin.apply_preset(cfg, name)
     if data:
-        cfg.merge(data, source=source)  # type: ignore[attr-defined]
+        merge_over_presets(cfg, data, source=source)
     for key, value in (overrides or {}).items():
         cfg.set(key, value)
     return cfg.validate()
