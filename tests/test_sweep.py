@@ -762,7 +762,8 @@ def test_cli_exit_codes(tmp_path: Path, capsys) -> None:
     # a different grid into the same folder: refused, exit 2
     assert cli.main(["sweep", "--out", str(out), "--set", "run.episodes=9", "--no-live"]) == 2
     err = capsys.readouterr().err
-    assert "run.episodes: 6 -> 9" in err and f"To continue the sweep recorded in {out}, give --out" in err
+    assert "run.episodes: 6 -> 9" in err and f"to continue the sweep recorded in {out}, give --out" in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1 and "\n  - " not in err  # one line
     # a failed run: exit 1
     failed = tmp_path / "f"
     sweep(small_spec(), failed, runner=partial(fake_runner, fail_ids=("alr0.1_clr0.01_s42",)))

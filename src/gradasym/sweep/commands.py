@@ -202,8 +202,8 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None 
         except SweepMismatchError as exc:
             if _continues(args, add_config_args) or read_json(Path(args.out) / SWEEP_JSON) is None:
                 raise
-            raise SweepMismatchError(f"{exc}\nTo continue the sweep recorded in {args.out}, give --out and "
-                                     "execution options only (no config, grid, seed or preset option).") from None
+            raise SweepMismatchError(f"{exc}; to continue the sweep recorded in {args.out}, give --out and "
+                                     "execution options only (no config, grid, seed or preset option)") from None
 
     return _run_command("sweep", args.out, call)
 

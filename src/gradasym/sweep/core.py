@@ -261,10 +261,11 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
     if old is not None:
         reasons = store.grid_differences(old, doc)
         if reasons and not force:
+            more = f"; and {len(reasons) - 5} more" if len(reasons) > 5 else ""
             raise SweepMismatchError(
-                f"{out_dir} already holds a different sweep:\n  - " + "\n  - ".join(reasons)
-                + "\nUse another folder, or force=True (--force) to redefine the sweep here "
-                "(run folders whose config changed are moved to stale/)."
+                f"{out_dir} already holds a different sweep ({'; '.join(reasons[:5])}{more}); use another "
+                "folder, or force=True (--force) to redefine the sweep here (run folders whose config changed "
+                "are moved to stale/)"
             )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
 
