@@ -36,6 +36,13 @@ def test_run_flags_map_to_config_fields() -> None:
         (["run", "--seed", "-1"], "run.seed must be an integer"),
         (["run", "--batch-size", "20000"], "larger than agent.memory_capacity"),
         (["run", "--n-agents", "10000000"], "GiB of memory is available"),  # ~17 TB
+        (["run", "--freeze-tolerance", "nan"], "run.freeze_tolerance must be a finite number >= 0"),
+        (["run", "--set", "agent.eps_decay=nan"], "agent.eps_decay must be a finite number > 0"),
+        (["run", "--set", "agent.per_alpha=nan"], "agent.per_alpha must be a finite number >= 0"),
+        (["run", "--set", "agent.output_init=-1"], "agent.output_init must be a finite number >= 0"),
+        (["run", "--set", "agent.per_beta_increment=-5"], "agent.per_beta_increment must be a finite number >= 0"),
+        (["run", "--preset", "squashed-gaussian", "--set", "agent.entropy_coef=nan"], "agent.entropy_coef"),
+        (["run", "--seed", "9223372036854775808"], "got 9223372036854775808"),
     ],
 )
 def test_bad_input_is_a_clear_error_before_work(tmp_path, capsys, argv, message) -> None:
@@ -44,6 +51,33 @@ def test_bad_input_is_a_clear_error_before_work(tmp_path, capsys, argv, message)
     err = capsys.readouterr().err
     assert message in err and err.startswith("gradasym: error: ") and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing started
+
+
+def test_integer_flags_are_exact() -> None:
+    """``--seed`` keeps every digit (no float on the way) and integer flags read like ``--set``."""
+    cfg = config_from_args(parse("run", "--seed", "9223372036854775807", "--episodes", "1e3"))
+    assert cfg.run.seed == 2**63 - 1 and cfg.run.episodes == 1000
+    cfg = config_from_args(parse("run", "--set", "run.seed=9007199254740993"))
+    assert cfg.run.seed == 9007199254740993
+
+
+@pytest.mark.parametrize("value", ["1.5", "ten"])
+def test_integer_flags_refuse_non_integers(capsys, value) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse("run", "--episodes", value)
+    assert info.value.code == 2
+    assert f"argument --episodes: expected an integer, got '{value}'" in capsys.readouterr().err
+
+
+def test_unreadable_config_files_are_one_line(tmp_path, capsys) -> None:
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    folder = tmp_path / "somedir.toml"
+    folder.mkdir()
+    for path, message in ((binary, "not a text config file"), (folder, "is a directory, not a config file")):
+        assert main(["run", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gradasym: error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_run_command_end_to_end(tmp_path, capsys) -> None:

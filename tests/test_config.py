@@ -162,3 +162,121 @@ def test_memory_estimate_counts_the_big_parts_and_refuses_what_cannot_fit() -> N
         check_memory(big, available=16 * 2**30)
     with pytest.raises(ConfigError, match="x 3 runs at once.*fewer workers"):
         check_memory(base, concurrent=3, available=2 * parts["total"])
+
+
+#: Every float field of EnvConfig, AgentConfig and RunConfig (the test below keeps the list complete).
+FLOAT_FIELDS = [
+    *(f"env.{name}" for name in ("lambda_e", "lambda_t", "min_size", "max_size", "min_cycle", "max_cycle",
+                                 "min_ddl", "max_ddl", "min_res", "max_res", "min_power", "max_power",
+                                 "capability_e", "k_energy_local", "min_ene", "max_ene", "harvest_rate",
+                                 "min_gain", "max_gain", "w_bandwidth", "s_e")),
+    *(f"agent.{name}" for name in ("actor_lr", "critic_lr", "gamma", "tau", "eps_start", "eps_end", "eps_decay",
+                                   "per_alpha", "per_beta0", "per_beta_increment", "per_eps", "output_init",
+                                   "entropy_coef", "grad_clip", "preact_penalty")),
+    *(f"run.{name}" for name in ("freeze_tolerance", "grad_death_threshold", "saturation_threshold")),
+]
+
+
+def test_the_float_field_list_is_complete() -> None:
+    import dataclasses
+
+    cfg = Config()
+    floats = {f"{s}.{f.name}" for s in ("env", "agent", "run") for f in dataclasses.fields(getattr(cfg, s))
+              if "float" in str(f.type)}
+    assert floats == set(FLOAT_FIELDS)
+
+
+@pytest.mark.parametrize("dotted", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_float_field_refuses_nan_and_inf(dotted: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=dotted.replace(".", r"\.")):
+        load_config(overrides={dotted: value})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"agent.eps_decay": -1}, r"agent\.eps_decay must be a finite number > 0 .*got -1\.0"),
+    ({"agent.per_alpha": -0.1}, r"agent\.per_alpha must be a finite number >= 0"),
+    ({"agent.per_beta0": 1.5}, r"agent\.per_beta0 must be in \[0, 1\]"),
+    ({"agent.per_beta_increment": -5}, r"agent\.per_beta_increment must be a finite number >= 0 .*got -5\.0"),
+    ({"agent.per_eps": 0}, r"agent\.per_eps must be a finite number > 0"),
+    ({"agent.output_init": -1}, r"agent\.output_init must be a finite number >= 0 .*got -1\.0"),
+    ({"agent.entropy_coef": -1}, r"agent\.entropy_coef must be a finite number >= 0"),
+    ({"agent.preact_penalty": -1}, r"agent\.preact_penalty must be a finite number >= 0"),
+    ({"agent.grad_clip": 0}, r"agent\.grad_clip must be a finite number > 0"),
+    ({"agent.gamma": 1.5}, r"agent\.gamma must be in \[0, 1\], got 1\.5"),
+    ({"agent.tau": 0}, r"agent\.tau must be in \(0, 1\], got 0\.0"),
+    ({"env.w_bandwidth": 0}, r"env\.w_bandwidth must be a finite number > 0"),
+    ({"env.harvest_rate": -1}, r"env\.harvest_rate must be a finite number >= 0"),
+    ({"run.freeze_tolerance": -1}, r"run\.freeze_tolerance must be a finite number >= 0"),
+    ({"run.saturation_threshold": 1}, r"run\.saturation_threshold must be in \(0, 1\), got 1\.0"),
+])
+def test_out_of_range_floats_name_the_field_and_the_range(overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_range_edges_that_are_meaningful_are_accepted() -> None:
+    cfg = load_config(overrides={"agent.output_init": 0, "agent.per_alpha": 0, "agent.per_beta_increment": 0,
+                                 "agent.gamma": 1, "agent.tau": 1, "env.lambda_e": 0, "run.freeze_tolerance": 1e-8,
+                                 "env.min_power": -10, "env.min_gain": -3})
+    assert cfg.agent.output_init == 0.0 and cfg.env.min_power == -10.0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("9007199254740993", 9007199254740993),  # 2**53 + 1: not representable as a float
+    ("9223372036854775807", 2**63 - 1),
+    (" 42 ", 42), ("1_000", 1000), ("1e3", 1000), ("2000.0", 2000), ("9.007199254740993e15", 9007199254740993),
+    (9007199254740993, 9007199254740993), (7.0, 7),
+])
+def test_integers_are_parsed_exactly(text, expected) -> None:
+    from gradasym.config import parse_int
+
+    assert parse_int(text, "run.seed") == expected
+    assert type(parse_int(text, "run.seed")) is int
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1.5", "expected an integer, got '1.5'"), ("1e-3", "expected an integer"), ("nan", "expected an integer"),
+    ("inf", "expected an integer"), ("ten", "expected an integer"), (True, "expected an integer"),
+    (1.5, "expected an integer"), ("1e400", "'1e400' is too large"),
+])
+def test_non_integers_are_refused(text, message) -> None:
+    from gradasym.config import parse_int
+
+    with pytest.raises(ConfigError, match=f"run.seed: {message}"):
+        parse_int(text, "run.seed")
+
+
+def test_seed_overrides_and_files_keep_every_digit(tmp_path) -> None:
+    assert load_config(overrides={"run.seed": "9007199254740993"}).run.seed == 9007199254740993
+    assert load_config(overrides={"run.seed": "9223372036854775807"}).run.seed == 2**63 - 1
+    f = tmp_path / "c.toml"
+    f.write_text("[run]\nseed = 9007199254740993\n")
+    assert load_config(f).run.seed == 9007199254740993
+    with pytest.raises(ConfigError, match=r"run\.seed must be an integer in \[0, 2\*\*63\), got 9223372036854775808"):
+        load_config(overrides={"run.seed": "9223372036854775808"})
+
+
+def test_tuple_fields_still_split_cli_strings() -> None:
+    assert load_config(overrides={"agent.actor_hidden": "16x8"}).agent.actor_hidden == (16, 8)
+    assert load_config(overrides={"agent.critic_hidden": "32,16"}).agent.critic_hidden == (32, 16)
+
+
+@pytest.mark.parametrize("text", ['presets = "layernorm"\n', "presets = 5\n", "presets = [1]\n"])
+def test_presets_in_a_file_must_be_a_list_of_names(tmp_path, text) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=r"c\.toml: 'presets' must be a list of preset names") as info:
+        load_config(f)
+    assert "unknown preset" not in str(info.value)
+
+
+def test_binary_file_and_directory_are_clear_errors(tmp_path) -> None:
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=r"bin\.toml: not a text config file \(byte 0 is not UTF-8\)"):
+        load_config(binary)
+    folder = tmp_path / "somedir.toml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"somedir\.toml is a directory, not a config file"):
+        load_config(folder)

@@ -241,6 +241,44 @@ def test_grid_file_with_overrides_and_cli_axes(tmp_path: Path) -> None:
         SweepSpec.from_file(f)
 
 
+@pytest.mark.parametrize("text, match", [
+    ('[grid]\n"agent.batch_size" = "32"\n', r"grid axis 'agent\.batch_size' must be a list of values, got '32'"),
+    ('[grid]\n"env.mode" = "TOBM"\n', r"grid axis 'env\.mode' must be a list of values, got 'TOBM'"),
+    ('[grid]\n"agent.actor_lr" = 0.1\n', r"grid axis 'agent\.actor_lr' must be a list of values, got 0\.1"),
+    ('[sweep]\nseeds = "42"\n', r"\[sweep\] seeds must be a list of integers, got '42'"),
+    ("[sweep]\nseeds = 5\n", r"\[sweep\] seeds must be a list of integers, got 5"),
+    ('[sweep]\npreset_combos = "layernorm"\n', r"\[sweep\] preset_combos must be a list of preset combinations"),
+    ("[sweep]\npreset_combos = 5\n", r"\[sweep\] preset_combos must be a list of preset combinations"),
+    ('presets = "layernorm"\n', r"'presets' must be a list of preset names"),
+])
+def test_grid_file_strings_and_scalars_are_not_lists(tmp_path: Path, capsys, text: str, match: str) -> None:
+    """A string where a list belongs is refused naming the key and the file, not split into characters."""
+    f = tmp_path / "g.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=rf"g\.toml: {match}"):
+        SweepSpec.from_file(f)
+    cli = pytest.importorskip("gradasym.cli")
+    assert cli.main(["sweep", "--out", str(tmp_path / "s"), "--grid", str(f), "--no-live"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradasym sweep: error: ") and "g.toml" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"axes": {"agent.batch_size": "32"}}, r"sweep axis 'agent\.batch_size' must be a list of values, got '32'"),
+    ({"axes": {"agent.actor_lr": 0.1}}, r"sweep axis 'agent\.actor_lr' must be a list of values"),
+    ({"seeds": "42"}, r"sweep seeds must be a list of integers, got '42'"),
+    ({"seeds": 5}, r"sweep seeds must be a list of integers, got 5"),
+    ({"seeds": [None]}, r"sweep seeds must be integers, got None"),
+    ({"seeds": [float("nan")]}, r"sweep seeds must be integers, got nan"),
+    ({"preset_combos": "layernorm"}, r"sweep preset_combos must be a list of preset combinations"),
+    ({"preset_combos": [5]}, r"a preset combination must be a list of names, got 5"),
+])
+def test_spec_arguments_that_are_not_lists_are_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SweepSpec(**kwargs)
+
+
 def test_spec_round_trips_through_sweep_json(tmp_path: Path) -> None:
     spec = small_spec(seeds=[1, 2])
     sweep(spec, tmp_path / "s")

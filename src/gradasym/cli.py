@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from . import __version__
 from . import algos
 from .algos.base import AlgoConfig
-from .config import ConfigError, available_presets, read_config_file
+from .config import ConfigError, available_presets, parse_int, read_config_file
 from .process import sigterm_interrupts
 
 # Flag -> dotted config field, for the options every training command accepts. A flag
@@ -52,6 +52,15 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
 }
 
 
+def _int_arg(text: str) -> int:
+    """argparse ``type`` of the integer flags: exact as ``--set`` (:func:`gradasym.config.parse_int`),
+    so ``--seed 9223372036854775807`` keeps every digit and ``--episodes 1e3`` means 1000."""
+    try:
+        return parse_int(text, "value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
+
+
 def _config_defaults(dotted: str) -> dict[str, Any]:
     """The default of ``section.field`` per algorithm that has it (None: Stable-Baselines3's own default)."""
     section, name = dotted.split(".")
@@ -79,7 +88,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", action="append", default=[], metavar="NAME",
                    help="mitigation preset (repeatable; see `gradasym presets`; default: none = baseline)")
     for flag, (dotted, tp, help_) in RUN_FLAGS.items():
-        g.add_argument(flag, type=tp, default=None, help=_with_default(help_, dotted))
+        g.add_argument(flag, type=_int_arg if tp is int else tp, default=None, help=_with_default(help_, dotted))
     g.add_argument("--early-stop", dest="early_stop", action=argparse.BooleanOptionalAction, default=None,
                    help="end the run 100 episodes after all actors stopped (default: on)")
     g.add_argument("--tensorboard", dest="tensorboard", action=argparse.BooleanOptionalAction, default=None,

@@ -15,6 +15,7 @@ offending field). Every field is documented in ``docs/configuration.md``
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import math
 import os
@@ -160,9 +161,7 @@ class Config:
             raise ConfigError(f"{source}: expected a table/mapping at top level, got {type(data).__name__}")
         for key, value in data.items():
             if key == "presets":
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ConfigError(f"{source}: 'presets' must be a list of names")
-                for name in value:
+                for name in preset_names(value, source):
                     if name not in self.presets:
                         self.presets.append(name)
                 continue
@@ -217,17 +216,12 @@ class Config:
             )
         for name in ["min_size", "min_cycle", "min_ddl", "min_res", "min_ene", "w_bandwidth",
                      "capability_e", "s_e"]:
-            if getattr(e, name) <= 0:
-                raise ConfigError(f"env.{name} must be > 0, got {getattr(e, name)}")
+            check_range(getattr(e, name), f"env.{name}", 0, low_open=True)
         for name in ["lambda_e", "lambda_t", "k_energy_local", "harvest_rate"]:
-            if getattr(e, name) < 0:
-                raise ConfigError(f"env.{name} must be >= 0, got {getattr(e, name)}")
+            check_range(getattr(e, name), f"env.{name}", 0)
 
         for name in ["actor_lr", "critic_lr"]:
-            v = getattr(a, name)
-            _finite(v, f"agent.{name}")
-            if v <= 0:
-                raise ConfigError(f"agent.{name} must be a positive learning rate, got {v}")
+            check_learning_rate(getattr(a, name), f"agent.{name}")
         _positive_int(a.batch_size, "agent.batch_size")
         _positive_int(a.memory_capacity, "agent.memory_capacity")
         if a.batch_size > a.memory_capacity:
@@ -235,32 +229,32 @@ class Config:
                 f"agent.batch_size={a.batch_size} is larger than agent.memory_capacity={a.memory_capacity}: "
                 "the replay buffer could never hold one batch, so no update would ever run"
             )
-        if not 0 <= a.gamma <= 1:
-            raise ConfigError(f"agent.gamma must be in [0, 1], got {a.gamma}")
-        if not 0 < a.tau <= 1:
-            raise ConfigError(f"agent.tau must be in (0, 1], got {a.tau}")
-        if not 0 <= a.eps_end <= a.eps_start <= 1:
+        check_range(a.gamma, "agent.gamma", 0, 1)
+        check_range(a.tau, "agent.tau", 0, 1, low_open=True)
+        if not 0 <= a.eps_end <= a.eps_start <= 1:  # also refuses NaN
             raise ConfigError(f"need 0 <= agent.eps_end <= agent.eps_start <= 1, got {a.eps_end}, {a.eps_start}")
-        if a.eps_decay <= 0:
-            raise ConfigError(f"agent.eps_decay must be > 0, got {a.eps_decay}")
+        check_range(a.eps_decay, "agent.eps_decay", 0, low_open=True, what="an exploration decay time in episodes")
         if a.episodes_before_train < 0:
             raise ConfigError("agent.episodes_before_train must be >= 0")
         if not a.actor_hidden or any(int(h) < 1 for h in a.actor_hidden):
             raise ConfigError(f"agent.actor_hidden must be non-empty positive sizes, got {a.actor_hidden}")
         if not a.critic_hidden or any(int(h) < 1 for h in a.critic_hidden):
             raise ConfigError(f"agent.critic_hidden must be non-empty positive sizes, got {a.critic_hidden}")
-        if a.grad_clip is not None and not a.grad_clip > 0:
-            raise ConfigError(f"agent.grad_clip must be > 0 (or unset), got {a.grad_clip}")
+        if a.grad_clip is not None:
+            check_range(a.grad_clip, "agent.grad_clip", 0, low_open=True, what="a gradient norm, or unset")
         _positive_int(a.policy_delay, "agent.policy_delay")
-        if a.preact_penalty < 0 or a.entropy_coef < 0:
-            raise ConfigError("agent.preact_penalty and agent.entropy_coef must be >= 0")
+        check_range(a.preact_penalty, "agent.preact_penalty", 0, what="a loss weight")
+        check_range(a.entropy_coef, "agent.entropy_coef", 0, what="a loss weight")
+        check_range(a.output_init, "agent.output_init", 0, what="the half width of U(-output_init, output_init)")
         if a.policy != "deterministic" and a.output_activation != "tanh":
             raise ConfigError(
                 f"agent.policy={a.policy!r} defines its own output squashing; "
                 f"it cannot be combined with agent.output_activation={a.output_activation!r}"
             )
-        if a.per_alpha < 0 or not 0 <= a.per_beta0 <= 1 or a.per_eps <= 0:
-            raise ConfigError("prioritised replay needs per_alpha >= 0, 0 <= per_beta0 <= 1, per_eps > 0")
+        check_range(a.per_alpha, "agent.per_alpha", 0, what="a priority exponent")
+        check_range(a.per_beta0, "agent.per_beta0", 0, 1, what="an importance-weight exponent")
+        check_range(a.per_beta_increment, "agent.per_beta_increment", 0, what="beta's growth per sampling call")
+        check_range(a.per_eps, "agent.per_eps", 0, low_open=True, what="a priority offset")
 
         if r.episodes < 1:
             raise ConfigError(f"run.episodes must be >= 1, got {r.episodes}")
@@ -270,10 +264,7 @@ class Config:
         _positive_int(r.checkpoint_interval, "run.checkpoint_interval")
         if r.early_stop_patience < 0:
             raise ConfigError("run.early_stop_patience must be >= 0")
-        if r.freeze_tolerance < 0 or r.grad_death_threshold < 0:
-            raise ConfigError("run.freeze_tolerance and run.grad_death_threshold must be >= 0")
-        if not 0 < r.saturation_threshold < 1:
-            raise ConfigError("run.saturation_threshold must be in (0, 1)")
+        check_tracking_thresholds(r)
         if r.eval_interval < 0 or r.eval_episodes < 1:
             raise ConfigError("run.eval_interval must be >= 0 and run.eval_episodes >= 1")
         if r.threads < 0:
@@ -413,6 +404,91 @@ def _finite(v: float, name: str) -> None:
         raise ConfigError(f"{name} must be finite, got {v}")
 
 
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    """``"in (0, 1]"``, ``"a finite number >= 0"``, ... for :func:`check_range`'s messages."""
+    if high == math.inf:
+        return "a finite number" if low == -math.inf else f"a finite number {'>' if low_open else '>='} {low:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_range(v: float, name: str, low: float = -math.inf, high: float = math.inf, *,
+                low_open: bool = False, high_open: bool = False, what: str = "") -> None:
+    """Refuse NaN, +-inf and ``v`` outside ``[low, high]`` (``low_open``/``high_open``: that end
+    excluded), with one line naming the field and the allowed range, e.g.
+    ``agent.per_beta0 must be in [0, 1] (an importance-weight exponent), got nan``."""
+    above = v > low if low_open else v >= low
+    below = v < high if high_open else v <= high
+    if not (math.isfinite(v) and above and below):
+        meaning = f" ({what})" if what else ""
+        raise ConfigError(f"{name} must be {_interval(low, high, low_open, high_open)}{meaning}, got {v}")
+
+
+def check_learning_rate(v: float, name: str) -> None:
+    """A learning rate: finite and > 0 (``agent.actor_lr must be a positive learning rate, got -1.0``)."""
+    if not (math.isfinite(v) and v > 0):
+        raise ConfigError(f"{name} must be a positive learning rate, got {v}")
+
+
+def check_tracking_thresholds(run: Any) -> None:
+    """The monitor's thresholds of a ``run`` section (every algorithm's): ``freeze_tolerance`` and
+    ``grad_death_threshold`` finite and >= 0, ``saturation_threshold`` in (0, 1)."""
+    check_range(run.freeze_tolerance, "run.freeze_tolerance", 0, what="the largest |change| counted as frozen")
+    check_range(run.grad_death_threshold, "run.grad_death_threshold", 0, what="a gradient norm")
+    check_range(run.saturation_threshold, "run.saturation_threshold", 0, 1, low_open=True, high_open=True)
+
+
+def as_list(value: Any, name: str, of: str = "values") -> list[Any]:
+    """``value`` (a list or tuple) as a list; a string or a number, which would be split into
+    characters or not be iterable, is a ConfigError: ``{name} must be a list of {of}, got '32'``."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of {of}, got {value!r}")
+    return list(value)
+
+
+def preset_names(value: Any, source: str) -> list[str]:
+    """A file's top-level ``presets`` entry as a list of names (missing/null: none); anything else,
+    e.g. ``presets = "layernorm"``, is a ConfigError naming ``source``."""
+    if value is None:
+        return []
+    names = as_list(value, f"{source}: 'presets'", 'preset names (e.g. presets = ["layernorm"])')
+    if not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{source}: 'presets' must be a list of preset names, got {value!r}")
+    return names
+
+
+#: Integer strings with more digits than this are refused (``"1e999999999"`` would build a huge int).
+_MAX_INT_DIGITS = 100
+
+
+def parse_int(value: Any, name: str) -> int:
+    """``value`` as an exact integer: an int as it is, an integral float, or a string parsed
+    without going through float (``"9007199254740993"`` keeps every digit). A string in
+    exponent or decimal form (``"1e3"``, ``"2000.0"``) is read exactly and accepted only when it
+    is an integer; anything else is a ConfigError naming ``name``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            exact = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            exact = None
+        if exact is not None and exact.is_finite():
+            if exact.adjusted() >= _MAX_INT_DIGITS:
+                raise ConfigError(f"{name}: {value!r} is too large (at most {_MAX_INT_DIGITS} digits)")
+            if exact == exact.to_integral_value():
+                return int(exact)
+    raise ConfigError(f"{name}: expected an integer, got {value!r}")
+
+
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     """Convert ``value`` (possibly a CLI string) to the annotated type ``tp``."""
     origin = get_origin(tp)
@@ -441,21 +517,13 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             return False
         raise ConfigError(f"{name}: expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
-        if not f.is_integer():
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
-        return int(f)
+        return parse_int(value, name)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float's range
             raise ConfigError(f"{name}: expected a number, got {value!r}") from None
     if tp is str:
         return str(value)
@@ -476,9 +544,16 @@ def set_field(section: Any, section_name: str, fname: str, value: Any, source: s
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a TOML (.toml) or YAML (.yaml/.yml) file into a dict, with clear errors."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text config file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -576,7 +651,7 @@ def load_config(
     :func:`merge_over_presets`) <- dotted overrides; then validate."""
     cfg = Config()
     file_data = read_config_file(config_file) if config_file else {}
-    for name in list(file_data.pop("presets", [])) + list(presets or []):
+    for name in preset_names(file_data.pop("presets", None), str(config_file)) + list(presets or []):
         apply_preset(cfg, name)
     if file_data:
         merge_over_presets(cfg, file_data, source=str(config_file))

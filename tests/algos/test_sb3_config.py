@@ -56,10 +56,34 @@ def test_overrides_are_typed_and_only_set_fields_reach_sb3():
     ({"env.id": "NoSuchTask-v0"}, "unknown Gymnasium environment id 'NoSuchTask-v0'"),
     ({"env.id": "CartPole-v1"}, "CartPole-v1 has a discrete/non-continuous action space"),
     ({"run.device": "gpu"}, 'run.device=\'gpu\': expected "cpu", "cuda" or "cuda:N"'),
+    ({"agent.gamma": "nan"}, r"agent\.gamma must be in \[0, 1\], got nan"),
+    ({"agent.tau": "inf"}, r"agent\.tau must be in \(0, 1\]"),
+    ({"agent.target_policy_noise": "nan"}, r"agent\.target_policy_noise must be a finite number >= 0"),
+    ({"agent.target_noise_clip": -1}, r"agent\.target_noise_clip must be a finite number >= 0"),
+    ({"agent.action_noise_std": "inf"}, r"agent\.action_noise_std must be a finite number >= 0"),
+    ({"run.freeze_tolerance": "nan"}, r"run\.freeze_tolerance must be a finite number >= 0"),
+    ({"run.grad_death_threshold": -1}, r"run\.grad_death_threshold must be a finite number >= 0"),
+    ({"run.saturation_threshold": "nan"}, r"run\.saturation_threshold must be in \(0, 1\)"),
 ])
 def test_bad_values_are_clear_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load("td3", **overrides)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"agent.ent_coef": "nan"}, r"agent\.ent_coef must be a finite number >= 0"),
+    ({"agent.ent_coef": "-1"}, r"agent\.ent_coef must be a finite number >= 0"),
+    ({"agent.ent_coef": "auto_0"}, r"agent\.ent_coef's initial value \(auto_X\) must be a finite number > 0"),
+    ({"agent.ent_coef": "sometimes"}, r'agent\.ent_coef must be "auto", "auto_X"'),
+    ({"agent.target_entropy": "inf"}, r"agent\.target_entropy must be a finite number, got inf"),
+    ({"agent.target_entropy": "auto_1"}, r'agent\.target_entropy must be "auto" or a number'),
+])
+def test_bad_sac_entropy_settings_are_clear_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load("sac", **overrides)
+    for good in ({"agent.ent_coef": "auto"}, {"agent.ent_coef": "auto_0.1"}, {"agent.ent_coef": "0.2"},
+                 {"agent.target_entropy": "auto"}, {"agent.target_entropy": "-3"}):
+        load("sac", **good)
 
 
 def test_mujoco_task_without_mujoco_names_the_extra(monkeypatch):

@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
-from ..config import ConfigError, merge_over_presets, read_config_file
+from ..config import ConfigError, merge_over_presets, preset_names, read_config_file
 
 __all__ = ["AlgoConfig", "Algorithm", "BatchRunner", "ConfigError", "Runner", "read_config_file"]
 
@@ -99,7 +99,7 @@ class Algorithm(ABC):
         data = dict(read_config_file(config_file)) if config_file else {}
         data.pop("algo", None)
         data.pop("description", None)
-        for name in list(data.pop("presets", []) or []) + list(presets or []):
+        for name in preset_names(data.pop("presets", None), str(config_file)) + list(presets or []):
             self.apply_preset(cfg, name)
         if data:
             merge_over_presets(cfg, data, source=str(config_file))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import math
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Literal
 
-from ..config import ConfigError, check_device, set_field
+from ..config import (ConfigError, check_device, check_learning_rate, check_range, check_tracking_thresholds,
+                      set_field)
 from ..errors import describe
 
 SB3_ALGOS = ("td3", "ddpg", "sac")
@@ -153,9 +153,8 @@ class SB3Config:
         a.actor_lr = default_lr if a.actor_lr is None else a.actor_lr
         a.critic_lr = default_lr if a.critic_lr is None else a.critic_lr
         for name in ("actor_lr", "critic_lr", "ent_coef_lr"):
-            v = getattr(a, name)
-            if v is not None and not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"agent.{name} must be a positive learning rate, got {v}")
+            if getattr(a, name) is not None:
+                check_learning_rate(getattr(a, name), f"agent.{name}")
         for name in ("batch_size", "buffer_size", "train_freq", "policy_delay", "target_update_interval"):
             v = getattr(a, name)
             if v is not None and v < 1:
@@ -164,22 +163,22 @@ class SB3Config:
             raise ConfigError(f"agent.learning_starts must be >= 0 environment steps, got {a.learning_starts}")
         if a.gradient_steps is not None and (a.gradient_steps == 0 or a.gradient_steps < -1):
             raise ConfigError(f"agent.gradient_steps must be >= 1 or -1, got {a.gradient_steps}")
-        if a.gamma is not None and not 0 <= a.gamma <= 1:
-            raise ConfigError(f"agent.gamma must be in [0, 1], got {a.gamma}")
-        if a.tau is not None and not 0 < a.tau <= 1:
-            raise ConfigError(f"agent.tau must be in (0, 1], got {a.tau}")
-        if not (math.isfinite(a.action_noise_std) and a.action_noise_std >= 0):
-            raise ConfigError(f"agent.action_noise_std must be >= 0, got {a.action_noise_std}")
+        if a.gamma is not None:
+            check_range(a.gamma, "agent.gamma", 0, 1)
+        if a.tau is not None:
+            check_range(a.tau, "agent.tau", 0, 1, low_open=True)
+        for name in ("target_policy_noise", "target_noise_clip"):
+            if getattr(a, name) is not None:
+                check_range(getattr(a, name), f"agent.{name}", 0, what="a noise scale, in action units")
+        check_range(a.action_noise_std, "agent.action_noise_std", 0, what="in units of the action range's half width")
+        _check_sac_entropy(a)
         if isinstance(r.steps, bool) or r.steps < 1:
             raise ConfigError(f"run.steps must be a positive number of environment steps, got {r.steps}")
         if r.seed < 0:
             raise ConfigError(f"run.seed must be >= 0, got {r.seed}")
         if r.log_interval < 1:
             raise ConfigError(f"run.log_interval must be >= 1 gradient step, got {r.log_interval}")
-        if r.freeze_tolerance < 0 or r.grad_death_threshold < 0:
-            raise ConfigError("run.freeze_tolerance and run.grad_death_threshold must be >= 0")
-        if not 0 < r.saturation_threshold < 1:
-            raise ConfigError("run.saturation_threshold must be in (0, 1)")
+        check_tracking_thresholds(r)
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
         check_device(r.device)
@@ -187,6 +186,26 @@ class SB3Config:
             raise ConfigError(f"env.max_episode_steps must be >= 1, got {self.env.max_episode_steps}")
         check_env_id(self.env.id)
         return self
+
+
+def _check_sac_entropy(a: SB3AgentConfig) -> None:
+    """SAC's ``ent_coef`` (``"auto"``, ``"auto_X"`` with X > 0, or a fixed number >= 0) and
+    ``target_entropy`` (``"auto"`` or a number), as SB3 reads them; NaN/inf are refused."""
+    if a.ent_coef is not None and a.ent_coef != "auto":
+        text = a.ent_coef[len("auto_"):] if a.ent_coef.startswith("auto_") else a.ent_coef
+        value = _number_or_text(text)
+        if not isinstance(value, float):
+            raise ConfigError(f"agent.ent_coef must be \"auto\", \"auto_X\" (X > 0: the initial value) or a "
+                              f"fixed number >= 0, got {a.ent_coef!r}")
+        if a.ent_coef.startswith("auto_"):
+            check_range(value, "agent.ent_coef's initial value (auto_X)", 0, low_open=True)
+        else:
+            check_range(value, "agent.ent_coef", 0, what="a fixed entropy coefficient")
+    if a.target_entropy is not None and a.target_entropy != "auto":
+        value = _number_or_text(a.target_entropy)
+        if not isinstance(value, float):
+            raise ConfigError(f"agent.target_entropy must be \"auto\" or a number, got {a.target_entropy!r}")
+        check_range(value, "agent.target_entropy")
 
 
 def _json_dict(value: Any, dotted: str, source: str) -> dict[str, Any] | None:

@@ -26,12 +26,12 @@ from typing import Any, Callable
 import pandas as pd
 
 from gradasym import algos
-from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
+from gradasym.algos.base import AlgoConfig, ConfigError
 
 from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
 from .batching import check_batch_runs
 from .reproduction import DEFAULT_SEEDS, FULL_EPISODES, REDUCED_EPISODES, reproduce
-from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo
+from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo, read_grid_file
 from .store import SWEEP_JSON, SweepError, SweepMismatchError, read_json
 
 AddConfigArgs = Callable[[argparse.ArgumentParser], None]
@@ -159,16 +159,9 @@ def spec_from_args(args: argparse.Namespace, config_from_args: ConfigFromArgs | 
     if args.grid is not None:
         if getattr(args, "config", None) is not None:
             raise ConfigError("give either --grid (a grid file holds its base config) or --config, not both")
-        data = dict(read_config_file(args.grid))
-        data.pop("description", None)
-        grid, sweep = data.pop("grid", None), data.pop("sweep", {}) or {}
+        data, grid, sweep = read_grid_file(args.grid)
         if grid is not None:
-            if not isinstance(grid, dict):
-                raise ConfigError(f"{args.grid}: [grid] must be a table of 'section.field' = [values]")
-            axes = dict(grid)
-        unknown = set(sweep) - {"seeds", "preset_combos"}
-        if unknown:
-            raise ConfigError(f"{args.grid}: unknown keys in [sweep]: {sorted(unknown)}")
+            axes = grid
         seeds = seeds if seeds is not None else sweep.get("seeds")
         combos = combos if combos is not None else sweep.get("preset_combos")
         with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ from typing import Any
 
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError, read_config_file
-from gradasym.config import merge_over_presets
+from gradasym.config import as_list, merge_over_presets, preset_names
 
 #: The paper's learning-rate values (``docs/study.md``, "The experiment"): both axes of the default
 #: grid use them, for every algorithm.
@@ -120,7 +120,7 @@ class SweepSpec:
     preset_combos: list[list[str]] | None = None
 
     def __post_init__(self) -> None:
-        self.axes = {str(k): list(v) for k, v in dict(self.axes).items()}
+        self.axes = {str(k): as_list(v, f"sweep axis '{k}'") for k, v in dict(self.axes).items()}
         plugin = algos.of(self.base)
         scratch = plugin.default_config()
         for key, values in self.axes.items():
@@ -141,8 +141,8 @@ class SweepSpec:
         if self.seeds is None:
             self.seeds = [int(self.base.run.seed)]
         seeds = []
-        for s in self.seeds:
-            if isinstance(s, bool) or int(s) != s:
+        for s in as_list(self.seeds, "sweep seeds", "integers"):
+            if isinstance(s, bool) or not (isinstance(s, int) or (isinstance(s, float) and s.is_integer())):
                 raise ConfigError(f"sweep seeds must be integers, got {s!r}")
             seeds.append(int(s))
         if not seeds:
@@ -152,10 +152,10 @@ class SweepSpec:
         self.seeds = seeds
         if self.preset_combos is not None:
             combos = []
-            for combo in self.preset_combos:
+            for combo in as_list(self.preset_combos, "sweep preset_combos", "preset combinations"):
                 if isinstance(combo, str):
                     combo = [p for p in combo.split("+") if p]
-                if not all(isinstance(p, str) for p in combo):
+                if not isinstance(combo, (list, tuple)) or not all(isinstance(p, str) for p in combo):
                     raise ConfigError(f"a preset combination must be a list of names, got {combo!r}")
                 combos.append(list(combo))
             if not combos:
@@ -241,22 +241,9 @@ class SweepSpec:
         (defaults <- presets and file <- overrides); non-None ``seeds``, ``axes``
         (merged over the file's axes) and ``preset_combos`` replace the file's.
         """
-        data = dict(read_config_file(path))
-        data.pop("description", None)
-        grid = data.pop("grid", None)
-        sweep = data.pop("sweep", {}) or {}
-        if grid is not None and not isinstance(grid, dict):
-            raise ConfigError(f"{path}: [grid] must be a table of 'section.field' = [values]")
-        if not isinstance(sweep, dict):
-            raise ConfigError(f"{path}: [sweep] must be a table")
-        unknown = set(sweep) - {"seeds", "preset_combos"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown keys in [sweep]: {sorted(unknown)} (known: seeds, preset_combos)")
+        data, grid, sweep = read_grid_file(path)
         base = build_base_config(data, presets=presets, overrides=overrides, source=str(path))
-        file_axes = dict(grid) if grid is not None else paper_axes()
-        for key, values in file_axes.items():
-            if not isinstance(values, list):
-                raise ConfigError(f"{path}: grid axis '{key}' must be a list of values")
+        file_axes = grid if grid is not None else paper_axes()
         if axes:
             file_axes.update(axes)
         return cls(
@@ -265,6 +252,34 @@ class SweepSpec:
             seeds=seeds if seeds is not None else sweep.get("seeds"),
             preset_combos=preset_combos if preset_combos is not None else sweep.get("preset_combos"),
         )
+
+
+def read_grid_file(path: str | Path) -> tuple[dict[str, Any], dict[str, list[Any]] | None, dict[str, Any]]:
+    """A grid file's three parts, checked: its base config tables (``[env]``, ``[agent]``, ``[run]``,
+    ``presets``, ``algo``), its ``[grid]`` axes (None when it has none) and its ``[sweep]`` table.
+
+    Axes, ``seeds``, ``preset_combos`` and ``presets`` must be lists: a string or a number
+    (``"agent.batch_size" = "32"``, ``seeds = 5``) is a ConfigError naming the key and the file,
+    not a string split into characters.
+    """
+    data = dict(read_config_file(path))
+    data.pop("description", None)
+    grid = data.pop("grid", None)
+    sweep = data.pop("sweep", {}) or {}
+    if grid is not None and not isinstance(grid, dict):
+        raise ConfigError(f"{path}: [grid] must be a table of 'section.field' = [values]")
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"{path}: [sweep] must be a table")
+    unknown = set(sweep) - {"seeds", "preset_combos"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys in [sweep]: {sorted(unknown)} (known: seeds, preset_combos)")
+    preset_names(data.get("presets"), str(path))
+    axes = None if grid is None else {str(k): as_list(v, f"{path}: grid axis '{k}'") for k, v in grid.items()}
+    if sweep.get("seeds") is not None:
+        as_list(sweep["seeds"], f"{path}: [sweep] seeds", "integers")
+    if sweep.get("preset_combos") is not None:
+        as_list(sweep["preset_combos"], f"{path}: [sweep] preset_combos", 'preset combinations (e.g. ["layernorm"])')
+    return data, axes, sweep
 
 
 def build_base_config(
@@ -286,10 +301,7 @@ def build_base_config(
         raise ConfigError(f"{source}: the file is for algo '{named}', but '{algo}' was asked for")
     plugin = algos.get(algo or named)
     cfg = plugin.default_config()
-    file_presets = data.pop("presets", []) or []
-    if not isinstance(file_presets, list):
-        raise ConfigError(f"{source}: 'presets' must be a list of names")
-    for name in list(file_presets) + list(presets or []):
+    for name in preset_names(data.pop("presets", None), source) + list(presets or []):
         plugin.apply_preset(cfg, name)
     if data:
         merge_over_presets(cfg, data, source=source)
