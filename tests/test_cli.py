@@ -150,3 +150,88 @@ def test_interrupted_run_says_what_a_rerun_does_for_its_algorithm(tmp_path, caps
     assert "interrupted" in err and expected in err
     if algo_args:
         assert "--resume to continue" not in err
+
+
+# ---------------------------------------------------------------- --out: files and folders of other results
+TINY_RUN = ["--episodes", "2", "--n-agents", "12", "--batch-size", "8", "--set", "env.k_channel=4",
+            "--set", "env.n_units=3", "--set", "agent.memory_capacity=500", "--quiet"]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--out", "afile", *TINY_RUN],
+    ["sweep", "--out", "afile", "--episodes", "2", "--no-live"],
+    ["reproduce", "--out", "afile", "--no-live"],
+    ["report", "afile"],
+    ["report", "results", "--out", "afile"],
+])
+def test_out_that_is_a_file_is_one_line_exit_2(tmp_path, capsys, monkeypatch, argv) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "results").mkdir()
+    assert main(argv) == 2
+    assert "afile is a file, not a folder" in _one_line_error(capsys)
+    assert (tmp_path / "afile").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "results"]  # nothing written
+
+
+def _sweep_folder(d):
+    (d / "runs" / "alr0.1_clr0.1_s42").mkdir(parents=True)
+    (d / "runs" / "alr0.1_clr0.1_s42" / "config.json").write_text("{}")
+    (d / "sweep.json").write_text("{}")
+
+
+def _run_folder(d):
+    d.mkdir()
+    for name in ("config.json", "summary.json", "checkpoint.pt"):
+        (d / name).write_text("{}")
+
+
+def _foreign_summary(d):
+    d.mkdir()
+    (d / "summary.json").write_text('{"status": "x"}')
+
+
+@pytest.mark.parametrize("make, argv, message", [
+    (_sweep_folder, ["run", *TINY_RUN], "holds a sweep (sweep.json, runs); a run is not written into a sweep folder"),
+    (_sweep_folder, ["run", "--resume", *TINY_RUN], "holds a sweep"),
+    (_foreign_summary, ["run", *TINY_RUN], "holds summary.json but no config.json or checkpoint"),
+    (_run_folder, ["sweep", "--episodes", "2", "--no-live"],
+     "holds a run (config.json, summary.json, checkpoint.pt); a sweep is not written into a run folder"),
+    (_run_folder, ["reproduce", "--no-live"], "holds a run (config.json, summary.json, checkpoint.pt)"),
+])
+def test_out_holding_other_results_is_refused_before_work(tmp_path, capsys, make, argv, message) -> None:
+    out = tmp_path / "o"
+    make(out)
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert main([argv[0], "--out", str(out), *argv[1:]]) == 2
+    err = _one_line_error(capsys)
+    assert message in err and str(out) in err and "choose another --out" in err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before  # nothing written or removed
+
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_resumes(tmp_path, capsys, monkeypatch) -> None:
+    """A checkpoint that does not fit: one line naming the file (exit 1, as any full disk), the earlier
+    checkpoints stay loadable and --resume continues (torch.save's own writer raised a RuntimeError)."""
+    import torch
+    from fulldisk import FullDisk
+
+    import gradasym.io
+
+    monkeypatch.setattr(gradasym.io, "open", FullDisk(full_from=3, room=4096), raising=False)  # the start and episode 2 fit
+    out = tmp_path / "r"
+    argv = ["run", "--out", str(out), *TINY_RUN, "--episodes", "6", "--checkpoint-interval", "2"]
+    assert main(argv) == 1
+    err = _one_line_error(capsys)
+    assert err.startswith(f"gradasym: error: no space left on the device writing {out / 'checkpoint.pt'}")
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["episodes_done"] == 2
+    assert torch.load(out / "checkpoint.prev.pt", weights_only=False)["episodes_done"] == 0
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text())["episodes_run"] == 6

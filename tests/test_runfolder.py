@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import gradasym.io
+from fulldisk import FullDisk
 from gradasym.io import atomic_path, write_json
-from gradasym.runfolder import (CheckpointError, DiskFullError, FolderLock, RunFolder, RunFolderError,
-                                config_differences, disk_full_guard)
+from gradasym.runfolder import (CheckpointError, DiskFullError, FolderKindError, FolderLock, RunFolder,
+                                RunFolderError, config_differences, disk_full_guard)
 
 
 def _dead_pid() -> int:
@@ -215,3 +217,49 @@ def test_disk_full_becomes_one_line(tmp_path: Path) -> None:
     with pytest.raises(PermissionError):  # other OS errors pass unchanged
         with disk_full_guard():
             raise PermissionError(errno.EACCES, "denied")
+
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_keeps_the_earlier_ones(tmp_path: Path, monkeypatch) -> None:
+    """torch's own file writer reports a full disk as RuntimeError("unexpected pos ..."); the checkpoint
+    is serialised in memory and written with a plain write, so it is an ENOSPC naming the file."""
+    folder = RunFolder(tmp_path)
+    folder.save_checkpoint(_state(1))
+    folder.save_checkpoint(_state(2))
+    monkeypatch.setattr(gradasym.io, "open", FullDisk(full_from=1), raising=False)
+    with pytest.raises(DiskFullError) as info, disk_full_guard("episode 3"):
+        folder.save_checkpoint(_state(3))
+    text = str(info.value)
+    assert f"writing {folder.checkpoint_path}" in text and "episode 3" in text and "\n" not in text
+    monkeypatch.undo()
+    assert folder.load_checkpoint()[0]["episodes_done"] == 2  # the earlier checkpoints are intact
+    assert torch.load(folder.previous_checkpoint_path, weights_only=False)["episodes_done"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]  # no temp file
+
+
+# ---------------------------------------------------------------- what a folder holds
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d.write_text("x"), "is a file, not a folder"),
+    (lambda d: (d.mkdir(), (d / "sweep.json").write_text("{}")), "holds a sweep (sweep.json)"),
+    (lambda d: (d / "runs").mkdir(parents=True), "holds a sweep (runs)"),
+    (lambda d: ((d / "a").mkdir(parents=True), (d / "a" / "config.json").write_text("{}")), "holds run folders (a)"),
+    (lambda d: (d.mkdir(), (d / "summary.json").write_text('{"status": "x"}')),
+     "holds summary.json but no config.json or checkpoint"),
+])
+def test_a_folder_holding_other_results_is_refused(tmp_path: Path, make, message) -> None:
+    out = tmp_path / "o"
+    make(out)
+    before = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
+    with pytest.raises(FolderKindError, match="choose another --out") as info:
+        RunFolder(out).check_usable()
+    assert message in str(info.value) and str(out) in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, RunFolderError)  # a ConfigError: the CLI's exit code 2
+    assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else None) == before
+
+
+@pytest.mark.parametrize("files", [[], ["notes.txt"], ["config.json", "summary.json"], ["checkpoint.pt", "summary.json"]])
+def test_a_run_folder_or_one_with_notes_is_usable(tmp_path: Path, files: list[str]) -> None:
+    for name in files:
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "tensorboard").mkdir()  # a run's own sub-folder
+    RunFolder(tmp_path).check_usable()
+    RunFolder(tmp_path / "absent").check_usable()

@@ -36,6 +36,7 @@ from gradasym.sweep import REDUCED_EPISODES, FULL_EPISODES
 from gradasym.sweep import add_cli
 from gradasym.sweep.commands import spec_from_args
 from gradasym.io import write_json
+from gradasym.runfolder import FolderKindError
 from gradasym.sweep.core import SweepDiskFullError
 from gradasym.sweep.store import SweepLock, read_run_summary
 
@@ -936,3 +937,73 @@ def test_sweep_refuses_runs_that_cannot_fit_in_memory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GiB of memory is available"):
         sweep(spec, tmp_path / "s")
     assert not (tmp_path / "s" / "runs").exists()
+
+
+# ---------------------------------------------------------------- folders holding other results
+def test_a_sweep_is_not_written_into_a_run_folder_or_a_file(tmp_path: Path) -> None:
+    run = tmp_path / "ref"
+    fake_runner(small_spec().expand()[0].config, run / "x" / "r")  # a run folder made by a runner ...
+    run = run / "x" / "r"
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(FolderKindError, match=r"ref/x/r holds a run \(config.json, summary.json\); a sweep is not "
+                                              r"written into a run folder: choose another --out"):
+        sweep(small_spec(), run)
+    assert sorted(p.name for p in run.iterdir()) == before  # no runs/, no sweep.json
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(FolderKindError, match="afile is a file, not a folder"):
+        sweep(small_spec(), tmp_path / "afile")
+    with pytest.raises(FolderKindError, match=r"holds run folders \(r\) outside runs/"):
+        sweep(small_spec(), tmp_path / "ref" / "x")
+
+
+def test_a_run_is_not_written_into_a_sweep_folder(tmp_path: Path) -> None:
+    runner_module = pytest.importorskip("gradasym.runner")
+    out = tmp_path / "s"
+    reference = sweep(small_spec(), out)
+    for folder in (out, out / "runs"):
+        with pytest.raises(FolderKindError, match="choose another --out"):
+            runner_module.run_experiment(small_spec().expand()[0].config, folder)
+    assert not (out / "config.json").exists() and not (out / "runs" / "config.json").exists()
+    pd.testing.assert_frame_equal(sweep(small_spec(), out), reference)  # rerunning into its own folder still works
+
+
+def test_foreign_folders_under_runs_are_named_or_moved_with_force(tmp_path: Path) -> None:
+    out = tmp_path / "junk"
+    (out / "runs" / "zzz").mkdir(parents=True)
+    (out / "runs" / "notes.txt").write_text("a file is not read as a run")
+    with pytest.raises(FolderKindError, match=r"junk/runs holds zzz, not runs of this sweep .*--force"):
+        sweep(small_spec(), out)
+    assert not (out / "sweep.json").exists()
+    reference = sweep(small_spec(), tmp_path / "ref")
+    notes: list[str] = []
+    pd.testing.assert_frame_equal(sweep(small_spec(), out, force=True, log=notes.append), reference)
+    assert any("zzz (not a run of this sweep)" in n for n in notes)
+    assert [p.name.split("-")[0] for p in (out / "stale").iterdir()] == ["zzz"]
+    bigger = small_spec(seeds=[42, 3])  # extending the sweep: its own runs are not foreign
+    assert len(sweep(bigger, out)) == 2 * len(reference)
+
+
+def test_checkpoint_on_a_full_disk_stops_a_real_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.save's own writer raised RuntimeError on a full disk (recorded as a failed run with a traceback);
+    the checkpoint's plain write raises ENOSPC, so the sweep stops with SweepDiskFullError (exit 2)."""
+    import torch
+    from fulldisk import FullDisk
+
+    import gradasym.io
+
+    base = Config()
+    base.env.n_agents, base.env.k_channel, base.env.steps_per_episode = 4, 2, 2
+    base.agent.batch_size, base.agent.memory_capacity = 4, 64
+    base.agent.actor_hidden, base.agent.critic_hidden = (8, 4), (16, 8)
+    base.run.episodes, base.run.log_interval, base.run.checkpoint_interval = 4, 1, 2
+    spec = SweepSpec(base=base, axes={"agent.actor_lr": [1e-1], "agent.critic_lr": [1e-3]}, seeds=[0])
+    monkeypatch.setattr(gradasym.io, "open", FullDisk(full_from=2, room=512), raising=False)
+    out = tmp_path / "s"
+    with pytest.raises(SweepDiskFullError, match="checkpoint.pt") as info:
+        run_sweep(spec, out, live=False, log=lambda s: None)
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    rdir = out / "runs" / spec.expand()[0].run_id
+    assert torch.load(rdir / "checkpoint.pt", weights_only=False)["episodes_done"] == 0  # the earlier one
+    monkeypatch.undo()
+    table = run_sweep(spec, out, live=False, log=lambda s: None)  # space freed: resumes
+    assert (table["status"] == "finished").all() and (table["episodes_run"] == 4).all()

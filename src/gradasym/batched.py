@@ -335,6 +335,8 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
     outs = [Path(o) for o in out_dirs]
     if len(cfgs) != len(outs):
         raise ValueError("one output folder per configuration")
+    for out in outs:
+        RunFolder(out).check_usable()  # a file, a sweep, foreign files: refused before any work
     configure_process(cfgs[0].run.threads if cfgs else 1)
     summaries: list[dict[str, Any] | None] = [None] * len(cfgs)
     batch: list[int] = []

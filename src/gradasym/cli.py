@@ -20,6 +20,7 @@ from . import algos
 from .algos.base import AlgoConfig
 from .config import ConfigError, available_presets, parse_int, read_config_file
 from .process import sigterm_interrupts
+from .runfolder import require_folder
 
 # Flag -> dotted config field, for the options every training command accepts. A flag
 # applies to the algorithms whose config has that field (others get a clear error). The
@@ -250,6 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for folder in [args.results_dir, *args.compare]:
         if not folder.exists():
             raise ConfigError(f"results folder not found: {folder}")
+        require_folder(folder, "results folder")
+    require_folder(args.out if args.out is not None else args.results_dir / "report")
     path = build_report(args.results_dir, compare=args.compare, out_dir=args.out, margin=args.margin,
                         title=args.title)
     print(f"report written to {path}")

@@ -9,6 +9,8 @@ the old complete file or the new complete file. The temporary files are named
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
@@ -22,6 +24,8 @@ import pandas as pd
 
 #: Suffix of :func:`atomic_path`'s temporary files (``.NAME.<random>.tmp``).
 TEMP_SUFFIX = ".tmp"
+#: errno values meaning "the disk (or the quota) is full".
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @contextmanager
@@ -32,6 +36,8 @@ def atomic_path(path: str | Path, keep_previous: str | Path | None = None) -> It
     one filesystem) and is removed if writing fails; the old ``path`` is untouched.
     With ``keep_previous``, an existing ``path`` is first moved (atomically) to
     ``keep_previous``, so the last good version survives next to the new one.
+    A disk-full ``OSError`` that names no file (a plain ``write`` or ``fsync``) is
+    given ``path`` as its ``filename``, so the error says which file did not fit.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,9 +50,11 @@ def atomic_path(path: str | Path, keep_previous: str | Path | None = None) -> It
         if keep_previous is not None and path.exists():
             os.replace(path, keep_previous)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS and exc.filename is None:
+            exc.filename = str(path)
         raise
 
 
@@ -120,8 +128,18 @@ def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
 
 
 def torch_save(path: str | Path, obj: Any, keep_previous: str | Path | None = None) -> None:
-    """``torch.save`` atomically (``keep_previous``: see :func:`atomic_path`)."""
+    """``torch.save`` atomically (``keep_previous``: see :func:`atomic_path`).
+
+    The object is serialised in memory first and its bytes written with an ordinary
+    file write: torch's own file writer reports a full disk as a ``RuntimeError``
+    ("unexpected pos ..."), a plain write as ``OSError(ENOSPC)`` naming ``path``, which
+    :func:`gradasym.runfolder.disk_full_guard` turns into one line. The in-memory copy
+    costs the checkpoint's size once more (at most ~90 MB with a replay buffer); the
+    bytes are written from the buffer without a further copy.
+    """
     import torch
 
-    with atomic_path(path, keep_previous=keep_previous) as tmp:
-        torch.save(obj, tmp)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path, keep_previous=keep_previous) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())

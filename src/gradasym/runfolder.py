@@ -25,6 +25,9 @@ independent of the training framework:
   acquirers (call it holding the lock);
   unreadable ``config.json`` / ``summary.json`` raise :class:`RunFolderError`
   naming the file;
+* **only its own kind of results**: :meth:`RunFolder.check_usable` refuses (:class:`FolderKindError`)
+  a file, a sweep folder, a folder of run folders, and a run's output files without its
+  ``config.json`` or a checkpoint (not a gradasym run's: a run would overwrite them);
 * **disk full**: :func:`disk_full_guard` turns ``ENOSPC``/``EDQUOT`` into a
   :class:`DiskFullError` with one line (the file, what to do); the earlier files stay
   intact because every write is atomic (``gradasym.io``).
@@ -32,6 +35,7 @@ independent of the training framework:
 Typical use by a runner (``gradasym.runner.run_experiment`` does exactly this)::
 
     folder = RunFolder(out)
+    folder.check_usable()                     # FolderKindError: a file, a sweep, foreign files
     if folder.holds_run() and not resume:
         raise ConfigError(...)
     with folder.lock():                       # RunFolderError if another process writes here
@@ -66,7 +70,14 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .config import ConfigError
 from .errors import describe
-from .io import read_json, remove_temp_files, torch_save, unlink_existing, write_json
+from .io import (
+    DISK_FULL_ERRNOS,
+    read_json,
+    remove_temp_files,
+    torch_save,
+    unlink_existing,
+    write_json,
+)
 
 try:  # POSIX; elsewhere stale-lock take-over is unguarded (creation stays exclusive)
     import fcntl
@@ -78,6 +89,13 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 RUN_LOCK_FILE = ".run.lock"
+#: Files a run writes besides ``config.json`` and the checkpoints; found without either, they
+#: are not a gradasym run's (a run would overwrite them).
+RUN_OUTPUT_FILES = (SUMMARY_FILE, "episodes.parquet", "tracking.parquet", "tracking_agents.parquet")
+#: What only a run folder holds at its top: a sweep is never written into such a folder.
+RUN_FOLDER_FILES = (CONFIG_FILE, SUMMARY_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE)
+#: What a sweep folder holds at its top (``gradasym.sweep.store``): a run is never written there.
+SWEEP_FOLDER_NAMES = ("sweep.json", "runs")
 #: Key of a run's checkpoint and ``summary.json`` naming the trainer that produced its episodes:
 #: :data:`SINGLE` (``run_experiment``), :data:`BATCHED` (``train_batch``), or :data:`MIXED` (continued
 #: by the other one). The two trainers round differently, so a resumed run keeps the one it started with.
@@ -85,8 +103,6 @@ TRAINER_KEY = "trainer"
 SINGLE, BATCHED, MIXED = "single", "batched", "mixed"
 #: Not a file value: a started run whose folder does not say which trainer produced it.
 UNKNOWN_TRAINER = "unknown"
-#: errno values meaning "the disk (or the quota) is full".
-DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class RunFolderError(ConfigError):
@@ -95,6 +111,11 @@ class RunFolderError(ConfigError):
 
 class CheckpointError(RunFolderError):
     """No checkpoint of the folder can be read."""
+
+
+class FolderKindError(RunFolderError):
+    """An output folder cannot take these results: it is a file, or it holds results of another
+    kind (a sweep where a run goes, a run where a sweep goes, files gradasym did not write)."""
 
 
 class DiskFullError(OSError):
@@ -129,6 +150,33 @@ def disk_full_guard(what: str = "") -> Iterator[None]:
         if not is_disk_full(exc):
             raise
         raise DiskFullError(exc.errno, disk_full_message(exc, what), exc.filename) from None
+
+
+# ------------------------------------------------------------------ what a folder holds
+def require_folder(path: str | Path, what: str = "--out") -> Path:
+    """``path`` as a :class:`Path`; :class:`FolderKindError` if it exists but is not a folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FolderKindError(f"{path} is a file, not a folder; choose another {what}")
+    return path
+
+
+def present(folder: Path, names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that exist directly in ``folder``."""
+    return [n for n in names if (folder / n).exists()]
+
+
+def run_subfolders(folder: Path) -> list[str]:
+    """Names of the sub-folders of ``folder`` that hold a run (a ``config.json`` or a checkpoint)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and RunFolder(p).holds_run())
+
+
+def some(names: list[str], limit: int = 3) -> str:
+    """``a, b, c`` (and ``and N more`` beyond ``limit``)."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 # ------------------------------------------------------------------ lock
@@ -371,6 +419,32 @@ class RunFolder:
     def holds_run(self) -> bool:
         """A run was started here (a configuration or a checkpoint is stored)."""
         return any(p.exists() for p in (self.config_path, self.checkpoint_path, self.previous_checkpoint_path))
+
+    def check_usable(self) -> None:
+        """Raise :class:`FolderKindError` (one line: the folder, what it holds, what to do) unless
+        the folder is absent, holds no results, or holds a run (``config.json`` or a checkpoint).
+
+        Refused: a file; a sweep folder (``sweep.json`` or ``runs/``); a folder of run folders (a
+        report would show only the run written at its top); a run's output files
+        (``summary.json``, tables) with neither ``config.json`` nor a checkpoint, which are not a
+        gradasym run's and would be overwritten. Other files (notes) are left alone.
+        """
+        path = require_folder(self.path)
+        if not path.is_dir():
+            return
+        sweep = present(path, SWEEP_FOLDER_NAMES)
+        if sweep:
+            raise FolderKindError(f"{path} holds a sweep ({', '.join(sweep)}); a run is not written into a "
+                                  "sweep folder (it would hide the sweep's runs): choose another --out")
+        runs = run_subfolders(path)
+        if runs:
+            raise FolderKindError(f"{path} holds run folders ({some(runs)}); a run is not written above "
+                                  "other runs: choose another --out")
+        outputs = present(path, RUN_OUTPUT_FILES)
+        if outputs and not self.holds_run():
+            raise FolderKindError(f"{path} holds {', '.join(outputs)} but no {CONFIG_FILE} or checkpoint, so it "
+                                  "is not a gradasym run folder and a run would overwrite them: "
+                                  "choose another --out")
 
     def lock(self) -> FolderLock:
         """The folder's :class:`FolderLock` (``.run.lock``); use it as a context manager."""

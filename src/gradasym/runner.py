@@ -370,7 +370,10 @@ def run_experiment(
     writing the folder is refused (``.run.lock``); temporary files of interrupted
     writes are removed; a bad newest checkpoint falls back to ``checkpoint.prev.pt``;
     ``config.json`` is written only once the run has started (a refused start leaves
-    none behind); sizes that cannot fit in memory are refused before any allocation.
+    none behind); sizes that cannot fit in memory are refused before any allocation;
+    an ``out_dir`` that is a file or holds other results (a sweep, run folders, a
+    run's files without its ``config.json``) is refused (:class:`FolderKindError`,
+    :meth:`RunFolder.check_usable`).
     """
     cfg.validate()
     check_memory(cfg)
@@ -378,6 +381,7 @@ def run_experiment(
         require_tensorboard()  # the extra is missing: say so before anything is written
     folder = RunFolder(out_dir)
     out = folder.path
+    folder.check_usable()  # a file, a sweep, foreign files: refused before any work
     if folder.holds_run() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     configure_process(cfg.run.threads)

@@ -218,6 +218,7 @@ def run_sb3(cfg: SB3Config, out_dir: str | Path, resume: bool = True, progress: 
     """
     cfg.validate()
     folder = RunFolder(out_dir)
+    folder.check_usable()  # a file, a sweep, foreign files: refused before any work
     if folder.holds_run() and not resume:
         raise ConfigError(f"{folder.path} already holds a run; choose another --out")
     with disk_full_guard(), folder.lock():

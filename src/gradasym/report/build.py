@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import describe
 from ..provenance import collect as collect_provenance
+from ..runfolder import require_folder
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
 from .generic import build_generic_report, is_paper_set
 from .failures import ERRORS_LOG, Failures
@@ -222,15 +223,17 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     ``gradasym report — <folder> (<scale>)``, the scale derived from the runs.
 
     Raises :class:`~gradasym.config.ConfigError` (a ``ValueError``) for an invalid
-    ``margin`` and ``FileNotFoundError`` when a given folder does not exist, both
-    before any work; any content problem is reported on the page instead.
+    ``margin`` or a results folder or ``out_dir`` that is a file
+    (:class:`~gradasym.runfolder.FolderKindError`), and ``FileNotFoundError`` when a given
+    folder does not exist, all before any work; any content problem is reported on the page instead.
     """
     margin = check_margin(margin)
     paths = [Path(results_dir), *[Path(p) for p in compare]]
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"results folder not found: {p}")
-    out = Path(out_dir) if out_dir is not None else paths[0] / "report"
+        require_folder(p, "results folder")
+    out = require_folder(Path(out_dir) if out_dir is not None else paths[0] / "report")
     fig_dir, tab_dir = out / "figures", out / "tables"
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)

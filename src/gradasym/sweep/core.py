@@ -34,7 +34,8 @@ import pandas as pd
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
-from gradasym.runfolder import BATCHED, DiskFullError, disk_full_message, is_disk_full
+from gradasym.runfolder import (BATCHED, RUN_FOLDER_FILES, DiskFullError, FolderKindError, disk_full_message,
+                                 is_disk_full, present, require_folder, run_subfolders, some)
 
 from . import store
 from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_result, run_ray, run_submitit
@@ -250,6 +251,33 @@ def _sweep_document(spec: SweepSpec, runs: list[RunSpec], old: dict[str, Any] | 
     return doc
 
 
+def check_sweep_folder(out_dir: Path) -> None:
+    """Refuse (:class:`FolderKindError`, one line) an ``out_dir`` that is a file, holds a run at its
+    top (``config.json``, ``summary.json``, a checkpoint: a sweep written there would mix its
+    ``runs/`` and ``sweep.json`` into the run's folder) or run folders beside ``runs/``."""
+    require_folder(out_dir)
+    held = present(out_dir, RUN_FOLDER_FILES) if out_dir.is_dir() else []
+    if held:
+        raise FolderKindError(f"{out_dir} holds a run ({', '.join(held)}); a sweep is not written into a run "
+                              "folder: choose another --out")
+    beside = run_subfolders(out_dir)
+    if beside:
+        raise FolderKindError(f"{out_dir} holds run folders ({some(beside)}) outside {store.RUNS_DIR}/; a sweep "
+                              "written there would hide them from its report: choose another --out")
+
+
+def _foreign_entries(out_dir: Path, runs: list[RunSpec], old: dict[str, Any] | None) -> list[Path]:
+    """The folders under ``out_dir/runs/`` that are runs neither of this grid nor of the recorded
+    sweep (``old``): reports read every folder there (hidden and ``_`` ones excepted)."""
+    root = out_dir / store.RUNS_DIR
+    if not root.is_dir():
+        return []
+    known = {r.run_id for r in runs} | {str(i) for i in (old or {}).get("run_ids", []) or []}
+    known |= {str(e.get("run_id")) for e in (old or {}).get("runs", []) or [] if isinstance(e, dict)}
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith((".", "_")) and p.name not in known)
+
+
 def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: bool,
                     note: Callable[[str], None]) -> None:
     """Check the folder against the grid, write ``sweep.json``, vet existing run folders."""
@@ -279,6 +307,13 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
         shutil.move(str(rdir), str(stale))
         note(f"--force: moved {rdir} ({why}) to {stale}")
 
+    foreign = _foreign_entries(out_dir, runs, old)
+    if foreign and not force:
+        raise FolderKindError(
+            f"{out_dir / store.RUNS_DIR} holds {some([p.name for p in foreign])}, not runs of this sweep (a report "
+            "would mix them in): choose another --out, or --force to move them to stale/")
+    for rdir in foreign:
+        move_aside(rdir, "not a run of this sweep")
     if old is not None and reasons:
         note(f"--force: redefining the sweep in {out_dir} ({'; '.join(reasons)[:200]})")
         # Runs of the old grid that the new one lacks would otherwise mix into reports.
@@ -459,6 +494,10 @@ def run_sweep(
         SweepMismatchError: ``out_dir`` holds another grid (and ``force`` is False), or a run
             folder's ``config.json`` is unreadable.
         SweepError: another sweep is using ``out_dir``.
+        FolderKindError: ``out_dir`` is a file, holds a run (``config.json``, ``summary.json`` or a
+            checkpoint at its top) or run folders beside ``runs/``, or its ``runs/`` holds folders
+            that are not runs of this sweep
+            (``force`` moves those to ``stale/``); a ``ConfigError``, raised before any run starts.
         SweepDiskFullError: the disk filled up (the runs were stopped, the summary written
             if possible; rerunning resumes).
         ConfigError: the grid produces an invalid config, or its runs cannot fit in memory.
@@ -477,6 +516,7 @@ def run_sweep(
     runs = spec.expand()
     n_workers = workers or 1
     run_threads = resolve_threads(spec.base, backend, n_workers, threads)
+    check_sweep_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
