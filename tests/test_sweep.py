@@ -251,9 +251,11 @@ def test_grid_file_with_overrides_and_cli_axes(tmp_path: Path) -> None:
     ('[sweep]\npreset_combos = "layernorm"\n', r"\[sweep\] preset_combos must be a list of preset combinations"),
     ("[sweep]\npreset_combos = 5\n", r"\[sweep\] preset_combos must be a list of preset combinations"),
     ('presets = "layernorm"\n', r"'presets' must be a list of preset names"),
+    ('[agent]\nactor_nrm = "none"\n', r"unknown field 'agent\.actor_nrm'"),                  # the base tables too
 ])
 def test_grid_file_strings_and_scalars_are_not_lists(tmp_path: Path, capsys, text: str, match: str) -> None:
-    """A string where a list belongs is refused naming the key and the file, not split into characters."""
+    """A string where a list belongs is refused naming the key and the file, not split into characters
+    (and a bad field of the grid's config tables names the grid file, not a temporary copy)."""
     f = tmp_path / "g.toml"
     f.write_text(text)
     with pytest.raises(ConfigError, match=rf"g\.toml: {match}"):

@@ -169,7 +169,10 @@ def spec_from_args(args: argparse.Namespace, config_from_args: ConfigFromArgs | 
             base_file.write_text(json.dumps(data))
             file_args = copy.copy(args)
             file_args.config = base_file
-            base = config_from_args(file_args)
+            try:
+                base = config_from_args(file_args)
+            except ConfigError as exc:  # name the grid file, not this temporary copy of its tables
+                raise ConfigError(str(exc).replace(str(base_file), str(args.grid))) from None
     else:
         base = config_from_args(args)
     for flag, key in (("actor_lr", "agent.actor_lr"), ("critic_lr", "agent.critic_lr")):
