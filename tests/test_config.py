@@ -280,3 +280,10 @@ def test_binary_file_and_directory_are_clear_errors(tmp_path) -> None:
     folder.mkdir()
     with pytest.raises(ConfigError, match=r"somedir\.toml is a directory, not a config file"):
         load_config(folder)
+
+
+def test_the_presets_argument_must_be_a_list_not_a_name() -> None:
+    """load_config(presets="layernorm") used to apply presets 'l', 'a', ... (unknown preset 'l')."""
+    with pytest.raises(ConfigError, match=r"the presets argument: 'presets' must be a list of preset names"):
+        load_config(presets="layernorm")
+    assert load_config(presets=("layernorm",)).presets == ["layernorm"]

@@ -1004,6 +1004,8 @@ def test_checkpoint_on_a_full_disk_stops_a_real_sweep(tmp_path: Path, monkeypatc
     with pytest.raises(SweepDiskFullError, match="checkpoint.pt") as info:
         run_sweep(spec, out, live=False, log=lambda s: None)
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    assert "--resume for `gradasym run`" not in str(info.value)  # a run's remedy, not this sweep's
+    assert str(info.value).count("free some space") == 1
     rdir = out / "runs" / spec.expand()[0].run_id
     assert torch.load(rdir / "checkpoint.pt", weights_only=False)["episodes_done"] == 0  # the earlier one
     monkeypatch.undo()

@@ -651,7 +651,7 @@ def load_config(
     :func:`merge_over_presets`) <- dotted overrides; then validate."""
     cfg = Config()
     file_data = read_config_file(config_file) if config_file else {}
-    for name in preset_names(file_data.pop("presets", None), str(config_file)) + list(presets or []):
+    for name in preset_names(file_data.pop("presets", None), str(config_file)) + preset_names(presets, "the presets argument"):
         apply_preset(cfg, name)
     if file_data:
         merge_over_presets(cfg, file_data, source=str(config_file))

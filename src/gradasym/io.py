@@ -28,6 +28,18 @@ TEMP_SUFFIX = ".tmp"
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets under this process's umask (e.g. 0o644 under 022)."""
+    mask = os.umask(0)  # the only way to read the umask; restored at once (at import, before any thread)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Results are as readable as any file the user creates (``mkstemp`` alone would make them 0600,
+#: unreadable for the colleagues sharing a results folder).
+FILE_MODE = _file_mode()
+
+
 @contextmanager
 def atomic_path(path: str | Path, keep_previous: str | Path | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is synced and replaces ``path``.
@@ -42,6 +54,7 @@ def atomic_path(path: str | Path, keep_previous: str | Path | None = None) -> It
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -118,13 +131,19 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
-    """Write a table atomically as Parquet (or CSV when the suffix is .csv)."""
+    """Write a table atomically as Parquet (or CSV when the suffix is .csv).
+
+    Parquet is encoded in memory and written with a plain file write, as :func:`torch_save`
+    does: pyarrow's file writer may report a full disk without an ``errno``, which would
+    then not read as a full disk (:func:`gradasym.runfolder.is_disk_full`)."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    with atomic_path(path) as tmp:
-        if Path(path).suffix == ".csv":
+    if Path(path).suffix == ".csv":
+        with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
+        return
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    write_bytes(path, buffer)
 
 
 def torch_save(path: str | Path, obj: Any, keep_previous: str | Path | None = None) -> None:
@@ -141,5 +160,11 @@ def torch_save(path: str | Path, obj: Any, keep_previous: str | Path | None = No
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    write_bytes(path, buffer, keep_previous=keep_previous)
+
+
+def write_bytes(path: str | Path, buffer: io.BytesIO, keep_previous: str | Path | None = None) -> None:
+    """Write ``buffer``'s bytes to ``path`` atomically with a plain file write (a full disk is
+    ``OSError(ENOSPC)`` naming ``path``), without copying them."""
     with atomic_path(path, keep_previous=keep_previous) as tmp, open(tmp, "wb") as fh:
         fh.write(buffer.getbuffer())

@@ -131,12 +131,16 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
+#: The remedy that ends a run's disk-full line (a sweep, which resumes by itself, gives its own instead).
+RUN_DISK_FULL_REMEDY = ": free some space and rerun the same command (with --resume for `gradasym run`) to continue"
+
+
 def disk_full_message(exc: OSError, what: str = "") -> str:
-    """One line for a disk-full error: the file, and that earlier files are intact."""
+    """One line for a disk-full error: the file, that earlier files are intact, and
+    :data:`RUN_DISK_FULL_REMEDY`."""
     where = f" writing {exc.filename}" if exc.filename else ""
     doing = f" ({what})" if what else ""
-    return (f"no space left on the device{where}{doing}; the files written before are intact: "
-            "free some space and rerun the same command (with --resume for `gradasym run`) to continue")
+    return f"no space left on the device{where}{doing}; the files written before are intact{RUN_DISK_FULL_REMEDY}"
 
 
 @contextmanager

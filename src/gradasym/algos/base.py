@@ -99,7 +99,7 @@ class Algorithm(ABC):
         data = dict(read_config_file(config_file)) if config_file else {}
         data.pop("algo", None)
         data.pop("description", None)
-        for name in preset_names(data.pop("presets", None), str(config_file)) + list(presets or []):
+        for name in preset_names(data.pop("presets", None), str(config_file)) + preset_names(presets, "the presets argument"):
             self.apply_preset(cfg, name)
         if data:
             merge_over_presets(cfg, data, source=str(config_file))

@@ -34,8 +34,8 @@ import pandas as pd
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
-from gradasym.runfolder import (BATCHED, RUN_FOLDER_FILES, DiskFullError, FolderKindError, disk_full_message,
-                                 is_disk_full, present, require_folder, run_subfolders, some)
+from gradasym.runfolder import (BATCHED, RUN_DISK_FULL_REMEDY, RUN_FOLDER_FILES, DiskFullError, FolderKindError,
+                                 disk_full_message, is_disk_full, present, require_folder, run_subfolders, some)
 
 from . import store
 from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_result, run_ray, run_submitit
@@ -389,8 +389,9 @@ def _full_disk_stops_sweep(out_dir: Path, hint: str) -> Iterator[None]:
                  if getattr(exc, "recorded", False) else
                  "the summary could not be rewritten (the previous one is intact)")
         line = str(exc) if isinstance(exc, DiskFullError) else disk_full_message(exc, "sweep")
+        line = line.splitlines()[0].replace(RUN_DISK_FULL_REMEDY, "")  # the sweep's own remedy follows
         raise SweepDiskFullError(
-            f"{line.splitlines()[0]}; the sweep stopped: {where}; "
+            f"{line}; the sweep stopped: {where}; "
             f"free some space and run the same command again ({hint})"
         ) from None
 

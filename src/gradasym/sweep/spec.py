@@ -301,7 +301,7 @@ def build_base_config(
         raise ConfigError(f"{source}: the file is for algo '{named}', but '{algo}' was asked for")
     plugin = algos.get(algo or named)
     cfg = plugin.default_config()
-    for name in preset_names(data.pop("presets", None), source) + list(presets or []):
+    for name in preset_names(data.pop("presets", None), source) + preset_names(presets, "the presets argument"):
         plugin.apply_preset(cfg, name)
     if data:
         merge_over_presets(cfg, data, source=source)
