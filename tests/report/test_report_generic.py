@@ -17,10 +17,10 @@ from gradasym.report.generic import config_summary, generic_runs
 from gradasym.report.load import load_results
 
 
-def _run(root: Path, alr: float, seed: int, stop: int | None, status: str = "finished") -> None:
-    rid = f"alr{alr!r}_clr0.001_s{seed}"
+def _run(root: Path, alr: float, seed: int, stop: int | None, status: str = "finished", algo: str = "sac") -> None:
+    rid = f"alr{alr!r}_clr0.001_s{seed}" + ("" if algo == "sac" else f"_{algo}")
     d = root / "runs" / rid
-    write_json(d / "config.json", {"algo": "sac", "env": {"id": "Pendulum-v1"}, "agent": {"actor_lr": alr},
+    write_json(d / "config.json", {"algo": algo, "env": {"id": "Pendulum-v1"}, "agent": {"actor_lr": alr},
                                    "run": {"seed": seed, "steps": 400}})
     rng = np.random.default_rng(seed)
     write_table(d / "episodes.parquet", [{"episode": i + 1, "step": 200 * (i + 1), "return": -1000 + 100 * i
@@ -30,7 +30,7 @@ def _run(root: Path, alr: float, seed: int, stop: int | None, status: str = "fin
                                           "dead_output_frac": 0.25 if stop else 0.0}
                                          for g in (50, 100)])
     write_json(d / "summary.json", {
-        "status": status, "error": None if status == "finished" else "RuntimeError: boom", "algo": "sac",
+        "status": status, "error": None if status == "finished" else "RuntimeError: boom", "algo": algo,
         "env": "Pendulum-v1", "actor_lr": alr, "critic_lr": 0.001, "seed": seed, "steps_requested": 400,
         "steps_run": 400, "gradient_steps": 300, "stopping_step": stop, "grad_death_step": stop,
         "critic_stopped": False, "diverged": False, "max_abs_preactivation": 103.0, "final_saturation_ratio": 0.5,
@@ -99,3 +99,37 @@ def test_ccm_madrl_folders_keep_the_paper_report(tmp_path):
     write_json(tmp_path / "s" / "summary.json", {"status": "finished", "algo": "td3"})
     assert not is_paper_set(load_results(tmp_path / "s"))
     pytest.importorskip("matplotlib")
+
+
+def test_runs_of_two_algorithms_are_not_pooled_as_seeds(tmp_path, capsys):
+    """A DDPG and a TD3 run at the same learning rates used to be one configuration with "2 seeds"."""
+    from gradasym.cli import main
+
+    _run(tmp_path, 0.1, 1, 40, algo="ddpg")
+    _run(tmp_path, 0.1, 1, 40, algo="td3")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds runs of several algorithms or tasks (ddpg on Pendulum-v1: 1 run(s); td3 on Pendulum-v1: 1 " in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "report").exists()  # before anything is written
+
+
+def test_an_sb3_set_compared_with_a_ccm_madrl_one_is_left_out_and_said(tmp_path, capsys):
+    import synthetic as syn
+
+    ccm = syn.write_sweep(tmp_path / "ccm", actor_lrs=(0.1,), critic_lrs=(0.1,), seeds=(0,))
+    _run(tmp_path / "td3", 0.1, 1, 40, algo="td3")
+    html = build_report(ccm, compare=[tmp_path / "td3"]).read_text()
+    line = f"--compare {tmp_path / 'td3'}: it holds runs of another algorithm (td3); comparing is only implemented"
+    assert line in html and line in (ccm / "report" / "report.md").read_text()
+    assert line in capsys.readouterr().err
+    assert "td3" not in re.sub(re.escape(line), "", (ccm / "report" / "report.md").read_text())  # not read as CCM
+
+
+def test_unreadable_files_of_an_sb3_run_are_listed_as_missing(tmp_path):
+    _run(tmp_path, 0.1, 1, 40)
+    rid = "alr0.1_clr0.001_s1"
+    (tmp_path / "runs" / rid / "tracking.parquet").write_text("garbage")
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert f"- {rid}: tracking.parquet unreadable (ArrowInvalid" in md
+    assert "## Runs" in md and "## What is missing" in md  # report.md has what report.html has

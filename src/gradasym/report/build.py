@@ -28,18 +28,18 @@ from ..errors import describe
 from ..provenance import collect as collect_provenance
 from ..runfolder import require_folder
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
-from .generic import build_generic_report, is_paper_set
+from .generic import build_generic_report, check_one_task, generic_runs, is_paper_set, run_algorithm
 from .failures import ERRORS_LOG, Failures
 from .figures import COMPARE_FIGURES, GROUP_FIGURES, SEED_FIGURES, draw_figure
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
+from .markdown import write_markdown
 from .short_runs import short_runs_warning
 from .summary import compare_summary, group_summary, missing_items, seed_summary
 from .tables import (
     Table, table3_stopping, table4_preactivation, table7_large_actor, table8_linear_hidden,
     provenance_text, table9_preact_linear, table_compare_stopping, table_correlations, table_provenance,
-    table_runs, table_seed_stopping, table_viable, table_viable_counts, table_viable_seeds, to_markdown,
-    viable_definition, write_table,
+    table_runs, table_seed_stopping, table_viable, table_viable_counts, table_viable_seeds, viable_definition, write_table,
 )
 
 __all__ = ["build_report", "DEFAULT_MARGIN"]
@@ -179,26 +179,6 @@ def _problems_by_run(sets: list[ResultSet]) -> dict[str, list[str]]:
             for rs in sets for r in rs.runs}
 
 
-def _write_markdown(path: Path, content: ReportContent, tables: list[Table]) -> None:
-    lines = [f"# {content.title}", ""]
-    if content.scale and content.scale not in content.title:
-        lines += [f"Scale: {content.scale}.", ""]
-    lines += [f"Generated {content.generated} by gradasym {content.version}; built with {content.provenance_line}.", ""]
-    for heading, items in content.summary:
-        lines += [f"## {heading}", "", *[f"- {x}" for x in items], ""]
-    if content.missing:
-        lines += ["## What is missing", "", *[f"- {m}" for m in content.missing], ""]
-    for t in tables:
-        if content.viable and t is content.viable[0]:  # the viability section opens with its definition
-            lines += ["## Viable configurations", "", content.viable_definition, ""]
-        label = f"Table {t.number} — " if t.number else ""
-        lines += [f"## {label}{t.title}", "", t.caption, "", to_markdown(t.frame), ""]
-    missing_figs = [f for f in content.figures if f.missing]
-    if missing_figs:
-        lines += ["## Figures not drawn", "", *[f"- Fig. {f.number} ({f.section}): {f.missing}" for f in missing_figs]]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _short_runs(sets: list[ResultSet]) -> str | None:
     """The sets' too-short-runs warnings as one line, also printed to stderr (None: no warning)."""
     lines = [w for w in (short_runs_warning(rs) for rs in sets) if w]
@@ -235,19 +215,30 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         require_folder(p, "results folder")
     out = require_folder(Path(out_dir) if out_dir is not None else paths[0] / "report")
     fig_dir, tab_dir = out / "figures", out / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    _clean(out)
 
     sets = [load_results(p) for p in paths]
     _unique_labels(sets)
-    short = _short_runs(sets if is_paper_set(sets[0]) else sets[:1])
     if not is_paper_set(sets[0]):  # another algorithm (SB3...): its own units, no paper tables
+        check_one_task(sets[0], generic_runs(sets[0]))  # before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        _clean(out)
         extra = [f"--compare {rs.path}: comparing result sets is only implemented for CCM-MADRL sweeps"
                  for rs in sets[1:]]
         return build_generic_report(sets[0], out, margin, title, _version(), _config_info(sets[0]), extra,
-                                    warning=short)
+                                    warning=_short_runs([sets[0]]))
+    out.mkdir(parents=True, exist_ok=True)
+    _clean(out)
+    # A compared set of another algorithm would be read in CCM-MADRL terms (episodes, viability): left out.
+    not_compared = [f"--compare {rs.path}: it holds runs of another algorithm ("
+                    + ", ".join(sorted({run_algorithm(r) for r in rs.runs})) + "); comparing is only implemented "
+                    "between CCM-MADRL result sets, so it is left out" for rs in sets[1:] if not is_paper_set(rs)]
+    for line in not_compared:
+        print(f"gradasym: warning: {line}", file=sys.stderr, flush=True)
+    sets = [sets[0], *[rs for rs in sets[1:] if is_paper_set(rs)]]
+    short = _short_runs(sets)
     frames = [runs_frame(rs) for rs in sets]
     errors = Failures(out)
+    errors.extend(not_compared)  # listed with what is missing, as the SB3 report lists its --compare
     level = 0.95
     groups = [_safe_groups(rs, df, level, errors) for rs, df in zip(sets, frames)]
     main_groups, all_groups = groups[0], [g for gs in groups for g in gs]
@@ -318,7 +309,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     all_tables = viable + group_tables + seed_tables + compare_tables + [runs_tab, content.provenance_table]
     for t in all_tables:
         write_table(t, tab_dir)
-    _write_markdown(out / "report.md", content,
+    write_markdown(out / "report.md", content,
                     group_tables + seed_tables + viable + compare_tables + [content.provenance_table])
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")

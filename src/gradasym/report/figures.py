@@ -38,7 +38,6 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.text import Annotation
 from matplotlib.ticker import NullLocator
 from matplotlib.transforms import Bbox
 

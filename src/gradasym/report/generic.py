@@ -30,12 +30,14 @@ from matplotlib.figure import Figure
 
 from gradasym import algos
 
+from ..config import ConfigError
 from ..provenance import collect as collect_provenance
 from .failures import Failures
 from .html import ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, RunData
+from .markdown import write_markdown
 from .stats import geometric_mean_ci, mean_ci, wilson_interval
-from .tables import Table, provenance_text, to_markdown, write_table
+from .tables import Table, provenance_text, write_table
 
 __all__ = ["build_generic_report", "is_paper_set", "run_algorithm", "generic_runs", "config_summary"]
 
@@ -432,12 +434,24 @@ def _summary(runs: pd.DataFrame, agg: pd.DataFrame, viable_line: str, unit: str,
 def _missing(rs: ResultSet, runs: pd.DataFrame) -> list[str]:
     out = [f"{rs.label}: {p}" for p in rs.problems]
     out += [f"{rid}: pending (no run folder yet)" for rid in rs.pending]
+    out += [f"{run.run_id}: {p}" for run in rs.runs for p in run.problems]  # missing or unreadable files
     for _, r in runs.iterrows():
         if r["status"] != "finished":
             done = f" after {r['done']:.0f} {r['unit']}" if np.isfinite(r["done"]) else ""
             err = f": {str(r['error']).splitlines()[0]}" if r["error"] else ""
             out.append(f"{r['run_id']}: {r['status']}{done}{err}")
     return out
+
+
+def check_one_task(rs: ResultSet, runs: pd.DataFrame) -> None:
+    """Refuse (:class:`~gradasym.config.ConfigError`, one line) a result set whose runs are of several
+    algorithms or tasks: the report groups runs by learning rates, so a DDPG and a TD3 run at the same
+    rates would be pooled as two seeds of one configuration."""
+    kinds = runs.groupby(["algo", "env"], dropna=False).size() if len(runs) else pd.Series(dtype=int)
+    if len(kinds) > 1:
+        listed = "; ".join(f"{a} on {e}: {n} run(s)" for (a, e), n in kinds.items())
+        raise ConfigError(f"{rs.path} holds runs of several algorithms or tasks ({listed}); the report pools runs "
+                          "by learning rates, so report each in its own folder")
 
 
 def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | None, version: str,
@@ -447,6 +461,7 @@ def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | N
     (``warning``: one line shown in the summary and the viable section, e.g. runs too short)."""
     fig_dir, tab_dir = out / "figures", out / "tables"
     runs = generic_runs(rs)
+    check_one_task(rs, runs)
     unit, stop_unit = _units(runs) if len(runs) else ("steps", "steps")
     agg = config_summary(runs, margin) if len(runs) else pd.DataFrame()
     errors = Failures(out)
@@ -475,10 +490,7 @@ def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | N
     )
     for t in ([viable] if viable else []) + tables + [runs_tab, content.provenance_table]:
         write_table(t, tab_dir)
-    md = [f"# {content.title}", "", *[f"- {x}" for x in summary[0][1]], "", definition, ""]
-    for t in ([viable] if viable else []) + tables:
-        md += [f"## {t.title}", "", t.caption, "", to_markdown(t.frame), ""]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_markdown(out / "report.md", content, ([viable] if viable else []) + tables + [runs_tab])
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")
     return html_path
