@@ -931,3 +931,182 @@ def test_single_actor_fast_freeze_check_equals_the_mask_path():
     assert fast.actor_stop_episode == mask.actor_stop_episode == [2]
     assert fast.actor_diverged_episode == mask.actor_diverged_episode == [6]
     assert fast.frozen_now == [False]  # unchanged at 9, but diverged since 6
+
+
+# ----------------------------------------------------------------------------- input validation
+
+
+def _state_equal(a, b) -> bool:
+    """Deep equality of two state_dict()s (tensors: same dtype, shape and values, NaN == NaN)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        return bool(((a == b) | (a.isnan() & b.isnan())).all()) if a.is_floating_point() else torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_state_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_state_equal(x, y) for x, y in zip(a, b))
+    return _same(a, b)
+
+
+def _real_update():
+    torch.manual_seed(0)
+    actor, critic = _actor(), _critic()
+    critic(torch.randn(4, 5)).pow(2).mean().backward()
+    pre = register_preact_hook(actor)
+    actor(torch.randn(4, 3)).sum().backward()
+    grads, params = (collect_grads(actor), collect_grads(critic)), (collect_params(actor), collect_params(critic))
+    return actor, critic, *grads, *params, pre.value
+
+
+def test_refused_calls_leave_the_state_unchanged():
+    actor, critic, g, cg, p, cp, z = _real_update()
+    mon = ActorCriticMonitor(n_agents=None)
+    mon.observe_update(1, g, cg, p, cp, preact=z)
+    before = mon.state_dict()
+    int_cg = {k: {n: t.to(torch.int64) for n, t in v.items()} for k, v in cg.items()}
+    half_p = {k: {n: t.to(torch.int32) for n, t in v.items()} for k, v in p.items()}
+    refused = [
+        (TypeError, "preact: expected floating-point", dict(preact=torch.ones(4, 2, dtype=torch.bool))),
+        (TypeError, "preact: expected floating-point", dict(preact=torch.ones(4, 2, dtype=torch.int64))),
+        (TypeError, "critic_grads: expected floating-point", dict(critic_grads=int_cg)),
+        (TypeError, "actor_grads: expected floating-point", dict(actor_grads=[torch.ones(3, dtype=torch.complex64)])),
+        (TypeError, "actor_params: expected floating-point", dict(actor_params=half_p)),
+        (TypeError, "actor_hidden: expected floating-point", dict(actor_hidden=[torch.ones(4, 16, dtype=torch.bool)])),
+        (TypeError, "critic_hidden: expected floating-point",
+         dict(critic_hidden=[torch.ones(4, 16, dtype=torch.int8)])),
+        (ValueError, "critic_grads: no tensors", dict(critic_grads={})),
+        (ValueError, "actor_grads: no tensors", dict(actor_grads=[])),
+        (ValueError, "critic_params: no tensors", dict(critic_params={})),
+        (ValueError, "actor_params: no tensors", dict(actor_params={"0": {"weight": None}})),
+        (ValueError, "must have at least one dimension", dict(preact=torch.tensor(1.0))),
+    ]
+    for exc, msg, kw in refused:
+        args = dict(actor_grads=g, critic_grads=cg, actor_params=p, critic_params=cp, preact=z) | kw
+        with pytest.raises(exc, match=msg) as e:
+            mon.observe_update(2, **args)
+        assert "\n" not in str(e.value), kw
+        assert _state_equal(mon.state_dict(), before), kw
+    for step in ("abc", "2", 2.5, None, True, [2]):
+        with pytest.raises(TypeError, match="^step: expected an integer"):
+            mon.observe_update(step, g, cg, p, cp)
+        assert _state_equal(mon.state_dict(), before), step
+    for bad in (dict(actor_params={}), dict(critic_params=[]), dict(critic_params=[torch.ones(2, dtype=torch.long)])):
+        with pytest.raises((TypeError, ValueError)):
+            mon.observe_params(**bad)
+        assert _state_equal(mon.state_dict(), before), bad
+    assert mon.n_updates == 1 and mon.last_step == 1
+
+
+def test_integral_steps_of_any_integer_type_are_the_same_step():
+    import numpy as np
+
+    _, _, g, cg, p, cp, z = _real_update()
+    rows = []
+    for step in (3, 3.0, np.int64(3), torch.tensor(3)):
+        mon = ActorCriticMonitor(n_agents=None)
+        mon.observe_update(step, g, cg, p, cp, preact=z)
+        assert mon.last_step == 3 and type(mon.last_step) is int
+        rows.append(mon.log_row())
+    assert all(_rows_equal(rows[0], r) for r in rows[1:])
+
+
+def test_collect_accepts_an_optimisers_param_groups_and_refuses_empty_selections():
+    actor, critic, *_ = _real_update()
+    opt = torch.optim.Adam(critic.parameters())
+    full = collect_grads(critic)
+    for params in (opt.param_groups, opt, opt.param_groups[0], list(critic.parameters())):
+        got = collect_grads(critic, params=params)
+        assert got.keys() == full.keys() and all(torch.equal(got[k][n], full[k][n]) for k in full for n in full[k])
+        assert collect_params(critic, params=params).keys() == full.keys()
+    assert list(selected_parameters(critic, opt.param_groups)) == list(selected_parameters(critic))
+    two = torch.optim.SGD([{"params": actor.parameters()}, {"params": [critic[2].weight], "lr": 0.1}], lr=0.01)
+    assert list(collect_grads(critic, params=two.param_groups)) == ["2"]  # the module's own parameters only
+    for fn in (collect_grads, collect_params, selected_parameters):
+        with pytest.raises(ValueError, match="no parameters of the module selected"):
+            fn(actor, params=critic.parameters())
+        with pytest.raises(ValueError, match="no parameters of the module selected"):
+            fn(actor, params=[])
+        with pytest.raises(ValueError, match="no parameters of the module selected"):
+            fn(nn.ReLU())
+        with pytest.raises(TypeError, match="param_groups"):
+            fn(critic, params=[{"lr": 0.1}])
+        with pytest.raises(TypeError, match="param_groups"):
+            fn(critic, params=["0.weight"])
+        with pytest.raises(TypeError, match="param_groups"):
+            fn(critic, params=3)
+    frozen = _critic().requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        collect_grads(frozen)
+
+
+def test_collect_named_must_be_name_parameter_pairs():
+    _, critic, *_ = _real_update()
+    pairs = selected_parameters(critic)
+    assert collect_grads(None, named=pairs).keys() == collect_grads(critic).keys()
+    for fn in (collect_grads, collect_params):
+        for bad in (["a", "b"], [("a",)], [("a", 1.0)], "ab", {"a": critic[0].weight}, 3):
+            with pytest.raises(TypeError, match=r"named= expects .*\(name, parameter\) pairs") as e:
+                fn(None, named=bad)
+            assert "\n" not in str(e.value)
+        with pytest.raises(ValueError, match="no parameters of the module selected"):
+            fn(None, named=[])
+
+
+def test_load_state_dict_refuses_what_is_not_a_monitor_state():
+    _, _, g, cg, p, cp, z = _real_update()
+    src = ActorCriticMonitor(n_agents=None)
+    src.observe_update(1, g, cg, p, cp, preact=z)
+    mon = ActorCriticMonitor(n_agents=None, freeze_tolerance=1e-8)
+    mon.observe_update(5, g, cg, p, cp)
+    before = mon.state_dict()
+    broken_cfg = src.state_dict()
+    del broken_cfg["config"]["squash"]
+    for bad, match in (({"a": 1}, "not an ActorCriticMonitor state .*missing config"),
+                       ({"model": src.state_dict()}, "not an ActorCriticMonitor state"),
+                       (broken_cfg, "missing config.squash"),
+                       (src.state_dict() | {"config": 3}, "missing config")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            mon.load_state_dict(bad)
+        assert _state_equal(mon.state_dict(), before)
+    with pytest.raises(TypeError, match="expected a monitor state_dict"):
+        mon.load_state_dict([1, 2])
+    old = src.state_dict()
+    del old["diverged"], old["critic_diverged"]  # states from before divergence detection still load
+    mon.load_state_dict(old)
+    assert mon.n_updates == 1
+
+
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        (dict(freeze_tolerance="x"), TypeError, "^freeze_tolerance must be a number, got 'x'$"),
+        (dict(grad_death_threshold=None), TypeError, "^grad_death_threshold must be a number"),
+        (dict(saturation_threshold="0.9"), TypeError, "^saturation_threshold must be a number"),
+        (dict(freeze_tolerance=True), TypeError, "freeze_tolerance must be a number"),
+        (dict(freeze_tolerance=math.nan), ValueError, "^freeze_tolerance must be a finite number >= 0 .*got nan$"),
+        (dict(freeze_tolerance=math.inf), ValueError, "^freeze_tolerance must be a finite number >= 0 .*got inf$"),
+        (dict(freeze_tolerance=-1e-9), ValueError, "^freeze_tolerance must be a finite number >= 0"),
+        (dict(grad_death_threshold=math.nan), ValueError, "^grad_death_threshold must be a finite number >= 0"),
+        (dict(grad_death_threshold=-math.inf), ValueError, "^grad_death_threshold must be a finite number >= 0"),
+        (dict(saturation_threshold=math.nan), ValueError, "saturation_threshold must be in"),
+        (dict(n_agents="3"), TypeError, "^n_agents must be a positive int or None"),
+        (dict(n_agents=math.nan), ValueError, "^n_agents must be a positive int or None"),
+        (dict(n_agents=2.5), ValueError, "^n_agents must be a positive int or None"),
+        (dict(n_agents=0), ValueError, "^n_agents must be a positive int or None"),
+    ],
+)
+def test_constructor_refuses_bad_thresholds(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        ActorCriticMonitor(**kw)
+
+
+def test_constructor_accepts_valid_numbers_of_any_type():
+    import numpy as np
+
+    mon = ActorCriticMonitor(n_agents=np.int64(2), freeze_tolerance=np.float32(1e-8), grad_death_threshold=0,
+                             saturation_threshold=np.float64(0.5))  # fmt: skip
+    assert mon.n_agents == 2 and isinstance(mon.freeze_tolerance, float) and mon.grad_death_threshold == 0.0
+    assert ActorCriticMonitor(n_agents=3.0).n_agents == 3

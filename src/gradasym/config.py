@@ -429,11 +429,17 @@ def check_learning_rate(v: float, name: str) -> None:
         raise ConfigError(f"{name} must be a positive learning rate, got {v}")
 
 
+def check_freeze_thresholds(freeze_tolerance: float, grad_death_threshold: float, prefix: str = "") -> None:
+    """``freeze_tolerance`` and ``grad_death_threshold`` finite and >= 0, named ``{prefix}freeze_tolerance``
+    etc. (the config's ``run.`` fields, or :class:`~gradasym.monitor.ActorCriticMonitor`'s arguments)."""
+    check_range(freeze_tolerance, f"{prefix}freeze_tolerance", 0, what="the largest |change| counted as frozen")
+    check_range(grad_death_threshold, f"{prefix}grad_death_threshold", 0, what="a gradient norm")
+
+
 def check_tracking_thresholds(run: Any) -> None:
     """The monitor's thresholds of a ``run`` section (every algorithm's): ``freeze_tolerance`` and
     ``grad_death_threshold`` finite and >= 0, ``saturation_threshold`` in (0, 1)."""
-    check_range(run.freeze_tolerance, "run.freeze_tolerance", 0, what="the largest |change| counted as frozen")
-    check_range(run.grad_death_threshold, "run.grad_death_threshold", 0, what="a gradient norm")
+    check_freeze_thresholds(run.freeze_tolerance, run.grad_death_threshold, "run.")
     check_range(run.saturation_threshold, "run.saturation_threshold", 0, 1, low_open=True, high_open=True)
 
 

@@ -28,11 +28,15 @@ Helpers for ordinary ``nn.Module`` networks: :func:`collect_grads`,
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
+
+from .config import check_freeze_thresholds
 
 __all__ = [
     "SQUASHES",
@@ -55,6 +59,13 @@ SQUASHES = ("tanh", "softsign", "scaled-sigmoid", "identity")
 
 _NONE = torch.iinfo(torch.int64).min  # sentinel for "no episode yet" in int64 state
 _NAN = float("nan")
+# keys every state_dict() has ("diverged", "critic_diverged" are optional: older states lack them)
+_STATE_KEYS = (
+    "config", "n_updates", "last_step", "actor_stop", "death", "frozen", "critic_stop", "critic_frozen",
+    "prev_actor", "prev_critic", "max_abs", "actor_layers", "critic_layers", "agent_sq", "actor_layer_total",
+    "critic_layer_sq", "stats", "last_sat", "n_dims", "n_actor_hidden", "n_critic_hidden",
+)  # fmt: skip
+_CONFIG_KEYS = ("n_agents", "saturation_threshold", "freeze_tolerance", "grad_death_threshold", "squash")
 _PREACT_KEYS = (
     "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
     "saturation_ratio", "dead_output_frac", "squash_grad_mean",
@@ -225,6 +236,34 @@ def _tensor_list(x: Any, what: str) -> list[Tensor]:
     return [v for v in items if v is not None]
 
 
+def _as_step(step: Any) -> int:
+    """``step`` as an int: an integer (Python, NumPy, an integer 0-d tensor) or an integral float."""
+    if not isinstance(step, bool):
+        try:
+            return operator.index(step)
+        except TypeError:
+            pass
+        if isinstance(step, float) and step.is_integer():
+            return int(step)
+    raise TypeError(f"step: expected an integer (the update's x-axis value, e.g. the episode), got {step!r}")
+
+
+def _check_floating(ts: Iterable[Tensor | None], what: str) -> None:
+    """A ``TypeError`` naming ``what`` for a tensor that is not floating point (bool, integer, complex)."""
+    for t in ts:
+        if t is not None and not t.is_floating_point():
+            raise TypeError(f"{what}: expected floating-point tensors, got dtype {t.dtype} (shape {tuple(t.shape)})")
+
+
+def _nonempty(ts: list[Tensor | None], given: Any, what: str, params: bool = False) -> list[Tensor | None]:
+    """``ts`` (flattened from ``given``), or a ``ValueError`` naming ``what`` when there is nothing in it
+    (for parameters: no tensor at all, ``None`` entries aside)."""
+    if not ts or (params and all(t is None for t in ts)):
+        kind = f"an empty {type(given).__name__}" if not ts else "only None entries"
+        raise ValueError(f"{what}: no tensors (got {kind}); pass None when the network was not updated")
+    return ts
+
+
 def _shapes(ts: Iterable[Tensor | None]) -> list[tuple[int, ...]]:
     return sorted(tuple(t.shape) for t in ts if t is not None)
 
@@ -275,10 +314,16 @@ class ActorCriticMonitor:
         squash: str = "tanh",
         layer_of: Callable[[str], str] | None = None,
     ) -> None:
-        if n_agents is not None and (int(n_agents) != n_agents or n_agents < 1):
-            raise ValueError(f"n_agents must be a positive int or None, got {n_agents!r}")
-        if freeze_tolerance < 0 or grad_death_threshold < 0:
-            raise ValueError("freeze_tolerance and grad_death_threshold must be >= 0")
+        if n_agents is not None:
+            if isinstance(n_agents, bool) or not isinstance(n_agents, numbers.Real):
+                raise TypeError(f"n_agents must be a positive int or None, got {n_agents!r}")
+            if not (math.isfinite(n_agents) and int(n_agents) == n_agents and n_agents >= 1):
+                raise ValueError(f"n_agents must be a positive int or None, got {n_agents!r}")
+        for name, v in (("saturation_threshold", saturation_threshold), ("freeze_tolerance", freeze_tolerance),
+                        ("grad_death_threshold", grad_death_threshold)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {v!r}")
+        check_freeze_thresholds(float(freeze_tolerance), float(grad_death_threshold))
         self.n_agents = None if n_agents is None else int(n_agents)
         self.saturation_threshold = float(saturation_threshold)
         self.freeze_tolerance = float(freeze_tolerance)
@@ -354,23 +399,36 @@ class ActorCriticMonitor:
         wrong kind of value, ``ValueError`` for a wrong shape or agent dimension, or
         gradients and parameters of different structures), so a bad call changes nothing.
         """
-        step = int(step)
+        step = _as_step(step)
         # ---- validate everything first, so that a bad call changes nothing
         if actor_hidden is not None:
             actor_hidden = [h.detach() for h in _tensor_list(actor_hidden, "actor_hidden")]
+            _check_floating(actor_hidden, "actor_hidden")
             for h in actor_hidden:
                 self._check_agent_shape(h, "actor hidden activation", "H")
         if critic_hidden is not None:
             critic_hidden = [h.detach() for h in _tensor_list(critic_hidden, "critic_hidden")]
+            _check_floating(critic_hidden, "critic_hidden")
         if preact is not None:
             if not isinstance(preact, Tensor):
                 raise TypeError(f"preact: expected a tensor, got {type(preact).__name__}")
             preact = preact.detach()
+            _check_floating([preact], "preact")
             self._check_agent_shape(preact, "preact", "A")
         actor_layers = group_layers(actor_grads, self.layer_of, "actor_grads") if actor_grads is not None else None
         critic_layers = group_layers(critic_grads, self.layer_of, "critic_grads") if critic_grads is not None else None
+        if actor_layers is not None:
+            _check_floating(_nonempty([t for _, ts in actor_layers for t in ts], actor_grads, "actor_grads"),
+                            "actor_grads")
+        if critic_layers is not None:
+            _check_floating(_nonempty([t for _, ts in critic_layers for t in ts], critic_grads, "critic_grads"),
+                            "critic_grads")
         a_params = _flatten_tensors(actor_params, "actor_params") if actor_params is not None else None
         c_params = _flatten_tensors(critic_params, "critic_params") if critic_params is not None else None
+        if a_params is not None:
+            _check_floating(_nonempty(a_params, actor_params, "actor_params", params=True), "actor_params")
+        if c_params is not None:
+            _check_floating(_nonempty(c_params, critic_params, "critic_params", params=True), "critic_params")
         if a_params is not None:
             self._check_actor_params(a_params)
         self._check_same_structure(actor_layers, a_params, "actor")
@@ -455,6 +513,10 @@ class ActorCriticMonitor:
         """
         a = _flatten_tensors(actor_params, "actor_params") if actor_params is not None else None
         c = _flatten_tensors(critic_params, "critic_params") if critic_params is not None else None
+        if a is not None:
+            _check_floating(_nonempty(a, actor_params, "actor_params", params=True), "actor_params")
+        if c is not None:
+            _check_floating(_nonempty(c, critic_params, "critic_params", params=True), "critic_params")
         if a is not None:
             self._check_actor_params(a)
             self._prev_actor = [p.detach().clone() for p in a if p is not None]
@@ -968,15 +1030,30 @@ class ActorCriticMonitor:
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (parameter snapshots move to the parameters'
-        device at the next update)."""
-        cfg = d["config"]
+        device at the next update). Anything else (a dict without the monitor's keys, e.g. a
+        whole checkpoint) is refused before anything changes."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"load_state_dict: expected a monitor state_dict() (a mapping), got {type(d).__name__}")
+        missing = [k for k in _STATE_KEYS if k not in d]
+        cfg = d.get("config")
+        if not missing and isinstance(cfg, Mapping):
+            missing = [f"config.{k}" for k in _CONFIG_KEYS if k not in cfg]
+        elif not missing:
+            missing = ["config (a mapping)"]
+        if missing:
+            more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+            raise ValueError(
+                f"load_state_dict: not an ActorCriticMonitor state (missing {', '.join(missing[:4])}{more}); "
+                "pass what ActorCriticMonitor.state_dict() returned"
+            )
         if cfg["n_agents"] != self.n_agents:
             raise ValueError(f"state has n_agents={cfg['n_agents']}, monitor has {self.n_agents}")
+        z_bound = saturation_bound(cfg["squash"], float(cfg["saturation_threshold"]))
         self.saturation_threshold = float(cfg["saturation_threshold"])
         self.freeze_tolerance = float(cfg["freeze_tolerance"])
         self.grad_death_threshold = float(cfg["grad_death_threshold"])
         self.squash = cfg["squash"]
-        self.z_bound = saturation_bound(self.squash, self.saturation_threshold)
+        self.z_bound = z_bound
         cl = lambda t: None if t is None else t.detach().clone()  # noqa: E731
         self.n_updates = int(d["n_updates"])
         self.last_step = d["last_step"]
@@ -1023,14 +1100,78 @@ def _require_module(m: Any, what: str) -> None:
         raise TypeError(f"{what} expects a torch.nn.Module, got {type(m).__name__}{hint}")
 
 
+def _param_ids(params: Any, what: str) -> set[int]:
+    """The ids of ``params``: tensors (e.g. ``module.parameters()``), an optimiser, its ``param_groups``
+    (dicts with a ``"params"`` entry) or one such group."""
+    if isinstance(params, torch.optim.Optimizer):
+        params = params.param_groups
+    if isinstance(params, (Tensor, Mapping)):
+        params = [params]
+    if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise TypeError(
+            f"{what}: params= expects parameters or an optimiser's param_groups, got {type(params).__name__}"
+        )
+    ids: set[int] = set()
+    for p in params:
+        if isinstance(p, Mapping):
+            if "params" not in p:
+                raise TypeError(
+                    f"{what}: params= got a dict without a 'params' entry (expected an optimiser's param_groups)"
+                )
+            group = p["params"]
+            group = [group] if isinstance(group, Tensor) else list(group)
+        else:
+            group = [p]
+        for q in group:
+            if not isinstance(q, Tensor):
+                raise TypeError(
+                    f"{what}: params= expects parameters or an optimiser's param_groups, "
+                    f"got an element of type {type(q).__name__}"
+                )
+            ids.add(id(q))
+    return ids
+
+
 def _selected_params(module: nn.Module, params: Iterable[Tensor] | None,
                      what: str = "collect_grads") -> list[tuple[str, nn.Parameter]]:
     _require_module(module, what)
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError(
+            f"{what}: no parameters of the module selected ({type(module).__name__} has no trainable parameters)"
+        )
     if params is not None:
-        ids = {id(p) for p in params}
+        ids = _param_ids(params, what)
         named = [(n, p) for n, p in named if id(p) in ids]
+        if not named:
+            raise ValueError(
+                f"{what}: no parameters of the module selected (none of params= belongs to {type(module).__name__})"
+            )
     return named
+
+
+def _check_named(named: Any, what: str) -> Sequence[tuple[str, Tensor]]:
+    """``named`` as given, if it is a non-empty sequence of ``(name, tensor)`` pairs."""
+    if isinstance(named, (str, bytes, Mapping)) or not isinstance(named, Sequence):
+        raise TypeError(
+            f"{what}: named= expects a list of (name, parameter) pairs from selected_parameters(module), "
+            f"got {type(named).__name__}"
+        )
+    if not named:
+        raise ValueError(f"{what}: no parameters of the module selected (named= is empty)")
+    for item in named:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], Tensor)):  # fmt: skip
+            raise TypeError(
+                f"{what}: named= expects (name, parameter) pairs from selected_parameters(module), "
+                f"got an element {_short(item)}"
+            )
+    return named
+
+
+def _short(x: Any) -> str:
+    r = repr(x) if isinstance(x, (str, bytes, int, float, type(None))) else type(x).__name__
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def selected_parameters(module: nn.Module, params: Iterable[Tensor] | None = None) -> list[tuple[str, nn.Parameter]]:
@@ -1048,11 +1189,15 @@ def collect_grads(
 
     Returns ``{"net.0": {"weight": g, "bias": g}, ...}`` (layer = module path of the
     parameter). A parameter whose ``.grad`` is ``None`` gets zeros. ``params``
-    restricts to those parameters (e.g. an optimiser's). Call it right after the
+    restricts to those parameters: tensors, an optimiser or its ``param_groups``
+    (parameters not in ``module`` are ignored; selecting none is a ``ValueError``). Call it right after the
     network's own ``loss.backward()`` (before another loss's backward adds to it).
     ``named`` (from :func:`selected_parameters`) replaces ``module`` and ``params``.
     """
-    pairs = named if named is not None else _selected_params(module, params, "collect_grads")
+    if named is not None:
+        pairs = _check_named(named, "collect_grads")
+    else:
+        pairs = _selected_params(module, params, "collect_grads")
     return _group_named(
         (n, p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)) for n, p in pairs
     )
@@ -1067,7 +1212,10 @@ def collect_params(
     The monitor keeps its own snapshot copy, so references are enough. ``named`` as in
     :func:`collect_grads`.
     """
-    pairs = named if named is not None else _selected_params(module, params, "collect_params")
+    if named is not None:
+        pairs = _check_named(named, "collect_params")
+    else:
+        pairs = _selected_params(module, params, "collect_params")
     return _group_named((n, p.detach()) for n, p in pairs)
 
 
