@@ -248,3 +248,80 @@ def test_monitor_does_not_change_training(algo):
         model.learn(250, callback=cb)
         trained.append([p.detach().clone() for p in model.policy.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*trained))
+
+
+def _callback_class():
+    pytest.importorskip("stable_baselines3")
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+
+    return SaturationMonitorCallback
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(log_freq="100"), TypeError, "log_freq must be an int >= 1, got str '100'"),
+    (dict(log_freq=0), ValueError, "log_freq must be an int >= 1, got 0"),
+    (dict(log_freq=2.5), TypeError, "log_freq must be an int"),
+    (dict(log_freq=True), TypeError, "log_freq must be an int"),
+    (dict(save_path=3), TypeError, "save_path must be a str or Path"),
+    (dict(save_path=""), ValueError, "save_path must name a file"),
+    (dict(monitor="x"), TypeError, "monitor must be a gradasym.monitor.ActorCriticMonitor"),
+    (dict(preact_module=3), TypeError, "preact_module must be an nn.Module"),
+    (dict(hidden_types="relu"), TypeError, "hidden_types must be an nn.Module class or a tuple"),
+    (dict(hidden_types=(nn.ReLU, "tanh")), TypeError, "hidden_types must be"),
+    (dict(hidden_types=(int,)), TypeError, "hidden_types must be"),
+    (dict(logger_keys="rho"), TypeError, "logger_keys must be a list or tuple of column names"),
+    (dict(logger_keys=["rho", 3]), TypeError, "logger_keys must be a list or tuple"),
+    (dict(logger_keys=["rho", "rhoo"]), ValueError, r"logger_keys: unknown column\(s\) 'rhoo' \(known: episode, "),
+    (dict(record_to_logger="yes"), TypeError, "record_to_logger must be a bool"),
+    (dict(verbose=-1), ValueError, "verbose must be an int >= 0"),
+    (dict(squash=None), TypeError, "squash must be a str"),
+    (dict(squash="relu"), ValueError, "squash must be one of"),
+    (dict(saturation_threshold="0.9"), TypeError, "saturation_threshold must be a number"),
+    (dict(saturation_threshold=1.5), ValueError, "saturation_threshold must be in"),
+    (dict(freeze_tolerance=float("nan")), ValueError, "freeze_tolerance must be finite"),
+    (dict(grad_death_threshold=-1.0), ValueError, "grad_death_threshold must be >= 0"),
+])
+def test_callback_arguments_are_checked_at_construction(kw, exc, match):
+    cls = _callback_class()
+    with pytest.raises(exc, match=match) as info:
+        cls(**kw)
+    assert "\n" not in str(info.value)
+
+
+def test_callback_save_path_directory_refused_at_construction(tmp_path):
+    cls = _callback_class()
+    with pytest.raises(ValueError, match="save_path .* is a directory, expected a file name"):
+        cls(save_path=tmp_path)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="is not a directory"):
+        cls(save_path=tmp_path / "f" / "t.parquet")
+    assert cls(save_path=tmp_path / "new" / "t.csv").save_path == tmp_path / "new" / "t.csv"
+
+
+def test_callback_accepts_valid_forms():
+    from gradasym.monitor import ActorCriticMonitor
+
+    cls = _callback_class()
+    cb = cls(hidden_types=nn.ReLU, logger_keys=["rho", "critic_grad_norm_l0", "sampled_max_abs"],
+             monitor=ActorCriticMonitor(None), log_freq=1)
+    assert cb.hidden_types == (nn.ReLU,) and cb.logger_keys == ("rho", "critic_grad_norm_l0", "sampled_max_abs")
+    assert cls().logger_keys == sb3_integration.DEFAULT_LOGGER_KEYS
+
+
+def test_callback_preact_module_is_checked_when_the_model_is_known():
+    cls = _callback_class()
+    import stable_baselines3 as sb3
+
+    model = sb3.TD3("MlpPolicy", "Pendulum-v1", learning_starts=50, seed=0, device="cpu",
+                    policy_kwargs=dict(net_arch=[16, 16]))
+    with pytest.raises(ValueError, match="preact_module 'nope' is no module of model.actor \\(its modules: "):
+        model.learn(80, callback=cls(preact_module="nope"))
+    assert model.num_timesteps == 0
+    other = _td3(1e-3)
+    cb = cls(preact_module=other.actor.mu)
+    with pytest.raises(ValueError, match="is not a module of this model's actor"):
+        model.learn(80, callback=cb)
+    assert not cb.attached
+    by_name = cls(preact_module="mu", log_freq=1, record_to_logger=False)
+    model.learn(80, callback=by_name)
+    assert by_name.rows and by_name._pre.module is model.actor.mu[-1]  # the final Tanh, as by default

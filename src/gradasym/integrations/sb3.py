@@ -47,6 +47,10 @@ module imports without it and raises a clear ``ImportError`` on use.
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +81,76 @@ DEFAULT_LOGGER_KEYS = (
     "actors_diverged",
     "critic_diverged",
 )
+
+# every column a row can hold (the monitor's log_row plus this callback's): logger_keys must name these
+_ROW_KEYS = (
+    "episode", "actor_grad_norm", "critic_grad_norm", "rho",
+    "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
+    "saturation_ratio", "dead_output_frac", "squash_grad_mean",
+    "actors_stopped", "actors_diverged", "critic_diverged",
+    "num_timesteps", "actor_frozen", "critic_frozen", "actor_grad_dead",
+    "sampled_max_abs", "sampled_mean_abs", "sampled_saturation_ratio", "sampled_dead_output_frac",
+    "sampled_squash_grad_mean", "log_std_mean", "log_std_min", "log_std_max",
+)  # fmt: skip
+_ROW_PATTERNS = (
+    r"(actor|critic)_grad_norm_l\d+", r"(saturation|dead_output)_dim\d+", r"(actor|critic)_(dead_relu|hidden_mean)_l\d+",
+)
+_ROW_PATTERN_NAMES = "actor_grad_norm_l<j>, critic_grad_norm_l<j>, saturation_dim<d>, dead_output_dim<d>, " \
+    "actor_dead_relu_l<j>, actor_hidden_mean_l<j>, critic_dead_relu_l<j>, critic_hidden_mean_l<j>"
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"SaturationMonitorCallback: {name} must be an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"SaturationMonitorCallback: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_number(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"SaturationMonitorCallback: {name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"SaturationMonitorCallback: {name} must be finite, got {value!r}")
+
+
+def _check_save_path(value: Any) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise TypeError(f"SaturationMonitorCallback: save_path must be a str or Path (or None), got {type(value).__name__}")
+    if str(value) == "":
+        raise ValueError("SaturationMonitorCallback: save_path must name a file, got ''")
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"SaturationMonitorCallback: save_path {str(path)!r} is a directory, expected a file name "
+                         f"(e.g. {str(path / 'tracking.parquet')!r})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"SaturationMonitorCallback: save_path {str(path)!r}: {str(parent)!r} is not a directory")
+            break
+    return path
+
+
+def _check_hidden_types(value: Any) -> tuple[type, ...]:
+    types = (value,) if isinstance(value, type) else value
+    if not isinstance(types, (tuple, list)) or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in types):
+        raise TypeError(f"SaturationMonitorCallback: hidden_types must be an nn.Module class or a tuple of them "
+                        f"(e.g. (nn.ReLU,)), got {value!r}")
+    return tuple(types)
+
+
+def _check_logger_keys(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"SaturationMonitorCallback: logger_keys must be a list or tuple of column names "
+                        f"(e.g. ['rho']), got {value!r}")
+    unknown = [k for k in value if k not in _ROW_KEYS and not any(re.fullmatch(p, k) for p in _ROW_PATTERNS)]
+    if unknown:
+        raise ValueError(f"SaturationMonitorCallback: logger_keys: unknown column(s) {', '.join(map(repr, unknown))} "
+                         f"(known: {', '.join(_ROW_KEYS)}, {_ROW_PATTERN_NAMES})")
+    return tuple(value)
+
 
 _INSTALL_HINT = (
     "gradasym.integrations.sb3 needs Stable-Baselines3: pip install 'gradasym[sb3]' "
@@ -114,21 +188,34 @@ def _build(BaseCallback: type) -> type:
         Parameters
         ----------
         log_freq:
-            record a row at the first actor update at or after every ``log_freq``
-            gradient steps.
+            an int >= 1: record a row at the first actor update at or after every
+            ``log_freq`` gradient steps.
         save_path:
-            write the rows there at the end of training (and on :meth:`save`):
-            Parquet, or CSV if the name ends in ``.csv``; written atomically.
+            a file name (str or Path, not an existing directory) or None: write the rows
+            there at the end of training (and on :meth:`save`): Parquet, or CSV if the
+            name ends in ``.csv``; written atomically (missing folders are created).
         monitor:
             an :class:`ActorCriticMonitor` to use (``n_agents=None``); by default one
             is created from ``squash``, ``saturation_threshold``, ``freeze_tolerance``
-            and ``grad_death_threshold``.
+            and ``grad_death_threshold`` (checked as that class checks them; ignored
+            when ``monitor`` is given).
         preact_module:
             override where the pre-activation is taken (see
-            :func:`gradasym.monitor.register_preact_hook`).
+            :func:`gradasym.monitor.register_preact_hook`): a module of the model's actor
+            (e.g. ``model.actor.mu``) or the dotted name of one in ``model.actor``
+            (``"mu"``, ``"mu.4"``); checked to exist when training starts.
+        hidden_types:
+            the ``nn.Module`` classes (a class or a tuple of them) whose outputs give the
+            hidden statistics.
         record_to_logger:
-            also ``logger.record("gradasym/<key>", value)`` for ``logger_keys`` at
-            every logged row (shown at SB3's next log dump).
+            a bool: also ``logger.record("gradasym/<key>", value)`` for ``logger_keys``
+            at every logged row (shown at SB3's next log dump).
+        logger_keys:
+            a list or tuple of row column names (see ``DEFAULT_LOGGER_KEYS``); a plain
+            string or an unknown name is refused.
+
+        Every argument is checked here (``TypeError`` / ``ValueError`` naming it), so a
+        mistake fails before training, not at its end.
         """
 
         def __init__(
@@ -146,13 +233,29 @@ def _build(BaseCallback: type) -> type:
             logger_keys: tuple[str, ...] = DEFAULT_LOGGER_KEYS,
             verbose: int = 0,
         ) -> None:
+            _check_int(verbose, "verbose", 0)
             super().__init__(verbose)
-            if log_freq < 1:
-                raise ValueError(f"log_freq must be >= 1, got {log_freq}")
-            self.log_freq = int(log_freq)
-            self.save_path = None if save_path is None else Path(save_path)
+            self.log_freq = _check_int(log_freq, "log_freq", 1)
+            self.save_path = _check_save_path(save_path)
+            if monitor is not None and not isinstance(monitor, ActorCriticMonitor):
+                raise TypeError(f"SaturationMonitorCallback: monitor must be a gradasym.monitor.ActorCriticMonitor "
+                                f"(or None), got {type(monitor).__name__}")
             if monitor is not None and monitor.n_agents is not None:
                 raise ValueError("SB3 actors are single networks: use ActorCriticMonitor(n_agents=None)")
+            if monitor is None:
+                if not isinstance(squash, str):
+                    raise TypeError(f"SaturationMonitorCallback: squash must be a str, got {type(squash).__name__}")
+                for name, v in (("saturation_threshold", saturation_threshold), ("freeze_tolerance", freeze_tolerance),
+                                ("grad_death_threshold", grad_death_threshold)):
+                    _check_number(v, name)
+            if preact_module is not None and not isinstance(preact_module, (nn.Module, str)):
+                raise TypeError(f"SaturationMonitorCallback: preact_module must be an nn.Module of the actor, the "
+                                f"name of one (e.g. 'mu') or None, got {type(preact_module).__name__}")
+            if not isinstance(record_to_logger, bool):
+                raise TypeError(f"SaturationMonitorCallback: record_to_logger must be a bool, got "
+                                f"{type(record_to_logger).__name__}")
+            self.hidden_types = _check_hidden_types(hidden_types)
+            self.logger_keys = _check_logger_keys(logger_keys)
             self.monitor = monitor or ActorCriticMonitor(
                 None,
                 saturation_threshold=saturation_threshold,
@@ -161,9 +264,7 @@ def _build(BaseCallback: type) -> type:
                 squash=squash,
             )
             self.preact_module = preact_module
-            self.hidden_types = hidden_types
             self.record_to_logger = record_to_logger
-            self.logger_keys = tuple(logger_keys)
             self.rows: list[dict[str, Any]] = []
             self._handles: list[Any] = []
             self._hooks: list[Any] = []
@@ -176,6 +277,23 @@ def _build(BaseCallback: type) -> type:
             self._has_sampled = False  # SAC rows carry the sampled_* / log_std_* columns
 
         # -------------------------------------------------------------- wiring
+        def _preact_target(self, actor: nn.Module) -> nn.Module:
+            """The module ``preact_module`` names in ``actor`` (checked: it must be there)."""
+            pm = self.preact_module
+            if pm is None:
+                return getattr(actor, "mu", None) or actor
+            if isinstance(pm, str):
+                try:
+                    return actor.get_submodule(pm)
+                except AttributeError:
+                    names = [n for n, _ in actor.named_modules() if n]
+                    raise ValueError(f"SaturationMonitorCallback: preact_module {pm!r} is no module of "
+                                     f"model.actor (its modules: {', '.join(names)})") from None
+            if not any(m is pm for m in actor.modules()):
+                raise ValueError(f"SaturationMonitorCallback: preact_module ({type(pm).__name__}) is not a module "
+                                 f"of this model's actor (pass e.g. model.actor.mu, or its name 'mu')")
+            return pm
+
         def _init_callback(self) -> None:
             self.close()
             model = self.model
@@ -185,6 +303,7 @@ def _build(BaseCallback: type) -> type:
                     f"SaturationMonitorCallback needs an SB3 off-policy actor-critic with separate actor and "
                     f"critic optimisers (TD3, DDPG, SAC); got {type(model).__name__}"
                 )
+            target = self._preact_target(actor)  # before any hook, so a bad name leaves nothing attached
             self._a_params = _opt_params(actor.optimizer)
             self._c_params = _opt_params(critic.optimizer)
             self._a_named = selected_parameters(actor, self._a_params)  # walked once, not per step
@@ -192,7 +311,6 @@ def _build(BaseCallback: type) -> type:
             # TD3/DDPG step the actor only every policy_delay-th gradient step (SAC: every step)
             self._policy_delay = int(getattr(model, "policy_delay", 1) or 1)
             # every hook is recorded as soon as it exists, so close() removes a partial wiring too
-            target = self.preact_module or getattr(actor, "mu", None) or actor
             self._pre = register_preact_hook(target, training_only=True)
             self._hooks.append(self._pre)
             self._ahid = HiddenActivationHook(actor, types=self.hidden_types, training_only=True)
