@@ -279,7 +279,7 @@ def _callback_class():
     (dict(saturation_threshold="0.9"), TypeError, "saturation_threshold must be a number"),
     (dict(saturation_threshold=1.5), ValueError, "saturation_threshold must be in"),
     (dict(freeze_tolerance=float("nan")), ValueError, "freeze_tolerance must be finite"),
-    (dict(grad_death_threshold=-1.0), ValueError, "grad_death_threshold must be >= 0"),
+    (dict(grad_death_threshold=-1.0), ValueError, "grad_death_threshold must be a finite number >= 0"),
 ])
 def test_callback_arguments_are_checked_at_construction(kw, exc, match):
     cls = _callback_class()
