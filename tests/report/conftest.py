@@ -97,6 +97,14 @@ def partial_report(partial_sweep, tmp_path_factory) -> Built:
 
 
 @pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory) -> Path:
+    """Two configurations x one seed: enough for every group figure and table, cheap to report
+    (for tests of how the report handles a failure, not of its numbers)."""
+    return syn.write_sweep(tmp_path_factory.mktemp("small") / "sweep", actor_lrs=(0.1,), critic_lrs=(0.1, 0.01),
+                           seeds=(0,))
+
+
+@pytest.fixture(scope="session")
 def single_run(tmp_path_factory) -> Path:
     """One run folder (not a sweep) whose actors stopped."""
     spec = syn.RunSpec(0.1, 0.01, 42, stop_episode=18, early_stop_patience=20)

@@ -249,7 +249,7 @@ def test_seeds_stopped_carries_a_wilson_interval(full_report) -> None:
     assert "3/3 [0.44, 1.00]" in full_report.html.read_text() and "Wilson score interval" in full_report.html.read_text()
 
 
-def test_a_figure_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(base_sweep, tmp_path, caplog,
+def test_a_figure_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(small_sweep, tmp_path, caplog,
                                                                                       monkeypatch):
     import gradasym.report.build as build
 
@@ -261,17 +261,17 @@ def test_a_figure_that_fails_is_one_warning_line_and_its_traceback_goes_to_error
     monkeypatch.setattr(build, "GROUP_FIGURES", failing)
     out = tmp_path / "rep"
     with caplog.at_level("WARNING", logger="gradasym.report.build"):
-        html = build_report(base_sweep, out_dir=out)
+        html = build_report(small_sweep, out_dir=out)
     lines = [r.getMessage() for r in caplog.records if "fig04_grad_norms" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0] and "RuntimeError: boom" in lines[0], lines
     assert "Traceback" in (out / "errors.log").read_text() and "boom" in (out / "errors.log").read_text()
     assert "internal error while drawing (RuntimeError: boom)" in Path(html).read_text()
     monkeypatch.setattr(build, "GROUP_FIGURES", GROUP_FIGURES)
-    build_report(base_sweep, out_dir=out)  # fixed: the old errors.log does not linger
+    build_report(small_sweep, out_dir=out)  # fixed: the old errors.log does not linger
     assert not (out / "errors.log").exists()
 
 
-def test_a_table_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(base_sweep, tmp_path, caplog,
+def test_a_table_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors_log(small_sweep, tmp_path, caplog,
                                                                                      monkeypatch):
     import gradasym.report.build as build
 
@@ -281,7 +281,7 @@ def test_a_table_that_fails_is_one_warning_line_and_its_traceback_goes_to_errors
     monkeypatch.setattr(build, "table4_preactivation", boom)
     out = tmp_path / "rep"
     with caplog.at_level("WARNING"):
-        html = build_report(base_sweep, out_dir=out)
+        html = build_report(small_sweep, out_dir=out)
     lines = [r.getMessage() for r in caplog.records if "table boom" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0] and "marked missing in the report" in lines[0], lines
     assert "Traceback" in (out / "errors.log").read_text() and "table boom" in (out / "errors.log").read_text()

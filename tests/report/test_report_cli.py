@@ -5,9 +5,9 @@ from __future__ import annotations
 from gradasym.cli import main
 
 
-def test_report_command_writes_html(base_sweep, large_actor_sweep, tmp_path, capsys) -> None:
+def test_report_command_writes_html(small_sweep, large_actor_sweep, tmp_path, capsys) -> None:
     out = tmp_path / "rep"
-    rc = main(["report", str(base_sweep), "--compare", str(large_actor_sweep), "--out", str(out),
+    rc = main(["report", str(small_sweep), "--compare", str(large_actor_sweep), "--out", str(out),
                "--margin", "0.1", "--title", "CLI report"])
     assert rc == 0
     html = (out / "report.html").read_text()
