@@ -219,12 +219,13 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     sets = [load_results(p) for p in paths]
     _unique_labels(sets)
     if not is_paper_set(sets[0]):  # another algorithm (SB3...): its own units, no paper tables
-        check_one_task(sets[0], generic_runs(sets[0]))  # before anything is written
+        runs = generic_runs(sets[0])
+        check_one_task(sets[0], runs)  # before anything is written
         out.mkdir(parents=True, exist_ok=True)
         _clean(out)
         extra = [f"--compare {rs.path}: comparing result sets is only implemented for CCM-MADRL sweeps"
                  for rs in sets[1:]]
-        return build_generic_report(sets[0], out, margin, title, _version(), _config_info(sets[0]), extra,
+        return build_generic_report(sets[0], runs, out, margin, title, _version(), _config_info(sets[0]), extra,
                                     warning=_short_runs([sets[0]]))
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)

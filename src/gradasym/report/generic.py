@@ -454,14 +454,14 @@ def check_one_task(rs: ResultSet, runs: pd.DataFrame) -> None:
                           "by learning rates, so report each in its own folder")
 
 
-def build_generic_report(rs: ResultSet, out: Path, margin: float, title: str | None, version: str,
-                         config_info: ConfigInfo, extra_missing: list[str] | None = None,
+def build_generic_report(rs: ResultSet, runs: pd.DataFrame, out: Path, margin: float, title: str | None,
+                         version: str, config_info: ConfigInfo, extra_missing: list[str] | None = None,
                          warning: str | None = None) -> Path:
     """Write figures, tables, ``report.md`` and ``report.html`` for one result set under ``out``
-    (``warning``: one line shown in the summary and the viable section, e.g. runs too short)."""
+    (``runs``: its :func:`generic_runs`, which the caller has passed through :func:`check_one_task`
+    before writing anything; ``warning``: one line shown in the summary and the viable section,
+    e.g. runs too short)."""
     fig_dir, tab_dir = out / "figures", out / "tables"
-    runs = generic_runs(rs)
-    check_one_task(rs, runs)
     unit, stop_unit = _units(runs) if len(runs) else ("steps", "steps")
     agg = config_summary(runs, margin) if len(runs) else pd.DataFrame()
     errors = Failures(out)
