@@ -1,11 +1,11 @@
-"""Throughput of the batched trainer (``gradasym.batched``) vs the single-run trainer.
+"""Throughput of the batched trainer (``gradasym.algos.ccm_madrl.batched``) vs the single-run trainer.
 
 Faithful mode at the paper's sizes (N = 50, batch 64, 10 steps per episode, tracking on).
 One *point* = (trainer, R, actor-update mode, threads): R runs with seeds 0..R-1, warmed up
 past the first updates, then ``--episodes`` timed episodes of every run. The single-run
 trainer trains the R runs one after the other (its throughput does not depend on R, so it
 is measured with ``min(R, --single-runs)`` runs); the batched trainer trains them as one
-computation (:func:`gradasym.batched._batched_episode`, the loop of ``train_batch``).
+computation (:func:`gradasym.algos.ccm_madrl.batched._batched_episode`, the loop of ``train_batch``).
 Reported: run-episodes per second (wall clock and per CPU second of the process), the
 ratios to the single-run trainer measured just before it (interleaved, same process
 settings), the process's peak RSS per run, the load average, and for the batched trainer
@@ -44,11 +44,11 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
     """Measure one point in this process."""
     import torch
 
-    import gradasym.batched as batched
+    import gradasym.algos.ccm_madrl.batched as batched
     from gradasym.config import load_config
     from gradasym.process import configure_process
     from gradasym.runfolder import RunFolder
-    from gradasym.runner import Trainer
+    from gradasym.algos.ccm_madrl.runner import Trainer
 
     configure_process(threads)
     n_runs = runs if trainer == "batched" else min(runs, single_runs)
@@ -80,7 +80,7 @@ def point(trainer: str, runs: int, mode: str, threads: int, episodes: int, warmu
         timing(Trainer, "act_episode", "acting")  # per run (today's code) or the request (vectorised)
         timing(Trainer, "finish_episode", "monitor")
         try:  # the vectorised acting of the batch (absent from older code)
-            from gradasym.batched_acting import ActingGroup
+            from gradasym.algos.ccm_madrl.batched_acting import ActingGroup
             timing(ActingGroup, "flush", "acting")
         except ImportError:
             pass

@@ -13,12 +13,12 @@ from collections import defaultdict
 
 import torch
 
-import gradasym.batched as batched
-import gradasym.critic as critic
-import gradasym.networks as networks
+import gradasym.algos.ccm_madrl.batched as batched
+import gradasym.algos.ccm_madrl.critic as critic
+import gradasym.algos.ccm_madrl.networks as networks
 from gradasym.config import load_config
 from gradasym.process import configure_process
-from gradasym.runner import Trainer
+from gradasym.algos.ccm_madrl.runner import Trainer
 
 PARTS = {
     "row search (bounds + candidate rows through the head)": (critic.StackedBatchCritic, "best_rows"),

@@ -7,7 +7,7 @@ does not care. This script measures it so that ``run.threads`` (default 1) and t
 sweep's per-worker setting (``gradasym.sweep.core.resolve_threads``) rest on numbers.
 
 Each measurement is a fresh child process (``--child``) running the real training loop
-(``gradasym.runner.Trainer.run_episode``) for ``--warmup`` + ``--episodes`` episodes and
+(``gradasym.algos.ccm_madrl.runner.Trainer.run_episode``) for ``--warmup`` + ``--episodes`` episodes and
 reporting the mean seconds of the measured ones. "busy" starts one competing process
 (a pure-Python spin loop, one core's worth of work) for the duration of the child.
 The four cases run interleaved, ``--repeats`` times, in one session, and the script
@@ -49,7 +49,7 @@ def child(threads: int, n_agents: int, warmup: int, episodes: int) -> dict[str, 
 
     from gradasym.config import load_config
     from gradasym.process import configure_process
-    from gradasym.runner import Trainer
+    from gradasym.algos.ccm_madrl.runner import Trainer
 
     cfg = load_config(overrides={"env.n_agents": n_agents, "env.k_channel": min(10, n_agents),
                                  "run.episodes": warmup + episodes, "run.threads": threads})

@@ -1,6 +1,6 @@
 """Training-speed benchmark of gradasym's CCM-MADRL at the paper's sizes (N=50, batch 64).
 
-Runs the real training loop (``gradasym.runner.Trainer.run_episode``: 10 acting steps +
+Runs the real training loop (``gradasym.algos.ccm_madrl.runner.Trainer.run_episode``: 10 acting steps +
 one batched ``remember_many``, one ``agent.update()``, then the monitor's ``observe_update``) with
 tracking on, and reports:
 
@@ -44,11 +44,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-import gradasym.agent as agent_mod
+import gradasym.algos.ccm_madrl.agent as agent_mod
 from gradasym.config import load_config
 from gradasym.io import write_json
 from gradasym.process import keep_freed_memory
-from gradasym.runner import Trainer
+from gradasym.algos.ccm_madrl.runner import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 MATMUL_OPS = {

@@ -4,7 +4,7 @@ No tricks: N separate ``nn.Sequential`` actors, a plain ``nn.Sequential`` critic
 the full concatenated input ``[joint s, joint a, s_k, a_k]`` for every row, N
 separate ``torch.optim.Adam``, Python loops over agents and transitions, the max
 over proposers computed on all rows with gradient. It follows ``ccm-madrl.md``
-line by line, and the tests check that :class:`gradasym.agent.CCMMADRL` computes
+line by line, and the tests check that :class:`gradasym.algos.ccm_madrl.agent.CCMMADRL` computes
 the same numbers.
 
 Mitigations (``docs/presets.md``) are written out the plain way too: ``nn.LayerNorm``
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradasym.replay import ReplayBatch
+from gradasym.algos.ccm_madrl.replay import ReplayBatch
 
 
 def _act(name: str) -> nn.Module:

@@ -793,7 +793,7 @@ def test_ccm_madrl_run_writes_the_new_columns(tmp_path):
     pd = pytest.importorskip("pandas")
     from gradasym.config import load_config
     from gradasym.io import read_json
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     cfg = load_config(overrides={
         "env.n_agents": 4, "env.k_channel": 2, "env.n_units": 2, "agent.batch_size": 8,

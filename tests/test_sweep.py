@@ -4,7 +4,7 @@ Most tests use :func:`fake_runner`, a fast stand-in for ``run_experiment`` that
 writes a minimal valid run folder (config.json, checkpoint, summary.json) and is
 deterministic, so an interrupted-then-resumed sweep must give exactly the same
 summary as an uninterrupted one. One test uses the real runner on a tiny config
-once ``gradasym.runner`` exists.
+once ``gradasym.algos.ccm_madrl.runner`` exists.
 """
 
 from __future__ import annotations
@@ -821,7 +821,7 @@ def test_submitit_backend_debug_cluster(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- real runner
 def test_real_runner_tiny_sweep(tmp_path: Path) -> None:
-    runner_module = pytest.importorskip("gradasym.runner")
+    runner_module = pytest.importorskip("gradasym.algos.ccm_madrl.runner")
     base = Config()
     base.env.n_agents, base.env.k_channel, base.env.steps_per_episode = 4, 2, 2
     base.agent.batch_size, base.agent.memory_capacity = 4, 64
@@ -959,7 +959,7 @@ def test_a_sweep_is_not_written_into_a_run_folder_or_a_file(tmp_path: Path) -> N
 
 
 def test_a_run_is_not_written_into_a_sweep_folder(tmp_path: Path) -> None:
-    runner_module = pytest.importorskip("gradasym.runner")
+    runner_module = pytest.importorskip("gradasym.algos.ccm_madrl.runner")
     out = tmp_path / "s"
     reference = sweep(small_spec(), out)
     for folder in (out, out / "runs"):

@@ -134,7 +134,7 @@ def test_progress_is_throttled_per_run() -> None:
 
 # ------------------------------------------------------------------ real batched sweeps
 def test_batched_sweep_matches_any_grouping_and_off_is_run_by_run(tmp_path: Path) -> None:
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     spec = tiny_spec(episodes=9)
     messages: list[str] = []
@@ -211,7 +211,7 @@ def test_auto_shrinks_batches_that_would_not_fit_in_memory(tmp_path: Path, monke
 # ------------------------------------------------------------------ a run keeps its trainer
 def _stop_batch_after(episodes: int, cfgs: list, out_dirs: list, progress: Any = None, **kw: Any) -> list:
     """``train_batch``, stopped like Ctrl-C once a run passes ``episodes`` (the checkpoints stay)."""
-    from gradasym.batched import train_batch
+    from gradasym.algos.ccm_madrl.batched import train_batch
 
     def stop(r: int, info: dict) -> None:
         if info["episode"] > episodes:
@@ -224,7 +224,7 @@ def _stop_batch_after(episodes: int, cfgs: list, out_dirs: list, progress: Any =
 
 def _fail_run_after(episodes: int, cfg: Config, out_dir: Any, progress: Any = None, **kw: Any) -> dict:
     """``run_experiment`` failing once the run passes ``episodes`` (a failed run resumes from its checkpoint)."""
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     def fail(info: dict) -> None:
         if info["episode"] > episodes:
@@ -338,8 +338,8 @@ def test_plan_keeps_started_runs_with_their_trainer() -> None:
 def test_single_run_trainer_resuming_a_batched_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`gradasym run --resume` of a folder the batched trainer started: one warning, recorded as mixed
     (and its numbers are indeed neither trainer's)."""
-    from gradasym.batched import train_batch
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     cfg = tiny_base(episodes=9)
     train_batch([cfg], [tmp_path / "ref"])

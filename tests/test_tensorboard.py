@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from gradasym.cli import main  # noqa: E402
 from gradasym.config import ConfigError, load_config  # noqa: E402
-from gradasym.runner import run_experiment  # noqa: E402
+from gradasym.algos.ccm_madrl.runner import run_experiment  # noqa: E402
 
 TINY = {"env.n_agents": 12, "env.k_channel": 4, "env.n_units": 3, "agent.batch_size": 8,
         "run.log_interval": 2, "run.checkpoint_interval": 4, "run.tensorboard": True}

@@ -294,7 +294,7 @@ def check_device(device: str) -> None:
 _SECTIONS = {"env": EnvConfig, "agent": AgentConfig, "run": RunConfig}
 
 # ---------------------------------------------------------------- memory
-#: Per-agent state and action sizes of the CCM-MADRL networks (gradasym.agent STATE_DIM, ACTION_DIM).
+#: Per-agent state and action sizes of the CCM-MADRL networks (gradasym.algos.ccm_madrl.agent STATE_DIM, ACTION_DIM).
 _STATE_DIM, _ACTION_DIM = 7, 3
 _FLOAT_BYTES = 4  # float32 networks and replay buffer
 #: Copies of every network parameter alive during training: the parameter, its gradient,

@@ -45,7 +45,7 @@ def keep_freed_memory() -> bool:
 
 
 def configure_process(threads: int = 0) -> None:
-    """The settings :func:`gradasym.runner.run_experiment` applies before training:
+    """The settings :func:`gradasym.algos.ccm_madrl.runner.run_experiment` applies before training:
     ``threads`` torch threads (0 = leave torch's default) and :func:`keep_freed_memory`."""
     if threads > 0:
         torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""A run folder's safety rules, for every runner (``gradasym.runner`` and others).
+"""A run folder's safety rules, for every runner (``gradasym.algos.ccm_madrl.runner`` and others).
 
 A run folder holds one training run: ``config.json`` (what was asked),
 ``checkpoint.pt`` (+ ``checkpoint.prev.pt``, the one before), tables and
@@ -32,7 +32,7 @@ independent of the training framework:
   :class:`DiskFullError` with one line (the file, what to do); the earlier files stay
   intact because every write is atomic (``gradasym.io``).
 
-Typical use by a runner (``gradasym.runner.run_experiment`` does exactly this)::
+Typical use by a runner (``gradasym.algos.ccm_madrl.runner.run_experiment`` does exactly this)::
 
     folder = RunFolder(out)
     folder.check_usable()                     # FolderKindError: a file, a sweep, foreign files

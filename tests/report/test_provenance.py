@@ -40,7 +40,7 @@ def test_a_run_records_its_provenance_in_summary_json(tmp_path) -> None:
     import json
 
     from gradasym.config import load_config
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     cfg = load_config(overrides={"run.episodes": 2, "env.n_agents": 10, "run.threads": 1})
     run_experiment(cfg, tmp_path / "run")

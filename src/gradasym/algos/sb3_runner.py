@@ -1,7 +1,7 @@
 """One Stable-Baselines3 run (TD3, DDPG, SAC) into the standard run folder.
 
 ``run_sb3(cfg, out_dir, resume=, progress=, show_progress=)`` has the signature of
-:func:`gradasym.runner.run_experiment`. It builds the real SB3 agent (with
+:func:`gradasym.algos.ccm_madrl.runner.run_experiment`. It builds the real SB3 agent (with
 :mod:`gradasym.algos.sb3_lr`'s separate learning rates) on the Gymnasium task,
 attaches :class:`gradasym.integrations.sb3.SaturationMonitorCallback`, trains for
 ``run.steps`` environment steps and writes, atomically (``docs/algorithms.md``):

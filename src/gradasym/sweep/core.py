@@ -463,7 +463,7 @@ def run_sweep(
         address: Ray cluster address for ``ray.init`` (``"auto"``, ``"ray://host:10001"``;
             None starts a local Ray instance unless one is already initialised).
         runner: ``run_experiment``-compatible callable (default:
-            ``gradasym.runner.run_experiment``); must be a picklable module-level
+            ``gradasym.algos.ccm_madrl.runner.run_experiment``); must be a picklable module-level
             function for ``workers > 1``, Ray and submitit.
         live: a ``rich`` live view (progress bar with ETA, table of runs); False
             prints plain log lines (CI, tests).

@@ -98,7 +98,7 @@ def reproduce(
         workers: local worker processes (default: one per core, at most one per run).
         live: ``rich`` live view (False: plain log lines).
         backend, address: as in :func:`run_sweep` (``"ray"`` to use a cluster).
-        runner: replaces ``gradasym.runner.run_experiment`` (tests).
+        runner: replaces ``gradasym.algos.ccm_madrl.runner.run_experiment`` (tests).
         force: see :func:`run_sweep`.
         report: also build the HTML report (``out_dir/report/report.html``).
         threads, backend_options: as in :func:`run_sweep`.

@@ -1,17 +1,17 @@
 """Acting, environments and replay insertion of R runs as one computation (the batched trainer).
 
-An :class:`ActingGroup` holds R runs (:class:`gradasym.runner.Trainer`) whose acting can share
+An :class:`ActingGroup` holds R runs (:class:`gradasym.algos.ccm_madrl.runner.Trainer`) whose acting can share
 tensors: one environment configuration, one network architecture, one replay shape. Their
-replay buffers live in one :class:`gradasym.replay.StackedReplay`, and one episode of all of
+replay buffers live in one :class:`gradasym.algos.ccm_madrl.replay.StackedReplay`, and one episode of all of
 them is computed at once (:meth:`ActingGroup.flush`), step by step as
-:meth:`Trainer.act_episode_alone <gradasym.runner.Trainer.act_episode_alone>` computes it for
+:meth:`Trainer.act_episode_alone <gradasym.algos.ccm_madrl.runner.Trainer.act_episode_alone>` computes it for
 one run:
 
 * the actors of every run in one ``(R*N, 1, S)`` forward through the stacked parameters;
 * Gaussian exploration noise, the master's random draw and its random branch from each run's
   OWN exploration generator, in the order the run alone draws them;
 * the master's greedy branch: the proposer rows' Q of every run with the stacked critics
-  (:class:`gradasym.critic.StackedCritic`), the accept rule applied to all runs at once;
+  (:class:`gradasym.algos.ccm_madrl.critic.StackedCritic`), the accept rule applied to all runs at once;
 * the environments as :class:`gradasym.env.mec.MECEnvVec` (each run's tasks from its own
   generator);
 * after the episode, every run's insertion priorities (TD errors under its own networks) in
@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradasym.agent import ACTION_DIM, SIZE_COLUMN, CCMMADRL, to_env_fraction
-from gradasym.critic import StackedCritic, pad_rows
+from gradasym.algos.ccm_madrl.agent import ACTION_DIM, SIZE_COLUMN, CCMMADRL, to_env_fraction
+from gradasym.algos.ccm_madrl.critic import StackedCritic, pad_rows
 from gradasym.env.mec import MECEnvVec
-from gradasym.replay import StackedReplay
+from gradasym.algos.ccm_madrl.replay import StackedReplay
 
 
 # ------------------------------------------------------------------ stacked critic targets

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradasym.networks import ActorEnsemble, Critic, soft_update_
+from gradasym.algos.ccm_madrl.networks import ActorEnsemble, Critic, soft_update_
 
 N, S, A = 5, 7, 3
 
@@ -239,8 +239,8 @@ def test_backward_rows_is_backward_agent_per_row(activation):
 def test_stacked_critic_is_each_critic(activation, pad_slack, monkeypatch):
     """StackedCritic (R critics as stacked tensors) evaluates, differentiates and back-propagates
     like each Critic on its own inputs; StackedBatchCritic finds each run's arg-max rows."""
-    import gradasym.critic as critic_mod
-    from gradasym.critic import StackedBatchCritic, StackedCritic
+    import gradasym.algos.ccm_madrl.critic as critic_mod
+    from gradasym.algos.ccm_madrl.critic import StackedBatchCritic, StackedCritic
 
     monkeypatch.setattr(critic_mod, "PAD_SLACK", pad_slack)
 
@@ -289,8 +289,8 @@ def test_stacked_action_grad_reuses_the_row_search_forward(pad_slack, monkeypatc
     """StackedBatchCritic.action_grad takes the chosen rows' forward from the row search where
     it holds it and equals the VJP that recomputes it, pass after pass, also once a transition
     has no proposer (recomputed) and for runs evaluated with different row counts."""
-    import gradasym.critic as critic_mod
-    from gradasym.critic import StackedBatchCritic, StackedCritic
+    import gradasym.algos.ccm_madrl.critic as critic_mod
+    from gradasym.algos.ccm_madrl.critic import StackedBatchCritic, StackedCritic
 
     monkeypatch.setattr(critic_mod, "PAD_SLACK", pad_slack)
     n, bsz = 8, 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradasym.optim import BatchedAdam
+from gradasym.algos.ccm_madrl.optim import BatchedAdam
 
 N = 4
 SHAPES = [(N, 5, 3), (N, 3)]
@@ -112,8 +112,8 @@ def test_adam_rows_equals_separate_adams_with_own_lr_and_steps(dtype, row_loop, 
     """adam_rows_: one torch.optim.Adam per leading row, each with its own learning rate and
     step count, bit for bit (the same operations as the single-tensor step), vectorised or
     row by row (large rows)."""
-    import gradasym.optim as optim
-    from gradasym.optim import adam_rows_
+    import gradasym.algos.ccm_madrl.optim as optim
+    from gradasym.algos.ccm_madrl.optim import adam_rows_
 
     if row_loop:
         monkeypatch.setattr(optim, "ROW_LOOP_NUMEL", 1)

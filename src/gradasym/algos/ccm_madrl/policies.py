@@ -1,7 +1,7 @@
 """The actor-side pieces of the mitigation presets (``docs/presets.md``).
 
-Everything here is used by :class:`gradasym.networks.ActorEnsemble` and
-:class:`gradasym.agent.CCMMADRL`; with the default configuration none of it changes
+Everything here is used by :class:`gradasym.algos.ccm_madrl.networks.ActorEnsemble` and
+:class:`gradasym.algos.ccm_madrl.agent.CCMMADRL`; with the default configuration none of it changes
 what the faithful code computes. Full definitions: ``docs/presets.md``.
 
 * :func:`squash` / :func:`squash_grad` -- the deterministic actors' output function

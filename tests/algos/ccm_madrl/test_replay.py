@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradasym.replay import PrioritizedReplay
+from gradasym.algos.ccm_madrl.replay import PrioritizedReplay
 from reference import through_torch_save
 
 N, S, A = 3, 7, 3
@@ -164,7 +164,7 @@ def test_stacked_replay_is_each_run_alone():
     """One (R, capacity, ...) storage: every run's insertion, sampling (own generator, own
     alpha/beta) and state equal its buffer used alone, bit for bit; runs start at different
     fill levels, a subset of runs is served, and the ring wraps around."""
-    from gradasym.replay import StackedReplay
+    from gradasym.algos.ccm_madrl.replay import StackedReplay
 
     kws = [dict(seed=1), dict(seed=2, alpha=0.7, per_eps=0.05), dict(seed=3, beta_increment=0.01)]
     alone = [make(capacity=23, **kw) for kw in kws]

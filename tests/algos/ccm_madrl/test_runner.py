@@ -9,7 +9,7 @@ import pytest
 
 from gradasym.config import ConfigError, load_config
 from gradasym.io import read_json
-from gradasym.runner import run_experiment
+from gradasym.algos.ccm_madrl.runner import run_experiment
 
 SMALL = {
     "env.n_agents": 12, "env.k_channel": 4, "env.n_units": 3, "agent.batch_size": 16,
@@ -25,8 +25,8 @@ def test_trainer_hands_each_component_its_own_section(monkeypatch) -> None:
     """The Trainer is the composition root: the agent gets AgentConfig + the environment's dims
     (+ seed, run.tracking, run.device), the environments EnvConfig, the monitor the run
     thresholds -- nobody else the whole Config."""
-    import gradasym.runner as runner
-    from gradasym.agent import AgentDims
+    import gradasym.algos.ccm_madrl.runner as runner
+    from gradasym.algos.ccm_madrl.agent import AgentDims
     from gradasym.config import AgentConfig, Config, EnvConfig
 
     seen: dict[str, tuple] = {}
@@ -102,7 +102,7 @@ def test_same_seed_same_numbers_and_resume_equals_uninterrupted(tmp_path, mode) 
 def test_deferred_insertion_trains_like_one_by_one(tmp_path, monkeypatch) -> None:
     """Storing an episode's transitions in one call after it (the default) trains like
     storing them one by one during the episode (priorities equal to float rounding)."""
-    from gradasym.agent import CCMMADRL
+    from gradasym.algos.ccm_madrl.agent import CCMMADRL
 
     sizes: list[int] = []
     batched = CCMMADRL.remember_many

@@ -1,7 +1,7 @@
 """Small building blocks shared by the actor ensemble and the critic: the hidden
 nonlinearity named in the config (and the ReLU's backward for the hand-written
 backward passes) and PyTorch's default ``nn.Linear`` initialisation drawn from an
-explicit generator (see :mod:`gradasym.networks` for the draw order)."""
+explicit generator (see :mod:`gradasym.algos.ccm_madrl.networks` for the draw order)."""
 
 from __future__ import annotations
 

@@ -25,28 +25,28 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-import gradasym.agent
-import gradasym.batched
-import gradasym.batched_acting
-import gradasym.critic
-import gradasym.layers
-import gradasym.networks
-import gradasym.optim
-import gradasym.policies
-import gradasym.runner
+import gradasym.algos.ccm_madrl.agent
+import gradasym.algos.ccm_madrl.batched
+import gradasym.algos.ccm_madrl.batched_acting
+import gradasym.algos.ccm_madrl.critic
+import gradasym.algos.ccm_madrl.layers
+import gradasym.algos.ccm_madrl.networks
+import gradasym.algos.ccm_madrl.optim
+import gradasym.algos.ccm_madrl.policies
+import gradasym.algos.ccm_madrl.runner
 from gradasym.cli import main
 from gradasym.config import ConfigError, check_device, load_config
-from gradasym.replay import ReplayBatch
-from gradasym.agent import CCMMADRL
-from gradasym.runner import Trainer
+from gradasym.algos.ccm_madrl.replay import ReplayBatch
+from gradasym.algos.ccm_madrl.agent import CCMMADRL
+from gradasym.algos.ccm_madrl.runner import Trainer
 
 from devices import DEVICES, needs_gpu
 
 # the modules that hold or create the agent's tensors (the replay storage and the monitor's
 # own bookkeeping are CPU by design and not watched)
 GUARDED = frozenset(str(Path(m.__file__).resolve()) for m in (
-    gradasym.agent, gradasym.batched, gradasym.batched_acting, gradasym.critic, gradasym.layers,
-    gradasym.networks, gradasym.optim, gradasym.policies, gradasym.runner))
+    gradasym.algos.ccm_madrl.agent, gradasym.algos.ccm_madrl.batched, gradasym.algos.ccm_madrl.batched_acting, gradasym.algos.ccm_madrl.critic, gradasym.algos.ccm_madrl.layers,
+    gradasym.algos.ccm_madrl.networks, gradasym.algos.ccm_madrl.optim, gradasym.algos.ccm_madrl.policies, gradasym.algos.ccm_madrl.runner))
 TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 FACTORIES = frozenset({
     torch.arange, torch.zeros, torch.ones, torch.empty, torch.full, torch.tensor, torch.as_tensor, torch.randn,
@@ -179,7 +179,7 @@ def _train(cfg, episodes: int) -> Trainer:
 def test_every_tensor_of_the_agent_names_its_device(tmp_path) -> None:
     """Single runs (every variant, with greedy master, evaluation, checkpoint and resume) and
     batched runs (acting group, stacked replay, batched update, both modes) under the guard."""
-    from gradasym.batched import train_batch
+    from gradasym.algos.ccm_madrl.batched import train_batch
 
     guard = DeviceGuard()
     with guard:
@@ -255,7 +255,7 @@ def test_replay_batch_moves_to_a_device(device) -> None:
 @needs_gpu
 @pytest.mark.parametrize("first, then", [("cuda", "cpu"), ("cpu", "cuda")])
 def test_a_checkpoint_resumes_on_the_other_device(tmp_path, first, then) -> None:
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     out = tmp_path / "run"
     run_experiment(small_cfg(**{"run.device": first, "run.episodes": 3, "run.keep_replay": True}), out)
@@ -335,7 +335,7 @@ def test_run_device_reaches_the_agent(monkeypatch) -> None:
     batched one through ``open_run``) hands the agent, whose device every other module follows;
     the ``cpu`` default alone could not tell it from a hard-coded CPU."""
     seen: list = []
-    monkeypatch.setattr(gradasym.runner, "CCMMADRL", _device_spy(monkeypatch, seen))
+    monkeypatch.setattr(gradasym.algos.ccm_madrl.runner, "CCMMADRL", _device_spy(monkeypatch, seen))
     with pytest.raises(_Built):
         Trainer(small_cfg(**{"run.device": "cuda:1"}))
     assert seen == ["cuda:1"]

@@ -19,7 +19,7 @@ module holds the network and every way of evaluating it:
   pruning, and the gradient of the chosen rows' Q w.r.t. one agent's action
   (:meth:`BatchCritic.action_grad`).
 
-The agent (:mod:`gradasym.agent`) uses only these entry points, so it reads as the
+The agent (:mod:`gradasym.algos.ccm_madrl.agent`) uses only these entry points, so it reads as the
 algorithm.
 """
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
+from gradasym.algos.ccm_madrl.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
 
 
 class Critic(nn.Module):

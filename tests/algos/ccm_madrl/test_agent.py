@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradasym.agent import AgentDims, CCMMADRL, _BatchCritic, agent_sections, epsilon, to_env_fraction
+from gradasym.algos.ccm_madrl.agent import AgentDims, CCMMADRL, _BatchCritic, agent_sections, epsilon, to_env_fraction
 from gradasym.config import AgentConfig, Config
 from gradasym.env.mec import MECEnv
 from reference import ReferenceCCM, random_states, through_torch_save

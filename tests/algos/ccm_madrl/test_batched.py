@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradasym.agent import CCMMADRL
-from gradasym.batched import batched_update, unsupported_reason
+from gradasym.algos.ccm_madrl.agent import CCMMADRL
+from gradasym.algos.ccm_madrl.batched import batched_update, unsupported_reason
 from gradasym.config import Config
 from gradasym.env.mec import MECEnv
 from gradasym.seeding import numpy_generator
@@ -190,7 +190,7 @@ def test_a_run_is_bitwise_the_same_in_any_batch(mode, device, monkeypatch):
     with one or two partners of other seeds and hyperparameters, in chunks of one run, with
     or without the run-by-run head): bitwise, so that a resumed sweep that forms other
     batches gives the numbers of an uninterrupted one."""
-    import gradasym.critic as critic
+    import gradasym.algos.ccm_madrl.critic as critic
 
     def trained(partners: list[dict]) -> list:
         target = filled_agent(make_cfg(5, mode, device, actor_lr=0.05, critic_lr=0.01), dtype=torch.float32)
@@ -269,7 +269,7 @@ def float64_runs(monkeypatch):
     discrete decision (proposer sign, arg-max row) can flip on float rounding."""
     import functools
 
-    import gradasym.runner as runner
+    import gradasym.algos.ccm_madrl.runner as runner
 
     monkeypatch.setattr(runner, "CCMMADRL", functools.partial(CCMMADRL, dtype=torch.float64))
 
@@ -299,8 +299,8 @@ BATCH = [  # per-run seeds, learning rates, budgets, early stopping
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["sequential", "simultaneous"])
 def test_batch_writes_the_runs_alone_folders(tmp_path, float64_runs, mode, device):
-    from gradasym.batched import train_batch
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     cfgs = [small_cfg(**kw, **{"agent.actor_update": mode, "run.device": device}) for kw in BATCH]
     logged: list[str] = []
@@ -315,7 +315,7 @@ def test_batch_writes_the_runs_alone_folders(tmp_path, float64_runs, mode, devic
 
 
 def test_finished_run_drops_replay_unless_kept(tmp_path, float64_runs):
-    from gradasym.batched import train_batch
+    from gradasym.algos.ccm_madrl.batched import train_batch
     from gradasym.config import ConfigError
 
     cfgs = [small_cfg(**{"run.seed": 1, "run.episodes": 5}),
@@ -333,8 +333,8 @@ def test_finished_run_drops_replay_unless_kept(tmp_path, float64_runs):
 
 
 def test_killed_batch_resumes_to_the_same_results(tmp_path, float64_runs, monkeypatch):
-    from gradasym.batched import train_batch
-    from gradasym.runner import Trainer
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import Trainer
 
     cfgs = [small_cfg(**{"run.seed": s, "run.episodes": 10}) for s in (1, 2)]
     train_batch(cfgs, [tmp_path / "ref0", tmp_path / "ref1"])
@@ -357,8 +357,8 @@ def test_killed_batch_resumes_to_the_same_results(tmp_path, float64_runs, monkey
 
 
 def test_one_failing_run_fails_alone(tmp_path, float64_runs, monkeypatch):
-    from gradasym.batched import train_batch
-    from gradasym.runner import Trainer, run_experiment
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import Trainer, run_experiment
 
     act = Trainer.act_episode
 
@@ -394,8 +394,8 @@ def test_nan_run_does_not_reach_the_others():
 def test_nan_run_fails_alone_in_the_batch(tmp_path, float64_runs, monkeypatch):
     """Sequential mode: a NaN critic makes the update raise (as it does alone); that run fails,
     its neighbour goes on as alone."""
-    from gradasym.batched import train_batch
-    from gradasym.runner import Trainer, run_experiment
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import Trainer, run_experiment
 
     act = Trainer.act_episode
 
@@ -420,8 +420,8 @@ def test_nan_run_fails_alone_in_the_batch(tmp_path, float64_runs, monkeypatch):
 
 
 def test_unsupported_config_is_trained_alone(tmp_path, float64_runs):
-    from gradasym.batched import train_batch
-    from gradasym.runner import run_experiment
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import run_experiment
 
     cfgs = [small_cfg(**{"run.seed": 1, "run.episodes": 5}),
             small_cfg(**{"run.seed": 2, "run.episodes": 5, "agent.grad_clip": 1.0})]
@@ -448,10 +448,10 @@ def test_vectorised_acting_equals_runs_alone(tmp_path, float64_runs, monkeypatch
     contents), rewards, priorities, losses, parameters, generator states and environment
     state as the same run trained alone; the master's fits, random and greedy branches all
     occur, and no batched run acts alone."""
-    from gradasym.agent import CCMMADRL as Agent
-    from gradasym.batched import _batched_episode
+    from gradasym.algos.ccm_madrl.agent import CCMMADRL as Agent
+    from gradasym.algos.ccm_madrl.batched import _batched_episode
     from gradasym.runfolder import RunFolder
-    from gradasym.runner import Trainer
+    from gradasym.algos.ccm_madrl.runner import Trainer
 
     branches: list[str] = []
     select = Agent.master_select
@@ -492,8 +492,8 @@ def test_vectorised_acting_equals_runs_alone(tmp_path, float64_runs, monkeypatch
 def test_acting_failure_fails_that_run_alone(tmp_path, float64_runs, monkeypatch):
     """A run whose actors turn NaN fails while acting (the environment refuses NaN actions) as
     it does alone; its neighbour's run is the one it trains alone."""
-    from gradasym.batched import train_batch
-    from gradasym.runner import Trainer, run_experiment
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import Trainer, run_experiment
 
     act = Trainer.act_episode
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from gradasym.config import load_config
-from gradasym.runner import run_experiment
+from gradasym.algos.ccm_madrl.runner import run_experiment
 
 pytestmark = pytest.mark.slow
 

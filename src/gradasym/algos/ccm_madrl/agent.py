@@ -13,7 +13,7 @@
 
 The mitigation presets (``experiments.md`` section 3, ``docs/presets.md``) run on this
 same code path: the actors' architecture and policy heads come from
-:class:`gradasym.networks.ActorEnsemble`; the agent adds the ``fullnorm`` input
+:class:`gradasym.algos.ccm_madrl.networks.ActorEnsemble`; the agent adds the ``fullnorm`` input
 normalisation (:meth:`CCMMADRL._actor_inputs`), the reward scale (``reward_norm``),
 per-network gradient clipping (``grad_clip``, each actor separately), delayed actor
 updates (``policy_delay``), the actor-loss regularisers (``preact_penalty``, the
@@ -24,7 +24,7 @@ Speed comes from evaluating the same mathematics in a cheaper order (only float
 rounding differs from the plain per-agent implementation ``tests/reference.py``,
 which the tests compare against):
 
-* the N actors are one batched ensemble (``gradasym.networks.ActorEnsemble``);
+* the N actors are one batched ensemble (``gradasym.algos.ccm_madrl.networks.ActorEnsemble``);
 * the critic's first layer is split into a per-transition part (joint state and
   joint action, shared by the N rows of a transition) and a per-row part (own state
   and action); the parts that depend on the states only are computed once per update;
@@ -37,7 +37,7 @@ which the tests compare against):
 * in the sequential actor loop only actor i-1's action column is recomputed after
   its step (the other actors have not changed), and most proposer rows are skipped
   by an exact Lipschitz bound: a row whose Q cannot have overtaken the best row since
-  the last full evaluation cannot be the arg-max (``gradasym.critic.BatchCritic``).
+  the last full evaluation cannot be the arg-max (``gradasym.algos.ccm_madrl.critic.BatchCritic``).
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ import torch
 from torch import Tensor
 
 from gradasym.config import AgentConfig, Config
-from gradasym.critic import BatchCritic, Critic
-from gradasym.networks import ActorEnsemble, soft_update_
-from gradasym.optim import BatchedAdam
-from gradasym.policies import ActorOutput, RunningMeanStd, monitor_squash
-from gradasym.replay import PrioritizedReplay, ReplayBatch
+from gradasym.algos.ccm_madrl.critic import BatchCritic, Critic
+from gradasym.algos.ccm_madrl.networks import ActorEnsemble, soft_update_
+from gradasym.algos.ccm_madrl.optim import BatchedAdam
+from gradasym.algos.ccm_madrl.policies import ActorOutput, RunningMeanStd, monitor_squash
+from gradasym.algos.ccm_madrl.replay import PrioritizedReplay, ReplayBatch
 from gradasym.seeding import numpy_generator, torch_generator
 
 STATE_DIM = 7  # [power, gain, energy, size_MB, cycles, deadline, res] (mec-environment.md)

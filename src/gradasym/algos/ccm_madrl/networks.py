@@ -9,16 +9,16 @@
   ``(N, in, out)`` and its bias a view ``(N, out)`` of that buffer, so the N
   actors are evaluated together with ``torch.baddbmm`` (agent = batch dimension),
   one actor's row can be evaluated (or given its own autograd leaf) cheaply, and a
-  per-agent optimiser (:class:`gradasym.optim.BatchedAdam`) updates one row with a
+  per-agent optimiser (:class:`gradasym.algos.ccm_madrl.optim.BatchedAdam`) updates one row with a
   handful of tensor ops. The networks are still independent: row i only ever
   touches actor i's parameters.
 * :class:`Critic` (re-exported here) lives with all of its row algebra in
-  :mod:`gradasym.critic`.
+  :mod:`gradasym.algos.ccm_madrl.critic`.
 
 The mitigation presets (``docs/presets.md``) change the actors only through
 :class:`ActorEnsemble`'s ``output_activation``, ``norm`` and ``policy`` arguments
 (LayerNorm parameters live in the same flat row; the stochastic heads and squashing
-are in :mod:`gradasym.policies`); the defaults are the network of the spec.
+are in :mod:`gradasym.algos.ccm_madrl.policies`); the defaults are the network of the spec.
 
 Initialisation uses an explicit ``torch.Generator`` (never the global RNG): hidden
 layers exactly like PyTorch's default ``nn.Linear`` init (weight via
@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradasym.critic import Critic  # noqa: F401  (re-exported: the critic lives in gradasym.critic)
-from gradasym.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
-from gradasym.policies import LN_EPS, OUTPUT_ACTIVATIONS, POLICIES, ActorOutput, policy_head, squash_grad
+from gradasym.algos.ccm_madrl.critic import Critic  # noqa: F401  (re-exported: the critic lives in gradasym.algos.ccm_madrl.critic)
+from gradasym.algos.ccm_madrl.layers import Activation, _linear_default_init_, _output_init_, activation_fn, relu_backward
+from gradasym.algos.ccm_madrl.policies import LN_EPS, OUTPUT_ACTIVATIONS, POLICIES, ActorOutput, policy_head, squash_grad
 
 # ====================================================================== actors
 class ActorEnsemble(nn.Module):
@@ -63,7 +63,7 @@ class ActorEnsemble(nn.Module):
       normalisation of ``fullnorm`` lives in the agent);
     * ``policy``: ``deterministic``, ``squashed-gaussian`` or ``beta`` -- the two
       stochastic policies have ``2 * action_dim`` outputs (see
-      :func:`gradasym.policies.policy_head`).
+      :func:`gradasym.algos.ccm_madrl.policies.policy_head`).
 
     LayerNorm parameters start at weight 1, bias 0 (no random draws), so the linear
     layers are initialised exactly as without the LayerNorms.
@@ -212,7 +212,7 @@ class ActorEnsemble(nn.Module):
 
         ``flat`` replaces the parameter (e.g. an autograd leaf copy of it). With a
         mitigation, ``z`` is the pre-activation the monitor watches
-        (:attr:`gradasym.policies.ActorOutput.preact`).
+        (:attr:`gradasym.algos.ccm_madrl.policies.ActorOutput.preact`).
         """
         out = self.policy_forward(states, flat)
         return out.action, out.preact, out.hidden

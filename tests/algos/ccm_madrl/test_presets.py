@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
-from gradasym.agent import CCMMADRL
+from gradasym.algos.ccm_madrl.agent import CCMMADRL
 from gradasym.config import Config, load_config
 from gradasym.monitor import saturation_bound
-from gradasym.networks import ActorEnsemble
-from gradasym.policies import RunningMeanStd, policy_head
-from gradasym.runner import Trainer, run_experiment
+from gradasym.algos.ccm_madrl.networks import ActorEnsemble
+from gradasym.algos.ccm_madrl.policies import RunningMeanStd, policy_head
+from gradasym.algos.ccm_madrl.runner import Trainer, run_experiment
 from devices import DEVICES
 from reference import ReferenceCCM, make_batch, random_states, through_torch_save
 

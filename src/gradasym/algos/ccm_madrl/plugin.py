@@ -2,7 +2,7 @@
 
 The config is :class:`gradasym.config.Config` (sections ``env`` = MEC, ``agent`` =
 CCM-MADRL, ``run``, plus ``presets``); the runner is
-:func:`gradasym.runner.run_experiment` (episodes, bit-exact resume from
+:func:`gradasym.algos.ccm_madrl.runner.run_experiment` (episodes, bit-exact resume from
 ``checkpoint.pt``), whose ``Trainer`` hands each component its own section
 (``docs/architecture.md``, "Who receives what"). The paper's tables and constants
 apply to these runs only.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, apply_preset, check_memory, estimate_memory, load_config
-from .base import Algorithm, BatchRunner, Runner
+from gradasym.config import Config, apply_preset, check_memory, estimate_memory, load_config
+from gradasym.algos.base import Algorithm, BatchRunner, Runner
 
 
 class CCMMADRLAlgorithm(Algorithm):
@@ -41,7 +41,7 @@ class CCMMADRLAlgorithm(Algorithm):
     def load_config(self, config_file: str | Path | None = None, presets: list[str] | None = None,
                     overrides: dict[str, Any] | None = None) -> Config:
         if config_file:  # a file may name its algorithm; load_config knows only Config's sections
-            from ..config import read_config_file  # noqa: PLC0415
+            from gradasym.config import read_config_file  # noqa: PLC0415
 
             data = read_config_file(config_file)
             if "algo" in data:
@@ -56,25 +56,25 @@ class CCMMADRLAlgorithm(Algorithm):
 
     @property
     def runner(self) -> Runner:
-        """:func:`gradasym.runner.run_experiment` (imported on first use: torch, the agent)."""
-        from ..runner import run_experiment  # noqa: PLC0415
+        """:func:`gradasym.algos.ccm_madrl.runner.run_experiment` (imported on first use: torch, the agent)."""
+        from .runner import run_experiment  # noqa: PLC0415
 
         return run_experiment
 
     @property
     def batch_runner(self) -> BatchRunner:
-        """:func:`gradasym.batched.train_batch` (imported on first use)."""
-        from ..batched import train_batch  # noqa: PLC0415
+        """:func:`gradasym.algos.ccm_madrl.batched.train_batch` (imported on first use)."""
+        from .batched import train_batch  # noqa: PLC0415
 
         return train_batch
 
     def batch_unsupported(self, cfg: Config) -> str | None:  # type: ignore[override]
-        from ..batched import unsupported_reason  # noqa: PLC0415
+        from .batched import unsupported_reason  # noqa: PLC0415
 
         return unsupported_reason(cfg)
 
     def batch_key(self, cfg: Config) -> Any:  # type: ignore[override]
-        from ..batched import batch_key  # noqa: PLC0415
+        from .batched import batch_key  # noqa: PLC0415
 
         return batch_key(cfg)
 
@@ -83,8 +83,8 @@ class CCMMADRLAlgorithm(Algorithm):
         :meth:`Algorithm.started_trainer`. A folder made before runs recorded it is the single-run
         trainer's when its summary has no ``provenance`` (written before gradasym had a batched
         trainer), else unknown."""
-        from ..io import read_json  # noqa: PLC0415
-        from ..runfolder import (BATCHED, MIXED, SINGLE, TRAINER_KEY, UNKNOWN_TRAINER,  # noqa: PLC0415
+        from gradasym.io import read_json  # noqa: PLC0415
+        from gradasym.runfolder import (BATCHED, MIXED, SINGLE, TRAINER_KEY, UNKNOWN_TRAINER,  # noqa: PLC0415
                                  RunFolder)
 
         folder = RunFolder(run_dir)

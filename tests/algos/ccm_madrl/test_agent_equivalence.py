@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradasym.agent import CCMMADRL
+from gradasym.algos.ccm_madrl.agent import CCMMADRL
 from gradasym.config import Config
 from devices import DEVICES
 from reference import ReferenceCCM, make_batch

@@ -22,20 +22,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import __version__
+from gradasym import __version__
 from .agent import AgentDims, CCMMADRL, epsilon
-from .config import Config, ConfigError, check_memory
-from .errors import failure_text
-from .env.mec import MECEnv
-from .io import write_json, write_table
-from .monitor import ActorCriticMonitor
-from .process import configure_process
-from .provenance import collect as collect_provenance
-from .runfolder import (MIXED, SINGLE, TRAINER_KEY, DiskFullError, RunFolder, RunFolderError, continued_trainer,
+from gradasym.config import Config, ConfigError, check_memory
+from gradasym.errors import failure_text
+from gradasym.env.mec import MECEnv
+from gradasym.io import write_json, write_table
+from gradasym.monitor import ActorCriticMonitor
+from gradasym.process import configure_process
+from gradasym.provenance import collect as collect_provenance
+from gradasym.runfolder import (MIXED, SINGLE, TRAINER_KEY, DiskFullError, RunFolder, RunFolderError, continued_trainer,
                         disk_full_guard)
-from .seeding import numpy_generator
-from .tensorboard import open_for_run as open_tensorboard
-from .tensorboard import require as require_tensorboard
+from gradasym.seeding import numpy_generator
+from gradasym.tensorboard import open_for_run as open_tensorboard
+from gradasym.tensorboard import require as require_tensorboard
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -50,7 +50,7 @@ class Trainer:
     The composition root of a CCM-MADRL run: it holds the whole :class:`Config` and hands
     each component its own part (``docs/architecture.md``, "Who receives what"): the
     environments ``cfg.env`` and their generators, the agent ``cfg.agent`` with the
-    environment's :class:`~gradasym.agent.AgentDims`, the seed, ``run.tracking`` and ``run.device``, the
+    environment's :class:`~gradasym.algos.ccm_madrl.agent.AgentDims`, the seed, ``run.tracking`` and ``run.device``, the
     monitor the number of actors, the ``run`` thresholds and the agent's squash.
     """
 
@@ -75,7 +75,7 @@ class Trainer:
         self.seconds = 0.0
         self.states = self.env.reset()
         self._preact_pool: list[torch.Tensor] = []  # tracking="original" only
-        # Set by the batched trainer: the run acts together with its batch (gradasym.batched_acting)
+        # Set by the batched trainer: the run acts together with its batch (gradasym.algos.ccm_madrl.batched_acting)
         self.acting: Any = None
         # Which trainer produced the episodes (runfolder.TRAINER_KEY: checkpoint and summary); set by open_run
         self.trained_by: str | None = SINGLE
@@ -100,7 +100,7 @@ class Trainer:
         the episode's row without its training and monitor fields (see :meth:`finish_episode`).
 
         A run of the batched trainer (``self.acting`` set) only asks to act here: its row is
-        filled when its batch's episode is computed (:class:`gradasym.batched_acting.ActingGroup`)."""
+        filled when its batch's episode is computed (:class:`gradasym.algos.ccm_madrl.batched_acting.ActingGroup`)."""
         if self.acting is not None:
             return self.acting.request(self)
         return self.act_episode_alone()

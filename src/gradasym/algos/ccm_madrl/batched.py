@@ -1,10 +1,10 @@
 """R independent CCM-MADRL runs trained as one computation (seeds and hyperparameters as a
 batch dimension).
 
-Each run keeps everything that makes it a run of its own: its :class:`~gradasym.agent.CCMMADRL`
+Each run keeps everything that makes it a run of its own: its :class:`~gradasym.algos.ccm_madrl.agent.CCMMADRL`
 (networks, optimiser states, replay buffer and random streams derived from its own seed),
 its environments and its monitor. Acting, the environments and replay insertion of the runs
-are one computation (:mod:`gradasym.batched_acting`: stacked actors and critics, one vector
+are one computation (:mod:`gradasym.algos.ccm_madrl.batched_acting`: stacked actors and critics, one vector
 environment, one stacked replay storage, every random draw from the run's own generator);
 so is the training update (about 90% of a faithful episode): :func:`batched_update` stacks
 the R runs' parameters, optimiser moments and sampled batches along a leading run dimension, computes the critic update and the actor
@@ -35,17 +35,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradasym.agent import CCMMADRL, UpdateResult
+from gradasym.algos.ccm_madrl.agent import CCMMADRL, UpdateResult
 from gradasym.config import Config, ConfigError, check_memory
 from gradasym.errors import failure_text
-from gradasym.batched_acting import ActingGroup, critic_terms_runs, td_targets_runs
-from gradasym.critic import StackedBatchCritic, StackedCritic
+from gradasym.algos.ccm_madrl.batched_acting import ActingGroup, critic_terms_runs, td_targets_runs
+from gradasym.algos.ccm_madrl.critic import StackedBatchCritic, StackedCritic
 from gradasym.io import read_json, write_json
-from gradasym.optim import adam_rows_
+from gradasym.algos.ccm_madrl.optim import adam_rows_
 from gradasym.process import configure_process
-from gradasym.replay import ReplayBatch
+from gradasym.algos.ccm_madrl.replay import ReplayBatch
 from gradasym.runfolder import BATCHED, SINGLE, DiskFullError, RunFolder, continued_trainer, disk_full_guard
-from gradasym.runner import Trainer, _progress_info, finish_run, open_run, run_experiment, write_outputs
+from gradasym.algos.ccm_madrl.runner import Trainer, _progress_info, finish_run, open_run, run_experiment, write_outputs
 
 
 # ------------------------------------------------------------------ what can be batched
@@ -230,7 +230,7 @@ def batched_update(agents: Sequence[CCMMADRL], batches: Sequence[ReplayBatch]) -
 @torch.no_grad()
 def _soft_update_runs(targets: Sequence[Tensor], onlines: Sequence[Tensor], taus: Sequence[float]) -> None:
     """``target[r] = (1 - tau_r) target[r] + tau_r online[r]`` (tau = 1: exact copy), as
-    :func:`gradasym.networks.soft_update_` per run."""
+    :func:`gradasym.algos.ccm_madrl.networks.soft_update_` per run."""
     for t, o in zip(targets, onlines):
         for r, tau in enumerate(taus):
             if tau >= 1.0:
@@ -318,7 +318,7 @@ def train_batch(cfgs: Sequence[Config], out_dirs: Sequence[str | Path], resume: 
     """Train R configurations into their run folders as one computation; returns their
     ``summary.json`` dicts in order.
 
-    Each run behaves as :func:`gradasym.runner.run_experiment` would train it alone (same
+    Each run behaves as :func:`gradasym.algos.ccm_madrl.runner.run_experiment` would train it alone (same
     folder contents, checkpoints every ``run.checkpoint_interval`` episodes, resumable),
     but the training updates of the runs still going are computed together
     (:func:`batched_update`). Episode budgets, early termination and failures are per run:
@@ -404,7 +404,7 @@ def _fail(r: int, trainers: dict[int, Trainer], folders: dict[int, RunFolder], s
 def _batched_episode(trainers: dict[int, Trainer], folders: dict[int, RunFolder], summaries: list,
                      progress: ProgressFn | None) -> None:
     """One episode of every run in ``trainers``: acting (each run asks to act, then every acting
-    group computes its runs' episode as one, :mod:`gradasym.batched_acting`), one batched
+    group computes its runs' episode as one, :mod:`gradasym.algos.ccm_madrl.batched_acting`), one batched
     update, then each run's monitor, checkpoint and end-of-run bookkeeping; ended runs leave
     ``trainers``."""
     groups = _acting_groups(trainers)
