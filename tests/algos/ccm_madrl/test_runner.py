@@ -120,7 +120,7 @@ def test_deferred_insertion_trains_like_one_by_one(tmp_path, monkeypatch) -> Non
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, monkeypatch) -> None:
     """A crash after episode 17 keeps the checkpoint of episode 10; resuming reproduces the full run."""
-    from gradasym import runner
+    from gradasym.algos.ccm_madrl import runner
 
     run_experiment(small_cfg(**{"run.episodes": 20}), tmp_path / "ref")
     original = runner.Trainer.run_episode
@@ -143,7 +143,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, monkeypatch) -> None:
 
 
 def test_failure_is_recorded_and_existing_folder_protected(tmp_path, monkeypatch) -> None:
-    from gradasym import runner
+    from gradasym.algos.ccm_madrl import runner
 
     def boom(self):
         raise RuntimeError("simulated failure")
@@ -294,7 +294,7 @@ def test_garbage_config_json_is_named_on_resume(tmp_path, capsys) -> None:
 
 
 def test_failed_start_leaves_no_config_json(tmp_path, monkeypatch) -> None:
-    from gradasym import runner
+    from gradasym.algos.ccm_madrl import runner
 
     def broken(self, cfg):
         raise RuntimeError("cannot build")
@@ -332,7 +332,7 @@ def test_disk_full_mid_run_is_one_line_and_resumes(tmp_path, monkeypatch, capsys
     """ENOSPC while writing the tables of episode 4: one line, the files of episode 2 intact, resumable."""
     import errno
 
-    from gradasym import runner
+    from gradasym.algos.ccm_madrl import runner
     from gradasym.cli import main
 
     cfg = {"run.episodes": 6, "run.checkpoint_interval": 2}
