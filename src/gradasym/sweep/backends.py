@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -622,6 +623,10 @@ def ray_lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, (rex.NodeDiedError, rex.WorkerCrashedError, rex.ObjectLostError))
 
 
+#: Name prefix of the progress actor of a Ray sweep (one per sweep, in the driver's namespace).
+PROGRESS_ACTOR = "gradasym-progress"
+
+
 class _ProgressBox:
     """The Ray actor that carries the tasks' events to the driver: tasks ``put`` (without waiting),
     the driver ``take``s them all. Created restartable: events held when it dies are lost, the
@@ -641,7 +646,8 @@ class _ProgressBox:
 def _progress_box(ray: Any) -> Any:
     """A :class:`_ProgressBox` actor on the driver's node (a node lost under the sweep does not
     take the live view with it); restarted by Ray (elsewhere if need be) whenever it dies."""
-    options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
+    options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1,
+                               "name": f"{PROGRESS_ACTOR}-{uuid.uuid4().hex[:12]}"}
     try:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
