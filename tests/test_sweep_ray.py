@@ -229,7 +229,10 @@ def ray_progress_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
         if info["episode"] == 1:
             for name in ray.util.list_named_actors():
                 if str(name).startswith(PROGRESS_ACTOR):
-                    ray.kill(ray.get_actor(name), no_restart=False)
+                    actor = ray.get_actor(name)
+                    ray.kill(actor, no_restart=False)
+                    # A log line through the restarted actor (this waits until Ray has restarted it).
+                    ray.get(actor.put.remote(("message", "", {"text": "progress actor restarted"})), timeout=120)
 
     return ray_fake_runner(cfg, out_dir, resume, slow, show_progress)
 
@@ -245,6 +248,7 @@ def test_progress_survives_the_loss_of_its_actor(tmp_path: Path, local_ray: Any)
                       tmp_path / "s", backend="ray", runner=ray_progress_runner, live=False, log=lines.append)
     assert (table["status"] == "finished").all()
     progress = [line for line in lines if "progress alr0.001_clr0.001_s1" in line]
+    assert "progress actor restarted" in lines
     assert any(": 4/8 episodes" in line for line in progress) and any(": 6/8 episodes" in line for line in progress), \
         lines
 

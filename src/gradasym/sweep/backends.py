@@ -781,10 +781,19 @@ def run_ray(
         except Exception:  # noqa: BLE001
             pass
 
-    def drain() -> None:
+    taking: list[Any] = []  # the one outstanding ``take`` call (kept while the actor restarts)
+
+    def drain(wait: float = 0.1) -> None:
+        """Dispatch the events the actor holds; waits at most ``wait`` seconds (a restarting actor
+        answers the same call later: nothing piles up and the driver loop never stalls)."""
+        if not taking:
+            taking.append(box.take.remote())
+        ready, _ = ray.wait(taking, timeout=wait)
+        if not ready:
+            return
         try:
-            msgs = ray.get(box.take.remote(), timeout=10)
-        except Exception:  # noqa: BLE001 - the actor is restarting: the next drain gets the stream again
+            msgs = ray.get(taking.pop())
+        except Exception:  # noqa: BLE001 - the call was lost with the actor: the next one asks again
             msgs = []
         for msg in msgs:
             dispatch(msg)
@@ -805,7 +814,8 @@ def run_ray(
         return True
 
     def collect(ready: list[Any]) -> None:
-        drain()
+        if ready:
+            drain(wait=2.0)  # start events before the results, if the actor answers
         for ref in ready:
             job = in_flight.pop(ref)
             try:
