@@ -314,6 +314,30 @@ def test_ray_run_locks_record_their_node_and_a_dead_nodes_lock_is_taken_over(
     assert not lock.exists()
 
 
+def test_a_lock_of_a_process_gone_on_a_live_node_is_taken_over_by_asking_that_node(
+        tmp_path: Path, local_ray: Any) -> None:
+    """A lock of a worker killed with its driver, on another host whose node lives on: the Ray
+    backend asks that node (a task pinned to it) whether the pid exists, and takes the lock over
+    only if it does not (the lock here names another host, so this process cannot check the pid)."""
+    import subprocess
+
+    from gradasym.runfolder import FolderLock
+    from gradasym.sweep.backends import _gone_on_its_node
+
+    node = ray.get_runtime_context().get_node_id()
+    gone = _gone_on_its_node(ray)
+    lock = tmp_path / ".run.lock"
+    write_json(lock, {"pid": os.getpid(), "host": "elsewhere", "time": 0.0, "token": "t", "ray_node": node})
+    assert FolderLock(tmp_path).take_over_stale(gone) is None and lock.exists()  # alive on its node: kept
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # a pid that no longer exists
+    write_json(lock, {"pid": finished.pid, "host": "elsewhere", "time": 0.0, "token": "t", "ray_node": node})
+    assert FolderLock(tmp_path).take_over_stale() is None and lock.exists()  # another host: not checkable here
+    line = FolderLock(tmp_path).take_over_stale(gone)
+    assert line is not None and line.endswith(f"its process no longer exists on its Ray node {node}")
+    assert not lock.exists()
+
+
 def test_lost_worker_errors_are_told_from_a_runs_own_error() -> None:
     from ray import exceptions as rex
 

@@ -269,11 +269,14 @@ class FolderLock:
         """The owner is gone (:meth:`stale_reason`): its lock may be taken over."""
         return cls.stale_reason(owner) is not None
 
-    def take_over_stale(self) -> str | None:
-        """Delete the lock if its owner is gone (:meth:`stale_reason`); return a line saying whose
-        lock was taken over and why (for the log), None when there was none to take."""
+    def take_over_stale(self, gone: Callable[[dict[str, Any]], str | None] | None = None) -> str | None:
+        """Delete the lock if its owner is gone (:meth:`stale_reason`, or ``gone(owner)`` saying why,
+        e.g. a Ray backend that asked the owner's node); return a line saying whose lock was taken
+        over and why (for the log), None when there was none to take."""
         owner, _ = self.owner()
-        why = self.stale_reason(owner) if owner is not None else None
+        why = None
+        if owner is not None:
+            why = self.stale_reason(owner) or (gone(owner) if gone is not None else None)
         if why is None or not self._take_over(owner):
             return None
         node = f", Ray node {owner['ray_node']}" if owner.get("ray_node") else ""

@@ -675,16 +675,51 @@ def ray_where(node: dict[str, Any], pid: int | None = None) -> str:
     return f"{text} pid {pid}" if pid is not None else text
 
 
-def _take_over_locks(job: Task, wait: float) -> Iterator[str]:
+def _pid_gone(pid: int) -> bool:
+    """No process ``pid`` exists here (run on the node that holds a lock)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _gone_on_its_node(ray: Any) -> Callable[[dict[str, Any]], str | None]:
+    """``gone(owner)`` for :meth:`FolderLock.take_over_stale`: for a lock of a Ray worker on another
+    node that is alive, ask that node (a CPU-less task pinned to it) whether the pid still exists:
+    the locks of workers killed with their driver are taken over from any host."""
+
+    def gone(owner: dict[str, Any]) -> str | None:
+        node, pid = owner.get("ray_node"), owner.get("pid")
+        if not isinstance(node, str) or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return None
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
+
+            probe = ray.remote(_pid_gone).options(
+                num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
+            dead = bool(ray.get(probe.remote(pid), timeout=60))
+        except Exception:  # noqa: BLE001 - the node cannot be asked: keep the lock
+            return None
+        return f"its process no longer exists on its Ray node {node}" if dead else None
+
+    return gone
+
+
+def _take_over_locks(job: Task, wait: float, gone: Callable[[dict[str, Any]], str | None] | None = None
+                     ) -> Iterator[str]:
     """Take over the run folders' locks left by lost workers (:meth:`FolderLock.take_over_stale`:
-    a process gone on this host, or a Ray node reported dead); yield one log line per lock taken.
-    ``wait`` > 0 (a retry): wait up to that long for a lock still held to go or be taken over."""
+    a process gone on this host, a Ray node reported dead, or ``gone(owner)``); yield one log line
+    per lock taken. ``wait`` > 0 (a retry): wait up to that long for a lock still held to go or be
+    taken over."""
     jobs = job.jobs if isinstance(job, BatchJob) else [job]
     deadline = time.monotonic() + wait
     for j in jobs:
         lock = FolderLock(j.run_dir, RUN_LOCK_FILE)
         while True:
-            line = lock.take_over_stale()
+            line = lock.take_over_stale(gone)
             if line:
                 yield f"{j.run_id}: {line}"
                 break
@@ -710,7 +745,7 @@ def _ray_task(runner: Runner, job: Task, box: Any, batch_runner: BatchRunner | N
     try:
         for rid in ids:
             send(("start", rid, {"where": where, "node": node}))
-        for line in _take_over_locks(job, lock_wait if attempt else 0.0):
+        for line in _take_over_locks(job, lock_wait if attempt else 0.0, _gone_on_its_node(ray)):
             send(("message", ids[0], {"text": line}))
     except Exception:  # noqa: BLE001
         pass
