@@ -230,8 +230,12 @@ def ray_progress_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
             for name in ray.util.list_named_actors():
                 if str(name).startswith(PROGRESS_ACTOR):
                     actor = ray.get_actor(name)
+                    before = ray.get(actor.pid.remote())
                     ray.kill(actor, no_restart=False)
-                    # A log line through the restarted actor (this waits until Ray has restarted it).
+                    deadline = time.monotonic() + 120
+                    while ray.get(actor.pid.remote(), timeout=120) == before:  # until Ray has restarted it
+                        assert time.monotonic() < deadline
+                        time.sleep(0.1)
                     ray.get(actor.put.remote(("message", "", {"text": "progress actor restarted"})), timeout=120)
 
     return ray_fake_runner(cfg, out_dir, resume, slow, show_progress)

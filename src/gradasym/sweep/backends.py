@@ -642,6 +642,10 @@ class _ProgressBox:
         events, self.events = self.events, []
         return events
 
+    def pid(self) -> int:
+        """The process this instance runs in (a restarted actor has another one; tests)."""
+        return os.getpid()
+
 
 def _progress_box(ray: Any) -> Any:
     """A :class:`_ProgressBox` actor on the driver's node (a node lost under the sweep does not
@@ -737,20 +741,30 @@ def _ray_task(runner: Runner, job: Task, box: Any, batch_runner: BatchRunner | N
     ray = import_ray()
     node = _ray_node(ray)
     where = ray_where(node, os.getpid())
+    last: list[Any] = []  # the latest event sent (the actor runs one caller's calls in order)
 
     def send(msg: tuple) -> None:
-        box.put.remote(msg)  # no wait: a slow or restarting driver channel never stalls a run
+        last[:] = [box.put.remote(msg)]  # no wait: a slow or restarting driver channel never stalls a run
+
+    def delivered(timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the events sent so far are in the actor."""
+        try:
+            ray.wait(last, timeout=timeout)
+        except Exception:  # noqa: BLE001 - events are only for the view
+            pass
 
     ids = run_ids(job)
     try:
         for rid in ids:
             send(("start", rid, {"where": where, "node": node}))
+        delivered(5.0)  # the driver knows the node before the run can be lost with it
         for line in _take_over_locks(job, lock_wait if attempt else 0.0, _gone_on_its_node(ray)):
             send(("message", ids[0], {"text": line}))
     except Exception:  # noqa: BLE001
         pass
     with placed_on(node):
         results = execute_task(runner, batch_runner, job, report=_Throttle(send))
+    delivered(10.0)  # the events reach the driver before the results
     return [{**r, "where": where} for r in results]
 
 
@@ -849,8 +863,10 @@ def run_ray(
         return True
 
     def collect(ready: list[Any]) -> None:
-        if ready:
-            drain(wait=2.0)  # start events before the results, if the actor answers
+        if ready:  # the events the tasks sent before their results first, if the actor answers:
+            drain(wait=2.0)  # answers the call outstanding (maybe sent before the results were ready)
+            if not taking:
+                drain(wait=2.0)  # and a call sent after them
         for ref in ready:
             job = in_flight.pop(ref)
             try:
