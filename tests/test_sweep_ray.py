@@ -180,14 +180,15 @@ def ray_dying_runner(cfg: Config, out_dir: str | Path, resume: bool = True,
 
 def test_a_run_whose_worker_is_lost_is_retried_and_finishes(tmp_path: Path, local_ray: Any) -> None:
     """A task whose worker dies (WorkerCrashedError: what a lost node gives too) is submitted
-    again and finishes, with a log line saying so; the sweep ends with every run finished and the
-    table of an undisturbed sweep. ``max_retries=0`` fails it instead."""
+    again and finishes, with a log line naming its node; a run that raises is failed, not retried.
+    ``max_retries=0`` fails the lost one instead. (A real lost node: tests/test_sweep_ray_cluster.py.)"""
+    spec = SweepSpec(base=_spec().base, axes={"agent.actor_lr": [1e-3, 0.1], "agent.critic_lr": [1e-3]}, seeds=[1])
     lines: list[str] = []
-    runner = partial(ray_dying_runner, die_ids=("alr0.1_clr0.001_s1",), fail_ids=("alr0.001_clr0.01_s1",))
-    table = run_sweep(_spec(), tmp_path / "s", backend="ray", runner=runner, live=False, log=lines.append)
+    runner = partial(ray_dying_runner, die_ids=("alr0.1_clr0.001_s1",), fail_ids=("alr0.001_clr0.001_s1",))
+    table = run_sweep(spec, tmp_path / "s", backend="ray", runner=runner, live=False, log=lines.append)
     result = SweepResult.from_table(table)
-    assert result.failed == ["alr0.001_clr0.01_s1"] and len(result.finished) == 3  # its own error: not retried
-    assert not any("alr0.001_clr0.01_s1: lost" in line for line in lines)
+    assert result.failed == ["alr0.001_clr0.001_s1"] and result.finished == ["alr0.1_clr0.001_s1"]
+    assert not any("alr0.001_clr0.001_s1: lost" in line for line in lines)  # its own error: not retried
     assert (tmp_path / "s" / "runs" / ".alr0.1_clr0.001_s1.died").exists()  # it did die once
     retry = [line for line in lines if "alr0.1_clr0.001_s1: lost its worker on Ray node" in line]
     assert len(retry) == 1 and "WorkerCrashedError" in retry[0] and "retry 1 of 3" in retry[0], lines
@@ -196,10 +197,10 @@ def test_a_run_whose_worker_is_lost_is_retried_and_finishes(tmp_path: Path, loca
     assert retried["status"] == "finished" and retried["stopping_episode"] == 2
 
     lines.clear()
-    none = run_sweep(_spec(), tmp_path / "n", backend="ray", runner=partial(ray_dying_runner, die_ids=(
+    none = run_sweep(spec, tmp_path / "n", backend="ray", runner=partial(ray_dying_runner, die_ids=(
         "alr0.1_clr0.001_s1",)), live=False, log=lines.append, backend_options={"max_retries": 0})
     result = SweepResult.from_table(none)
-    assert result.failed == ["alr0.1_clr0.001_s1"] and len(result.finished) == 3
+    assert result.failed == ["alr0.1_clr0.001_s1"] and result.finished == ["alr0.001_clr0.001_s1"]
     assert "WorkerCrashedError" in none.set_index("run_id").loc["alr0.1_clr0.001_s1", "error"]
     assert not any("submitting it again" in line for line in lines)
 
