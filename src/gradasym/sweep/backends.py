@@ -702,6 +702,8 @@ def _gone_on_its_node(ray: Any) -> Callable[[dict[str, Any]], str | None]:
         try:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
 
+            if not any(n.get("NodeID") == node and n.get("Alive") for n in ray.nodes()):
+                return None  # dead (FolderLock's own check) or unknown (another cluster): not asked
             probe = ray.remote(_pid_gone).options(
                 num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
             dead = bool(ray.get(probe.remote(pid), timeout=60))
