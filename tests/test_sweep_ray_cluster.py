@@ -1,8 +1,9 @@
 """The Ray backend on a real two-node Ray cluster that loses a node in the middle of a sweep.
 
-The test starts a head and a second node with ``ray start`` (loopback only, one CPU each, in a
-temporary ``--temp-dir``, with token authentication: ``RAY_AUTH_MODE=token`` and a random
-``RAY_AUTH_TOKEN`` in the environment of every process, as docs/sweeps.md describes), runs a tiny
+The test starts a head and a second node with ``ray start`` (on this machine only: addresses given
+as 127.0.0.1, which Ray replaces by this host's own IP; one CPU each; in a temporary ``--temp-dir``;
+with token authentication, so nothing else can join or drive the cluster: ``RAY_AUTH_MODE=token``
+and a random ``RAY_AUTH_TOKEN`` in the environment of every process, as docs/sweeps.md describes), runs a tiny
 CCM-MADRL sweep against it with the ``gradasym sweep`` command, kills every process of the second
 node (SIGKILL) once its run has written a checkpoint, and checks that the sweep finishes by itself
 (exit code 0) with bit for bit the results of an uninterrupted sweep, that the lost run was
