@@ -14,7 +14,9 @@ machine that measured it. Nothing here fails: an unknown item is ``"unknown"``
 ``git_commit`` is the commit of the checkout the imported ``gradasym`` package
 lives in (an editable install or a source tree), ``"unknown"`` for an installed
 wheel or when git is not available; ``git_dirty`` says whether tracked files
-differ from that commit (None when unknown).
+differ from that commit (None when unknown). A run executed as a task of the Ray
+backend adds ``"ray_node": {"id": ..., "host": ..., "ip": ...}``, the Ray node it
+ran on (set by the backend with :func:`placed_on` while the task runs).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["collect", "git_commit", "cpu_model", "torch_version", "UNKNOWN"]
+__all__ = ["collect", "git_commit", "cpu_model", "torch_version", "placed_on", "UNKNOWN"]
 
 UNKNOWN = "unknown"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -91,6 +94,25 @@ def _cached() -> tuple[tuple[str, Any], ...]:
             ("gradasym_version", _gradasym_version()))
 
 
+#: The Ray node of the task running in this process (:func:`placed_on`), None outside one.
+_ray_node: dict[str, Any] | None = None
+
+
+@contextmanager
+def placed_on(ray_node: dict[str, Any]) -> Iterator[None]:
+    """Record ``ray_node`` (``id``, ``host``, ``ip``) in :func:`collect` while the block runs: a Ray
+    task wraps its run in it, so the run's ``summary.json`` names the node it ran on."""
+    global _ray_node
+    before, _ray_node = _ray_node, dict(ray_node)
+    try:
+        yield
+    finally:
+        _ray_node = before
+
+
 def collect() -> dict[str, Any]:
     """Provenance of this process (computed once per process, then reused): see the module doc."""
-    return dict(_cached())
+    found = dict(_cached())
+    if _ray_node is not None:
+        found["ray_node"] = dict(_ray_node)
+    return found

@@ -11,7 +11,10 @@ independent of the training framework:
   of a dead process on this host is taken over (under an ``flock`` of the folder,
   so two takers cannot both win); a lock whose owner cannot be read is never
   deleted; :meth:`FolderLock.release` deletes the lock only if it is still its own.
-  The sweep lock (``gradasym.sweep.store.SweepLock``) is the same class;
+  A lock taken inside Ray also records the Ray node id (``ray_node``), and a lock whose
+  node Ray reports dead is taken over too, on any host (:meth:`FolderLock.take_over_stale`
+  says whose lock it took, for a log line). The sweep lock
+  (``gradasym.sweep.store.SweepLock``) is the same class;
 * **same configuration on resume**: :meth:`RunFolder.check_config` compares the
   new configuration with ``config.json`` *and* with the one stored inside the
   checkpoint (a deleted ``config.json`` or a checkpoint copied from another run is
@@ -62,6 +65,7 @@ import errno
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -194,6 +198,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _ray_node_id() -> str | None:
+    """The Ray node this process runs on when Ray is initialised in it (a Ray worker), else None."""
+    ray = sys.modules.get("ray")  # never imported here: only a process that already uses Ray asks it
+    try:
+        return str(ray.get_runtime_context().get_node_id()) if ray is not None and ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - no Ray context: a lock without a node
+        return None
+
+
+def _ray_node_dead(node_id: str) -> bool:
+    """Ray, initialised in this process, reports the node ``node_id`` dead (``Alive`` False in ``ray.nodes()``)."""
+    ray = sys.modules.get("ray")
+    try:
+        nodes = ray.nodes() if ray is not None and ray.is_initialized() else []
+    except Exception:  # noqa: BLE001 - Ray cannot say: the node is not known to be dead
+        return False
+    return any(n.get("NodeID") == node_id and n.get("Alive") is False for n in nodes)
+
+
 class FolderLock:
     """An exclusive lock file ``folder/name`` holding its owner; see the module docstring.
 
@@ -227,14 +250,37 @@ class FolderLock:
         return (data, True) if isinstance(data, dict) and data else (None, False)
 
     @staticmethod
-    def is_stale(owner: dict[str, Any]) -> bool:
-        """The owner is a process of this host that no longer exists."""
-        if owner.get("host") != socket.gethostname():
-            return False
+    def stale_reason(owner: dict[str, Any]) -> str | None:
+        """Why the owner is gone, or None while it may hold the lock: a Ray worker whose node
+        (``ray_node``) Ray reports dead (asked only where Ray is initialised, e.g. in a Ray task),
+        or a process of this host that no longer exists."""
         pid = owner.get("pid")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-            return False  # not a lock we understand: never delete it
-        return pid != os.getpid() and not _pid_alive(pid)
+            return None  # not a lock we understand: never delete it
+        node = owner.get("ray_node")
+        if isinstance(node, str) and node and node != _ray_node_id() and _ray_node_dead(node):
+            return f"its Ray node {node} is dead"
+        if owner.get("host") == socket.gethostname() and pid != os.getpid() and not _pid_alive(pid):
+            return "its process no longer exists"
+        return None
+
+    @classmethod
+    def is_stale(cls, owner: dict[str, Any]) -> bool:
+        """The owner is gone (:meth:`stale_reason`): its lock may be taken over."""
+        return cls.stale_reason(owner) is not None
+
+    def take_over_stale(self, gone: Callable[[dict[str, Any]], str | None] | None = None) -> str | None:
+        """Delete the lock if its owner is gone (:meth:`stale_reason`, or ``gone(owner)`` saying why,
+        e.g. a Ray backend that asked the owner's node); return a line saying whose lock was taken
+        over and why (for the log), None when there was none to take."""
+        owner, _ = self.owner()
+        why = None
+        if owner is not None:
+            why = self.stale_reason(owner) or (gone(owner) if gone is not None else None)
+        if why is None or not self._take_over(owner):
+            return None
+        node = f", Ray node {owner['ray_node']}" if owner.get("ray_node") else ""
+        return f"took over the lock {self.path} of pid {owner.get('pid')} on {owner.get('host')}{node}: {why}"
 
     # -- acquire / release ---------------------------------------------------
     def acquire(self) -> None:
@@ -242,6 +288,9 @@ class FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex
         me = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": token}
+        node = _ray_node_id()
+        if node:
+            me["ray_node"] = node  # a lock of a lost node is taken over from any host (stale_reason)
         tmp = self.folder / f"{self.path.name}.{token}.new"
         try:
             for _ in range(20):
@@ -335,8 +384,9 @@ class FolderLock:
             owner, readable = self.owner()
         return owner, readable
 
-    def _take_over(self, stale: dict[str, Any]) -> None:
-        """Delete the lock if it still holds ``stale``, serialised by an flock of the folder."""
+    def _take_over(self, stale: dict[str, Any]) -> bool:
+        """Delete the lock if it still holds ``stale``, serialised by an flock of the folder;
+        True if this call deleted it."""
         fd = os.open(self.folder, os.O_RDONLY)
         try:
             if fcntl is not None:
@@ -348,8 +398,10 @@ class FolderLock:
             if owner == stale:
                 try:
                     self.path.unlink()
+                    return True
                 except FileNotFoundError:
                     pass
+            return False
         finally:
             os.close(fd)  # releases the flock
 

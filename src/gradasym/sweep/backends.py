@@ -31,17 +31,19 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from gradasym.algos.base import AlgoConfig
 from gradasym.errors import describe
-from gradasym.runfolder import is_disk_full
+from gradasym.provenance import placed_on
+from gradasym.runfolder import RUN_LOCK_FILE, FolderLock, is_disk_full
 
 from .store import FAILED, FINISHED, INTERRUPTED, read_run_summary
 
@@ -591,6 +593,14 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
 
 
 # ------------------------------------------------------------------ Ray
+#: Default ``max_retries`` of the Ray backend (``--backend-option max_retries=N``): how many times
+#: a task whose Ray worker or node was lost is started again before its runs are failed.
+RAY_MAX_RETRIES = 3
+#: Seconds a retried task waits for the lock its lost worker left in a run folder to be taken
+#: over (Ray reports a lost node dead only after missed heartbeats) before it starts anyway.
+RAY_LOCK_WAIT = 60.0
+
+
 def import_ray() -> Any:
     """Import ray lazily, with an install hint when it is missing."""
     try:
@@ -602,19 +612,162 @@ def import_ray() -> Any:
     return ray
 
 
-def _ray_task(runner: Runner, job: Task, queue: Any,
-              batch_runner: BatchRunner | None = None) -> list[dict[str, Any]]:
-    """Body of one task (a run or a batch) as a Ray task; progress goes to the driver through a Ray queue."""
+def ray_lost_worker(exc: BaseException) -> bool:
+    """The Ray task failed because its worker process or its node was lost (node died, worker
+    crashed, result lost with its node), not because its run raised (``RayTaskError``: the run's
+    own error) or it was cancelled: running it again may finish it."""
+    from ray import exceptions as rex  # noqa: PLC0415
+
+    if isinstance(exc, (rex.RayTaskError, rex.TaskCancelledError)):
+        return False
+    return isinstance(exc, (rex.NodeDiedError, rex.WorkerCrashedError, rex.ObjectLostError))
+
+
+#: Name prefix of the progress actor of a Ray sweep (one per sweep, in the driver's namespace).
+PROGRESS_ACTOR = "gradasym-progress"
+
+
+class _ProgressBox:
+    """The Ray actor that carries the tasks' events to the driver: tasks ``put`` (without waiting),
+    the driver ``take``s them all. Created restartable: events held when it dies are lost, the
+    stream goes on (the view is only a view; results come back with the tasks)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def put(self, event: tuple) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[tuple]:
+        events, self.events = self.events, []
+        return events
+
+    def pid(self) -> int:
+        """The process this instance runs in (a restarted actor has another one; tests)."""
+        return os.getpid()
+
+
+def _progress_box(ray: Any) -> Any:
+    """A :class:`_ProgressBox` actor on the driver's node (a node lost under the sweep does not
+    take the live view with it); restarted by Ray (elsewhere if need be) whenever it dies."""
+    options: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1,
+                               "name": f"{PROGRESS_ACTOR}-{uuid.uuid4().hex[:12]}"}
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    except Exception:  # noqa: BLE001 - no node of its own (Ray Client): Ray places it
+        pass
+    return ray.remote(_ProgressBox).options(**options).remote()
+
+
+def _ray_node(ray: Any) -> dict[str, Any]:
+    """The Ray node this task runs on: ``{"id", "host", "ip"}``."""
+    node = {"id": "unknown", "host": socket.gethostname(), "ip": "unknown"}
+    try:
+        node["id"] = str(ray.get_runtime_context().get_node_id())
+        node["ip"] = str(ray.util.get_node_ip_address())
+    except Exception:  # noqa: BLE001 - the log line and summary say "unknown"
+        pass
+    return node
+
+
+def ray_where(node: dict[str, Any], pid: int | None = None) -> str:
+    """How the log names a Ray node: ``Ray node 84dbee2a708d (host vm)`` (+ ``pid N``)."""
+    text = f"Ray node {str(node.get('id'))[:12]} (host {node.get('host')})"
+    return f"{text} pid {pid}" if pid is not None else text
+
+
+def _pid_gone(pid: int) -> bool:
+    """No process ``pid`` exists here (run on the node that holds a lock)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def _gone_on_its_node(ray: Any) -> Callable[[dict[str, Any]], str | None]:
+    """``gone(owner)`` for :meth:`FolderLock.take_over_stale`: for a lock of a Ray worker on another
+    node that is alive, ask that node (a CPU-less task pinned to it) whether the pid still exists:
+    the locks of workers killed with their driver are taken over from any host."""
+
+    def gone(owner: dict[str, Any]) -> str | None:
+        node, pid = owner.get("ray_node"), owner.get("pid")
+        if not isinstance(node, str) or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return None
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: PLC0415
+
+            if not any(n.get("NodeID") == node and n.get("Alive") for n in ray.nodes()):
+                return None  # dead (FolderLock's own check) or unknown (another cluster): not asked
+            probe = ray.remote(_pid_gone).options(
+                num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
+            dead = bool(ray.get(probe.remote(pid), timeout=60))
+        except Exception:  # noqa: BLE001 - the node cannot be asked: keep the lock
+            return None
+        return f"its process no longer exists on its Ray node {node}" if dead else None
+
+    return gone
+
+
+def _take_over_locks(job: Task, wait: float, gone: Callable[[dict[str, Any]], str | None] | None = None
+                     ) -> Iterator[str]:
+    """Take over the run folders' locks left by lost workers (:meth:`FolderLock.take_over_stale`:
+    a process gone on this host, a Ray node reported dead, or ``gone(owner)``); yield one log line
+    per lock taken. ``wait`` > 0 (a retry): wait up to that long for a lock still held to go or be
+    taken over."""
+    jobs = job.jobs if isinstance(job, BatchJob) else [job]
+    deadline = time.monotonic() + wait
+    for j in jobs:
+        lock = FolderLock(j.run_dir, RUN_LOCK_FILE)
+        while True:
+            line = lock.take_over_stale(gone)
+            if line:
+                yield f"{j.run_id}: {line}"
+                break
+            owner, _ = lock.owner()
+            if owner is None or time.monotonic() >= deadline:
+                break  # free, or held: the runner says by whom
+            time.sleep(1.0)
+
+
+def _ray_task(runner: Runner, job: Task, box: Any, batch_runner: BatchRunner | None = None,
+              attempt: int = 0, lock_wait: float = RAY_LOCK_WAIT) -> list[dict[str, Any]]:
+    """Body of one task (a run or a batch) as a Ray task: events go to the driver through the
+    :class:`_ProgressBox` actor ``box``; the runs' ``summary.json`` name the node (provenance
+    ``ray_node``). ``attempt`` > 0: a retry after a lost worker (waits for its lock)."""
+    ray = import_ray()
+    node = _ray_node(ray)
+    where = ray_where(node, os.getpid())
+    last: list[Any] = []  # the latest event sent (the actor runs one caller's calls in order)
 
     def send(msg: tuple) -> None:
-        queue.put_nowait(msg)
+        last[:] = [box.put.remote(msg)]  # no wait: a slow or restarting driver channel never stalls a run
 
+    def delivered(timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the events sent so far are in the actor."""
+        try:
+            ray.wait(last, timeout=timeout)
+        except Exception:  # noqa: BLE001 - events are only for the view
+            pass
+
+    ids = run_ids(job)
     try:
-        for rid in run_ids(job):
-            send(("start", rid, {"where": f"{socket.gethostname()} pid {os.getpid()}"}))
+        for rid in ids:
+            send(("start", rid, {"where": where, "node": node}))
+        delivered(5.0)  # the driver knows the node before the run can be lost with it
+        for line in _take_over_locks(job, lock_wait if attempt else 0.0, _gone_on_its_node(ray)):
+            send(("message", ids[0], {"text": line}))
     except Exception:  # noqa: BLE001
         pass
-    return execute_task(runner, batch_runner, job, report=_Throttle(send))
+    with placed_on(node):
+        results = execute_task(runner, batch_runner, job, report=_Throttle(send))
+    delivered(10.0)  # the events reach the driver before the results
+    return [{**r, "where": where} for r in results]
 
 
 def run_ray(
@@ -626,6 +779,8 @@ def run_ray(
     max_in_flight: int | None = None,
     init_kwargs: dict[str, Any] | None = None,
     batch_runner: BatchRunner | None = None,
+    max_retries: int = RAY_MAX_RETRIES,
+    before_retry: Callable[[Task], str] | None = None,
 ) -> None:
     """Run the tasks (runs or batches) as Ray tasks (``num_cpus=threads`` each) on a local or remote cluster.
 
@@ -635,48 +790,99 @@ def run_ray(
     so on several nodes the sweep folder must be on a filesystem shared by all of
     them, at the same path. ``max_in_flight`` caps the number of submitted tasks
     (None = all at once; Ray queues them by free CPUs).
+
+    A task whose worker or node is lost (:func:`ray_lost_worker`: a node died, a worker
+    crashed) is submitted again, up to ``max_retries`` times, after ``before_retry(task)``
+    (returns how the runs go on, for the log line: the runner resumes them from their
+    checkpoints); a run that raises is failed as by every backend. Events (start, progress,
+    log lines) come back through a restartable actor on the driver's node; every run's start
+    line names its Ray node and host.
     """
     ray = import_ray()
-    from ray.util.queue import Queue  # noqa: PLC0415
 
     owns = not ray.is_initialized()
     if owns:
         ray.init(address=address, **(init_kwargs or {}))
-    queue = Queue()
+    box = _progress_box(ray)
     remote = ray.remote(_ray_task)
     todo = list(jobs)
     in_flight: dict[Any, Task] = {}
     cap = max_in_flight if max_in_flight and max_in_flight > 0 else len(todo)
+    retries: dict[str, int] = {}  # task name -> times it was submitted again
+    nodes: dict[str, dict[str, Any]] = {}  # run id -> the node of its latest start
+    ended: set[str] = set()  # runs reported done (late events of theirs are dropped)
 
     def submit() -> None:
         while todo and len(in_flight) < cap:
             job = todo.pop(0)
-            ref = remote.options(num_cpus=threads, name=f"gradasym:{job.run_id}",
-                                 max_retries=0).remote(runner, job, queue, batch_runner)
+            ref = remote.options(num_cpus=threads, name=f"gradasym:{job.run_id}", max_retries=0).remote(
+                runner, job, box, batch_runner, retries.get(job.run_id, 0))
             in_flight[ref] = job
 
-    def drain() -> None:
+    def dispatch(msg: tuple) -> None:
+        kind, run_id, payload = msg
+        if run_id in ended and kind != "message":
+            return  # an event that arrived after the run's result
+        if kind == "start":
+            nodes[run_id] = dict(payload.get("node") or {})
+        elif kind == "done":
+            ended.add(run_id)
         try:
-            n = queue.qsize()
-            msgs = queue.get_nowait_batch(n) if n else []
+            _dispatch(reporter, msg)
         except Exception:  # noqa: BLE001
+            pass
+
+    taking: list[Any] = []  # the one outstanding ``take`` call (kept while the actor restarts)
+
+    def drain(wait: float = 0.1) -> None:
+        """Dispatch the events the actor holds; waits at most ``wait`` seconds (a restarting actor
+        answers the same call later: nothing piles up and the driver loop never stalls)."""
+        if not taking:
+            taking.append(box.take.remote())
+        ready, _ = ray.wait(taking, timeout=wait)
+        if not ready:
+            return
+        try:
+            msgs = ray.get(taking.pop())
+        except Exception:  # noqa: BLE001 - the call was lost with the actor: the next one asks again
             msgs = []
         for msg in msgs:
-            try:
-                _dispatch(reporter, msg)
-            except Exception:  # noqa: BLE001
-                pass
+            dispatch(msg)
+
+    def retry(job: Task, exc: BaseException) -> bool:
+        """Submit ``job`` again after its worker was lost; False if it could not be prepared."""
+        n = retries[job.run_id] = retries.get(job.run_id, 0) + 1
+        node = nodes.get(run_ids(job)[0])
+        lost = f"its worker on {ray_where(node)}" if node else "its Ray worker"
+        try:
+            how = before_retry(job) if before_retry is not None else ""
+        except Exception as err:  # noqa: BLE001 - e.g. its folder cannot be moved aside: the run fails
+            reporter.message(f"{job.run_id}: lost {lost} ({type(exc).__name__}); not retried: {describe(err)}")
+            return False
+        reporter.message(f"{job.run_id}: lost {lost} ({type(exc).__name__}); submitting it again "
+                         f"(retry {n} of {max_retries}){f', {how}' if how else ''}")
+        todo.insert(0, job)
+        return True
 
     def collect(ready: list[Any]) -> None:
-        drain()
+        if ready:  # the events the tasks sent before their results first, if the actor answers:
+            drain(wait=2.0)  # answers the call outstanding (maybe sent before the results were ready)
+            if not taking:
+                drain(wait=2.0)  # and a call sent after them
         for ref in ready:
             job = in_flight.pop(ref)
             try:
                 results = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - task/worker crashed, cancelled, node lost
+                if ray_lost_worker(exc) and retries.get(job.run_id, 0) < max_retries and retry(job, exc):
+                    continue
                 results = [failed_result(rid, exc, first_line=True, trace=str(exc)) for rid in run_ids(job)]
             for result in results:
-                reporter.done(result["run_id"], result)
+                rid = result["run_id"]
+                if rid not in ended and rid not in nodes and result.get("where"):
+                    dispatch(("start", rid, {"where": result["where"]}))  # its start event came late
+                ended.add(rid)
+                reporter.done(rid, result)
 
     try:
         submit()
@@ -706,7 +912,7 @@ def run_ray(
         raise
     finally:
         try:
-            queue.shutdown()
+            ray.kill(box)
         except Exception:  # noqa: BLE001
             pass
         if owns:

@@ -38,7 +38,8 @@ from gradasym.runfolder import (BATCHED, RUN_DISK_FULL_REMEDY, RUN_FOLDER_FILES,
                                  disk_full_message, is_disk_full, present, require_folder, run_subfolders, some)
 
 from . import store
-from .backends import BatchJob, BatchRunner, Job, Runner, run_inline, run_pool, run_result, run_ray, run_submitit
+from .backends import (RAY_MAX_RETRIES, BatchJob, BatchRunner, Job, Runner, Task, run_inline, run_pool, run_ray,
+                       run_result, run_submitit)
 from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks, some_ids
 from .spec import RunSpec, SweepSpec
 from .store import (FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, SweepError, SweepLock,
@@ -278,6 +279,36 @@ def _foreign_entries(out_dir: Path, runs: list[RunSpec], old: dict[str, Any] | N
                   if p.is_dir() and not p.name.startswith((".", "_")) and p.name not in known)
 
 
+def _move_to_stale(out_dir: Path, rdir: Path, stamp: str) -> Path:
+    """Move the run folder ``rdir`` to ``out_dir/stale/<name>-<stamp>[-n]`` (never deleted); return it."""
+    stale = out_dir / "stale" / f"{rdir.name}-{stamp}"
+    n = 1
+    while stale.exists():
+        n += 1
+        stale = out_dir / "stale" / f"{rdir.name}-{stamp}-{n}"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(rdir), str(stale))
+    return stale
+
+
+def _before_retry(out_dir: Path) -> Callable[[Task], str]:
+    """What the Ray backend does before it runs a task again after losing its worker or node
+    (``run_ray(before_retry=)``): runs that can resume go on from their last checkpoint; the
+    unfinished folder of a run that cannot (SB3) is moved to ``stale/`` so it restarts from scratch.
+    Returns how the task's runs go on, for the log line."""
+
+    def prepare(task: Task) -> str:
+        moved = []
+        for job in task.jobs if isinstance(task, BatchJob) else [task]:
+            plugin, rdir = algos.of(job.config), Path(job.run_dir)
+            if not plugin.can_resume and rdir.is_dir() and store.run_status(rdir) != FINISHED:
+                stale = _move_to_stale(out_dir, rdir, datetime.now().strftime("%Y%m%d-%H%M%S"))
+                moved.append(f"from scratch ({plugin.name} runs cannot resume; its folder was moved to {stale})")
+        return "; ".join(moved) or "resuming from its last checkpoint"
+
+    return prepare
+
+
 def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: bool,
                     note: Callable[[str], None]) -> None:
     """Check the folder against the grid, write ``sweep.json``, vet existing run folders."""
@@ -298,13 +329,7 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
 
     def move_aside(rdir: Path, why: str) -> None:
-        stale = out_dir / "stale" / f"{rdir.name}-{stamp}"
-        n = 1
-        while stale.exists():
-            n += 1
-            stale = out_dir / "stale" / f"{rdir.name}-{stamp}-{n}"
-        stale.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(rdir), str(stale))
+        stale = _move_to_stale(out_dir, rdir, stamp)
         note(f"--force: moved {rdir} ({why}) to {stale}")
 
     foreign = _foreign_entries(out_dir, runs, old)
@@ -434,6 +459,18 @@ def collect_summary(out_dir: str | Path, write: bool = True) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ run_sweep
+def ray_options(options: dict[str, Any] | None) -> tuple[dict[str, Any], int]:
+    """Split the Ray backend's options into ``ray.init`` keyword arguments and gradasym's own
+    ``max_retries`` (default :data:`~gradasym.sweep.backends.RAY_MAX_RETRIES`: how many times a
+    task whose worker or node was lost is run again); a bad ``max_retries`` is a one-line ConfigError."""
+    init = dict(options or {})
+    retries = init.pop("max_retries", RAY_MAX_RETRIES)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"--backend-option max_retries={retries!r}: the number of retries after a lost Ray "
+                          "worker or node must be an integer >= 0")
+    return init, retries
+
+
 def run_sweep(
     spec: SweepSpec,
     out_dir: str | Path,
@@ -471,8 +508,9 @@ def run_sweep(
             ``cpu_count // workers`` locally, else ``run.threads`` or 1 (Ray: ``num_cpus`` per task).
         force: redefine a sweep folder that holds a different grid.
         log: where plain log lines go (default stderr).
-        backend_options: Ray: keyword arguments for ``ray.init``; submitit: executor
-            parameters (``timeout_min``, ``slurm_partition``, ``cluster``...).
+        backend_options: Ray: keyword arguments for ``ray.init``, and ``max_retries`` (default 3):
+            how many times a task whose Ray worker or node was lost is run again (:func:`ray_options`);
+            submitit: executor parameters (``timeout_min``, ``slurm_partition``, ``cluster``...).
         title: label of the live view.
         batch_runs: ``"auto"`` (default), a number R >= 1, or ``"off"`` (None): train the
             pending runs that share a batch key in batches of at most R runs, each batch one
@@ -512,6 +550,7 @@ def run_sweep(
     if backend_options and backend == "local":
         raise ConfigError(f"backend_options (--backend-option {', '.join(sorted(backend_options))}) are for the ray "
                           "and submitit backends; the local backend takes none")
+    init_kwargs, max_retries = ray_options(backend_options) if backend == "ray" else (backend_options, 0)
     batch_runs = check_batch_runs(batch_runs)
     out_dir = Path(out_dir).resolve()
     runs = spec.expand()
@@ -590,7 +629,8 @@ def run_sweep(
                     pass
                 elif backend == "ray":
                     run_ray(tasks, runner, driver, run_threads, address=address, max_in_flight=workers,
-                            init_kwargs=backend_options, batch_runner=batch_runner)
+                            init_kwargs=init_kwargs, batch_runner=batch_runner, max_retries=max_retries,
+                            before_retry=_before_retry(out_dir))
                 elif backend == "submitit":
                     run_submitit(jobs, runner, driver, run_threads, folder=out_dir / "submitit",
                                  options=backend_options)
