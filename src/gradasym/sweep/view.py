@@ -309,24 +309,24 @@ class LiveView(SweepView):
         self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render,
                          transient=False, redirect_stdout=True, redirect_stderr=True)
 
-    def _headers(self) -> list[str]:
-        """Column headers after run and status; long unit names go to the caption (:meth:`_caption`)."""
+    def _headers(self, short: bool) -> list[str]:
+        """Column headers after run and status; ``short``: long unit names go to the caption."""
         unit, stop_unit = self.units
-        short = len(unit) <= 10
-        return [unit if short else "progress", "return", "saturation", "actors stopped",
-                f"stop ({stop_unit})" if len(stop_unit) <= 10 else "stop",
-                f"s/{_singular(unit)}" if short else "s/unit"]
+        long_unit = short and len(unit) > 10
+        return [("progress" if long_unit else unit), "return", "saturation", "actors stopped",
+                "stop" if short and len(stop_unit) > 10 else f"stop ({stop_unit})",
+                "s/unit" if long_unit else f"s/{_singular(unit)}"]
 
-    def _caption(self, batched: bool) -> str | None:
-        """The units the headers leave out, and what the seconds of batched runs are."""
+    def _caption(self, batched: bool, short: bool) -> str | None:
+        """The units the (``short``) headers leave out, and what the seconds of batched runs are."""
         unit, stop_unit = self.units
         parts = []
-        if len(unit) > 10:
+        if short and len(unit) > 10:
             parts.append(f"progress in {unit}; s/unit: seconds per {_singular(unit)}")
-        if len(stop_unit) > 10:
+        if short and len(stop_unit) > 10:
             parts.append(f"stop in {stop_unit}")
         if batched:
-            parts.append(f"s/{_singular(unit) if len(unit) <= 10 else 'unit'} of {BATCHED_SECONDS}")
+            parts.append(f"s/{'unit' if short and len(unit) > 10 else _singular(unit)} of {BATCHED_SECONDS}")
         return "; ".join(parts) or None
 
     def _shown(self) -> list[RunProgress]:
@@ -356,7 +356,7 @@ class LiveView(SweepView):
                        f"running {c['running']} · pending {c['pending']}"
                        + (f" · interrupted {c['interrupted']}" if c["interrupted"] else "")),
                 title_justify="left", expand=False,
-                caption=self._caption(batched), caption_justify="left",
+                caption_justify="left",
             )
             style = {"running": "cyan", "finished": "green", "failed": "bold red", "interrupted": "yellow"}
             rows = []
@@ -366,11 +366,17 @@ class LiveView(SweepView):
                              _fmt(r.reward, ".4g"), _fmt(r.saturation, ".2f"),
                              f"{_fmt(r.actors_stopped, 'd')}/{r.n_actors}", _int(r.stop),
                              _fmt(r.seconds_per_unit, ".3g") + ("*" if r.batched else "")])
-        headers = [("status", "left"), *[(h, "right") for h in self._headers()]]
+        # Full headers when the table fits at its natural width, else short ones (long units in the caption).
         # The run ids get what the other columns leave of the terminal: at their natural width if the
         # table fits so, else each at its longest word (headers wrap); 3 = padding and border per column.
-        cells = [[h] + [re.sub(r"\[[^\]]*\]", "", row[i]) for row in rows] for i, (h, _) in enumerate(headers)]
-        natural = [max(len(c) for c in col) for col in cells]
+        ids_natural = max([3] + [len(r.run_id) for r in shown])
+        for short in (False, True):
+            headers = [("status", "left"), *[(h, "right") for h in self._headers(short)]]
+            cells = [[h] + [re.sub(r"\[[^\]]*\]", "", row[i]) for row in rows] for i, (h, _) in enumerate(headers)]
+            natural = [max(len(c) for c in col) for col in cells]
+            if ids_natural + sum(natural) + 3 * len(headers) + 4 <= max_width:
+                break
+        table.caption = self._caption(batched, short)
         narrow = [max(len(w) for c in col for w in c.split()) for col in cells]
         keep = list(range(len(headers)))
         for drop in (6, 3, 2, 4):  # a narrow terminal: s/unit, saturation, return, actors stopped go first
@@ -379,7 +385,6 @@ class LiveView(SweepView):
             keep.remove(drop)
         headers, rows = [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
         natural, narrow = [natural[i] for i in keep], [narrow[i] for i in keep]
-        ids_natural = max([3] + [len(r.run_id) for r in shown])
         fits = ids_natural + sum(natural) + 3 * len(headers) + 4 <= max_width
         widths = natural if fits else narrow
         width = max(16, max_width - sum(widths) - 3 * len(headers) - 4)
