@@ -126,6 +126,15 @@ def test_final_table_lists_the_runs_in_grid_order() -> None:
     assert [next(i for i in ids if i in row) for row in rows] == ids
 
 
+def test_final_table_of_an_interrupted_sweep_shows_pending_runs_and_says_what_it_leaves_out() -> None:
+    view = LiveView([RunProgress(f"alr0.1_clr0.1_s{i}", 10, 5) for i in range(205)], console=_console(120))
+    view.done("alr0.1_clr0.1_s0", "finished", None, None)
+    view.final = True
+    text = _text(view)
+    assert "[]" not in text and "pending" in text and "finished" in text
+    assert "… and 5 more runs (summary.csv)" in text
+
+
 def test_stop_is_an_integer_in_the_log_lines_too() -> None:
     lines: list[str] = []
     view = LogView(_sb3_runs(LONG_IDS[:1]), log=lines.append)

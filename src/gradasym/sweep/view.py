@@ -362,7 +362,7 @@ class LiveView(SweepView):
             rows = []
             for r in shown:
                 status = r.status if r.status != "failed" else f"failed: {(r.error or '')[:40]}"
-                rows.append([f"[{style.get(r.status, '')}]{status}", f"{r.done}/{r.total}",
+                rows.append([f"[{style[r.status]}]{status}" if r.status in style else status, f"{r.done}/{r.total}",
                              _fmt(r.reward, ".4g"), _fmt(r.saturation, ".2f"),
                              f"{_fmt(r.actors_stopped, 'd')}/{r.n_actors}", _int(r.stop),
                              _fmt(r.seconds_per_unit, ".3g") + ("*" if r.batched else "")])
@@ -377,6 +377,9 @@ class LiveView(SweepView):
             if ids_natural + sum(natural) + 3 * len(headers) + 4 <= max_width:
                 break
         table.caption = self._caption(batched, short)
+        if self.final and len(shown) < len(self.order):  # never a silently shorter list
+            more = f"… and {len(self.order) - len(shown)} more runs (summary.csv)"
+            table.caption = f"{table.caption}; {more}" if table.caption else more
         narrow = [max(len(w) for c in col for w in c.split()) for col in cells]
         keep = list(range(len(headers)))
         for drop in (6, 3, 2, 4):  # a narrow terminal: s/unit, saturation, return, actors stopped go first
