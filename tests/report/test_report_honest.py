@@ -312,3 +312,31 @@ def test_runs_table_defines_the_seconds_of_batched_runs(tmp_path) -> None:
             assert "1 of the runs were trained in batches" in where.caption
         else:
             assert not any(v.endswith("*") for v in marked) and "batch" not in table.caption + where.caption
+
+
+def test_stopping_episode_intervals_stay_inside_the_episodes_run(tmp_path) -> None:
+    """Seeds stopping at 2, 3 and 150 of 200 episodes: the t-interval (-160, 263) is clipped to [1, 200],
+    shown as [lo, hi] (not "± 211") in Fig. 2's cells and Table 3, and the Fig. 6 error bar stays inside."""
+    from gradasym.report.analysis import stop_cell_text
+    from gradasym.report.tables import table3_stopping
+
+    stops = {0: 2, 1: 3, 2: 150}
+
+    def spread(spec: syn.RunSpec) -> syn.RunSpec:
+        spec.stop_episode = stops[spec.seed]
+        return spec
+
+    gd = _group(syn.write_sweep(tmp_path / "s", actor_lrs=(0.1,), critic_lrs=(0.1,), seeds=(0, 1, 2),
+                                customize=spread))
+    row = gd.agg.iloc[0]
+    assert row["stop_n"] == 3 and row["stop_mean"] - row["stop_half"] < 1  # the plain interval leaves [1, 200]
+    assert row["stop_lo"] == 1 and row["stop_hi"] == 200
+    assert stop_cell_text(row) == f"{row['stop_mean']:.0f} [1, 200]"
+    table = table3_stopping(gd)
+    assert table.frame.iloc[0]["95% CI"] == "[1, 200]" and "clipped" in table.caption
+    fig = _drawn(lambda: GROUP_FIGURES[4][4](gd))  # Fig. 6: the configuration mean's horizontal error bar
+    assert GROUP_FIGURES[4][0] == "fig06_rho_vs_stop"
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert bars  # every seed has a positive rho: the configuration mean is drawn
+    xs = np.concatenate([seg[:, 0] for c in bars for lc in c[2] for seg in lc.get_segments()])
+    assert xs.min() >= 1 and xs.max() <= 200

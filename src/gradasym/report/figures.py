@@ -663,7 +663,9 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
             if len(agg):
                 yerr = np.array([agg[f"{agg_prefix}_mean"] - agg[f"{agg_prefix}_lo"],
                                  agg[f"{agg_prefix}_hi"] - agg[f"{agg_prefix}_mean"]])
-                xerr = agg["stop_half"].where(~agg["any_censored"].astype(bool), 0.0)  # no CI on lower bounds
+                ok = ~agg["any_censored"].astype(bool)  # no CI on lower bounds
+                xerr = np.array([(agg["stop_mean"] - agg["stop_lo"]).where(ok, 0.0),
+                                 (agg["stop_hi"] - agg["stop_mean"]).where(ok, 0.0)])  # clipped: asymmetric
                 ax.errorbar(agg["stop_mean"], agg[f"{agg_prefix}_mean"], xerr=xerr, yerr=yerr, fmt="D",
                             color=color, ms=7, mec="black", capsize=3, zorder=4)
                 drew_means = True

@@ -115,7 +115,8 @@ def table3_stopping(gd: GroupData) -> Table:
                   f" Runs are {gd.max_episodes:.0f} episodes long: a configuration the paper saw stop later "
                   "than that cannot stop here, so it is marked n/a rather than compared.")
     caption = (f"{gd.title}, {gd.seeds_text}. Mean stopping episode (first episode at which all actors had "
-               "stopped) with the 95% Student-t half-width; ≥N means at least one seed never stopped within "
+               "stopped) with the 95% Student-t half-width, or [lo, hi] where the interval is clipped to the "
+               "possible episodes (1 to the episodes requested); ≥N means at least one seed never stopped within "
                "the N episodes it ran (counted as N, the paper's convention: its Table 3 writes 2000). "
                "Seeds stopped: k of n seeds whose actors all stopped"
                + (f", with the {SEED_FRACTION_CI_METHOD}" if gd.agg["stop_n"].max() > 1 else "")
