@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -101,6 +102,16 @@ def _subparsers(parser):
 
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return sub.choices
+
+
+@pytest.mark.parametrize("command", ["", "run", "sweep", "reproduce", "report", "presets"])
+def test_help_has_no_raw_restructuredtext(command) -> None:
+    """`gradasym --help` shows the module docstring: ``code`` and :role:`x` markup are removed."""
+    parser = build_parser()
+    text = (_subparsers(parser)[command] if command else parser).format_help()
+    assert "``" not in text and not re.search(r":(func|class|meth|mod|data):`", text), text
+    if not command:
+        assert "gradasym run        one training run" in text
 
 
 @pytest.mark.parametrize("command", ["run", "sweep", "reproduce", "report", "presets"])
@@ -213,6 +224,15 @@ def test_out_holding_other_results_is_refused_before_work(tmp_path, capsys, make
     err = _one_line_error(capsys)
     assert message in err and str(out) in err and "choose another --out" in err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before  # nothing written or removed
+
+
+def test_a_resumed_run_says_from_which_episode(tmp_path, capsys) -> None:
+    out = tmp_path / "r"
+    assert main(["run", "--out", str(out), *TINY_RUN, "--keep-replay"]) == 0  # kept: the run can be extended
+    assert "resuming" not in capsys.readouterr().err
+    loud = [a for a in TINY_RUN if a != "--quiet"]
+    assert main(["run", "--out", str(out), *loud, "--keep-replay", "--episodes", "3", "--resume"]) == 0
+    assert f"{out}: resuming from episode 2 of 3" in capsys.readouterr().err
 
 
 def test_checkpoint_on_a_full_disk_is_one_line_and_resumes(tmp_path, capsys, monkeypatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -185,8 +186,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def plain_text(doc: str) -> str:
+    """``doc`` (reStructuredText) as a terminal shows it: ````code```` and :role:`x` markup removed."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", doc)
+    return re.sub(r"``([^`]*)``", r"\1", text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradasym", description=__doc__,
+    parser = argparse.ArgumentParser(prog="gradasym", description=plain_text(__doc__ or ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"gradasym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

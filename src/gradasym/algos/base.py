@@ -33,6 +33,7 @@ import an algorithm's own code. The contract (``docs/algorithms.md``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
@@ -168,6 +169,11 @@ class Algorithm(ABC):
         if self.can_resume:
             return "unfinished runs resume from their last checkpoint"
         return f"unfinished runs restart from scratch ({self.name} runs cannot resume)"
+
+    def return_bounds(self, env_id: str | None) -> tuple[float, float]:
+        """The values an episode return of task ``env_id`` can take, ``(lowest, highest)``: the report
+        clips intervals of returns to them (default: unbounded, nothing clipped)."""
+        return (-math.inf, math.inf)
 
     def describe(self, cfg: AlgoConfig) -> str:
         """One line for the terminal before a run starts."""

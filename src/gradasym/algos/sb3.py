@@ -9,11 +9,17 @@ bit-identically, so ``can_resume`` is False.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .base import Algorithm, Runner
 from .sb3_config import SB3Config
+
+
+#: Episode returns each task can reach, for the report's intervals (``Algorithm.return_bounds``).
+#: Pendulum-v1: every step's reward is -(theta^2 + 0.1 theta_dot^2 + 0.001 u^2) <= 0.
+RETURN_BOUNDS: dict[str, tuple[float, float]] = {"Pendulum-v1": (-math.inf, 0.0)}
 
 
 def run(cfg: SB3Config, out_dir: str | Path, resume: bool = True, progress: Any = None,
@@ -48,6 +54,9 @@ class SB3Algorithm(Algorithm):
 
     def progress_total(self, cfg: SB3Config) -> int:  # type: ignore[override]
         return int(cfg.run.steps)
+
+    def return_bounds(self, env_id: str | None) -> tuple[float, float]:
+        return RETURN_BOUNDS.get(str(env_id), (-math.inf, math.inf))
 
     def describe(self, cfg: SB3Config) -> str:  # type: ignore[override]
         return (f"{self.name} on {cfg.env.id}: actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} "

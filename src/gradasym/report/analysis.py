@@ -114,6 +114,13 @@ def _stop_eligible(runs: pd.DataFrame) -> pd.Series:
     return runs["stop_value"].notna() & (runs["stopped"] | (runs["status"] != "failed"))
 
 
+def _clip(value: float, lo: float, hi: float) -> float:
+    """``value`` inside [lo, hi] (NaN stays NaN; a NaN bound does not clip)."""
+    if not np.isfinite(value):
+        return value
+    return float(min(max(value, lo), hi if np.isfinite(hi) else value))
+
+
 def _ci_cols(prefix: str, ci: MeanCI) -> dict[str, float]:
     return {f"{prefix}_mean": ci.mean, f"{prefix}_lo": ci.lo, f"{prefix}_hi": ci.hi,
             f"{prefix}_half": ci.half, f"{prefix}_n": ci.n}
@@ -138,6 +145,8 @@ def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
         "critic_stopped_runs": int(g["critic_stopped"].fillna(False).astype(bool).sum()),
     }
     out.update(_ci_cols("stop", stop))
+    # a stopping episode lies in [1, episodes requested]: its interval is clipped to them (never "−40")
+    out.update(stop_lo=_clip(out["stop_lo"], 1.0, max_ep), stop_hi=_clip(out["stop_hi"], 1.0, max_ep))
     med = median_ci(elig["stop_value"], elig["censored"], level)
     out.update(stopmed_lo=med.median_lo, stopmed_hi=med.median_hi, stopmed_ci_lo=med.ci_lo_lo,
                stopmed_ci_lo_hi=med.ci_lo_hi, stopmed_ci_hi=med.ci_hi_lo, stopmed_ci_hi_hi=med.ci_hi_hi,
@@ -146,6 +155,7 @@ def _aggregate_one(g: pd.DataFrame, level: float) -> dict:
     out.update(_ci_cols("sat", fraction_mean_ci(g["final_saturation_ratio"], level)))
     out.update(_ci_cols("stopfrac", wilson_interval(out["n_stopped"], len(elig), level)))
     out.update(_ci_cols("death", mean_ci(g["grad_death_episode"], level)))
+    out.update(death_lo=_clip(out["death_lo"], 1.0, max_ep), death_hi=_clip(out["death_hi"], 1.0, max_ep))
     out["n_dead"] = int(g["grad_death_episode"].notna().sum())
     out.update(_ci_cols("spe", mean_ci(g["seconds_per_episode"], level)))
     out.update(_ci_cols("rho", geometric_mean_ci(g["final_rho"], level)))
@@ -216,7 +226,11 @@ def stop_cell_text(row: pd.Series, with_ci: bool = True) -> str:
     # A mean that includes lower bounds (never-stopped seeds) gets no interval: it is itself a bound.
     if with_ci and not row["any_censored"] and row["stop_n"] >= 2 and np.isfinite(row["stop_half"]) \
             and row["stop_half"] > 0:
-        text += f" ± {row['stop_half']:.0f}"
+        mean, lo, hi, half = row["stop_mean"], row["stop_lo"], row["stop_hi"], row["stop_half"]
+        if np.isclose(mean - lo, half) and np.isclose(hi - mean, half):
+            text += f" ± {half:.0f}"
+        else:  # clipped to the possible episodes: no longer symmetric
+            text += f" [{lo:.0f}, {hi:.0f}]"
     return text
 
 

@@ -423,10 +423,10 @@ def fig_grad_norms(gd: GroupData) -> Figure:
     extra = [Line2D([], [], color="black", ls="-", label="actor"),
              Line2D([], [], color="black", ls="--", label="critic")]
     n_zero = zeros["actor"] + zeros["critic"]
+    zero_counts = [f"{zeros[k]} of {total[k]} {k}" for k in zeros if zeros[k]]  # the caption's counts, per kind
     if n_zero:
         extra.append(Line2D([], [], color="#555555", ls=":", marker="v", ms=4,
-                            label=f"exactly 0, drawn at {floor:.0e}\n({n_zero} of {total['actor'] + total['critic']} "
-                                  "logged norms)"))
+                            label=f"exactly 0, drawn at {floor:.0e}\n({' and '.join(zero_counts)} norms)"))
     fig = _per_actor_panels(gd, both, draw, "gradient L2 norm (log)", extra)
     bands = set(both["band"])
     band_note = {frozenset({"ci"}): ", band = 95% CI of the median",
@@ -482,27 +482,56 @@ def fig_saturation_time(gd: GroupData) -> Figure:
 
 
 def fig_preactivation_time(gd: GroupData) -> Figure:
-    """Fig. 8: output pre-activation mean ± std over episodes (symlog y, ±2 reference)."""
+    """Fig. 8: output pre-activation mean ± std over episodes (symlog y, ±2 reference).
+
+    Small multiples: one panel per configuration (rows: actor LR, columns: critic LR,
+    shared axes), so each ±std band stands alone instead of covering the others'.
+    """
     _require(len(gd.track) and {"preact_mean", "preact_std"} <= set(gd.track), "no preact_mean/std in tracking")
     mean = curve_summary(gd.track, "preact_mean")
     std = curve_summary(gd.track, "preact_std")
     data = mean.merge(std[CONFIG_KEYS + ["episode", "mean"]].rename(columns={"mean": "std"}),
                       on=CONFIG_KEYS + ["episode"], how="left")
-
-    def draw(ax: Axes, rows: pd.DataFrame, color: str) -> None:
-        ax.plot(rows["episode"], rows["mean"], color=color, lw=1.5)
-        ax.fill_between(rows["episode"], rows["mean"] - rows["std"], rows["mean"] + rows["std"], color=color,
-                        alpha=0.15, lw=0)
-        for y in (-2, 2):
-            ax.axhline(y, color="black", ls="--", lw=0.8)
-        ax.set_yscale("symlog", linthresh=1.0)
-
-    extra = [Patch(color="grey", alpha=0.3, label="± 1 std"), Line2D([], [], color="black", ls="--", label="z = ±2")]
-    fig = _per_actor_panels(gd, data, draw, "pre-activation z (symlog)", extra)
+    actors = sorted(data["actor_lr"].dropna().unique())
+    critics = sorted(data["critic_lr"].dropna().unique())
+    colors = _colors(critics)
+    fig = _figure(max(7.0, 2.6 * len(critics) + 1.0), 2.1 * len(actors) + 1.2)
+    axes = fig.subplots(len(actors), len(critics), sharex=True, sharey=True, squeeze=False)
+    for i, a in enumerate(actors[::-1]):  # the highest actor LR on top, as in the heatmaps
+        for j, c in enumerate(critics):
+            ax = axes[i, j]
+            rows = data[(data["actor_lr"] == a) & (data["critic_lr"] == c)]
+            if len(rows):
+                ax.plot(rows["episode"], rows["mean"], color=colors[c], lw=1.5)
+                ax.fill_between(rows["episode"], rows["mean"] - rows["std"], rows["mean"] + rows["std"],
+                                color=colors[c], alpha=0.25, lw=0)
+            else:
+                ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#555555")
+            for y in (-2, 2):
+                ax.axhline(y, color="black", ls="--", lw=0.8)
+            ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_title(f"actor {fmt_lr(a)} · critic {fmt_lr(c)}", fontsize=9)
+            if i == len(actors) - 1:
+                ax.set_xlabel("episode")
+            if j == 0:
+                ax.set_ylabel("z (symlog)")
+    top = float(np.nanmax(np.abs(np.r_[data["mean"] - data["std"], data["mean"] + data["std"], 2.0])))
+    axes[0, 0].set_yticks(_symlog_ticks(top))  # shared y: a few decades, labels that stay apart
+    handles = [Patch(color="grey", alpha=0.3, label="± 1 std"), Line2D([], [], color="black", ls="--", label="z = ±2")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2)
     _suptitle(fig, "Fig. 8 — Actor output pre-activations (tanh inputs): mean ± std", gd,
-              "averaged over seeds")
-    note = _ended_runs_note(mean, "mean")
-    return set_caption(fig, _default_caption(fig_preactivation_time) + note) if note else fig
+              "averaged over seeds" if (data["n"] >= 2).any() else "")
+    return set_caption(fig, _default_caption(fig_preactivation_time) + _ended_runs_note(mean, "mean"))
+
+
+def _symlog_ticks(top: float, most: int = 7) -> list[float]:
+    """Ticks 0, ±10^d, ±10^2d ... up to ``top`` for a symlog axis (linthresh 1), every d-th decade so that
+    at most ``most`` ticks remain (every decade of a 1e6 range in a small panel would make labels collide;
+    ±1 sits too close to 0 on this axis)."""
+    kmax = max(1, math.ceil(math.log10(max(top, 1.0))))
+    step = max(1, math.ceil(2 * kmax / (most - 1)))
+    decades = [10.0 ** k for k in range(step, kmax + 1, step)]
+    return sorted([-d for d in decades] + [0.0] + decades)
 
 
 def fig_learning_curves(gd: GroupData) -> Figure:
@@ -521,9 +550,13 @@ def fig_learning_curves(gd: GroupData) -> Figure:
 
     extra = [Line2D([], [], color="black", ls=":", label="stopping episode (mean)")]
     fig = _per_actor_panels(gd, cs, draw, f"episode reward ({gd.window}-ep. mov. avg.)", extra)
-    _suptitle(fig, "Fig. 11 — Learning curves (team reward = −cost)", gd, "mean, band = 95% t-CI")
-    note = _ended_runs_note(cs, "mean")
-    return set_caption(fig, _default_caption(fig_learning_curves) + note) if note else fig
+    multi = bool((cs["n"] >= 2).any())
+    _suptitle(fig, "Fig. 11 — Learning curves (team reward = −cost)", gd,
+              "mean, band = 95% t-CI" if multi else "one seed per configuration: no band")
+    return set_caption(fig, _default_caption(fig_learning_curves)
+                       + (" Mean over seeds; band: 95% Student-t interval." if multi else
+                          " One seed per configuration: no band.")
+                       + _ended_runs_note(cs, "mean"))
 
 
 # ------------------------------------------------------------------ per-layer (5)
@@ -552,6 +585,7 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
     pairs = _representative_configs(gd.agg)
     fig = _figure(5.5 * len(pairs) + 0.5, 4.6)
     axes = fig.subplots(1, len(pairs), squeeze=False, sharey=True).ravel()
+    any_ci = False
     cols = acols + ccols
     labels = [f"actor\nl{i}" + (" (out)" if i == len(acols) - 1 else "") for i in range(len(acols))]
     labels += [f"critic\nl{i}" + (" (out)" if i == len(ccols) - 1 else "") for i in range(len(ccols))]
@@ -559,10 +593,14 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
         rows = final[(final["actor_lr"] == a) & (final["critic_lr"] == c)]
         cis = [geometric_mean_ci(rows[col]) for col in cols]
         means = np.array([ci.mean for ci in cis])
-        err = np.array([[ci.mean - ci.lo for ci in cis], [ci.hi - ci.mean for ci in cis]])
         colors = ["#1f77b4"] * len(acols) + ["#ff7f0e"] * len(ccols)
         x = np.arange(len(cols))
-        ax.bar(x, np.nan_to_num(means, nan=0.0), color=colors, yerr=np.nan_to_num(err), capsize=3)
+        if len(rows) >= 2:  # an interval needs two seeds: one seed gets bars without error bars (no caps)
+            err = np.array([[ci.mean - ci.lo for ci in cis], [ci.hi - ci.mean for ci in cis]])
+            ax.bar(x, np.nan_to_num(means, nan=0.0), color=colors, yerr=np.nan_to_num(err), capsize=3)
+            any_ci = True
+        else:
+            ax.bar(x, np.nan_to_num(means, nan=0.0), color=colors)
         _log_y(ax)
         ax.set_xticks(x, labels)
         ep = int(rows["episode"].max()) if len(rows) else 0
@@ -573,8 +611,10 @@ def fig_layer_grad_norms(gd: GroupData) -> Figure:
                         va="top")
     axes[0].set_ylabel("gradient L2 norm at final log (log)")
     _suptitle(fig, "Fig. 5 — Per-layer gradient norms (blue: actor, orange: critic)", gd,
-              "geometric mean, bars = 95% t-CI")
-    return fig
+              "geometric mean, error bars = 95% t-CI on log10" if any_ci else "one seed: no interval")
+    return set_caption(fig, _default_caption(fig_layer_grad_norms) + (
+        " Bars: geometric mean over seeds; error bars: 95% Student-t interval on log10." if any_ci else
+        " One seed per configuration: no interval."))
 
 
 # ------------------------------------------------------------------ scatter vs stop (6, 10)
@@ -623,7 +663,9 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
             if len(agg):
                 yerr = np.array([agg[f"{agg_prefix}_mean"] - agg[f"{agg_prefix}_lo"],
                                  agg[f"{agg_prefix}_hi"] - agg[f"{agg_prefix}_mean"]])
-                xerr = agg["stop_half"].where(~agg["any_censored"].astype(bool), 0.0)  # no CI on lower bounds
+                ok = ~agg["any_censored"].astype(bool)  # no CI on lower bounds
+                xerr = np.array([(agg["stop_mean"] - agg["stop_lo"]).where(ok, 0.0),
+                                 (agg["stop_hi"] - agg["stop_mean"]).where(ok, 0.0)])  # clipped: asymmetric
                 ax.errorbar(agg["stop_mean"], agg[f"{agg_prefix}_mean"], xerr=xerr, yerr=yerr, fmt="D",
                             color=color, ms=7, mec="black", capsize=3, zorder=4)
                 drew_means = True
@@ -670,8 +712,8 @@ def _scatter_vs_stop(gd: GroupData, ycol: str, agg_prefix: str, ylabel: str, log
         parts.append(f"Circles: the {n_pos} runs with {what} > 0.")
     if n_zero:
         parts.append(f"Triangles on the dotted floor: the {n_zero} runs whose {what} is exactly 0 (their final actor "
-                     f"gradient vanished), drawn at {floor:.0e}, a decade below every positive value, interval and "
-                     "reference mark.")
+                     f"gradient vanished), drawn at {floor:.0e}, a decade below every positive value"
+                     + (", interval" if drew_means else "") + " and reference mark.")
     if drew_means:
         parts.append("Diamonds: configuration means with 95% intervals"
                      + (" (geometric mean, t-interval on log10)" if log else f" ({ci_method})")
@@ -1099,7 +1141,10 @@ GROUP_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = 
      "Fraction of actor outputs (all agents and action dimensions) beyond the saturation threshold; "
      "dashed: 0.9.", fig_saturation_time),
     ("fig08_preactivation_time", "8", "Pre-activation statistics",
-     "Mean ± std of the tanh inputs over training, symmetric-log y axis; dashed at z = ±2.",
+     "Mean ± std of the tanh inputs (the actor's output pre-activations z) over training, one panel per "
+     "configuration (rows: actor LR, columns: critic LR; shared axes, symmetric-log y); the line is the mean "
+     "over seeds of each run's mean z, the band ± the mean over seeds of each run's std of z (the spread of z "
+     "within a run, not an interval over seeds); dashed at z = ±2.",
      fig_preactivation_time),
     ("fig09_saturation_heatmap", "9", "Final saturation heatmap",
      "Final saturation ratio per configuration.", fig_saturation_heatmap),

@@ -19,6 +19,7 @@ report extra (``docs/algorithms.md``). Units and wording come from the run folde
 from __future__ import annotations
 
 import math
+import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from gradasym import algos
 
@@ -111,7 +113,12 @@ def _improves(first: float, last: float, margin: float) -> bool | None:
 
 
 def config_summary(runs: pd.DataFrame, margin: float) -> pd.DataFrame:
-    """Per (actor LR, critic LR): seeds, stop / death counts and means with CIs, returns, viability."""
+    """Per (actor LR, critic LR): seeds, stop / death counts and means with CIs, returns, viability.
+
+    Intervals are clipped to the values the quantity can take: stop and gradient-death steps
+    at 0 (a step count), the final return to the task's :func:`return_bounds`.
+    """
+    rlo, rhi = return_bounds(runs)
     rows = []
     for (alr, clr), g in runs.groupby(["actor_lr", "critic_lr"], sort=True):
         finished = g[g["status"] == "finished"]
@@ -124,13 +131,14 @@ def config_summary(runs: pd.DataFrame, margin: float) -> pd.DataFrame:
         lo, hi = ci.lo, ci.hi
         rows.append({
             "actor_lr": alr, "critic_lr": clr, "seeds": len(g), "finished": len(finished),
-            "stopped": int(g["stop"].notna().sum()), "stop_mean": stop.mean, "stop_lo": stop.lo, "stop_hi": stop.hi,
-            "stop_n": stop.n, "grad_dead": int(g["grad_death"].notna().sum()), "death_mean": death.mean,
-            "death_lo": death.lo, "death_hi": death.hi, "death_n": death.n,
+            "stopped": int(g["stop"].notna().sum()), "stop_mean": stop.mean, "stop_lo": float(np.maximum(0.0, stop.lo)),
+            "stop_hi": stop.hi, "stop_n": stop.n, "grad_dead": int(g["grad_death"].notna().sum()),
+            "death_mean": death.mean, "death_lo": float(np.maximum(0.0, death.lo)), "death_hi": death.hi, "death_n": death.n,
             "critic_stopped": int(g["critic_stopped"].sum()), "diverged": int(g["diverged"].sum()),
             "max_abs_z": float(g["max_abs_preactivation"].mean()),
             "final_saturation": float(g["final_saturation_ratio"].mean()),
-            "return_mean": ret.mean, "return_lo": ret.lo, "return_hi": ret.hi, "return_n": ret.n,
+            "return_mean": ret.mean, "return_lo": float(np.clip(ret.lo, rlo, rhi)),
+            "return_hi": float(np.clip(ret.hi, rlo, rhi)), "return_n": ret.n,
             "improving": k, "evaluated": len(evaluated), "improving_lo": lo, "improving_hi": hi,
             "viable": bool(evaluated) and k == len(evaluated),
         })
@@ -151,7 +159,7 @@ def _units(runs: pd.DataFrame) -> tuple[str, str]:
     return unit, stop_unit
 
 
-def config_table(agg: pd.DataFrame, unit: str, stop_unit: str) -> Table:
+def config_table(agg: pd.DataFrame, unit: str, stop_unit: str, clip: str = "") -> Table:
     frame = pd.DataFrame({
         "actor LR": [f"{v:g}" for v in agg["actor_lr"]], "critic LR": [f"{v:g}" for v in agg["critic_lr"]],
         "seeds": agg["seeds"],
@@ -171,8 +179,10 @@ def config_table(agg: pd.DataFrame, unit: str, stop_unit: str) -> Table:
     caption = (f"One row per configuration over its seeds. Stopping step: the first gradient step at which the actor's "
                f"weights were unchanged (never cleared, as in the study's definition); gradient-death step: the first step of the final run of dead "
                f"actor gradients; both in {stop_unit}, mean and 95 % Student-t interval over the seeds where it "
-               f"happened. Final return: mean episode return over the last 10 % of episodes (finished runs). "
-               f"Runs count {unit}.")
+               f"happened, the interval clipped at 0 (a step count). Final return: mean episode return over the "
+               f"last 10 % of episodes (finished runs)"
+               + (f", its interval clipped to the returns the task can give ({clip})" if clip else "")
+               + f". One seed: no interval. Runs count {unit}.")
     return Table("table_configurations", "", "Stop, gradient death and return per configuration", caption,
                  frame, agg)
 
@@ -249,17 +259,31 @@ def _by_critic(agg_keys: list[tuple[float, float]]) -> tuple[list[float], list[f
 
 
 def _panels(n: int) -> tuple[Figure, list[Any]]:
-    fig = Figure(figsize=(3.6 * n + 0.8, 3.4), layout="constrained")
+    fig = Figure(figsize=(max(5.2, 3.6 * n + 0.8), 3.6), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     return fig, list(axes)
 
 
-def _band(ax: Any, x: np.ndarray, ys: np.ndarray, color: str, label: str,
-          bounds: tuple[float, float] = (-math.inf, math.inf), geometric: bool = False) -> None:
-    """Mean over seeds (rows of ``ys``) with a 95 % t-band where at least two seeds exist.
+def _title(fig: Figure, text: str, fontsize: float = 10) -> None:
+    """``fig.suptitle`` wrapped to the figure's width (a long title on a narrow figure is cut off otherwise)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 
-    ``bounds`` clips the band to the quantity's range (a ratio >= 0, a fraction in [0, 1]);
-    ``geometric`` uses the geometric mean and its interval (positive, log-axis quantities).
+
+def _steps_axis(ax: Any) -> None:
+    """At most 5 ticks on a step axis, written 17.5k, 20k (full numbers collide on narrow panels)."""
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
+def _band(ax: Any, x: np.ndarray, ys: np.ndarray, color: str, label: str,
+          bounds: tuple[float, float] = (-math.inf, math.inf), geometric: bool = False) -> bool:
+    """Mean over seeds (rows of ``ys``) with a 95 % t-band where at least two seeds exist; returns
+    whether a band was drawn.
+
+    ``bounds`` clips the band to the quantity's range (a ratio >= 0, a fraction in [0, 1], a
+    return the task cannot exceed); ``geometric`` uses the geometric mean and its interval
+    (positive, log-axis quantities).
     """
     ci = geometric_mean_ci if geometric else mean_ci
     cis = [ci(col, LEVEL) for col in ys.T]
@@ -269,17 +293,47 @@ def _band(ax: Any, x: np.ndarray, ys: np.ndarray, color: str, label: str,
         lo = np.clip([c.lo for c in cis], *bounds)
         hi = np.clip([c.hi for c in cis], *bounds)
         ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+        return True
+    return False
+
+
+def _band_note(banded: bool, what: str) -> str:
+    """The title's account of the bands: what they are, or that one seed per configuration has none."""
+    return f"{what}, 95 % band over seeds" if banded else f"{what}; one seed per configuration: no band"
+
+
+def bounds_text(bounds: tuple[float, float]) -> str:
+    """``"<= 0"``, ``">= 0"``, ``"in [0, 1]"`` or ``""`` (no known bound)."""
+    lo, hi = bounds
+    if math.isfinite(lo) and math.isfinite(hi):
+        return f"in [{lo:g}, {hi:g}]"
+    if math.isfinite(hi):
+        return f"<= {hi:g}"
+    if math.isfinite(lo):
+        return f">= {lo:g}"
+    return ""
+
+
+def return_bounds(runs: pd.DataFrame) -> tuple[float, float]:
+    """What an episode return of these runs' task can be (``Algorithm.return_bounds``; one task per set)."""
+    if not len(runs):
+        return (-math.inf, math.inf)
+    row = runs.iloc[0]
+    return _plugin(str(row["algo"])).return_bounds(row["env"])
 
 
 def fig_learning_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
-    """Episode return vs environment steps (mean, 95 % band over seeds), one panel per critic LR."""
+    """Episode return vs environment steps (mean, 95 % band over seeds, clipped to the task's possible
+    returns), one panel per critic LR."""
     eps = {r.run_id: r.episodes for r in rs.runs if r.episodes is not None and len(r.episodes)
            and {"step", "return"} <= set(r.episodes.columns)}
     if not eps:
         raise NoFigure("no episodes.parquet with step and return columns")
     sub = runs[runs["run_id"].isin(eps)]
+    bounds = return_bounds(sub)
     actors, critics = _by_critic(list(zip(sub["actor_lr"], sub["critic_lr"])))
     fig, axes = _panels(len(critics))
+    banded = False
     for ax, clr in zip(axes, critics):
         for i, alr in enumerate(actors):
             ids = sub[(sub["actor_lr"] == alr) & (sub["critic_lr"] == clr)]["run_id"]
@@ -290,12 +344,16 @@ def fig_learning_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
             start = max(float(c["step"].min()) for c in curves)
             grid = np.linspace(start, end, 60) if end > start else np.array([end])
             ys = np.vstack([np.interp(grid, c["step"].to_numpy(float), c["return"].to_numpy(float)) for c in curves])
-            _band(ax, grid, ys, _COLORS[i % len(_COLORS)], f"actor LR {alr:g} (n={len(curves)})")
+            banded |= _band(ax, grid, ys, _COLORS[i % len(_COLORS)], f"actor LR {alr:g} (n={len(curves)})",
+                            bounds=bounds)
         ax.set_title(f"critic LR {clr:g}")
         ax.set_xlabel("environment steps")
         ax.set_ylabel("episode return")
+        _steps_axis(ax)
         ax.legend(fontsize=7)
-    fig.suptitle("Learning curves: mean episode return, 95 % t-band over seeds (none for one seed)", fontsize=10)
+    clip = bounds_text(bounds)
+    _title(fig, "Learning curves: " + _band_note(banded, "mean episode return")
+           + (f" (clipped: a return is {clip})" if banded and clip else ""))
     return fig
 
 
@@ -310,7 +368,8 @@ def _heatmap(agg: pd.DataFrame, value: str, count: str, title: str, unit: str) -
         grid[i, j] = row[value]
         k, n = int(row[count]), int(row["seeds"])
         text[i, j] = f"{row[value]:.0f}\n{k}/{n} seeds" if k else f"never\n0/{n} seeds"
-    fig = Figure(figsize=(1.3 * len(critics) + 2.8, 1.0 * len(actors) + 1.6), layout="constrained")
+    fig = Figure(figsize=(max(4.8, 1.3 * len(critics) + 3.2), max(3.6, 1.0 * len(actors) + 1.8)),
+                 layout="constrained")
     ax = fig.subplots()
     finite = grid[np.isfinite(grid) & (grid > 0)]
     norm = LogNorm(vmin=max(1.0, finite.min()), vmax=max(2.0, finite.max())) if finite.size else None
@@ -325,8 +384,9 @@ def _heatmap(agg: pd.DataFrame, value: str, count: str, title: str, unit: str) -
     ax.set_yticks(range(len(actors)), [f"{a:g}" for a in actors])
     ax.set_xlabel("critic learning rate")
     ax.set_ylabel("actor learning rate")
+    ax.grid(False)
     if norm is not None:
-        fig.colorbar(im, ax=ax, label=f"mean over the seeds where it happened ({unit})")
+        fig.colorbar(im, ax=ax, label=f"{unit}\n(mean over the seeds\nwhere it happened)")
     ax.set_title(title, fontsize=10)
     return fig
 
@@ -336,7 +396,7 @@ def _tracking(rs: ResultSet) -> dict[str, pd.DataFrame]:
             and "gradient_step" in r.tracking.columns}
 
 
-def _over_time(rs: ResultSet, runs: pd.DataFrame, column: str, ylabel: str, scale: str, title: str,
+def _over_time(rs: ResultSet, runs: pd.DataFrame, column: str, ylabel: str, scale: str, what: str,
                bounds: tuple[float, float] = (-math.inf, math.inf)) -> Figure:
     track = _tracking(rs)
     if not track or not any(column in t for t in track.values()):
@@ -344,6 +404,7 @@ def _over_time(rs: ResultSet, runs: pd.DataFrame, column: str, ylabel: str, scal
     sub = runs[runs["run_id"].isin(track)]
     actors, critics = _by_critic(list(zip(sub["actor_lr"], sub["critic_lr"])))
     fig, axes = _panels(len(critics))
+    banded = False
     for ax, clr in zip(axes, critics):
         for i, alr in enumerate(actors):
             ids = sub[(sub["actor_lr"] == alr) & (sub["critic_lr"] == clr)]["run_id"]
@@ -354,8 +415,8 @@ def _over_time(rs: ResultSet, runs: pd.DataFrame, column: str, ylabel: str, scal
             if not steps:
                 continue
             ys = np.vstack([t.set_index("gradient_step")[column].reindex(steps).to_numpy(float) for t in tabs])
-            _band(ax, np.asarray(steps, float), ys, _COLORS[i % len(_COLORS)], f"actor LR {alr:g} (n={len(tabs)})",
-                  bounds=bounds, geometric=scale == "log")
+            banded |= _band(ax, np.asarray(steps, float), ys, _COLORS[i % len(_COLORS)],
+                            f"actor LR {alr:g} (n={len(tabs)})", bounds=bounds, geometric=scale == "log")
         if scale == "symlog":
             ax.set_yscale("symlog", linthresh=1e-8)
             ax.set_ylim(bottom=0)
@@ -364,15 +425,20 @@ def _over_time(rs: ResultSet, runs: pd.DataFrame, column: str, ylabel: str, scal
         ax.set_title(f"critic LR {clr:g}")
         ax.set_xlabel("gradient steps")
         ax.set_ylabel(ylabel)
+        _steps_axis(ax)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    clip = bounds_text(bounds)
+    _title(fig, _band_note(banded, what) + (f" (clipped: values {clip})" if banded and clip else ""))
     return fig
 
 
 def _figure_specs(rs: ResultSet, runs: pd.DataFrame, agg: pd.DataFrame, stop_unit: str) -> list[tuple]:
+    clip = bounds_text(return_bounds(runs))
     return [
         ("fig_learning_curves", "1", "Learning curves",
-         "Episode return against environment steps; mean over seeds with a 95 % Student-t band.",
+         "Episode return against environment steps; mean over seeds with a 95 % Student-t band where a "
+         "configuration has two seeds or more (none for one seed)"
+         + (f", clipped to the returns the task can give ({clip})." if clip else "."),
          lambda: fig_learning_curves(rs, runs)),
         ("fig_stopping_heatmap", "2", "Stopping step over the learning-rate grid",
          f"Gradient step at which the actor's weights stopped changing ({stop_unit}), mean over the seeds "
@@ -383,24 +449,25 @@ def _figure_specs(rs: ResultSet, runs: pd.DataFrame, agg: pd.DataFrame, stop_uni
          "where it happened.",
          lambda: _heatmap(agg, "death_mean", "grad_dead", "actor gradient died", stop_unit)),
         ("fig_saturation_time", "4", "Saturation ratio over training",
-         "Fraction of actor outputs with |tanh z| above the saturation threshold, per tracking row.",
+         "Fraction of actor outputs with |tanh z| above the saturation threshold, per tracking row; mean over "
+         "seeds, 95 % Student-t band (two seeds or more) clipped to [0, 1].",
          lambda: _over_time(rs, runs, "saturation_ratio", "saturation ratio", "linear",
-                            "Saturation ratio (mean, 95 % band over seeds, inside [0, 1])", bounds=(0.0, 1.0))),
+                            "Saturation ratio: mean", bounds=(0.0, 1.0))),
         ("fig_preactivation_time", "5", "Largest |z| over training",
          "Largest |pre-activation| of the actor's tanh output on the training batch; geometric mean over seeds "
-         "with its 95 % interval (log axis).",
-         lambda: _over_time(rs, runs, "preact_max_abs", "max |z|", "log",
-                            "max |z| (geometric mean, 95 % band over seeds)")),
+         "with its 95 % interval on log10 (two seeds or more; positive by construction), log axis.",
+         lambda: _over_time(rs, runs, "preact_max_abs", "max |z|", "log", "max |z|: geometric mean")),
         ("fig_dead_output_time", "6", "Dead-output fraction over training",
          "Fraction of actor outputs whose tanh derivative is exactly 0 in the run's dtype (no gradient can "
-         "flow through them), per tracking row; band inside [0, 1].",
+         "flow through them), per tracking row; mean over seeds, 95 % Student-t band (two seeds or more) "
+         "clipped to [0, 1].",
          lambda: _over_time(rs, runs, "dead_output_frac", "dead-output fraction", "linear",
-                            "Dead outputs (mean, 95 % band over seeds, inside [0, 1])", bounds=(0.0, 1.0))),
+                            "Dead outputs: mean", bounds=(0.0, 1.0))),
         ("fig_rho_time", "7", "Actor/critic gradient-norm ratio over training",
          "rho = ||actor gradient|| / ||critic gradient||; symmetric-log axis (linear below 1e-8) so that "
-         "exact zeros (dead actor gradients) are drawn at 0, not dropped; the band is clipped at 0 (rho >= 0).",
-         lambda: _over_time(rs, runs, "rho", "rho", "symlog", "rho (mean, 95 % band over seeds)",
-                            bounds=(0.0, math.inf))),
+         "exact zeros (dead actor gradients) are drawn at 0, not dropped; mean over seeds, 95 % Student-t band "
+         "(two seeds or more) clipped at 0 (rho >= 0).",
+         lambda: _over_time(rs, runs, "rho", "rho", "symlog", "rho: mean", bounds=(0.0, math.inf))),
     ]
 
 
@@ -466,7 +533,7 @@ def build_generic_report(rs: ResultSet, runs: pd.DataFrame, out: Path, margin: f
     agg = config_summary(runs, margin) if len(runs) else pd.DataFrame()
     errors = Failures(out)
     figures = [_draw(*spec, fig_dir=fig_dir, errors=errors) for spec in _figure_specs(rs, runs, agg, stop_unit)]
-    tables = [config_table(agg, unit, stop_unit)] if len(agg) else []
+    tables = [config_table(agg, unit, stop_unit, bounds_text(return_bounds(runs)))] if len(agg) else []
     viable, viable_line = viable_table(agg, margin) if len(agg) else (None, "no configurations evaluated")
     runs_tab = runs_table(runs)
     scale = scale_text(runs)

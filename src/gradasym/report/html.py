@@ -229,7 +229,14 @@ def _figures(c: ReportContent) -> str:
     return "".join(parts)
 
 
+def _has_comparison(c: ReportContent) -> bool:
+    """Whether the page has comparison figures or tables (else no heading and no link for them)."""
+    return bool(c.compare_tables) or any(f.section == "Comparison" for f in c.figures)
+
+
 def _comparison(c: ReportContent) -> str:
+    if not _has_comparison(c):
+        return ""
     figs = "".join(_figure_html(f, c.out_dir) for f in c.figures if f.section == "Comparison")
     tables = "".join(_table_html(t) for t in c.compare_tables)
     return f"<h2 id='comparison'>Comparison of result sets</h2>{figs}{tables}"
@@ -262,6 +269,7 @@ def _configs(c: ReportContent) -> str:
 def render_html(c: ReportContent) -> str:
     """The complete page as a string."""
     nav_items = NAV if not c.seeds else NAV[:3] + [("seeds", "Several seeds")] + NAV[3:]
+    nav_items = [(k, v) for k, v in nav_items if k != "comparison" or _has_comparison(c)]
     nav = "".join(f"<a href='#{k}'>{_e(v)}</a>" for k, v in nav_items)
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
     runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs ({_e(c.runs_note)})"

@@ -471,11 +471,12 @@ def runs_frame(rs: ResultSet) -> pd.DataFrame:
                    has_episodes=run.episodes is not None and len(run.episodes) > 0,
                    summary_source=run.summary_source,
                    grad_death_episode=run_grad_death_episode(s.get("per_agent_grad_death_episode")),
-                   provenance=s.get("provenance") if isinstance(s.get("provenance"), dict) else None)
+                   provenance=s.get("provenance") if isinstance(s.get("provenance"), dict) else None,
+                   trainer=s.get("trainer") if isinstance(s.get("trainer"), str) else None)
         rows.append(row)
     df = pd.DataFrame(rows, columns=SUMMARY_KEYS + ["run_id", "set", "group", "n_agents", "has_tracking",
                                                     "has_episodes", "summary_source", "grad_death_episode",
-                                                    "provenance"])
+                                                    "provenance", "trainer"])
     for col in ("actor_lr", "critic_lr", "stopping_episode", "episodes_run", "episodes_requested",
                 "max_abs_preactivation", "final_saturation_ratio", "final_rho", "reward_first10",
                 "reward_last10", "seconds_per_episode", "seconds_total", "critic_stop_episode",

@@ -115,7 +115,8 @@ def table3_stopping(gd: GroupData) -> Table:
                   f" Runs are {gd.max_episodes:.0f} episodes long: a configuration the paper saw stop later "
                   "than that cannot stop here, so it is marked n/a rather than compared.")
     caption = (f"{gd.title}, {gd.seeds_text}. Mean stopping episode (first episode at which all actors had "
-               "stopped) with the 95% Student-t half-width; ≥N means at least one seed never stopped within "
+               "stopped) with the 95% Student-t half-width, or [lo, hi] where the interval is clipped to the "
+               "possible episodes (1 to the episodes requested); ≥N means at least one seed never stopped within "
                "the N episodes it ran (counted as N, the paper's convention: its Table 3 writes 2000). "
                "Seeds stopped: k of n seeds whose actors all stopped"
                + (f", with the {SEED_FRACTION_CI_METHOD}" if gd.agg["stop_n"].max() > 1 else "")
@@ -406,8 +407,24 @@ def table_provenance(runs: pd.DataFrame) -> Table:
                          "seconds_per_episode_median": spe.median() if len(spe) else np.nan})
     caption = ("Code commit and machine recorded by each run in summary.json (provenance); \"not recorded\": "
                "runs written before gradasym recorded it. s/episode: wall-clock seconds per episode of each run "
-               "(comparable only between runs on the same machine under the same load).")
+               "(comparable only between runs on the same machine under the same load)."
+               + (f" {int(_batched(runs).sum())} of the runs were trained in batches: their s/episode is the "
+                  "run's acting time plus its share of the batch's training updates (the updates' time / the runs "
+                  "updated together)." if len(runs) and _batched(runs).any() else ""))
     return Table("table_provenance", "", "Where the runs ran", caption, pd.DataFrame(rows), pd.DataFrame(data))
+
+
+#: What "s/episode" of a run trained in a batch is (``summary.json`` ``trainer``: batched, or mixed).
+BATCHED_SECONDS_NOTE = ("s/episode*: a run trained in a batch of runs (sweep --batch-runs; summary.json trainer "
+                        "batched or mixed): its acting time plus its share of the batch's training updates (the "
+                        "updates' time / the runs updated together), not the time it would take alone.")
+
+
+def _batched(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose seconds are (partly) a share of a batch's time."""
+    if "trainer" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["trainer"].isin(["batched", "mixed"])
 
 
 def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
@@ -422,7 +439,8 @@ def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
             "Stop ep.": f"{r['stopping_episode']:.0f}" if r["stopped"] else "—",
             "Grad-death ep.": f"{r['grad_death_episode']:.0f}" if np.isfinite(r["grad_death_episode"]) else "—",
             "Critic stopped": {True: "yes", False: "no"}.get(r["critic_stopped"], "—"),
-            "s/episode": fmt_num(r["seconds_per_episode"]),
+            "s/episode": fmt_num(r["seconds_per_episode"]) + ("*" if r.get("trainer") in ("batched", "mixed")
+                                                                and np.isfinite(r["seconds_per_episode"]) else ""),
             "Commit": _short_commit(r["provenance"]),
             "Error": (str(r["error"])[:200] if isinstance(r["error"], str) and r["error"] else ""),
             "Missing / problems": "; ".join(problems.get(f"{r['set']}/{r['run_id']}", [])),
@@ -432,7 +450,8 @@ def table_runs(runs: pd.DataFrame, problems: dict[str, list[str]]) -> Table:
     caption = ("Every run found, with what is missing. Stop ep.: first episode at which all actors had stopped; "
                "Grad-death ep.: first episode from which all actors' gradients stayed dead to the end (the latest "
                "of the agents' gradient-death episodes; — while any actor's gradient is alive); s/episode: "
-               "wall-clock seconds per episode; Commit: the code commit the run recorded.")
+               "wall-clock seconds per episode; Commit: the code commit the run recorded."
+               + (" " + BATCHED_SECONDS_NOTE if _batched(runs).any() else ""))
     return Table("table_runs", "", "Runs", caption, pd.DataFrame(rows), data)
 
 

@@ -236,11 +236,21 @@ def _safe(fn: Callable[..., Any], *args: Any) -> None:
         pass
 
 
-def _run_progress(run: RunSpec) -> RunProgress:
-    """What the view shows of a run, in its algorithm's units."""
+def _run_progress(run: RunSpec, batched: bool = False) -> RunProgress:
+    """What the view shows of a run, in its algorithm's units (``batched``: trained in a batch of runs)."""
     plugin = algos.of(run.config)
     return RunProgress(run.run_id, plugin.progress_total(run.config), plugin.n_actors(run.config),
-                       unit=plugin.progress_unit, stop_unit=plugin.stop_unit, keys=dict(plugin.summary_keys))
+                       unit=plugin.progress_unit, stop_unit=plugin.stop_unit, keys=dict(plugin.summary_keys),
+                       batched=batched)
+
+
+def _units(runs: list[RunSpec]) -> tuple[str, str] | None:
+    """The progress and stop units of a sweep's runs (its first run's algorithm), for the view's headers
+    even when every run has finished already; None for no runs."""
+    if not runs:
+        return None
+    plugin = algos.of(runs[0].config)
+    return plugin.progress_unit, plugin.stop_unit
 
 
 # ------------------------------------------------------------------ sweep.json
@@ -613,9 +623,10 @@ def run_sweep(
                     f"the runner {runner!r} cannot be sent to worker processes ({exc}); "
                     "use a module-level function (or workers=1)"
                 ) from None
+        batched = {j.run_id for t in tasks if isinstance(t, BatchJob) for j in t.jobs}
         view = make_view(
-            [_run_progress(r) for r in todo_runs],
-            n_skipped, live=live, log=log, title=title,
+            [_run_progress(r, batched=r.run_id in batched) for r in todo_runs],
+            n_skipped, live=live, log=log, title=title, units=_units(runs),
         )
         driver = _Driver(out_dir, runs, {r.run_id for r in todo_runs}, view)
         driver.write()

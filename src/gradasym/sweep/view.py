@@ -12,11 +12,16 @@ same view serves every algorithm. Progress dicts carry ``done`` / ``total`` (in
 from __future__ import annotations
 
 import math
+import re
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+#: What "s/episode" (``seconds_per_unit``) of a batched run is: shown wherever batched runs are.
+BATCHED_SECONDS = ("batched runs (*): the run's acting time plus its share of the batch's training "
+                   "updates (the updates' time / the runs updated together)")
 
 
 #: Summary keys of each generic role (``Algorithm.summary_keys``) when a run gives none.
@@ -45,6 +50,7 @@ class RunProgress:
     where: str = ""
     started: float | None = None
     ended: float | None = None
+    batched: bool = False  # trained with others as one computation: its seconds are a share of the batch's
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -66,6 +72,45 @@ def _fmt(v: Any, spec: str) -> str:
         return str(v)
 
 
+def _int(v: Any) -> str:
+    """A step count as an integer (``19000``, not ``19000.0``); ``-`` when missing."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-" if v is None else str(v)
+    return str(int(round(f))) if math.isfinite(f) else "-"
+
+
+_SEED = re.compile(r"_s-?\d+$")
+
+
+def fit_run_id(run_id: str, width: int) -> str:
+    """``run_id`` in at most ``width`` characters, cut in the middle (``alr0.001_clr…_s42``): the
+    learning rates at the start and the seed at the end stay readable (the seed is never cut)."""
+    if len(run_id) <= width:
+        return run_id
+    seed = _SEED.search(run_id)
+    tail = run_id[seed.start():] if seed else run_id[-max(1, width // 3):]
+    head = max(0, width - len(tail) - 1)
+    return run_id[:head] + "…" + tail
+
+
+def eta_seconds(elapsed: float, done: float, total: float) -> float | None:
+    """Seconds left if the remaining work goes at the average pace so far: ``(total - done) x elapsed /
+    done`` (work in runs, a running run counting by its fraction). Over all the work finished, not a
+    recent window, so it does not swing with each run's start and end; None before any work is done."""
+    if done <= 0 or elapsed <= 0:
+        return None
+    return max(0.0, total - done) * elapsed / done
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def _first(info: dict[str, Any], *keys: str) -> Any:
     """The first of ``keys`` present (not None) in ``info``."""
     for key in keys:
@@ -82,12 +127,18 @@ def _singular(unit: str) -> str:
 class SweepView:
     """Base view: keeps the per-run state; subclasses render it."""
 
-    def __init__(self, runs: list[RunProgress], n_skipped: int = 0) -> None:
+    def __init__(self, runs: list[RunProgress], n_skipped: int = 0, units: tuple[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.runs = {r.run_id: r for r in runs}
         self.order = [r.run_id for r in runs]
         self.n_skipped = n_skipped
         self.lock = threading.Lock()
-        self.t0 = time.monotonic()
+        self.clock = clock
+        self.t0 = clock()
+        # the sweep's units (progress, stop steps): shown even when no run is left to do
+        if units is None:
+            units = (runs[0].unit, runs[0].stop_unit) if runs else ("episodes", "episodes")
+        self.units = units
 
     # -- events -------------------------------------------------------------
     def started(self, run_id: str, where: str = "") -> None:
@@ -148,6 +199,14 @@ class SweepView:
     def completed_units(self) -> float:
         return sum(r.fraction for r in self.runs.values())
 
+    def ended(self) -> int:
+        """Runs that ended (finished, failed, interrupted) in this sweep or before it (skipped)."""
+        return self.n_skipped + sum(1 for r in self.runs.values() if r.ended is not None)
+
+    def eta(self) -> float | None:
+        """Seconds left at the average pace of this sweep so far (:func:`eta_seconds`)."""
+        return eta_seconds(self.clock() - self.t0, self.completed_units(), len(self.runs))
+
     # -- hooks --------------------------------------------------------------
     def _on_started(self, run_id: str) -> None: ...
     def _on_progress(self, run_id: str) -> None: ...
@@ -163,8 +222,8 @@ class LogView(SweepView):
     """Plain log lines (CI, tests, non-interactive shells): start, quarter marks, end."""
 
     def __init__(self, runs: list[RunProgress], n_skipped: int = 0,
-                 log: Callable[[str], None] | None = None) -> None:
-        super().__init__(runs, n_skipped)
+                 log: Callable[[str], None] | None = None, units: tuple[str, str] | None = None) -> None:
+        super().__init__(runs, n_skipped, units=units)
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self._marks: dict[str, int] = {}
         self.total = len(runs) + n_skipped
@@ -203,11 +262,12 @@ class LogView(SweepView):
     def _on_done(self, run_id: str) -> None:
         r = self.runs[run_id]
         if r.status == "finished":
-            stop = "none" if r.stop is None else f"{r.stop} {r.stop_unit}"
+            stop = "none" if r.stop is None else f"{_int(r.stop)} {r.stop_unit}"
             self._safe(
                 f"{self._prefix()} finished {run_id}: {r.done} {r.unit}, actors stopped at: {stop}, "
                 f"actors stopped {_fmt(r.actors_stopped, 'd')}/{r.n_actors}, "
                 f"{_fmt(r.seconds_per_unit, '.3g')} s per {_singular(r.unit)}"
+                + (" (its share of the batch's time)" if r.batched else "")
             )
         elif r.status == "failed":
             self._safe(f"{self._prefix()} FAILED   {run_id}: {r.error}")
@@ -218,65 +278,126 @@ class LogView(SweepView):
 class LiveView(SweepView):
     """A ``rich`` dashboard: overall progress bar with ETA and a table of runs.
 
-    The bar counts runs; a running run contributes its fraction of episodes, so
-    the ETA moves smoothly. The table shows running runs and the latest finished
-    ones (``max_rows`` rows at most).
+    The bar fills by runs, a running run by its fraction of ``unit``; its count
+    ("4/16 runs ended") counts ended runs only, the same runs as the table's title.
+    The ETA is :meth:`SweepView.eta` (average pace over the whole sweep so far). While
+    the sweep runs, the table shows the running runs and the latest ended ones
+    (``max_rows`` rows at most); the final table lists the runs in grid order. Run ids
+    are cut in the middle to fit the terminal (:func:`fit_run_id`; never the seed).
     """
 
     def __init__(self, runs: list[RunProgress], n_skipped: int = 0, max_rows: int = 20,
-                 title: str = "sweep") -> None:
-        super().__init__(runs, n_skipped)
+                 title: str = "sweep", units: tuple[str, str] | None = None, console: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(runs, n_skipped, units=units, clock=clock)
         from rich.console import Console, Group
         from rich.live import Live
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
-                                   TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         self.max_rows = max_rows
-        self.console = Console(stderr=True)
+        self.final = False
+        self.console = console or Console(stderr=True)
         self.bar = Progress(
             TextColumn(f"[bold]{title}"), BarColumn(), TaskProgressColumn(),
-            MofNCompleteColumn(), TextColumn("runs ·"), TimeElapsedColumn(), TextColumn("· ETA"),
-            TimeRemainingColumn(), console=self.console,
+            TextColumn("{task.fields[ended]}/{task.total:.0f} runs ended · {task.fields[elapsed]} · ETA "
+                       "{task.fields[eta]}"), console=self.console,
         )
         total = len(runs) + n_skipped
-        self.task = self.bar.add_task("runs", total=total, completed=n_skipped)
+        self.task = self.bar.add_task("runs", total=total, completed=n_skipped, ended=n_skipped,
+                                      elapsed=_duration(0), eta=_duration(None))
         self._group = Group
         self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render,
                          transient=False, redirect_stdout=True, redirect_stderr=True)
 
+    def _headers(self, short: bool) -> list[str]:
+        """Column headers after run and status; ``short``: long unit names go to the caption."""
+        unit, stop_unit = self.units
+        long_unit = short and len(unit) > 10
+        return [("progress" if long_unit else unit), "return", "saturation", "actors stopped",
+                "stop" if short and len(stop_unit) > 10 else f"stop ({stop_unit})",
+                "s/unit" if long_unit else f"s/{_singular(unit)}"]
+
+    def _caption(self, batched: bool, short: bool) -> str | None:
+        """The units the (``short``) headers leave out, and what the seconds of batched runs are."""
+        unit, stop_unit = self.units
+        parts = []
+        if short and len(unit) > 10:
+            parts.append(f"progress in {unit}; s/unit: seconds per {_singular(unit)}")
+        if short and len(stop_unit) > 10:
+            parts.append(f"stop in {stop_unit}")
+        if batched:
+            parts.append(f"s/{'unit' if short and len(unit) > 10 else _singular(unit)} of {BATCHED_SECONDS}")
+        return "; ".join(parts) or None
+
+    def _shown(self) -> list[RunProgress]:
+        if self.final:  # the last table: every run of this sweep in grid order
+            return [self.runs[rid] for rid in self.order][: max(self.max_rows, 200)]
+        running = [r for r in self.runs.values() if r.status == "running"]
+        ended = sorted((r for r in self.runs.values() if r.ended is not None and r.status != "running"),
+                       key=lambda r: r.ended or 0.0, reverse=True)
+        return running + ended[: max(0, self.max_rows - len(running))]
+
     def _render(self) -> Any:
+        with self.lock:
+            self.bar.update(self.task, completed=self.n_skipped + self.completed_units(), ended=self.ended(),
+                            elapsed=_duration(self.clock() - self.t0), eta=_duration(self.eta()))
+        return self._group(self.bar, _RunsTable(self))
+
+    def table(self, max_width: int) -> Any:
+        """The table of runs laid out for a terminal ``max_width`` characters wide."""
         from rich.table import Table
 
         with self.lock:
-            self.bar.update(self.task, completed=self.n_skipped + self.completed_units())
             c = self.counts()
+            shown = self._shown()
+            batched = any(r.batched for r in shown)
             table = Table(
                 title=(f"finished {c['finished'] + self.n_skipped} · failed {c['failed']} · "
-                       f"running {c['running']} · pending {c['pending']}"),
+                       f"running {c['running']} · pending {c['pending']}"
+                       + (f" · interrupted {c['interrupted']}" if c["interrupted"] else "")),
                 title_justify="left", expand=False,
+                caption_justify="left",
             )
-            units = {r.unit for r in self.runs.values()} or {"episodes"}
-            unit = units.pop() if len(units) == 1 else "progress"
-            stop_units = {r.stop_unit for r in self.runs.values()} or {"episodes"}
-            stop_unit = stop_units.pop() if len(stop_units) == 1 else "step"
-            for col, just in (("run", "left"), ("status", "left"), (unit, "right"),
-                              ("return", "right"), ("saturation", "right"), ("actors stopped", "right"),
-                              (f"stop ({stop_unit})", "right"), (f"s/{_singular(unit)}", "right")):
-                table.add_column(col, justify=just)  # type: ignore[arg-type]
-            running = [r for r in self.runs.values() if r.status == "running"]
-            ended = sorted((r for r in self.runs.values() if r.ended is not None and r.status != "running"),
-                           key=lambda r: r.ended or 0.0, reverse=True)
-            shown = running + ended[: max(0, self.max_rows - len(running))]
             style = {"running": "cyan", "finished": "green", "failed": "bold red", "interrupted": "yellow"}
+            rows = []
             for r in shown:
                 status = r.status if r.status != "failed" else f"failed: {(r.error or '')[:40]}"
-                table.add_row(
-                    r.run_id, f"[{style.get(r.status, '')}]{status}", f"{r.done}/{r.total}",
-                    _fmt(r.reward, ".4g"), _fmt(r.saturation, ".2f"),
-                    f"{_fmt(r.actors_stopped, 'd')}/{r.n_actors}",
-                    _fmt(r.stop, "d"), _fmt(r.seconds_per_unit, ".3g"),
-                )
-        return self._group(self.bar, table)
+                rows.append([f"[{style[r.status]}]{status}" if r.status in style else status, f"{r.done}/{r.total}",
+                             _fmt(r.reward, ".4g"), _fmt(r.saturation, ".2f"),
+                             f"{_fmt(r.actors_stopped, 'd')}/{r.n_actors}", _int(r.stop),
+                             _fmt(r.seconds_per_unit, ".3g") + ("*" if r.batched else "")])
+        # Full headers when the table fits at its natural width, else short ones (long units in the caption).
+        # The run ids get what the other columns leave of the terminal: at their natural width if the
+        # table fits so, else each at its longest word (headers wrap); 3 = padding and border per column.
+        ids_natural = max([3] + [len(r.run_id) for r in shown])
+        for short in (False, True):
+            headers = [("status", "left"), *[(h, "right") for h in self._headers(short)]]
+            cells = [[h] + [re.sub(r"\[[^\]]*\]", "", row[i]) for row in rows] for i, (h, _) in enumerate(headers)]
+            natural = [max(len(c) for c in col) for col in cells]
+            if ids_natural + sum(natural) + 3 * len(headers) + 4 <= max_width:
+                break
+        table.caption = self._caption(batched, short)
+        if self.final and len(shown) < len(self.order):  # never a silently shorter list
+            more = f"… and {len(self.order) - len(shown)} more runs (summary.csv)"
+            table.caption = f"{table.caption}; {more}" if table.caption else more
+        narrow = [max(len(w) for c in col for w in c.split()) for col in cells]
+        keep = list(range(len(headers)))
+        for drop in (6, 3, 2, 4):  # a narrow terminal: s/unit, saturation, return, actors stopped go first
+            if 16 + sum(narrow[i] for i in keep) + 3 * len(keep) + 4 <= max_width:
+                break
+            keep.remove(drop)
+        headers, rows = [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+        natural, narrow = [natural[i] for i in keep], [narrow[i] for i in keep]
+        fits = ids_natural + sum(natural) + 3 * len(headers) + 4 <= max_width
+        widths = natural if fits else narrow
+        width = max(16, max_width - sum(widths) - 3 * len(headers) - 4)
+        ids = [fit_run_id(r.run_id, width) for r in shown]
+        table.add_column("run", justify="left", no_wrap=True, min_width=min(width, max([3] + list(map(len, ids)))))
+        for (h, just), w in zip(headers, widths):
+            table.add_column(h, justify=just, width=None if fits else w)  # type: ignore[arg-type]
+        for rid, row in zip(ids, rows):
+            table.add_row(rid, *row)
+        return table
 
     def message(self, text: str) -> None:
         try:
@@ -290,20 +411,33 @@ class LiveView(SweepView):
 
     def __exit__(self, *exc: Any) -> None:
         try:
+            self.final = True
             self.live.refresh()
         finally:
             self.live.stop()
 
 
+class _RunsTable:
+    """The live view's table, laid out when printed, for the width of the terminal it goes to."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield self.view.table(options.max_width)
+
+
 def make_view(runs: list[RunProgress], n_skipped: int, live: bool,
-              log: Callable[[str], None] | None = None, title: str = "sweep") -> SweepView:
-    """A :class:`LiveView` when ``live`` and stderr is a terminal, else a :class:`LogView`."""
+              log: Callable[[str], None] | None = None, title: str = "sweep",
+              units: tuple[str, str] | None = None) -> SweepView:
+    """A :class:`LiveView` when ``live`` and stderr is a terminal, else a :class:`LogView`
+    (``units``: the sweep's progress and stop units, shown even when no run is left to do)."""
     if live:
         try:
             from rich.console import Console  # noqa: PLC0415
 
             if Console(stderr=True).is_terminal:  # log files get plain lines
-                return LiveView(runs, n_skipped, title=title)
+                return LiveView(runs, n_skipped, title=title, units=units)
         except Exception:  # noqa: BLE001 - fall back to log lines
             pass
-    return LogView(runs, n_skipped, log=log)
+    return LogView(runs, n_skipped, log=log, units=units)

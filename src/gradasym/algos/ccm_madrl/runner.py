@@ -387,6 +387,8 @@ def run_experiment(
     configure_process(cfg.run.threads)
     with disk_full_guard(), folder.lock():
         trainer = open_run(cfg, folder, resume)
+        if show_progress and trainer.episodes_done:  # the terminal says that a resumed run goes on, and where
+            print(f"{out}: resuming from episode {trainer.episodes_done} of {cfg.run.episodes}", file=sys.stderr)
         board = open_tensorboard(cfg.run.tensorboard, out, trainer)  # None unless on; written before each checkpoint
         if trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes:
             if board is not None:
