@@ -208,3 +208,174 @@ def test_compiled_matches_torch_float32_paper_size(actor_lr, monkeypatch):
     close = np.isclose(comp_agent.actors.flat.detach().numpy(), torch_agent.actors.flat.detach().numpy(),
                        rtol=1e-4, atol=1e-6)
     assert close.mean() > 0.999  # nearly every parameter to float tolerance
+
+
+# ----------------------------------------------------------------- acting and insertion
+def _random_transitions(rng, agent, t: int = 10):
+    from reference import random_states
+
+    s = random_states(rng, (t, N)).numpy()
+    a = rng.uniform(-1, 1, (t, N, 3))
+    x = (rng.random((t, N)) < 0.4).astype(float)
+    x[0] = 0.0  # a transition where nobody offloaded: a zero-input term
+    r = rng.uniform(-3000, -500, t)
+    s2 = random_states(rng, (t, N)).numpy()
+    d = (rng.random(t) < 0.2).astype(float)
+    return s, a, x, r, s2, d
+
+
+@pytest.mark.parametrize("reward_norm", [False, True])
+def test_compiled_acting_and_insertion_match_torch(reward_norm):
+    """float64: the same actions, master decisions and branches, and the same insertion priorities."""
+    cfg = make_cfg("sequential", "clean", reward_norm=reward_norm)
+    agents = {e: CCMMADRL(cfg, seed=6, dtype=torch.float64, engine=e) for e in ("torch", "compiled")}
+    rng = np.random.default_rng(3)
+    from reference import random_states
+
+    branches = set()
+    for step in range(40):
+        states = random_states(rng, (N,)).numpy()
+        episodes = [0, 400, 4000][step % 3]  # eps 1 .. 0.14: random and greedy branches
+        out = {e: ag.act(states, episodes) for e, ag in agents.items()}
+        t, c = out["torch"], out["compiled"]
+        np.testing.assert_allclose(c.actions, t.actions, rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(c.x, t.x)
+        assert c.branch == t.branch and c.constrained == t.constrained
+        torch.testing.assert_close(c.preact, t.preact, rtol=1e-12, atol=1e-14)
+        branches.add(t.branch)
+        greedy = {e: ag.act(states, episodes, explore=False) for e, ag in agents.items()}
+        np.testing.assert_array_equal(greedy["compiled"].x, greedy["torch"].x)
+    assert {"greedy", "fits"} <= branches  # the master's scoring was exercised
+    transitions = _random_transitions(rng, agents["torch"])
+    for ag in agents.values():
+        ag.remember_many(*transitions)
+    p_t, p_c = (agents[e].replay.priorities[:10] for e in ("torch", "compiled"))
+    np.testing.assert_allclose(p_c, p_t, rtol=1e-10)
+    assert len(set(np.round(p_t, 6))) > 5  # priorities differ between transitions: not vacuous
+
+
+def test_checkpoints_are_interchangeable_between_engines():
+    """float64: a run continued compiled -> torch -> compiled equals an uninterrupted compiled run."""
+    cfg = make_cfg("sequential", "clean", actor_lr=0.05, batch_size=B)
+    rng = np.random.default_rng(4)
+    transitions = [_random_transitions(rng, None) for _ in range(4)]
+
+    def train(agent, parts):
+        for part in parts:
+            agent.remember_many(*transitions[part])
+            agent.update()
+        return agent
+
+    whole = train(CCMMADRL(cfg, seed=8, dtype=torch.float64, engine="compiled"), range(4))
+    agent = train(CCMMADRL(cfg, seed=8, dtype=torch.float64, engine="compiled"), [0])
+    for engine, part in (("torch", [1, 2]), ("compiled", [3])):
+        state = through_torch_save(agent.state_dict())
+        agent = CCMMADRL(cfg, seed=8, dtype=torch.float64, engine=engine)
+        agent.load_state_dict(state)
+        train(agent, part)
+    a, b = whole.state_dict(), agent.state_dict()
+    for key in ("actors", "target_actors", "critic", "target_critic"):
+        for name in a[key]:
+            torch.testing.assert_close(b[key][name], a[key][name], rtol=1e-9, atol=1e-11, msg=f"{key} {name}")
+    torch.testing.assert_close(b["actor_optim"]["exp_avg"][0], a["actor_optim"]["exp_avg"][0], rtol=1e-9, atol=1e-12)
+    assert b["actor_optim"]["steps"] == a["actor_optim"]["steps"] == [4] * N
+    for p_id, st in a["critic_optim"]["state"].items():
+        assert float(b["critic_optim"]["state"][p_id]["step"]) == float(st["step"]) == 4.0
+        torch.testing.assert_close(b["critic_optim"]["state"][p_id]["exp_avg_sq"], st["exp_avg_sq"],
+                                   rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(b["replay"]["priorities"], a["replay"]["priorities"], rtol=1e-9)
+
+
+# ----------------------------------------------------------------- the engine switch
+def test_engine_selection_and_refusal():
+    cfg = Config()
+    assert cfg.run.engine == "auto" and resolve_engine(cfg) == "compiled"
+    for preset in ("gradclip", "reward-norm", "preact-penalty", "td3-delay", "large-actor", "linear-hidden"):
+        from gradasym.config import load_config
+        assert compiled_unsupported(load_config(presets=[preset])) is None, preset
+    for preset in ("layernorm", "fullnorm", "squashed-gaussian", "beta-policy"):
+        from gradasym.config import load_config
+        c = load_config(presets=[preset])
+        assert compiled_unsupported(c) is not None and resolve_engine(c) == "torch", preset
+    cfg.run.engine = "torch"
+    assert resolve_engine(cfg) == "torch"
+    cfg.run.engine = "compiled"
+    cfg.agent.actor_update = "simultaneous"
+    with pytest.raises(ConfigError, match=r"run.engine = 'compiled' does not support agent.actor_update = "
+                                          r"'simultaneous'") as info:
+        cfg.validate()
+    assert "\n" not in str(info.value)
+    cfg.agent.actor_update = "sequential"
+    cfg.run.tracking = "original"
+    with pytest.raises(ConfigError, match="run.tracking = 'original'"):
+        cfg.validate()
+    cfg.run.tracking = "clean"
+    assert cfg.validate() is cfg
+    with pytest.raises(ValueError, match="compiled engine does not support"):
+        CCMMADRL(make_cfg("simultaneous"), seed=1, engine="compiled")
+
+
+def test_cli_engine_flag_refuses_unsupported_config_in_one_line(tmp_path, capsys):
+    from gradasym.cli import main
+
+    code = main(["run", "--engine", "compiled", "--preset", "layernorm", "--episodes", "2", "--out",
+                 str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "run.engine = 'compiled' does not support agent.actor_norm = 'layernorm'" in err
+    assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------- end to end
+SMALL = {"env.n_agents": 8, "env.k_channel": 3, "env.n_units": 3, "agent.batch_size": 16,
+         "agent.memory_capacity": 300, "agent.critic_hidden": [64, 32], "run.log_interval": 3,
+         "run.checkpoint_interval": 4, "agent.actor_lr": 1e-3}
+
+
+def small_cfg(**extra):
+    from gradasym.config import load_config
+
+    return load_config(overrides={**SMALL, **extra})
+
+
+def test_compiled_run_folder_deterministic_and_resumable(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from gradasym.algos.ccm_madrl import runner
+    from gradasym.cli import main
+    from gradasym.io import read_json
+
+    assert main(["run", "--out", str(tmp_path / "a"), "--quiet", "--set", "run.episodes=10",
+                 *[f"--set={k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in SMALL.items()]]) == 0
+    assert "engine=compiled" in capsys.readouterr().out  # the run's log line
+    runner.run_experiment(small_cfg(**{"run.episodes": 10}), tmp_path / "b")
+    for name in ["config.json", "episodes.parquet", "tracking.parquet", "tracking_agents.parquet", "summary.json",
+                 "checkpoint.pt"]:
+        assert (tmp_path / "a" / name).is_file(), name
+    assert read_json(tmp_path / "a" / "config.json")["engine_used"] == "compiled"
+    assert read_json(tmp_path / "a" / "summary.json")["engine"] == "compiled"
+    tables = {x: pd.read_parquet(tmp_path / x / "episodes.parquet").drop(columns="seconds") for x in "ab"}
+    pd.testing.assert_frame_equal(tables["a"], tables["b"])  # same seed, same numbers
+    assert tables["a"]["updated"].iloc[1:].all()
+    tr = pd.read_parquet(tmp_path / "a" / "tracking.parquet")
+    assert (tr["actor_grad_norm"] > 0).all() and (tr["critic_grad_norm"] > 0).all() and tr["rho"].notna().all()
+    # killed after episode 7 (checkpoint at 4), resumed: the uninterrupted numbers
+    original = runner.Trainer.run_episode
+
+    def crashing(self):
+        if self.episodes_done == 7:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(runner.Trainer, "run_episode", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(small_cfg(**{"run.episodes": 10}), tmp_path / "c")
+    monkeypatch.setattr(runner.Trainer, "run_episode", original)
+    runner.run_experiment(small_cfg(**{"run.episodes": 10, "run.keep_replay": True}), tmp_path / "c", resume=True)
+    resumed = pd.read_parquet(tmp_path / "c" / "episodes.parquet").drop(columns="seconds")
+    pd.testing.assert_frame_equal(tables["a"], resumed)
+    pd.testing.assert_frame_equal(tr, pd.read_parquet(tmp_path / "c" / "tracking.parquet"))
+    # the run goes on with the torch engine (engine may change on resume; recorded)
+    runner.run_experiment(small_cfg(**{"run.episodes": 12, "run.engine": "torch"}), tmp_path / "c", resume=True)
+    assert read_json(tmp_path / "c" / "config.json")["engine_used"] == "torch"
+    assert read_json(tmp_path / "c" / "summary.json")["episodes_run"] == 12

@@ -118,8 +118,11 @@ class CCMMADRLAlgorithm(Algorithm):
         check_memory(cfg, concurrent=concurrent)
 
     def describe(self, cfg: Config) -> str:  # type: ignore[override]
+        from .compiled import resolve_engine  # noqa: PLC0415  (cheap: no numba, no torch)
+
         return (f"actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} seed={cfg.run.seed} "
-                f"actor_update={cfg.agent.actor_update} presets={cfg.presets or ['baseline']}")
+                f"actor_update={cfg.agent.actor_update} presets={cfg.presets or ['baseline']} "
+                f"engine={resolve_engine(cfg)}")
 
     def run_entry(self, cfg: Config) -> dict[str, Any]:  # type: ignore[override]
         return {"n_agents": cfg.env.n_agents, "episodes": cfg.run.episodes}
