@@ -333,7 +333,7 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
             state, path = loaded
             folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
     # the batched trainer computes with its own stacked torch code
-    trainer = Trainer(cfg, engine="torch" if trainer_name != SINGLE else None)
+    trainer = Trainer(cfg) if trainer_name == SINGLE else Trainer(cfg, engine="torch")
     trainer.trained_by = trainer_name
     if state is not None:
         trainer.load_state_dict(state)

@@ -63,11 +63,14 @@ class CompiledEngine:
         return t.detach().numpy()
 
     def _critic(self, critic) -> tuple[np.ndarray, ...]:
-        """``(w0, b0, tail, w1, b1, w2, b2)`` of a critic (views; ``tail`` a transposed copy)."""
+        """``(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt)`` of a critic: views of its parameters and
+        transposed copies (``tail``: layer 0's columns after the joint states, ``w1t``: layer 1,
+        ``w0jt``: layer 0's joint columns) for the outer-product products of the kernels."""
         w0, b0, w1, b1, w2, b2 = (self._np(p) for p in critic.parameters())
         tail = np.empty((w0.shape[1] - self.js, w0.shape[0]), self.dtype)
         kernels.transpose_tail(w0, self.js, tail)
-        return w0, b0, tail, w1, b1, w2, b2
+        return (w0, b0, tail, w1, b1, w2, b2, np.ascontiguousarray(w1.T),
+                np.ascontiguousarray(w0[:, :self.jd].T))
 
     def _forward_all(self, flat: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, ...]:
         """Every actor on its inputs ``states (B, N, S)`` -> ``(h1, h2, z, act)``, agent first."""
@@ -97,7 +100,7 @@ class CompiledEngine:
         t, dt = b_idx.shape[0], self.dtype
         q = np.empty(t, dt)
         h1 = np.empty((t, critic_arrays[0].shape[0]), dt)
-        h2 = np.empty((t, critic_arrays[3].shape[0]), dt)
+        h2 = np.empty((t, critic_arrays[3].shape[0]), dt)  # (w1 is arrays[3])
         kernels.q_terms(*critic_arrays, self.relu, states, actions, b_idx, k_idx, q, h1, h2)
         return q, h1, h2
 
@@ -146,7 +149,7 @@ class CompiledEngine:
         td = np.zeros(y.shape[0], dt)
         np.add.at(td, b_idx, d * d)
         g_q = (e * dt(2) / t) * w_t  # d loss / d Q of each term
-        w0, _, _, w1, _, w2, _ = arrays
+        w0, _, _, w1, _, w2, _, _, _ = arrays
         grads = [np.empty_like(self._np(p)) for p in agent.critic.parameters()]
         kernels.critic_backward(w0, w1, w2, self.relu, s, a, b_idx, k_idx, h1, h2, g_q, *grads)
         named = {f"l{j // 2}.{'weight' if j % 2 == 0 else 'bias'}": torch.from_numpy(g) for j, g in enumerate(grads)}
@@ -182,7 +185,7 @@ class CompiledEngine:
     def _lipschitz(self, arrays) -> np.ndarray:
         """``[lip2, w_oa_norm, const, rel_slack, c_a (A), c (H1)]`` of the online critic (the
         constants of ``critic.BatchCritic``'s drift bounds, in float64, then the dtype)."""
-        w0, _, _, w1, b1, w2, b2 = (x.astype(np.float64) for x in arrays)
+        w0, _, _, w1, b1, w2, b2 = (x.astype(np.float64) for x in arrays[:7])
         c = np.abs(w2[0])
         const = float(np.abs(b2).sum())
         const += float(c @ np.abs(b1))
@@ -230,12 +233,14 @@ class CompiledEngine:
         h1 = np.empty((n, bsz, sz[1]), dt)
         h2 = np.empty((n, bsz, sz[2]), dt)
         k_log = np.empty((n, bsz), np.int64)
+        n_eval = np.zeros(1, np.int64)
         kernels.actor_passes(s, w, flat, self._np(opt.exp_avg[0]), self._np(opt.exp_avg_sq[0]), hp, self.aoff, self.asz,
                              self.relu, self.kind, float(agent.grad_clip or 0.0), float(agent.preact_penalty),
                              *arrays, self._lipschitz(arrays), bool(agent.prune_rows),
-                             grads, losses, z0, h1, h2, k_log)
+                             grads, losses, z0, h1, h2, k_log, n_eval)
         opt.steps = [t + 1 for t in opt.steps]
         self.last_rows = k_log  # the chosen row of every pass (tests, diagnostics)
+        self.rows_evaluated = int(n_eval[0])  # critic rows evaluated in the N passes (benchmarks)
         return {"losses": losses.astype(np.float64), "grads": torch.from_numpy(grads), "z": z0, "h": [h1, h2]}
 
     def update_on_batch(self, batch):

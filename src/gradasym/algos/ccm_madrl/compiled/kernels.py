@@ -248,23 +248,77 @@ def transpose_tail(w0, js, tail):
 
 
 @jit
-def shared_parts(w0, b0, states, actions, shared):
+def gemm_acc(a, w, out, m):
+    """``out[:m] += a[:m] @ w`` (``a (M, K)``, ``w (K, C)``, ``out (M, C)``) in outer-product form,
+    four rows at a time (each loaded row of ``w`` serves four rows of ``out``; the long dimension
+    ``C`` innermost, vectorised). A row's sums run over k in the same order whichever rows it
+    is computed with, so its value does not depend on the other rows evaluated."""
+    kdim = a.shape[1]
+    ncol = w.shape[1]
+    r = 0
+    while r + 4 <= m:
+        o0, o1, o2, o3 = out[r], out[r + 1], out[r + 2], out[r + 3]
+        for k in range(kdim):
+            x0, x1, x2, x3 = a[r, k], a[r + 1, k], a[r + 2, k], a[r + 3, k]
+            if x0 == 0 and x1 == 0 and x2 == 0 and x3 == 0:
+                continue
+            wk = w[k]
+            for j in range(ncol):
+                wj = wk[j]
+                o0[j] += x0 * wj
+                o1[j] += x1 * wj
+                o2[j] += x2 * wj
+                o3[j] += x3 * wj
+        r += 4
+    while r < m:
+        o = out[r]
+        for k in range(kdim):
+            x = a[r, k]
+            if x != 0:
+                wk = w[k]
+                for j in range(ncol):
+                    o[j] += x * wk[j]
+        r += 1
+
+
+@jit
+def shared_parts(w0jt, b0, states, actions, shared):
     """Per-transition part of layer 0 (bias included) for joint ``states (B, N, S)`` and
-    ``actions (B, N, A)`` -> ``shared (B, H1)``: ``b0 + W_joint [s_flat; a_flat]``."""
+    ``actions (B, N, A)`` -> ``shared (B, H1)``: ``b0 + W_joint [s_flat; a_flat]`` (``w0jt`` =
+    the joint columns of layer 0, transposed: ``(N*(S+A), H1)``)."""
     bsz, n, s = states.shape
     a = actions.shape[2]
     js = n * s
-    jd = js + n * a
-    h = w0.shape[0]
-    x = np.empty(jd, w0.dtype)
+    x = np.empty((bsz, w0jt.shape[0]), w0jt.dtype)
     for b in range(bsz):
         for k in range(n):
             for j in range(s):
-                x[k * s + j] = states[b, k, j]
+                x[b, k * s + j] = states[b, k, j]
             for j in range(a):
-                x[js + k * a + j] = actions[b, k, j]
-        for j in range(h):
-            shared[b, j] = b0[j] + _dot(w0[j, :jd], x)
+                x[b, js + k * a + j] = actions[b, k, j]
+        shared[b] = b0
+    gemm_acc(x, w0jt, shared, bsz)
+
+
+@jit
+def head_rows(h1, m, w1t, b1, w2, b2, relu, h2, q):
+    """:func:`head` of ``m`` rows whose first-layer pre-activations are in ``h1[:m]`` (replaced by
+    their activations) -> ``h2[:m]``, ``q[:m]``."""
+    for r in range(m):
+        row = h1[r]
+        if relu:
+            for j in range(row.shape[0]):
+                if row[j] < 0:
+                    row[j] = 0
+        h2[r] = b1
+    gemm_acc(h1, w1t, h2, m)
+    for r in range(m):
+        row = h2[r]
+        if relu:
+            for j in range(row.shape[0]):
+                if row[j] < 0:
+                    row[j] = 0
+        q[r] = b2[0] + _dot(row, w2[0])
 
 
 @jit
@@ -308,49 +362,60 @@ def scale_of(h1, c, const):
 
 
 @jit
-def q_max_full(w0, b0, tail, w1, b1, w2, b2, relu, states, actions, q_out):
+def q_max_full(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, q_out):
     """``max_k Q(s_b, a_b, s_bk, a_bk)`` over proposer rows (``a_bk[0] >= 0``), or the
     zero-input Q where there is none -> ``q_out (B,)`` (every proposer row evaluated)."""
     bsz, n, _ = states.shape
     na_joint = n * actions.shape[2]
-    n1 = w0.shape[0]
-    shared = np.empty((bsz, n1), w0.dtype)
-    shared_parts(w0, b0, states, actions, shared)
-    pre = np.empty(n1, w0.dtype)
-    h1 = np.empty(n1, w0.dtype)
-    h2 = np.empty(w1.shape[0], w0.dtype)
+    n1, n2 = w0.shape[0], w1.shape[0]
+    dt = w0.dtype
+    shared = np.empty((bsz, n1), dt)
+    shared_parts(w0jt, b0, states, actions, shared)
+    h1 = np.empty((bsz * n, n1), dt)
+    h2 = np.empty((bsz * n, n2), dt)
+    q = np.empty(bsz * n, dt)
+    rb = np.empty(bsz * n, np.int64)
+    m = 0
     for b in range(bsz):
-        best = -np.inf
-        found = False
         for k in range(n):
             if actions[b, k, 0] >= 0:
-                row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], pre)
-                q = head(pre, w1, b1, w2, b2, relu, h1, h2)
-                if not found or q > best:
-                    best = q
-                    found = True
+                row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], h1[m])
+                rb[m] = b
+                m += 1
+    head_rows(h1, m, w1t, b1, w2, b2, relu, h2, q)
+    z1 = np.empty(n1, dt)
+    z2 = np.empty(n2, dt)
+    r = 0
+    for b in range(bsz):
+        found = False
+        best = -np.inf
+        while r < m and rb[r] == b:
+            if not found or q[r] > best:
+                best = q[r]
+                found = True
+            r += 1
         if not found:
-            best = head(shared[b], w1, b1, w2, b2, relu, h1, h2)
+            best = head(shared[b], w1, b1, w2, b2, relu, z1, z2)
         q_out[b] = best
 
 
 @jit
-def q_terms(w0, b0, tail, w1, b1, w2, b2, relu, states, actions, b_idx, k_idx, q_out, h1_out, h2_out):
+def q_terms(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, b_idx, k_idx, q_out, h1_out, h2_out):
     """Q of the rows ``(b_idx[t], k_idx[t])`` (``k = -1``: zero input) -> ``q_out (T,)`` and the
     hidden activations ``h1_out (T, H1)``, ``h2_out (T, H2)``."""
     bsz, n, _ = states.shape
     na_joint = n * actions.shape[2]
     n1 = w0.shape[0]
     shared = np.empty((bsz, n1), w0.dtype)
-    shared_parts(w0, b0, states, actions, shared)
-    pre = np.empty(n1, w0.dtype)
-    for t in range(b_idx.shape[0]):
+    shared_parts(w0jt, b0, states, actions, shared)
+    t_count = b_idx.shape[0]
+    for t in range(t_count):
         b, k = b_idx[t], k_idx[t]
         if k >= 0:
-            row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], pre)
+            row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], h1_out[t])
         else:
-            pre[:] = shared[b]
-        q_out[t] = head(pre, w1, b1, w2, b2, relu, h1_out[t], h2_out[t])
+            h1_out[t] = shared[b]
+    head_rows(h1_out, t_count, w1t, b1, w2, b2, relu, h2_out, q_out)
 
 
 @jit
@@ -365,73 +430,67 @@ def critic_backward(w0, w1, w2, relu, states, actions, b_idx, k_idx, h1, h2, g_q
     js = n * s
     jd = js + n * a
     n1, n2 = w0.shape[0], w1.shape[0]
-    d0[:, :] = 0
-    db0[:] = 0
-    d1[:, :] = 0
+    t_count = b_idx.shape[0]
+    dt = w0.dtype
+    g2 = np.empty((t_count, n2), dt)
+    db2[0] = 0
+    d2[0, :] = 0
     db1[:] = 0
-    d2[:, :] = 0
-    db2[:] = 0
-    g_joint = np.zeros((bsz, n1), w0.dtype)
-    g2 = np.empty(n2, w0.dtype)
-    g1 = np.empty(n1, w0.dtype)
-    for t in range(b_idx.shape[0]):
+    for t in range(t_count):
         gq = g_q[t]
         db2[0] += gq
         for j in range(n2):
             hv = h2[t, j]
             d2[0, j] += gq * hv
-            g2[j] = gq * w2[0, j] if (not relu or hv > 0) else 0
-        g1[:] = 0
-        for j in range(n2):
-            gv = g2[j]
-            if gv != 0:
-                wj = w1[j]
-                for k in range(n1):
-                    g1[k] += gv * wj[k]
-                db1[j] += gv
-                dj = d1[j]
-                ht = h1[t]
-                for k in range(n1):
-                    dj[k] += gv * ht[k]
+            gv = gq * w2[0, j] if (not relu or hv > 0) else 0
+            g2[t, j] = gv
+            db1[j] += gv
+    # d1 = g2^T h1; g1 = g2 W1 (masked by ReLU')
+    g2t = np.ascontiguousarray(g2.T)
+    d1[:, :] = 0
+    gemm_acc(g2t, h1, d1, n2)
+    g1 = np.zeros((t_count, n1), dt)
+    gemm_acc(g2, w1, g1, t_count)
+    g_joint = np.zeros((bsz, n1), dt)
+    x_own = np.zeros((t_count, s + a), dt)
+    db0[:] = 0
+    for t in range(t_count):
+        row = g1[t]
         if relu:
             for k in range(n1):
                 if h1[t, k] <= 0:
-                    g1[k] = 0
-        b, kk = b_idx[t], k_idx[t]
-        gj = g_joint[b]
+                    row[k] = 0
+        gj = g_joint[b_idx[t]]
         for k in range(n1):
-            gj[k] += g1[k]
-            db0[k] += g1[k]
+            gj[k] += row[k]
+            db0[k] += row[k]
+        kk = k_idx[t]
         if kk >= 0:
-            for k in range(n1):
-                gv = g1[k]
-                if gv != 0:
-                    row = d0[k]
-                    for j in range(s):
-                        row[jd + j] += gv * states[b, kk, j]
-                    for j in range(a):
-                        row[jd + s + j] += gv * actions[b, kk, j]
-    x = np.empty(jd, w0.dtype)
+            for j in range(s):
+                x_own[t, j] = states[b_idx[t], kk, j]
+            for j in range(a):
+                x_own[t, s + j] = actions[b_idx[t], kk, j]
+    x = np.empty((bsz, jd), dt)
     for b in range(bsz):
         for k in range(n):
             for j in range(s):
-                x[k * s + j] = states[b, k, j]
+                x[b, k * s + j] = states[b, k, j]
             for j in range(a):
-                x[js + k * a + j] = actions[b, k, j]
-        gb = g_joint[b]
-        for h in range(n1):
-            gv = gb[h]
-            if gv != 0:
-                row = d0[h]
-                for j in range(jd):
-                    row[j] += gv * x[j]
+                x[b, js + k * a + j] = actions[b, k, j]
+    d_joint = np.zeros((n1, jd), dt)
+    gemm_acc(np.ascontiguousarray(g_joint.T), x, d_joint, n1)
+    d_own = np.zeros((n1, s + a), dt)
+    gemm_acc(np.ascontiguousarray(g1.T), x_own, d_own, n1)
+    for h in range(n1):
+        d0[h, :jd] = d_joint[h]
+        d0[h, jd:] = d_own[h]
 
 
 # ================================================================== the actor loop
 @jit
 def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, kind, clip, preact_penalty,
-                 w0, b0, tail, w1, b1, w2, b2, lip, prune,
-                 grads, losses, z0, h1_0, h2_0, k_log):
+                 w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, lip, prune,
+                 grads, losses, z0, h1_0, h2_0, k_log, n_eval):
     """The faithful sequential actor update (``ccm-madrl.md``, "Actor update"), in place.
 
     For i = 0..N-1: actor i-1's action column refreshed after its step; ``q_b = max`` over
@@ -448,7 +507,7 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
 
     Outputs: ``grads (N, P)`` (before clipping), ``losses (N,)``, the actors' forward at the
     start ``z0 (N, B, A)``, ``h1_0``, ``h2_0``; ``k_log (N, B)`` the chosen row of every pass
-    (-1: zero input).
+    (-1: zero input); ``n_eval[0]`` += the critic rows evaluated (diagnostics, benchmarks).
     """
     bsz, n, sdim = states.shape
     adim = asz[3]
@@ -464,7 +523,7 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
             for c in range(adim):
                 actions[b, i, c] = act_nb[i, b, c]
     shared = np.empty((bsz, n1c), dt)
-    shared_parts(w0, b0, states, actions, shared)
+    shared_parts(w0jt, b0, states, actions, shared)
     # pruning state
     lip2, w_oa_norm, const, rel_slack = lip[0], lip[1], lip[2], lip[3]
     c_a = lip[4:4 + adim]
@@ -478,13 +537,19 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
     margin = np.empty((bsz, n), dt)
     cand = np.zeros((bsz, n), np.bool_)
     qrow = np.empty((bsz, n), dt)
-    # the best row's forward per transition: two slots, the evaluated row goes to the free one
-    hb1 = np.empty((bsz, 2, n1c), dt)
-    hb2 = np.empty((bsz, 2, n2c), dt)
-    slot = np.zeros(bsz, np.int64)
+    # the rows evaluated in a pass (b-major, k increasing) and their forward
+    rows_h1 = np.empty((bsz * n, n1c), dt)
+    rows_h2 = np.empty((bsz * n, n2c), dt)
+    rows_q = np.empty(bsz * n, dt)
+    rows_b = np.empty(bsz * n, np.int64)
+    rows_k = np.empty(bsz * n, np.int64)
+    zero_h1 = np.empty((bsz, n1c), dt)  # zero-input rows (transitions without proposers)
+    zero_h2 = np.empty((bsz, n2c), dt)
+    m_best = np.empty(bsz, np.int64)
     q_best = np.empty(bsz, dt)
     k_best = np.empty(bsz, np.int64)
-    pre = np.empty(n1c, dt)
+    g1m = np.empty((bsz, n1c), dt)
+    g2m = np.empty((bsz, n2c), dt)
     # actor work buffers
     x_i = np.empty((bsz, sdim), dt)
     g_a = np.empty((bsz, adim), dt)
@@ -496,8 +561,6 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
     h2n = np.empty((bsz, asz[2]), dt)
     zn = np.empty((bsz, adim), dt)
     an = np.empty((bsz, adim), dt)
-    g1 = np.empty(n1c, dt)
-    g2 = np.empty(n2c, dt)
     gstep = np.empty(flat.shape[1], dt)
     zero = np.zeros(1, dt)[0]
     for i in range(n):
@@ -554,32 +617,38 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
                         n_cand += 1
             if n_cand > 0.5 * n_prop:
                 full = True
-        # ---- evaluate the rows, keep the first maximal one per transition
+        # ---- evaluate the rows (all proposer rows, or the candidates), keep the first maximal one
+        m = 0
+        for b in range(bsz):
+            for k in range(n):
+                if actions[b, k, 0] >= 0 and (full or cand[b, k]):
+                    row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], rows_h1[m])
+                    rows_b[m] = b
+                    rows_k[m] = k
+                    m += 1
+        head_rows(rows_h1, m, w1t, b1, w2, b2, relu, rows_h2, rows_q)
+        n_eval[0] += m
+        r = 0
         for b in range(bsz):
             found = False
             best = -np.inf
-            kb = -1
-            for k in range(n):
-                if actions[b, k, 0] < 0:
-                    continue
-                if not full and not cand[b, k]:
-                    continue
-                free = 1 - slot[b] if found else slot[b]
-                row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], pre)
-                q = head(pre, w1, b1, w2, b2, relu, hb1[b, free], hb2[b, free])
+            while r < m and rows_b[r] == b:
+                q = rows_q[r]
                 if full:
+                    k = rows_k[r]
                     qrow[b, k] = q
-                    ref_slack[b, k] = rel_slack * scale_of(hb1[b, free], cvec, const)
+                    ref_slack[b, k] = rel_slack * scale_of(rows_h1[r], cvec, const)
                 if not found or q > best:
                     best = q
-                    kb = k
-                    slot[b] = free
+                    m_best[b] = r
                     found = True
-            if not found:  # no proposer: the zero-input row
-                slot[b] = 0
-                best = head(shared[b], w1, b1, w2, b2, relu, hb1[b, 0], hb2[b, 0])
+                r += 1
+            if found:
+                k_best[b] = rows_k[m_best[b]]
+            else:  # no proposer: the zero-input row
+                k_best[b] = -1
+                best = head(shared[b], w1, b1, w2, b2, relu, zero_h1[b], zero_h2[b])
             q_best[b] = best
-            k_best[b] = kb
         if full and prune:  # the new reference
             ref_valid = True
             for b in range(bsz):
@@ -601,17 +670,14 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
         for b in range(bsz):
             gq = -weights[b] / bsz
             loss += gq * q_best[b]
-            h1b = hb1[b, slot[b]]
-            h2b = hb2[b, slot[b]]
+            h2b = rows_h2[m_best[b]] if k_best[b] >= 0 else zero_h2[b]
             for j in range(n2c):
-                g2[j] = gq * w2[0, j] if (not relu or h2b[j] > 0) else 0
-            g1[:] = 0
-            for j in range(n2c):
-                gv = g2[j]
-                if gv != 0:
-                    wj = w1[j]
-                    for h in range(n1c):
-                        g1[h] += gv * wj[h]
+                g2m[b, j] = gq * w2[0, j] if (not relu or h2b[j] > 0) else 0
+            g1m[b] = 0
+        gemm_acc(g2m, w1, g1m, bsz)  # the chosen rows' d/d pre-activation, before ReLU'
+        for b in range(bsz):
+            h1b = rows_h1[m_best[b]] if k_best[b] >= 0 else zero_h1[b]
+            g1 = g1m[b]
             if relu:
                 for h in range(n1c):
                     if h1b[h] <= 0:
