@@ -67,8 +67,7 @@ class CompiledEngine:
         transposed copies (``tail``: layer 0's columns after the joint states, ``w1t``: layer 1,
         ``w0jt``: layer 0's joint columns) for the outer-product products of the kernels."""
         w0, b0, w1, b1, w2, b2 = (self._np(p) for p in critic.parameters())
-        tail = np.empty((w0.shape[1] - self.js, w0.shape[0]), self.dtype)
-        kernels.transpose_tail(w0, self.js, tail)
+        tail = np.ascontiguousarray(w0[:, self.js:].T)
         return (w0, b0, tail, w1, b1, w2, b2, np.ascontiguousarray(w1.T),
                 np.ascontiguousarray(w0[:, :self.jd].T))
 

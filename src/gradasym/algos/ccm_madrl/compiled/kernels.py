@@ -238,16 +238,6 @@ def clip_row(g, max_norm, clip_eps):
 
 # ================================================================== critic rows
 @jit
-def transpose_tail(w0, js, tail):
-    """``tail = w0[:, js:].T`` (contiguous), the columns after the joint states."""
-    h, cols = w0.shape
-    for c in range(js, cols):
-        t = tail[c - js]
-        for j in range(h):
-            t[j] = w0[j, c]
-
-
-@jit
 def gemm_acc(a, w, out, m):
     """``out[:m] += a[:m] @ w`` (``a (M, K)``, ``w (K, C)``, ``out (M, C)``) in outer-product form,
     four rows at a time (each loaded row of ``w`` serves four rows of ``out``; the long dimension
