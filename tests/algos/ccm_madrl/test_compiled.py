@@ -353,6 +353,9 @@ def test_compiled_run_folder_deterministic_and_resumable(tmp_path, monkeypatch, 
                  "checkpoint.pt"]:
         assert (tmp_path / "a" / name).is_file(), name
     assert read_json(tmp_path / "a" / "config.json")["engine_used"] == "compiled"
+    from gradasym import algos  # a run folder's config.json reads back as its configuration
+    assert algos.config_from_dict(read_json(tmp_path / "a" / "config.json")).to_dict() == small_cfg(
+        **{"run.episodes": 10}).to_dict()
     assert read_json(tmp_path / "a" / "summary.json")["engine"] == "compiled"
     tables = {x: pd.read_parquet(tmp_path / x / "episodes.parquet").drop(columns="seconds") for x in "ab"}
     pd.testing.assert_frame_equal(tables["a"], tables["b"])  # same seed, same numbers

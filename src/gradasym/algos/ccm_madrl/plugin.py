@@ -35,7 +35,8 @@ class CCMMADRLAlgorithm(Algorithm):
 
     def config_from_dict(self, data: dict[str, Any], source: str = "config") -> Config:
         cfg = Config()
-        cfg.merge({k: v for k, v in data.items() if k not in ("algo", "version")}, source=source)
+        # config.json's engine_used records what run.engine resolved to; it is not a config field
+        cfg.merge({k: v for k, v in data.items() if k not in ("algo", "version", "engine_used")}, source=source)
         return cfg
 
     def load_config(self, config_file: str | Path | None = None, presets: list[str] | None = None,

@@ -97,11 +97,11 @@ class CompiledEngine:
 
     def _terms(self, critic_arrays, states, actions, b_idx, k_idx):
         t, dt = b_idx.shape[0], self.dtype
-        q = np.empty(t, dt)
-        h1 = np.empty((t, critic_arrays[0].shape[0]), dt)
-        h2 = np.empty((t, critic_arrays[3].shape[0]), dt)  # (w1 is arrays[3])
+        q = np.empty(t + 3, dt)  # (+3: the kernel evaluates rows in whole blocks of four)
+        h1 = np.empty((t + 3, critic_arrays[0].shape[0]), dt)
+        h2 = np.empty((t + 3, critic_arrays[3].shape[0]), dt)  # (w1 is arrays[3])
         kernels.q_terms(*critic_arrays, self.relu, states, actions, b_idx, k_idx, q, h1, h2)
-        return q, h1, h2
+        return q[:t], h1[:t], h2[:t]
 
     def priorities(self, states, actions, x, rewards_scaled: torch.Tensor, next_states, dones: torch.Tensor) -> np.ndarray:
         """Insertion priorities ``(T,)`` (float64): each transition's summed squared TD error of its

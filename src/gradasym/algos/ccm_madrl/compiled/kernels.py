@@ -293,7 +293,13 @@ def shared_parts(w0jt, b0, states, actions, shared):
 @jit
 def head_rows(h1, m, w1t, b1, w2, b2, relu, h2, q):
     """:func:`head` of ``m`` rows whose first-layer pre-activations are in ``h1[:m]`` (replaced by
-    their activations) -> ``h2[:m]``, ``q[:m]``."""
+    their activations) -> ``h2[:m]``, ``q[:m]``. The buffers hold at least ``m`` rounded up to a
+    multiple of 4 rows: the rows after ``m`` are zeroed, so every row goes through the same
+    four-row code of :func:`gemm_acc` and its value never depends on how many rows are evaluated."""
+    m4 = (m + 3) // 4 * 4
+    for r in range(m, m4):
+        h1[r] = 0
+    m = m4
     for r in range(m):
         row = h1[r]
         if relu:
@@ -361,9 +367,9 @@ def q_max_full(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, q
     dt = w0.dtype
     shared = np.empty((bsz, n1), dt)
     shared_parts(w0jt, b0, states, actions, shared)
-    h1 = np.empty((bsz * n, n1), dt)
-    h2 = np.empty((bsz * n, n2), dt)
-    q = np.empty(bsz * n, dt)
+    h1 = np.empty((bsz * n + 3, n1), dt)  # (+3: head_rows pads to whole blocks of four)
+    h2 = np.empty((bsz * n + 3, n2), dt)
+    q = np.empty(bsz * n + 3, dt)
     rb = np.empty(bsz * n, np.int64)
     m = 0
     for b in range(bsz):
@@ -392,7 +398,8 @@ def q_max_full(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, q
 @jit
 def q_terms(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, b_idx, k_idx, q_out, h1_out, h2_out):
     """Q of the rows ``(b_idx[t], k_idx[t])`` (``k = -1``: zero input) -> ``q_out (T,)`` and the
-    hidden activations ``h1_out (T, H1)``, ``h2_out (T, H2)``."""
+    hidden activations ``h1_out (T, H1)``, ``h2_out (T, H2)`` (each with 3 spare rows, see
+    :func:`head_rows`)."""
     bsz, n, _ = states.shape
     na_joint = n * actions.shape[2]
     n1 = w0.shape[0]
@@ -528,9 +535,9 @@ def actor_passes(states, weights, flat, m_act, v_act, adam_hp, aoff, asz, relu, 
     cand = np.zeros((bsz, n), np.bool_)
     qrow = np.empty((bsz, n), dt)
     # the rows evaluated in a pass (b-major, k increasing) and their forward
-    rows_h1 = np.empty((bsz * n, n1c), dt)
-    rows_h2 = np.empty((bsz * n, n2c), dt)
-    rows_q = np.empty(bsz * n, dt)
+    rows_h1 = np.empty((bsz * n + 3, n1c), dt)  # (+3: head_rows pads to whole blocks of four)
+    rows_h2 = np.empty((bsz * n + 3, n2c), dt)
+    rows_q = np.empty(bsz * n + 3, dt)
     rows_b = np.empty(bsz * n, np.int64)
     rows_k = np.empty(bsz * n, np.int64)
     zero_h1 = np.empty((bsz, n1c), dt)  # zero-input rows (transitions without proposers)
