@@ -287,8 +287,8 @@ class CCMMADRL:
         if self.policy == "deterministic":
             # 1. each actor maps its own state to a_i (no gradient)
             if self._engine is not None:
-                a_np, z_np = self._engine.actor_outputs(states)
-                actions, z = a_np.astype(np.float64), torch.from_numpy(z_np)
+                a_np, z = self._engine.actor_outputs(states)  # (the compiled engine is CPU only)
+                actions = a_np.astype(np.float64)
             else:
                 a, z, _ = self.actors.forward_with_preact(s_in)
                 actions = a.double().cpu().numpy()

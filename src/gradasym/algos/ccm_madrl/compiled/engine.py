@@ -116,11 +116,12 @@ class CompiledEngine:
         np.add.at(err, b_idx, d * d)
         return err.astype(np.float64)
 
-    def actor_outputs(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Acting: every actor on its own state ``states (N, S)`` -> ``(actions (N, A), z (N, A))``."""
+    def actor_outputs(self, states: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """Acting: every actor on its own state ``states (N, S)`` -> ``(actions (N, A)`` numpy,
+        ``z (N, A)`` tensor: the pre-activations ``ActResult.preact`` holds)."""
         s = np.ascontiguousarray(states, dtype=self.dtype)[None]
         _, _, z, act = self._forward_all(self._np(self.agent.actors.flat), s)
-        return act[:, 0], z[:, 0]
+        return act[:, 0], torch.from_numpy(np.ascontiguousarray(z[:, 0]))
 
     def score_rows(self, states: np.ndarray, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Online-critic ``Q(s, a, s_k, a_k)`` of agents ``rows`` for one joint state/action (float64)."""
