@@ -48,6 +48,9 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--eval-interval": ("run.eval_interval", int, "episodes between greedy evaluations (0 = off)"),
     "--threads": ("run.threads", int, "torch threads per run; 1 stays fast next to other busy processes, "
                                       "0 = torch's default (one per core)"),
+    "--engine": ("run.engine", str, "ccm-madrl: 'compiled' (numba kernels on the CPU), 'torch' (the tensor code: "
+                                    "the reference, GPUs, every option) or 'auto' (compiled wherever it supports "
+                                    "the configuration, docs/configuration.md)"),
     "--device": ("run.device", str, "where the networks and updates run: 'cpu', 'cuda' or 'cuda:N' (a GPU torch "
                                     "sees; ccm-madrl: the environment, replay buffer and random draws stay on the "
                                     "CPU; td3/ddpg/sac: SB3's device)"),

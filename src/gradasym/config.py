@@ -130,6 +130,9 @@ class RunConfig:
     threads: int = 1
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard/ (docs/tensorboard.md)
     keep_replay: bool = False  # keep the replay buffer in a finished run's final checkpoint (to extend it later)
+    # ccm-madrl: how the training is computed: "compiled" (numba kernels on the CPU), "torch" (the tensor
+    # code: the reference, the GPU path, every option) or "auto" (compiled wherever it covers the config)
+    engine: Literal["auto", "compiled", "torch"] = "auto"
 
 
 @dataclass
@@ -270,6 +273,10 @@ class Config:
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
         check_device(r.device)
+        if r.engine == "compiled":  # refused before any work, with the reason (docs/configuration.md)
+            from gradasym.algos.ccm_madrl.compiled import resolve_engine  # noqa: PLC0415
+
+            resolve_engine(self)
         return self
 
 

@@ -29,6 +29,7 @@ def make_cfg(seed: int, mode: str = "sequential", device: str = "cpu", **agent_k
     cfg.agent.batch_size = 16
     cfg.agent.critic_hidden = (64, 32)
     cfg.agent.memory_capacity = 256
+    cfg.run.engine = "torch"  # the batched trainer's numbers are the torch engine's (compiled rounding differs)
     for key, v in agent_kw.items():
         setattr(cfg.agent, key, v)
     return cfg
@@ -254,6 +255,7 @@ SMALL = {
     "env.n_agents": 6, "env.k_channel": 2, "env.n_units": 2, "agent.batch_size": 16,
     "agent.memory_capacity": 300, "agent.critic_hidden": [64, 32], "run.log_interval": 3,
     "run.checkpoint_interval": 4, "run.threads": 1,
+    "run.engine": "torch",  # the batched trainer's numbers are the torch engine's (compiled rounding differs)
 }
 
 

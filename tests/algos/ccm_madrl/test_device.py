@@ -151,6 +151,7 @@ SMALL = {
     "env.n_agents": 4, "env.k_channel": 2, "env.n_units": 2, "agent.batch_size": 8,
     "agent.memory_capacity": 200, "agent.critic_hidden": [32, 16], "agent.eps_decay": 2.0,  # greedy master soon
     "run.log_interval": 1, "run.eval_interval": 2, "run.threads": 1,
+    "run.engine": "torch",  # the device plumbing is the torch engine's (the compiled engine is CPU only)
 }
 VARIANTS = {  # every code path of the single-run trainer
     "sequential": ([], {}),

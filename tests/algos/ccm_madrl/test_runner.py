@@ -42,7 +42,8 @@ def test_trainer_hands_each_component_its_own_section(monkeypatch) -> None:
     trainer = runner.Trainer(cfg)
     args, kw = seen["CCMMADRL"]
     assert type(args[0]) is AgentConfig and args[0] is cfg.agent
-    assert args[1] == AgentDims(12, 4, 400.0) and args[2] == 5 and kw == {"tracking": "original", "device": "cpu"}
+    assert args[1] == AgentDims(12, 4, 400.0) and args[2] == 5 and kw == {"tracking": "original", "device": "cpu",
+                                                                                  "engine": "torch"}
     assert type(seen["MECEnv"][0][0]) is EnvConfig
     mon_args, mon_kw = seen["ActorCriticMonitor"]
     assert not mon_args and mon_kw["n_agents"] == 12 and mon_kw["freeze_tolerance"] == 1e-9

@@ -175,7 +175,7 @@ class CCMMADRL:
 
     def __init__(self, cfg: AgentConfig | Config, dims: AgentDims | None = None, seed: int | None = None, *,
                  tracking: str = "clean", dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, engine: str = "torch") -> None:
         if isinstance(cfg, Config):  # shorthand (tests, notebooks): the sections a trainer hands out
             if dims is not None:
                 raise TypeError("CCMMADRL(config, seed=...): with a whole Config the seed is a keyword "
@@ -246,6 +246,21 @@ class CCMMADRL:
         self.reward_rms = RunningMeanStd(()) if a.reward_norm else None
         # squashed Gaussian: the reparameterisation noise of the actor loss (its own stream)
         self.policy_gen = torch_generator(self.seed, "policy") if a.policy == "squashed-gaussian" else None
+        # the engine that computes training, acting and insertion (run.engine, resolved): "torch" (these
+        # methods) or "compiled" (numba kernels working in place on the same tensors, gradasym.algos.ccm_madrl.compiled)
+        if engine not in ("torch", "compiled"):
+            raise ValueError(f"engine must be 'torch' or 'compiled', got {engine!r}")
+        self.engine = engine
+        self._engine = None
+        if engine == "compiled":
+            from gradasym.algos.ccm_madrl.compiled import agent_unsupported  # noqa: PLC0415
+
+            reason = agent_unsupported(a, tracking, self.device)
+            if reason is not None:
+                raise ValueError(f"the compiled engine does not support {reason}")
+            from gradasym.algos.ccm_madrl.compiled.engine import CompiledEngine  # noqa: PLC0415
+
+            self._engine = CompiledEngine(self)
 
     def as_tensor(self, values) -> Tensor:
         """Numbers from the environment side (numpy, lists) as a tensor of the agent's dtype on
@@ -271,8 +286,12 @@ class CCMMADRL:
         s_in = self._actor_inputs(self.as_tensor(states))
         if self.policy == "deterministic":
             # 1. each actor maps its own state to a_i (no gradient)
-            a, z, _ = self.actors.forward_with_preact(s_in)
-            actions = a.double().cpu().numpy()
+            if self._engine is not None:
+                a_np, z = self._engine.actor_outputs(states)  # (the compiled engine is CPU only)
+                actions = a_np.astype(np.float64)
+            else:
+                a, z, _ = self.actors.forward_with_preact(s_in)
+                actions = a.double().cpu().numpy()
             # 2. training only: Gaussian noise N(0, 1) * eps on every component, clipped to [-1, 1]
             if explore:
                 actions = np.clip(actions + self.rng.standard_normal(actions.shape) * eps, -1.0, 1.0)
@@ -396,6 +415,8 @@ class CCMMADRL:
     @torch.no_grad()
     def score_rows(self, states: np.ndarray, actions: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Online-critic Q(s, a, s_k, a_k) of agents ``rows`` for one joint state/action."""
+        if self._engine is not None:
+            return self._engine.score_rows(states, actions, rows)
         s = self.as_tensor(states).unsqueeze(0)
         a = self.as_tensor(actions).unsqueeze(0)
         k = torch.as_tensor(rows, dtype=torch.long, device=self.device)
@@ -434,6 +455,10 @@ class CCMMADRL:
                 self.reward_rms.update(torch.tensor(float(reward), dtype=torch.float64, device="cpu"))
                 scales.append(self.reward_scale())
             r_scaled = r / self.as_tensor(scales)
+        if self._engine is not None:
+            err_np = self._engine.priorities(states, actions, x, r_scaled, next_states, d)
+            self.replay.push_many(states, actions, x, rewards, next_states, dones, err_np)
+            return
         y = self._td_targets(r_scaled, ns, d)
         b_idx, k_idx = self._critic_terms(xx)
         q = self.critic.q_pairs(s, a, b_idx, k_idx)
@@ -460,6 +485,8 @@ class CCMMADRL:
     def update_on_batch(self, batch: ReplayBatch) -> UpdateResult:
         """The update on a given batch (no sampling, no priority write-back); the batch moves to
         :attr:`device` (the replay storage is on the CPU)."""
+        if self._engine is not None:
+            return self._engine.update_on_batch(batch)
         batch = batch.to(self.device)
         # --- Critic update: y from target actors + target critic, loss over the selected rows
         critic_loss, td_errors, critic_grads, critic_hidden = self._update_critic(batch)

@@ -35,7 +35,8 @@ class CCMMADRLAlgorithm(Algorithm):
 
     def config_from_dict(self, data: dict[str, Any], source: str = "config") -> Config:
         cfg = Config()
-        cfg.merge({k: v for k, v in data.items() if k not in ("algo", "version")}, source=source)
+        # config.json's engine_used records what run.engine resolved to; it is not a config field
+        cfg.merge({k: v for k, v in data.items() if k not in ("algo", "version", "engine_used")}, source=source)
         return cfg
 
     def load_config(self, config_file: str | Path | None = None, presets: list[str] | None = None,
@@ -118,8 +119,11 @@ class CCMMADRLAlgorithm(Algorithm):
         check_memory(cfg, concurrent=concurrent)
 
     def describe(self, cfg: Config) -> str:  # type: ignore[override]
+        from .compiled import resolve_engine  # noqa: PLC0415  (cheap: no numba, no torch)
+
         return (f"actor_lr={cfg.agent.actor_lr} critic_lr={cfg.agent.critic_lr} seed={cfg.run.seed} "
-                f"actor_update={cfg.agent.actor_update} presets={cfg.presets or ['baseline']}")
+                f"actor_update={cfg.agent.actor_update} presets={cfg.presets or ['baseline']} "
+                f"engine={resolve_engine(cfg)}")
 
     def run_entry(self, cfg: Config) -> dict[str, Any]:  # type: ignore[override]
         return {"n_agents": cfg.env.n_agents, "episodes": cfg.run.episodes}

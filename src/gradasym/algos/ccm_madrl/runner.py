@@ -24,6 +24,7 @@ import torch
 
 from gradasym import __version__
 from .agent import AgentDims, CCMMADRL, epsilon
+from .compiled import resolve_engine
 from gradasym.config import Config, ConfigError, check_memory
 from gradasym.errors import failure_text
 from gradasym.env.mec import MECEnv
@@ -40,8 +41,9 @@ from gradasym.tensorboard import require as require_tensorboard
 ProgressFn = Callable[[dict[str, Any]], None]
 
 # Fields that may differ between a run and its resumption.
+# The engines compute the same algorithm on the same state (a checkpoint continues on either).
 _RESUMABLE_FIELDS = {("run", "episodes"), ("run", "threads"), ("run", "device"), ("run", "tensorboard"),
-                     ("run", "keep_replay")}
+                     ("run", "keep_replay"), ("run", "engine")}
 
 
 class Trainer:
@@ -52,15 +54,18 @@ class Trainer:
     environments ``cfg.env`` and their generators, the agent ``cfg.agent`` with the
     environment's :class:`~gradasym.algos.ccm_madrl.agent.AgentDims`, the seed, ``run.tracking`` and ``run.device``, the
     monitor the number of actors, the ``run`` thresholds and the agent's squash.
+    ``engine`` is the resolved engine (``"compiled"`` or ``"torch"``; default: ``run.engine``
+    resolved by :func:`gradasym.algos.ccm_madrl.compiled.resolve_engine`).
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, engine: str | None = None) -> None:
         self.cfg = cfg
         seed = cfg.run.seed
+        self.engine = resolve_engine(cfg) if engine is None else engine
         self.env = MECEnv(cfg.env, numpy_generator(seed, "env"))
         self.eval_env = MECEnv(cfg.env, numpy_generator(seed, "eval_env")) if cfg.run.eval_interval else None
         self.agent = CCMMADRL(cfg.agent, AgentDims.of(self.env), seed, tracking=cfg.run.tracking,
-                              device=cfg.run.device)
+                              device=cfg.run.device, engine=self.engine)
         self.monitor = ActorCriticMonitor(
             n_agents=self.agent.n_agents,
             saturation_threshold=cfg.run.saturation_threshold,
@@ -226,7 +231,7 @@ class Trainer:
             "status": status, "error": error,
             "actor_lr": cfg.agent.actor_lr, "critic_lr": cfg.agent.critic_lr,
             "seed": cfg.run.seed, "presets": list(cfg.presets), "actor_update": cfg.agent.actor_update,
-            "tracking": cfg.run.tracking, TRAINER_KEY: self.trained_by,
+            "tracking": cfg.run.tracking, TRAINER_KEY: self.trained_by, "engine": self.engine,
             "episodes_requested": cfg.run.episodes, "episodes_run": self.episodes_done,
             "stopping_episode": self.stopping_episode,
             "per_agent_stop_episode": list(mon.actor_stop_episode),
@@ -276,8 +281,10 @@ class Trainer:
         self._preact_pool = [t.to(self.agent.device) for t in d["preact_pool"]]
 
 
-def _config_record(cfg: Config) -> dict[str, Any]:
-    return {"algo": "ccm-madrl", **cfg.to_dict(), "version": __version__}
+def _config_record(cfg: Config, engine: str) -> dict[str, Any]:
+    """``config.json``: the configuration, plus ``engine_used`` (what ``run.engine`` resolved to for
+    the latest start or resumption; not a configuration field, so never compared on resume)."""
+    return {"algo": "ccm-madrl", **cfg.to_dict(), "engine_used": engine, "version": __version__}
 
 
 def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: str | None = None,
@@ -325,7 +332,8 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
         if loaded is not None:
             state, path = loaded
             folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
-    trainer = Trainer(cfg)
+    # the batched trainer computes with its own stacked torch code
+    trainer = Trainer(cfg) if trainer_name == SINGLE else Trainer(cfg, engine="torch")
     trainer.trained_by = trainer_name
     if state is not None:
         trainer.load_state_dict(state)
@@ -345,7 +353,7 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
             raise ConfigError(f"{folder.path} holds a finished run whose final checkpoint has no replay buffer "
                               "(run.keep_replay = false), so it cannot be extended identically; "
                               "train it again with run.keep_replay = true into another folder")
-    folder.write_config(_config_record(cfg))
+    folder.write_config(_config_record(cfg, trainer.engine))
     return trainer
 
 

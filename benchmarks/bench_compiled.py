@@ -1,0 +1,254 @@
+"""The compiled engine against the torch engine: faithful seconds per episode (issue 19, item 4).
+
+Two :class:`~gradasym.algos.ccm_madrl.runner.Trainer` objects of the same configuration (the
+paper's sizes, N = 50, B = 64, faithful sequential update, tracking on), one with
+``run.engine = "torch"`` and one with ``"compiled"``, run their episodes *interleaved* in one
+process (torch episode k, compiled episode k, torch episode k+1, ...), so both see the same
+machine load; the result is reported as a ratio. Each episode is the real loop
+(``Trainer.run_episode``: 10 acting steps, the batched insertion, one update, the monitor).
+
+Per-component time is measured by wrapping methods of the live objects with
+``time.perf_counter`` timers (no library code is edited): acting (``agent.act``, master
+selection included), environment step, insertion (``agent.remember_many``, priorities
+included), sampling (``replay.sample`` + priority write-back), critic (critic update and
+its target), actor passes (the N sequential passes and the actor targets), tracking
+(``Trainer._observe``), rest.
+
+The arithmetic floor: the multiply-adds the compiled update must do (dense products the
+algorithm requires: the target and online critic rows, the rows evaluated in the actor
+passes as counted by the kernel, the chosen rows' backward, the critic's backward) divided by
+this core's float32 matrix-multiply rate (one thread, numpy's BLAS on 512 x 512 products).
+
+``--startup`` also measures the start-up: a fresh process importing gradasym and running one
+tiny compiled update, first with an empty numba cache (the compile) and then again (cached).
+
+Example::
+
+    python benchmarks/bench_compiled.py --episodes 8 --actor-lr 1e-4 0.1 --startup --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread everywhere (numpy's BLAS for the floor)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gradasym.algos.ccm_madrl.runner import Trainer  # noqa: E402
+from gradasym.config import load_config  # noqa: E402
+from gradasym.io import write_json  # noqa: E402
+
+COMPONENTS = ["acting", "env", "insertion", "sampling", "critic", "actor passes", "tracking", "rest"]
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class Timers:
+    """Accumulating ``perf_counter`` timers around methods of live objects."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = defaultdict(float)
+        self.depth = 0
+
+    def wrap(self, obj: Any, name: str, component: str) -> None:
+        fn = getattr(obj, name)
+
+        @functools.wraps(fn)
+        def timed(*args, **kw):
+            if self.depth:  # nested in a timed call: counted there
+                return fn(*args, **kw)
+            self.depth += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.total[component] += time.perf_counter() - t0
+                self.depth -= 1
+
+        setattr(obj, name, timed)
+
+
+def instrument(trainer: Trainer) -> Timers:
+    t = Timers()
+    agent = trainer.agent
+    t.wrap(agent, "act", "acting")
+    t.wrap(trainer.env, "step", "env")
+    t.wrap(agent, "remember_many", "insertion")
+    t.wrap(agent.replay, "sample", "sampling")
+    t.wrap(agent.replay, "update_priorities", "sampling")
+    t.wrap(trainer, "_observe", "tracking")
+    if agent._engine is not None:
+        eng = agent._engine
+        t.wrap(eng, "_critic_step", "critic")
+        t.wrap(eng, "_actor_step", "actor passes")
+    else:
+        t.wrap(agent, "_update_critic", "critic")
+        t.wrap(agent, "_update_actors_sequential", "actor passes")
+    return t
+
+
+def matmul_rate() -> float:
+    """Multiply-adds per second of one core (float32, numpy's BLAS, 512 x 512 products)."""
+    a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    b = a.copy()
+    a @ b
+    best = float("inf")
+    for _ in range(20):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 512**3 / best
+
+
+def floor_macs(agent: Any, rows_evaluated: int) -> float:
+    """Multiply-adds of one compiled update that the algorithm requires (see the module docstring)."""
+    cfg = agent.cfg
+    n, bsz = agent.n_agents, agent.batch_size
+    h1, h2 = cfg.critic_hidden
+    a1, a2 = cfg.actor_hidden
+    jd = n * 10
+    row = 10 * h1 + h1 * h2 + h2  # own part + head of one critic row
+    actors = n * bsz * (7 * a1 + a1 * a2 + a2 * 3)
+    proposers = 0.5 * n * bsz  # the target critic's proposer rows (about half propose)
+    terms = bsz * agent.constraint * 0.5
+    critic = (actors + 2 * bsz * h1 * jd + proposers * row  # targets: target actors, both shared parts
+              + terms * row + terms * (2 * h1 * h2) + bsz * h1 * jd)  # terms forward, backward, dW0
+    passes = rows_evaluated * row + n * bsz * (h1 * h2 + 3 * h1 + 3 * a1 * a2 * 2)  # rows, chosen-row backward
+    return critic + passes + actors
+
+
+def bench(actor_lr: float, episodes: int, warmup: int) -> dict[str, Any]:
+    trainers, timers, per_episode = {}, {}, {}
+    for engine in ("torch", "compiled"):
+        cfg = load_config(overrides={"agent.actor_lr": actor_lr, "run.engine": engine, "run.seed": 1})
+        trainers[engine] = Trainer(cfg)
+        per_episode[engine] = []
+    rows = []
+    load_before = load()
+    for k in range(warmup + episodes):
+        for engine, trainer in trainers.items():
+            if k == warmup:
+                timers[engine] = instrument(trainer)
+            t0 = time.perf_counter()
+            trainer.run_episode()
+            dt = time.perf_counter() - t0
+            if k >= warmup:
+                per_episode[engine].append(dt)
+                if engine == "compiled" and trainer.agent._engine is not None and hasattr(trainer.agent._engine,
+                                                                                            "rows_evaluated"):
+                    rows.append(trainer.agent._engine.rows_evaluated)
+    out: dict[str, Any] = {"actor_lr": actor_lr, "episodes": episodes, "load_before": load_before,
+                           "load_after": load()}
+    for engine in trainers:
+        times = per_episode[engine]
+        comp = {c: timers[engine].total.get(c, 0.0) / episodes for c in COMPONENTS[:-1]}
+        comp["rest"] = max(0.0, statistics.mean(times) - sum(comp.values()))
+        out[engine] = {"mean_s": statistics.mean(times), "median_s": statistics.median(times),
+                       "components_s": comp}
+    out["ratio_median"] = out["torch"]["median_s"] / out["compiled"]["median_s"]
+    out["ratio_mean"] = out["torch"]["mean_s"] / out["compiled"]["mean_s"]
+    rate = matmul_rate()
+    macs = floor_macs(trainers["compiled"].agent, int(statistics.mean(rows)) if rows else 0)
+    out["floor"] = {"rows_evaluated_per_update": statistics.mean(rows) if rows else None, "macs": macs,
+                    "matmul_rate_macs_per_s": rate, "floor_update_s": macs / rate}
+    return out
+
+
+STARTUP = """
+import time; t0 = time.perf_counter(); c0 = time.process_time()
+import numpy as np, torch
+from gradasym.algos.ccm_madrl.agent import CCMMADRL
+from gradasym.config import Config
+import sys; sys.path.insert(0, {tests!r})
+from reference import make_batch
+cfg = Config(); cfg.env.n_agents = 4; cfg.env.k_channel = 2; cfg.agent.batch_size = 8
+agent = CCMMADRL(cfg, seed=0, engine="compiled")
+agent.update_on_batch(make_batch(np.random.default_rng(0), 4, 8, dtype=torch.float32))
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+
+def startup() -> dict[str, float]:
+    """Seconds of a fresh process (imports + one tiny float32 update): empty cache, then cached;
+    wall time and the process's CPU time (the honest number on a shared machine)."""
+    code = STARTUP.format(tests=str(Path(__file__).resolve().parents[1] / "tests"))
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        out = {}
+        for name in ("cold_s", "cached_s", "cached_again_s"):
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            wall, cpu = map(float, res.stdout.strip().splitlines()[-1].split())
+            out[name] = wall
+            out[name.replace("_s", "_cpu_s")] = cpu
+            out[name.replace("_s", "_process_wall_s")] = time.perf_counter() - t0
+        base = subprocess.run([sys.executable, "-c", "import time; t0 = time.perf_counter(); c0 = time.process_time(); "
+                               "import torch, numpy, gradasym.algos.ccm_madrl.agent; "
+                               "print(time.perf_counter() - t0, time.process_time() - c0)"],
+                              env=env, capture_output=True, text=True, check=True)
+        out["imports_only_s"], out["imports_only_cpu_s"] = map(float, base.stdout.strip().splitlines()[-1].split())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=8, help="measured episodes per engine (default 8)")
+    parser.add_argument("--warmup", type=int, default=3, help="episodes before measuring (default 3)")
+    parser.add_argument("--actor-lr", type=float, nargs="+", default=[1e-4, 0.1])
+    parser.add_argument("--startup", action="store_true", help="also measure the start-up (compile, cached)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    result: dict[str, Any] = {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__}
+    import numba  # noqa: PLC0415
+
+    result["numba"] = numba.__version__
+    for lr in args.actor_lr:
+        r = bench(lr, args.episodes, args.warmup)
+        result[f"lr{lr:g}"] = r
+        print(f"actor_lr {lr:g}: torch {r['torch']['median_s'] * 1e3:.1f} ms/episode, compiled "
+              f"{r['compiled']['median_s'] * 1e3:.1f} ms/episode (median), ratio {r['ratio_median']:.2f}x "
+              f"(means {r['ratio_mean']:.2f}x); load {r['load_before']} -> {r['load_after']}")
+        for c in COMPONENTS:
+            print(f"  {c:13s} torch {r['torch']['components_s'][c] * 1e3:8.1f} ms  compiled "
+                  f"{r['compiled']['components_s'][c] * 1e3:8.1f} ms")
+        f = r["floor"]
+        print(f"  floor: {f['macs'] / 1e6:.0f} M multiply-adds per update at {f['matmul_rate_macs_per_s'] / 1e9:.1f} "
+              f"G/s = {f['floor_update_s'] * 1e3:.1f} ms; rows evaluated in the passes {f['rows_evaluated_per_update']}")
+    if args.startup:
+        result["startup"] = startup()
+        print("start-up:", result["startup"])
+    print(f"cpu: {result['cpu']}")
+    if args.json:
+        write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
