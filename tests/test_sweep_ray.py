@@ -107,40 +107,6 @@ def test_ray_backend_records_failures(tmp_path: Path, local_ray: Any) -> None:
     assert len(result.finished) == 3
 
 
-def ray_fake_batch_runner(cfgs: list[Config], out_dirs: list[Any], resume: bool = True,
-                          progress: Callable[[int, dict], None] | None = None,
-                          log: Callable[[str], None] | None = None) -> list[dict]:
-    """A batch runner (``train_batch``'s contract) made of :func:`ray_fake_runner` calls."""
-    if log is not None:
-        log(f"fake batch of {len(cfgs)}")
-    return [ray_fake_runner(c, o, resume, None if progress is None else partial(progress, r))
-            for r, (c, o) in enumerate(zip(cfgs, out_dirs))]
-
-
-def test_ray_backend_trains_batches_as_tasks(tmp_path: Path, local_ray: Any) -> None:
-    """--batch-runs on Ray: each batch is one task (its runs share a worker pid), every run is
-    reported on its own, and the table equals the run-by-run one."""
-    lines: list[str] = []
-    table = run_sweep(_spec(), tmp_path / "b", backend="ray", runner=ray_fake_runner,
-                      batch_runner=ray_fake_batch_runner, batch_runs=2, live=False, log=lines.append)
-    assert (table["status"] == "finished").all() and len(table) == 4
-    pids = [json.loads((tmp_path / "b" / "runs" / rid / "summary.json").read_text())["pid"] for rid in table["run_id"]]
-    assert pids[0] == pids[2] and pids[1] == pids[3]  # two batches of two (runs dealt out in turn), one task each
-    assert sum("start" in line for line in lines) == 4
-    assert sum("fake batch of 2" in line for line in lines) == 2  # the batch runner's log lines reach the driver
-    plain = run_sweep(_spec(), tmp_path / "p", backend="ray", runner=ray_fake_runner, live=False, log=lambda s: None)
-    drop = ["run_dir", "seconds_total"]
-    pd.testing.assert_frame_equal(table.drop(columns=drop, errors="ignore"), plain.drop(columns=drop, errors="ignore"))
-
-
-def test_ray_reports_a_run_of_a_batch_finished_when_it_ends(tmp_path: Path, local_ray: Any) -> None:
-    """The real batched trainer on Ray: a batch's first run to end is reported finished (log line,
-    summary.parquet) while the other still runs (its end event travels through the Ray queue)."""
-    from test_sweep_batched import check_reported_when_it_ends
-
-    check_reported_when_it_ends(tmp_path, backend="ray")
-
-
 def test_ray_backend_runs_real_sb3_td3_runs(tmp_path: Path, local_ray: Any) -> None:
     """An SB3 sweep on Ray with the real runner (not a fake): every run folder is written by a Ray
     worker, the table equals the run folders' summaries, and a rerun skips the finished runs."""

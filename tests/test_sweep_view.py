@@ -143,20 +143,6 @@ def test_stop_is_an_integer_in_the_log_lines_too() -> None:
     assert "actors stopped at: 19000 gradient steps" in lines[-1]
 
 
-def test_seconds_of_batched_runs_are_defined_where_shown() -> None:
-    view = LiveView([RunProgress("alr0.1_clr0.1_s0", 10, 5, batched=True)], console=_console(150))
-    view.done("alr0.1_clr0.1_s0", "finished", {"episodes_run": 10, "seconds_per_episode": 0.05}, None)
-    text = _text(view)
-    assert "0.05*" in text and "s/episode of batched runs (*)" in re.sub(r"\s+", " ", text)
-    assert "share of the batch's training updates" in re.sub(r"\s+", " ", text)
-    lines: list[str] = []
-    log = LogView([RunProgress("alr0.1_clr0.1_s0", 10, 5, batched=True)], log=lines.append)
-    log.done("alr0.1_clr0.1_s0", "finished", {"episodes_run": 10, "seconds_per_episode": 0.05}, None)
-    assert "0.05 s per episode (its share of the batch's time)" in lines[-1]
-    plain = LiveView([RunProgress("alr0.1_clr0.1_s0", 10, 5)], console=_console(150))
-    assert "batched" not in _text(plain)
-
-
 def _fake_sb3_runner(cfg: Any, out_dir: str | Path, resume: bool = True, progress: Any = None,
                      show_progress: bool = False) -> dict:
     """A finished TD3 run folder in no time (the sweep's bookkeeping, not SB3, is under test)."""

@@ -101,12 +101,12 @@ RUN_FOLDER_FILES = (CONFIG_FILE, SUMMARY_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPO
 #: What a sweep folder holds at its top (``gradasym.sweep.store``): a run is never written there.
 SWEEP_FOLDER_NAMES = ("sweep.json", "runs")
 #: Key of a run's checkpoint and ``summary.json`` naming the trainer that produced its episodes:
-#: :data:`SINGLE` (``run_experiment``), :data:`BATCHED` (``train_batch``), or :data:`MIXED` (continued
-#: by the other one). The two trainers round differently, so a resumed run keeps the one it started with.
+#: :data:`SINGLE` (``run_experiment``, the only trainer now); in folders written before the batched
+#: trainer was retired (docs/sweeps.md) also :data:`BATCHED` (its ``train_batch``) or :data:`MIXED`
+#: (started by one trainer, continued by the other: its numbers are neither's). Such folders still
+#: load, report and resume: the single-run trainer continues them, recorded as :data:`MIXED`.
 TRAINER_KEY = "trainer"
 SINGLE, BATCHED, MIXED = "single", "batched", "mixed"
-#: Not a file value: a started run whose folder does not say which trainer produced it.
-UNKNOWN_TRAINER = "unknown"
 
 
 class RunFolderError(ConfigError):

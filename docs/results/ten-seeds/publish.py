@@ -3,7 +3,8 @@
     python docs/results/ten-seeds/publish.py [RESULTS] [DEST]   # defaults: results/ten-seeds, this folder
 
 RESULTS is the folder of
-``gradasym reproduce --full --seeds 0 1 2 3 4 5 6 7 8 9 --out results/ten-seeds --batch-runs off``
+``gradasym reproduce --full --seeds 0 1 2 3 4 5 6 7 8 9 --out results/ten-seeds`` (the published
+runs were made with ``--batch-runs off``, an option retired since: run by run is the only way now)
 after ``gradasym report results/ten-seeds`` (the report in ``RESULTS/report/``). Copied, as for
 docs/results/reproduce/: ``summary.csv`` and ``stopping_heatmap.png`` (written by ``reproduce``),
 ``report.html`` and ``report.md``; in addition ``tables/`` (every table as ``.md`` and ``.csv``) and the

@@ -19,12 +19,6 @@ import an algorithm's own code. The contract (``docs/algorithms.md``):
   refuses ``resume``; a sweep moves the folder to ``stale/`` and reruns it);
   :meth:`Algorithm.rerun_note` says which of the two a rerun does (terminal messages);
 * ``report_extras`` names optional report parts (``"paper"``: the paper's tables);
-* ``batch_runner`` (None: none) trains several configs into their run folders as one
-  computation, ``batch_runner(cfgs, out_dirs, resume=, progress=(index, info), log=) ->
-  [summary]``; :meth:`batch_unsupported` says why a config cannot be batched and
-  :meth:`batch_key` which configs can share a batch (``gradasym sweep --batch-runs``);
-  :meth:`started_trainer` which of the two trainers a started run folder was trained by
-  (a resumed run keeps it);
 * ``summary_keys`` maps generic roles (``done``, ``total``, ``stop``, ``return_first``,
   ``return_last``, ``seconds_per_unit``, optionally ``grad_death``) to the run's own
   ``summary.json`` keys.
@@ -40,12 +34,10 @@ from typing import Any, Callable, ClassVar, Protocol
 
 from ..config import ConfigError, merge_over_presets, preset_names, read_config_file
 
-__all__ = ["AlgoConfig", "Algorithm", "BatchRunner", "ConfigError", "Runner", "read_config_file"]
+__all__ = ["AlgoConfig", "Algorithm", "ConfigError", "Runner", "read_config_file"]
 
 #: ``runner(cfg, out_dir, resume=, progress=, show_progress=) -> summary`` (``run_experiment``'s signature).
 Runner = Callable[..., dict]
-#: ``batch_runner(cfgs, out_dirs, resume=, progress=(index, info), log=) -> [summary]`` (``train_batch``'s).
-BatchRunner = Callable[..., list]
 
 
 class AlgoConfig(Protocol):
@@ -128,25 +120,6 @@ class Algorithm(ABC):
     @abstractmethod
     def runner(self) -> Runner:
         """The module-level function that trains one config into a run folder."""
-
-    @property
-    def batch_runner(self) -> BatchRunner | None:
-        """The module-level function that trains several configs as one computation (None: none)."""
-        return None
-
-    def batch_unsupported(self, cfg: AlgoConfig) -> str | None:
-        """Why ``cfg`` cannot be trained in a batch (None: it can)."""
-        return f"{self.name} has no batched trainer"
-
-    def batch_key(self, cfg: AlgoConfig) -> Any:
-        """Configs with equal keys can share a batch (only asked when :meth:`batch_unsupported` is None)."""
-        return None
-
-    def started_trainer(self, run_dir: str | Path) -> str | None:
-        """Which trainer a started run folder was trained by (``runfolder.SINGLE``, ``BATCHED``,
-        ``MIXED``, or ``UNKNOWN_TRAINER`` when the folder does not say); None for a folder with no
-        run started, or an algorithm with one trainer. A sweep resumes a run with its trainer."""
-        return None
 
     @abstractmethod
     def progress_total(self, cfg: AlgoConfig) -> int:

@@ -324,7 +324,9 @@ class MECEnv:
 
 
 class MECEnvVec:
-    """R environments of one configuration stepped as one computation (the batched trainer).
+    """R environments of one configuration stepped as one computation (a vector environment;
+    written for the batched trainer, retired in docs/sweeps.md, and kept as part of the task:
+    nothing in gradasym's training uses it now).
 
     Built from R :class:`MECEnv` (``envs``, e.g. the runs' own training environments): their
     state is gathered into ``(R, N)`` arrays, :meth:`step` applies :func:`step_costs` to all of

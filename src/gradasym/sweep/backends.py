@@ -10,19 +10,10 @@ The result of :func:`execute_run` is a plain dict (picklable, JSON-friendly)::
 
     {"run_id": str, "status": "finished" | "failed" | "interrupted",
      "summary": dict | None, "error": str | None, "traceback": str | None}
-
-A task is one run (:class:`Job`) or several runs trained as one computation by the
-algorithm's batch runner (:class:`BatchJob`, ``--batch-runs``); :func:`execute_task`
-runs either and returns one result per run, and every run of a batch is reported on
-its own (started, per-episode progress, done), so the view is the same as run by run:
-a batch runner that takes a ``done`` callback (``train_batch``) reports each run's result
-through the same event stream as its progress (kind ``"done"``) the moment the run ends,
-and the task's results repeat them at its end (the driver keeps the first ``done`` of a run).
 """
 
 from __future__ import annotations
 
-import inspect
 import multiprocessing as mp
 import os
 import re
@@ -45,13 +36,10 @@ from gradasym.errors import describe
 from gradasym.provenance import placed_on
 from gradasym.runfolder import RUN_LOCK_FILE, FolderLock, is_disk_full
 
-from .store import FAILED, FINISHED, INTERRUPTED, read_run_summary
+from .store import FAILED, FINISHED, INTERRUPTED
 
 #: ``run_experiment``-compatible callable: ``runner(cfg, out_dir, resume=, progress=, show_progress=) -> summary``.
 Runner = Callable[..., dict]
-#: ``train_batch``-compatible callable: ``batch_runner(cfgs, out_dirs, resume=, progress=(index, info), log=)
-#: -> [summary]`` (one summary per config, in order); optionally ``done=(index, summary)``, called when a run ends.
-BatchRunner = Callable[..., list]
 
 #: How often (seconds) a remote run sends per-episode progress to the driver at most.
 PROGRESS_INTERVAL = 0.2
@@ -73,26 +61,6 @@ class Job:
     run_id: str
     config: AlgoConfig
     run_dir: str
-
-
-@dataclass
-class BatchJob:
-    """Several runs of one batch key trained as one computation (one worker task)."""
-
-    jobs: list[Job]
-
-    @property
-    def run_id(self) -> str:
-        """The task's name: its first run's id and the number of runs."""
-        return f"{self.jobs[0].run_id}+{len(self.jobs) - 1}" if len(self.jobs) > 1 else self.jobs[0].run_id
-
-
-Task = Job | BatchJob
-
-
-def run_ids(task: Task) -> list[str]:
-    """The ids of the runs a task trains."""
-    return [j.run_id for j in task.jobs] if isinstance(task, BatchJob) else [task.run_id]
 
 
 #: Result status of a run that a worker dequeued after the sweep was stopped (not reported).
@@ -185,89 +153,8 @@ def execute_run(
     return summary_result(run_id, summary)
 
 
-def execute_batch(
-    batch_runner: BatchRunner,
-    batch: BatchJob,
-    report: Callable[[str, str, dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> list[dict[str, Any]]:
-    """Train a batch with ``resume=True``; one :func:`execute_run`-style result per run.
-
-    Never raises. Progress and log lines go to ``report`` under each run's own id (``log``
-    lines as kind ``"message"``). A run's own failure is its ``failed`` summary (the others
-    go on inside the batch runner); ``KeyboardInterrupt`` (or ``should_stop()``) leaves the
-    runs not yet finished ``interrupted`` (their checkpoints stay) and an error of the batch
-    itself fails the runs not yet finished, each result read back from its folder.
-    """
-    jobs = batch.jobs
-
-    checked = _checked_progress(report, should_stop, batch.run_id)
-
-    def progress(r: int, info: dict[str, Any]) -> None:
-        checked(jobs[r].run_id, info)
-
-    def log(text: str) -> None:
-        if report is not None:
-            try:
-                report("message", jobs[0].run_id, {"text": text})
-            except Exception:  # noqa: BLE001
-                pass
-
-    def on_disk(job: Job, status: str, **extra: Any) -> dict[str, Any]:
-        """A run's result after the batch stopped: what its folder says if it ended, else ``status``."""
-        summary = read_run_summary(Path(job.run_dir))
-        if summary is not None and summary.get("status") in (FINISHED, FAILED):
-            return run_result(job.run_id, summary["status"], summary, summary.get("error"))
-        return run_result(job.run_id, status, **extra)
-
-    def done(r: int, summary: dict[str, Any] | None) -> None:
-        if report is not None:
-            try:
-                report("done", jobs[r].run_id, summary_result(jobs[r].run_id, summary))
-            except Exception:  # noqa: BLE001 - the task's results report it at the end anyway
-                pass
-
-    extra_kw = {"done": done} if _takes(batch_runner, "done") else {}
-    try:
-        summaries = batch_runner([j.config for j in jobs], [j.run_dir for j in jobs], resume=True,
-                                 progress=progress, log=log, **extra_kw)
-    except KeyboardInterrupt:
-        return [on_disk(j, INTERRUPTED) for j in jobs]
-    except BaseException as exc:  # noqa: BLE001 - a failed batch must not stop the sweep
-        extra = {"error": describe(exc), "trace": traceback.format_exc()}
-        if is_disk_full(exc):
-            extra["disk_full"] = True
-        return [on_disk(j, FAILED, **extra) for j in jobs]
-    return [summary_result(job.run_id, summary) for job, summary in zip(jobs, summaries)]
-
-
-def _takes(fn: Callable[..., Any], name: str) -> bool:
-    """Whether ``fn`` accepts the keyword argument ``name``."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
-def execute_task(
-    runner: Runner,
-    batch_runner: BatchRunner | None,
-    task: Task,
-    report: Callable[[str, str, dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> list[dict[str, Any]]:
-    """One task: a run (:func:`execute_run`) or a batch (:func:`execute_batch`); one result per run."""
-    if isinstance(task, BatchJob):
-        if batch_runner is None:
-            raise TypeError("a BatchJob needs a batch runner")
-        return execute_batch(batch_runner, task, report, should_stop)
-    return [execute_run(runner, task.config, task.run_dir, task.run_id, report, should_stop)]
-
-
 class _Throttle:
-    """Forward each run's progress at most every ``interval`` seconds (other kinds immediately),
-    so that every run of a batch keeps updating the view."""
+    """Forward each run's progress at most every ``interval`` seconds (other kinds immediately)."""
 
     def __init__(self, send: Callable[[tuple], None], interval: float = PROGRESS_INTERVAL) -> None:
         self.send, self.interval = send, interval
@@ -288,27 +175,21 @@ def _dispatch(reporter: Reporter, msg: tuple) -> None:
         reporter.started(run_id, payload.get("where", ""))
     elif kind == "progress":
         reporter.progress(run_id, payload)
-    elif kind == "message":
-        reporter.message(str(payload.get("text", "")))
-    elif kind == "done":
-        reporter.done(run_id, payload)
 
 
 # ------------------------------------------------------------------ in-process
-def run_inline(jobs: list[Task], runner: Runner, reporter: Reporter, batch_runner: BatchRunner | None = None) -> None:
-    """Run the tasks one after the other in this process (``workers=1``).
+def run_inline(jobs: list[Job], runner: Runner, reporter: Reporter) -> None:
+    """Run the jobs one after the other in this process (``workers=1``).
 
-    Ctrl-C interrupts the current run or batch (its folders keep their last checkpoints)
-    and raises ``KeyboardInterrupt`` after it has been reported.
+    Ctrl-C interrupts the current run (its folder keeps its last checkpoint) and raises
+    ``KeyboardInterrupt`` after it has been reported.
     """
     for job in jobs:
-        for rid in run_ids(job):
-            reporter.started(rid, "this process")
-        results = execute_task(runner, batch_runner, job,
-                               report=lambda kind, rid, info: _dispatch(reporter, (kind, rid, info)))
-        for result in results:
-            reporter.done(result["run_id"], result)
-        if any(r["status"] == INTERRUPTED for r in results):
+        reporter.started(job.run_id, "this process")
+        result = execute_run(runner, job.config, job.run_dir, job.run_id,
+                             report=lambda kind, rid, info: _dispatch(reporter, (kind, rid, info)))
+        reporter.done(job.run_id, result)
+        if result["status"] == INTERRUPTED:
             raise KeyboardInterrupt
 
 
@@ -336,10 +217,8 @@ def _child_init(parent: int) -> None:
     threading.Thread(target=watch, name="gradasym-parent-watch", daemon=True).start()
 
 
-def _pool_task(runner: Runner, job: Task, queue: Any, stop: Any,
-               batch_runner: BatchRunner | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-    """Body of one task in a pool worker (a run: its result; a batch: one result per run);
-    progress goes to the driver through ``queue``."""
+def _pool_task(runner: Runner, job: Job, queue: Any, stop: Any) -> dict[str, Any]:
+    """Body of one run in a pool worker; progress goes to the driver through ``queue``."""
     parent = os.getppid()
 
     def send(msg: tuple) -> None:
@@ -350,14 +229,12 @@ def _pool_task(runner: Runner, job: Task, queue: Any, stop: Any,
         return os.getppid() != parent or stop.is_set()
 
     if should_stop():  # dequeued after Ctrl-C: leave it pending
-        return [run_result(rid, NOT_STARTED) for rid in run_ids(job)]
+        return run_result(job.run_id, NOT_STARTED)
     try:
-        for rid in run_ids(job):
-            send(("start", rid, {"where": f"pid {os.getpid()}"}))
+        send(("start", job.run_id, {"where": f"pid {os.getpid()}"}))
     except Exception:  # noqa: BLE001
         pass
-    results = execute_task(runner, batch_runner, job, report=_Throttle(send), should_stop=should_stop)
-    return results if isinstance(job, BatchJob) else results[0]
+    return execute_run(runner, job.config, job.run_dir, job.run_id, report=_Throttle(send), should_stop=should_stop)
 
 
 def _drain(queue: Any, reporter: Reporter) -> None:
@@ -382,15 +259,14 @@ def _kill_workers(executor: ProcessPoolExecutor) -> None:
 
 
 def run_pool(
-    jobs: list[Task],
+    jobs: list[Job],
     runner: Runner,
     reporter: Reporter,
     workers: int,
     start_method: str = "spawn",
     interrupt_grace: float = 120.0,
-    batch_runner: BatchRunner | None = None,
 ) -> None:
-    """Run the tasks (runs or batches) in ``workers`` worker processes (``spawn`` context by default).
+    """Run the jobs in ``workers`` worker processes (``spawn`` context by default).
 
     ``runner`` must be picklable (a module-level function). Per-episode progress
     comes back through a ``multiprocessing.Manager`` queue. If a worker process dies
@@ -398,8 +274,7 @@ def run_pool(
     run of the dead worker (told by the pid of its ``start`` message and the exit
     codes: the pool's own terminations exit with SIGTERM) is recorded as failed, and
     every other run (started or not) is retried in a fresh pool, resuming from its
-    checkpoint (a batch counts as one run here: all its runs fail or are retried together).
-    When the dead worker cannot be told apart (it too died of SIGTERM),
+    checkpoint. When the dead worker cannot be told apart (it too died of SIGTERM),
     its candidates are retried, and a run caught in :data:`MAX_BROKEN` broken pools fails. Ctrl-C asks every running run
     to stop at its next episode (checkpoints stay), waits up to ``interrupt_grace``
     seconds (a second Ctrl-C kills the workers), then raises ``KeyboardInterrupt``.
@@ -416,11 +291,10 @@ def run_pool(
             rounds += 1
             if rounds > len(jobs) + 1:
                 for job in remaining:
-                    for rid in run_ids(job):
-                        reporter.done(rid, run_result(rid, FAILED, error="worker processes keep dying"))
+                    reporter.done(job.run_id, run_result(job.run_id, FAILED, error="worker processes keep dying"))
                 return
             remaining = _pool_round(remaining, runner, reporter, workers, ctx, queue, stop, interrupt_grace,
-                                    broken, batch_runner)
+                                    broken)
     finally:
         try:
             manager.shutdown()
@@ -462,22 +336,21 @@ def _exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
-def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: int, ctx: Any,
-                queue: Any, stop: Any, interrupt_grace: float, broken: dict[str, int] | None = None,
-                batch_runner: BatchRunner | None = None) -> list[Task]:
-    """One process pool over ``jobs``; returns the tasks to retry after a broken pool.
+def _pool_round(jobs: list[Job], runner: Runner, reporter: Reporter, workers: int, ctx: Any,
+                queue: Any, stop: Any, interrupt_grace: float, broken: dict[str, int] | None = None) -> list[Job]:
+    """One process pool over ``jobs``; returns the jobs to retry after a broken pool.
 
-    ``broken`` counts, per task (its first run id), the broken pools it was caught in (across rounds).
+    ``broken`` counts, per run id, the broken pools a run was caught in (across rounds).
     """
     executor = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))), mp_context=ctx,
                                    initializer=_child_init, initargs=(os.getpid(),))
-    futures: dict[Future, Task] = {}
+    futures: dict[Future, Job] = {}
     started: set[str] = set()
     pids: dict[str, int] = {}  # run id -> pid of its worker (from the 'start' message)
     procs: dict[int, Any] = {}  # pid -> worker process of this pool
     dead: dict[int, int] | None = None  # decided once, at the first broken future
     broken = {} if broken is None else broken
-    retry: list[Task] = []
+    retry: list[Job] = []
 
     class _Track:
         """Reporter proxy that remembers which runs have started in this pool, and where."""
@@ -492,25 +365,21 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
         def progress(self, run_id: str, info: dict[str, Any]) -> None:
             reporter.progress(run_id, info)
 
-        def done(self, run_id: str, result: dict[str, Any]) -> None:  # a run of a batch that ended
-            reporter.done(run_id, result)
-
         def message(self, text: str) -> None:
             reporter.message(text)
 
     track = _Track()
 
-    def fail(job: Task, why: str) -> None:
-        for rid in run_ids(job):
-            reporter.done(rid, run_result(rid, FAILED, error=why))
+    def fail(job: Job, why: str) -> None:
+        reporter.done(job.run_id, run_result(job.run_id, FAILED, error=why))
 
-    def on_broken(job: Task) -> None:
-        """A future of a broken pool: fail the dead worker's task, retry the others."""
+    def on_broken(job: Job) -> None:
+        """A future of a broken pool: fail the dead worker's run, retry the others."""
         nonlocal dead
         if dead is None:
             procs.update(getattr(executor, "_processes", None) or {})
             dead = _dead_workers(procs)
-        key = run_ids(job)[0]
+        key = job.run_id
         pid = pids.get(key)
         if key not in started:
             retry.append(job)  # never started: its worker was not the one that died
@@ -535,9 +404,8 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
             exc = fut.exception()
             if exc is None:
                 result = fut.result()
-                for res in result if isinstance(result, list) else [result]:
-                    if res["status"] != NOT_STARTED:
-                        reporter.done(res["run_id"], res)
+                if result["status"] != NOT_STARTED:
+                    reporter.done(job.run_id, result)
             elif isinstance(exc, BrokenProcessPool):
                 on_broken(job)
             else:
@@ -545,7 +413,7 @@ def _pool_round(jobs: list[Task], runner: Runner, reporter: Reporter, workers: i
 
     try:
         for job in jobs:
-            futures[executor.submit(_pool_task, runner, job, queue, stop, batch_runner)] = job
+            futures[executor.submit(_pool_task, runner, job, queue, stop)] = job
         # CPython wakes the pool's manager thread *before* spawning the worker of each
         # submit, so it may not watch the last workers until its next wake-up: a worker
         # killed meanwhile would go unnoticed until another run ends. Wake it once more.
@@ -714,15 +582,14 @@ def _gone_on_its_node(ray: Any) -> Callable[[dict[str, Any]], str | None]:
     return gone
 
 
-def _take_over_locks(job: Task, wait: float, gone: Callable[[dict[str, Any]], str | None] | None = None
+def _take_over_locks(job: Job, wait: float, gone: Callable[[dict[str, Any]], str | None] | None = None
                      ) -> Iterator[str]:
     """Take over the run folders' locks left by lost workers (:meth:`FolderLock.take_over_stale`:
     a process gone on this host, a Ray node reported dead, or ``gone(owner)``); yield one log line
     per lock taken. ``wait`` > 0 (a retry): wait up to that long for a lock still held to go or be
     taken over."""
-    jobs = job.jobs if isinstance(job, BatchJob) else [job]
     deadline = time.monotonic() + wait
-    for j in jobs:
+    for j in [job]:
         lock = FolderLock(j.run_dir, RUN_LOCK_FILE)
         while True:
             line = lock.take_over_stale(gone)
@@ -735,10 +602,10 @@ def _take_over_locks(job: Task, wait: float, gone: Callable[[dict[str, Any]], st
             time.sleep(1.0)
 
 
-def _ray_task(runner: Runner, job: Task, box: Any, batch_runner: BatchRunner | None = None,
-              attempt: int = 0, lock_wait: float = RAY_LOCK_WAIT) -> list[dict[str, Any]]:
-    """Body of one task (a run or a batch) as a Ray task: events go to the driver through the
-    :class:`_ProgressBox` actor ``box``; the runs' ``summary.json`` name the node (provenance
+def _ray_task(runner: Runner, job: Job, box: Any, attempt: int = 0,
+              lock_wait: float = RAY_LOCK_WAIT) -> dict[str, Any]:
+    """Body of one run as a Ray task: events go to the driver through the
+    :class:`_ProgressBox` actor ``box``; the run's ``summary.json`` names the node (provenance
     ``ray_node``). ``attempt`` > 0: a retry after a lost worker (waits for its lock)."""
     ray = import_ray()
     node = _ray_node(ray)
@@ -755,34 +622,31 @@ def _ray_task(runner: Runner, job: Task, box: Any, batch_runner: BatchRunner | N
         except Exception:  # noqa: BLE001 - events are only for the view
             pass
 
-    ids = run_ids(job)
     try:
-        for rid in ids:
-            send(("start", rid, {"where": where, "node": node}))
+        send(("start", job.run_id, {"where": where, "node": node}))
         delivered(5.0)  # the driver knows the node before the run can be lost with it
         for line in _take_over_locks(job, lock_wait if attempt else 0.0, _gone_on_its_node(ray)):
-            send(("message", ids[0], {"text": line}))
+            send(("message", job.run_id, {"text": line}))
     except Exception:  # noqa: BLE001
         pass
     with placed_on(node):
-        results = execute_task(runner, batch_runner, job, report=_Throttle(send))
-    delivered(10.0)  # the events reach the driver before the results
-    return [{**r, "where": where} for r in results]
+        result = execute_run(runner, job.config, job.run_dir, job.run_id, report=_Throttle(send))
+    delivered(10.0)  # the events reach the driver before the result
+    return {**result, "where": where}
 
 
 def run_ray(
-    jobs: list[Task],
+    jobs: list[Job],
     runner: Runner,
     reporter: Reporter,
     threads: int,
     address: str | None = None,
     max_in_flight: int | None = None,
     init_kwargs: dict[str, Any] | None = None,
-    batch_runner: BatchRunner | None = None,
     max_retries: int = RAY_MAX_RETRIES,
-    before_retry: Callable[[Task], str] | None = None,
+    before_retry: Callable[[Job], str] | None = None,
 ) -> None:
-    """Run the tasks (runs or batches) as Ray tasks (``num_cpus=threads`` each) on a local or remote cluster.
+    """Run the jobs as Ray tasks (``num_cpus=threads`` each) on a local or remote cluster.
 
     If Ray is not initialised yet, ``ray.init(address=address, **init_kwargs)`` is
     called (``address=None`` starts a local instance; ``"auto"`` joins the cluster this
@@ -806,7 +670,7 @@ def run_ray(
     box = _progress_box(ray)
     remote = ray.remote(_ray_task)
     todo = list(jobs)
-    in_flight: dict[Any, Task] = {}
+    in_flight: dict[Any, Job] = {}
     cap = max_in_flight if max_in_flight and max_in_flight > 0 else len(todo)
     retries: dict[str, int] = {}  # task name -> times it was submitted again
     nodes: dict[str, dict[str, Any]] = {}  # run id -> the node of its latest start
@@ -816,7 +680,7 @@ def run_ray(
         while todo and len(in_flight) < cap:
             job = todo.pop(0)
             ref = remote.options(num_cpus=threads, name=f"gradasym:{job.run_id}", max_retries=0).remote(
-                runner, job, box, batch_runner, retries.get(job.run_id, 0))
+                runner, job, box, retries.get(job.run_id, 0))
             in_flight[ref] = job
 
     def dispatch(msg: tuple) -> None:
@@ -849,10 +713,10 @@ def run_ray(
         for msg in msgs:
             dispatch(msg)
 
-    def retry(job: Task, exc: BaseException) -> bool:
+    def retry(job: Job, exc: BaseException) -> bool:
         """Submit ``job`` again after its worker was lost; False if it could not be prepared."""
         n = retries[job.run_id] = retries.get(job.run_id, 0) + 1
-        node = nodes.get(run_ids(job)[0])
+        node = nodes.get(job.run_id)
         lost = f"its worker on {ray_where(node)}" if node else "its Ray worker"
         try:
             how = before_retry(job) if before_retry is not None else ""
@@ -872,17 +736,16 @@ def run_ray(
         for ref in ready:
             job = in_flight.pop(ref)
             try:
-                results = ray.get(ref)
+                result = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - task/worker crashed, cancelled, node lost
                 if ray_lost_worker(exc) and retries.get(job.run_id, 0) < max_retries and retry(job, exc):
                     continue
-                results = [failed_result(rid, exc, first_line=True, trace=str(exc)) for rid in run_ids(job)]
-            for result in results:
-                rid = result["run_id"]
-                if rid not in ended and rid not in nodes and result.get("where"):
-                    dispatch(("start", rid, {"where": result["where"]}))  # its start event came late
-                ended.add(rid)
-                reporter.done(rid, result)
+                result = failed_result(job.run_id, exc, first_line=True, trace=str(exc))
+            rid = job.run_id
+            if rid not in ended and rid not in nodes and result.get("where"):
+                dispatch(("start", rid, {"where": result["where"]}))  # its start event came late
+            ended.add(rid)
+            reporter.done(rid, result)
 
     try:
         submit()
@@ -905,8 +768,7 @@ def run_ray(
                 ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
                 for ref in ready:
                     job = in_flight.pop(ref)
-                    for rid in run_ids(job):
-                        reporter.done(rid, run_result(rid, INTERRUPTED))
+                    reporter.done(job.run_id, run_result(job.run_id, INTERRUPTED))
             except BaseException:  # noqa: BLE001
                 pass
         raise

@@ -29,7 +29,6 @@ from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError
 
 from .core import SweepInterrupted, SweepResult, load_spec, run_sweep
-from .batching import check_batch_runs
 from .reproduction import DEFAULT_SEEDS, FULL_EPISODES, REDUCED_EPISODES, reproduce
 from .spec import SweepSpec, paper_axes, parse_axis, parse_preset_combo, read_grid_file
 from .store import SWEEP_JSON, SweepError, SweepMismatchError, read_json
@@ -39,6 +38,11 @@ ConfigFromArgs = Callable[[argparse.Namespace], AlgoConfig]
 
 #: Sweep options that define the grid (with none of them given, an existing sweep is continued).
 _GRID_DESTS = ("grid", "axis", "seeds", "preset_combo")
+
+#: The one line for the retired ``--batch-runs`` option (docs/sweeps.md, "Batched runs (retired)").
+BATCH_RUNS_RETIRED = ("--batch-runs was retired with the batched trainer, which gained too little over "
+                      "single runs to keep a second fast path (docs/sweeps.md); drop the option: every "
+                      "run trains on its own")
 
 
 # ------------------------------------------------------------------ fallback config options
@@ -76,7 +80,7 @@ def _json_or_str(text: str) -> Any:
         return text
 
 
-def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str, batch_default: str = "auto") -> None:
+def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=None, help=workers_help)
     g.add_argument("--backend", choices=["local", "ray", "submitit"], default="local",
@@ -86,13 +90,9 @@ def _add_execution_arguments(p: argparse.ArgumentParser, workers_help: str, batc
     g.add_argument("--backend-option", action="append", default=[], type=_kv, metavar="KEY=VALUE",
                    help="ray: ray.init keyword; submitit: executor parameter, e.g. timeout_min=600, "
                         "slurm_partition=cpu, cluster=local (repeatable; default: none)")
-    g.add_argument("--batch-runs", default=batch_default, metavar="auto|R|off",
-                   help="train runs that share tensor shapes as one computation, in batches of at most R runs, "
-                        "each batch one worker task (auto: the runs spread evenly over the workers, at most 64 "
-                        "per batch); runs the batched trainer does not cover run alone; off: run by run, the "
-                        "single-run trainer (numbers differ from batched ones by float rounding, so a started "
-                        "run resumes with the trainer it started with whatever this says; applies to runs not "
-                        f"started yet; default: {batch_default})")
+    # retired (docs/sweeps.md): still parsed, so that an old command line gets one line saying so
+    # (check_retired) instead of argparse's "unrecognized arguments"
+    g.add_argument("--batch-runs", default=None, help=argparse.SUPPRESS)
     g.add_argument("--no-live", dest="live", action="store_false",
                    help="plain log lines instead of the live view (default: live view when stderr is a "
                         "terminal, plain lines otherwise)")
@@ -189,12 +189,11 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None 
               add_config_args: AddConfigArgs | None = None) -> int:
     """``gradasym sweep``: run or resume a grid; returns the exit code."""
     def call() -> pd.DataFrame:
-        batch_runs = check_batch_runs(args.batch_runs)  # a bad value is one line before any work
+        check_retired(args)  # one line before any work
         spec = spec_from_args(args, config_from_args, add_config_args)
         try:
             return run_sweep(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
-                             live=args.live, force=args.force, backend_options=_backend_options(args),
-                             batch_runs=batch_runs)
+                             live=args.live, force=args.force, backend_options=_backend_options(args))
         except SweepMismatchError as exc:
             if _continues(args, add_config_args) or read_json(Path(args.out) / SWEEP_JSON) is None:
                 raise
@@ -202,6 +201,12 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: ConfigFromArgs | None 
                                      "execution options only (no config, grid, seed or preset option)") from None
 
     return _run_command("sweep", args.out, call)
+
+
+def check_retired(args: argparse.Namespace) -> None:
+    """A ConfigError (one line) for a retired option given on the command line."""
+    if getattr(args, "batch_runs", None) is not None:
+        raise ConfigError(BATCH_RUNS_RETIRED)
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -245,19 +250,20 @@ def add_reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip the HTML report at the end (the summary and heatmap are still written; "
                         "default: the report is written)")
-    # auto, as for sweep: the committed results (docs/results/reproduce) were computed batched, and
-    # a fresh `gradasym reproduce` must give them bit for bit
-    _add_execution_arguments(p, "local worker processes (default: one per core); ray: max tasks in flight",
-                             batch_default="auto")
+    _add_execution_arguments(p, "local worker processes (default: one per core); ray: max tasks in flight")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``gradasym reproduce``: the paper grid, its summary, heatmap and report; returns the exit code."""
-    return _run_command("reproduce", args.out, lambda: reproduce(
-        args.out, full=args.full, seeds=args.seeds, presets=args.preset, workers=args.workers, live=args.live,
-        backend=args.backend, address=args.address, force=args.force, report=args.report,
-        threads=args.threads, backend_options=_backend_options(args), keep_replay=args.keep_replay,
-        batch_runs=check_batch_runs(args.batch_runs), device=args.device))
+    def call() -> pd.DataFrame:
+        check_retired(args)  # one line before any work
+        return reproduce(
+            args.out, full=args.full, seeds=args.seeds, presets=args.preset, workers=args.workers, live=args.live,
+            backend=args.backend, address=args.address, force=args.force, report=args.report,
+            threads=args.threads, backend_options=_backend_options(args), keep_replay=args.keep_replay,
+            device=args.device)
+
+    return _run_command("reproduce", args.out, call)
 
 
 # ------------------------------------------------------------------ registration

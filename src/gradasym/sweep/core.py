@@ -34,13 +34,11 @@ import pandas as pd
 from gradasym import algos
 from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
-from gradasym.runfolder import (BATCHED, RUN_DISK_FULL_REMEDY, RUN_FOLDER_FILES, DiskFullError, FolderKindError,
+from gradasym.runfolder import (RUN_DISK_FULL_REMEDY, RUN_FOLDER_FILES, DiskFullError, FolderKindError,
                                  disk_full_message, is_disk_full, present, require_folder, run_subfolders, some)
 
 from . import store
-from .backends import (RAY_MAX_RETRIES, BatchJob, BatchRunner, Job, Runner, Task, run_inline, run_pool, run_ray,
-                       run_result, run_submitit)
-from .batching import BatchRuns, check_batch_runs, largest_task, plan_tasks, some_ids
+from .backends import RAY_MAX_RETRIES, Job, Runner, run_inline, run_pool, run_ray, run_result, run_submitit
 from .spec import RunSpec, SweepSpec
 from .store import (FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, SweepError, SweepLock,
                     SweepMismatchError)
@@ -161,8 +159,7 @@ class _Driver:
         self._finished: dict[str, dict[str, Any]] = {}  # summaries of finished runs never change
 
     # Reporter protocol --------------------------------------------------------
-    # A run ends once per sweep: the first ``done`` counts (a batch reports each run as it ends
-    # and again in its task's results; a retried batch starts its ended runs again).
+    # A run ends once per sweep: the first ``done`` counts, and an ended run is not started again.
     def started(self, run_id: str, where: str = "") -> None:
         if run_id in self.results:
             return
@@ -236,12 +233,11 @@ def _safe(fn: Callable[..., Any], *args: Any) -> None:
         pass
 
 
-def _run_progress(run: RunSpec, batched: bool = False) -> RunProgress:
-    """What the view shows of a run, in its algorithm's units (``batched``: trained in a batch of runs)."""
+def _run_progress(run: RunSpec) -> RunProgress:
+    """What the view shows of a run, in its algorithm's units."""
     plugin = algos.of(run.config)
     return RunProgress(run.run_id, plugin.progress_total(run.config), plugin.n_actors(run.config),
-                       unit=plugin.progress_unit, stop_unit=plugin.stop_unit, keys=dict(plugin.summary_keys),
-                       batched=batched)
+                       unit=plugin.progress_unit, stop_unit=plugin.stop_unit, keys=dict(plugin.summary_keys))
 
 
 def _units(runs: list[RunSpec]) -> tuple[str, str] | None:
@@ -301,20 +297,18 @@ def _move_to_stale(out_dir: Path, rdir: Path, stamp: str) -> Path:
     return stale
 
 
-def _before_retry(out_dir: Path) -> Callable[[Task], str]:
-    """What the Ray backend does before it runs a task again after losing its worker or node
-    (``run_ray(before_retry=)``): runs that can resume go on from their last checkpoint; the
+def _before_retry(out_dir: Path) -> Callable[[Job], str]:
+    """What the Ray backend does before it runs a run again after losing its worker or node
+    (``run_ray(before_retry=)``): a run that can resume goes on from its last checkpoint; the
     unfinished folder of a run that cannot (SB3) is moved to ``stale/`` so it restarts from scratch.
-    Returns how the task's runs go on, for the log line."""
+    Returns how the run goes on, for the log line."""
 
-    def prepare(task: Task) -> str:
-        moved = []
-        for job in task.jobs if isinstance(task, BatchJob) else [task]:
-            plugin, rdir = algos.of(job.config), Path(job.run_dir)
-            if not plugin.can_resume and rdir.is_dir() and store.run_status(rdir) != FINISHED:
-                stale = _move_to_stale(out_dir, rdir, datetime.now().strftime("%Y%m%d-%H%M%S"))
-                moved.append(f"from scratch ({plugin.name} runs cannot resume; its folder was moved to {stale})")
-        return "; ".join(moved) or "resuming from its last checkpoint"
+    def prepare(job: Job) -> str:
+        plugin, rdir = algos.of(job.config), Path(job.run_dir)
+        if not plugin.can_resume and rdir.is_dir() and store.run_status(rdir) != FINISHED:
+            stale = _move_to_stale(out_dir, rdir, datetime.now().strftime("%Y%m%d-%H%M%S"))
+            return f"from scratch ({plugin.name} runs cannot resume; its folder was moved to {stale})"
+        return "resuming from its last checkpoint"
 
     return prepare
 
@@ -431,17 +425,6 @@ def _full_disk_stops_sweep(out_dir: Path, hint: str) -> Iterator[None]:
         ) from None
 
 
-def _started_trainers(out_dir: Path, runs: list[RunSpec]) -> dict[str, str]:
-    """``{run_id: trainer}`` of the started runs among ``runs``, as their folders record it
-    (:meth:`~gradasym.algos.base.Algorithm.started_trainer`)."""
-    found = {}
-    for run in runs:
-        trainer = algos.of(run.config).started_trainer(store.run_dir(out_dir, run.run_id))
-        if trainer is not None:
-            found[run.run_id] = trainer
-    return found
-
-
 def load_spec(out_dir: str | Path) -> SweepSpec:
     """The :class:`SweepSpec` recorded in a sweep folder's ``sweep.json`` (to rerun/resume it)."""
     doc = store.read_json(Path(out_dir) / store.SWEEP_JSON)
@@ -495,8 +478,6 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     backend_options: dict[str, Any] | None = None,
     title: str = "sweep",
-    batch_runs: BatchRuns | None = "auto",
-    batch_runner: BatchRunner | None = None,
 ) -> pd.DataFrame:
     """Run every (configuration, seed) of ``spec`` into ``out_dir``; return the summary table.
 
@@ -522,16 +503,6 @@ def run_sweep(
             how many times a task whose Ray worker or node was lost is run again (:func:`ray_options`);
             submitit: executor parameters (``timeout_min``, ``slurm_partition``, ``cluster``...).
         title: label of the live view.
-        batch_runs: ``"auto"`` (default), a number R >= 1, or ``"off"`` (None): train the
-            pending runs that share a batch key in batches of at most R runs, each batch one
-            worker task (``gradasym.sweep.batching``: ``auto`` spreads them evenly over the
-            workers); runs that cannot be batched are single-run tasks (one log line says
-            why). Only with the algorithm's own runner (``runner`` None) or a given
-            ``batch_runner``, and not on submitit; ``"off"``: run by run. With the algorithm's
-            own trainers, a started run resumes with the trainer its folder records (batched or
-            single-run) whatever ``batch_runs`` says (said in one log line); it applies to the
-            runs not started yet.
-        batch_runner: replaces the algorithm's batch runner (``train_batch``; tests).
 
     Returns:
         The summary table (one row per run, columns in ``docs/architecture.md``);
@@ -561,7 +532,6 @@ def run_sweep(
         raise ConfigError(f"backend_options (--backend-option {', '.join(sorted(backend_options))}) are for the ray "
                           "and submitit backends; the local backend takes none")
     init_kwargs, max_retries = ray_options(backend_options) if backend == "ray" else (backend_options, 0)
-    batch_runs = check_batch_runs(batch_runs)
     out_dir = Path(out_dir).resolve()
     runs = spec.expand()
     n_workers = workers or 1
@@ -576,18 +546,6 @@ def run_sweep(
         _prepare_folder(out_dir, spec, runs, force, emit)
         todo_runs = [r for r in runs if store.run_status(store.run_dir(out_dir, r.run_id)) != FINISHED]
         n_skipped = len(runs) - len(todo_runs)
-        own_trainers = runner is None and batch_runner is None  # the algorithm's trainers record themselves
-        if batch_runner is None and runner is None and backend != "submitit" and todo_runs:
-            batch_runner = algos.of(spec.base).batch_runner
-        # A started run resumes with the trainer it started with (the two round differently).
-        started = _started_trainers(out_dir, todo_runs) if own_trainers else {}
-        if batch_runner is None or backend == "submitit":
-            batch_runs = "off"  # a custom runner (or SLURM jobs) trains run by run
-            lost = [rid for rid, t in started.items() if t == BATCHED]
-            if lost:
-                emit(f"{len(lost)} run(s) started batched go on run by run with the single-run trainer "
-                     f"({backend} trains run by run; recorded as mixed): {some_ids(lost)}")
-            started = {}
         if todo_runs:
             runner = runner or default_runner(spec.base)
         jobs = []
@@ -595,37 +553,19 @@ def run_sweep(
             cfg = copy.deepcopy(r.config)
             cfg.run.threads = run_threads
             jobs.append(Job(r.run_id, cfg, str(store.run_dir(out_dir, r.run_id))))
-        plan_workers = n_workers if workers or backend == "local" else (os.cpu_count() or 1)
-        cap: int | None = None
-        while True:
-            tasks = plan_tasks(jobs, batch_runs, plan_workers, started=started, cap=cap)
-            if not (todo_runs and backend == "local"):  # runs elsewhere are sized by their scheduler
-                break
+        if todo_runs and backend == "local":  # runs elsewhere are sized by their scheduler
             largest = max(todo_runs, key=lambda r: algos.of(r.config).memory_bytes(r.config))
-            try:
-                algos.of(largest.config).check_memory(
-                    largest.config, concurrent=min(len(todo_runs), n_workers * largest_task(tasks)))
-                break
-            except ConfigError:
-                if isinstance(batch_runs, int) or largest_task(tasks) == 1:
-                    raise
-                cap = max(1, largest_task(tasks) // 2)  # auto: smaller batches until workers x R fit
-        if cap is not None:
-            emit(f"--batch-runs {batch_runs}: at most {cap} runs per batch, so that {n_workers} x {cap} runs "
-                 "fit in memory")
-        tasks = plan_tasks(jobs, batch_runs, plan_workers, note=emit, started=started, cap=cap)
-        batch_runner = batch_runner if any(isinstance(t, BatchJob) for t in tasks) else None
+            algos.of(largest.config).check_memory(largest.config, concurrent=min(len(todo_runs), n_workers))
         if todo_runs and (backend != "local" or n_workers > 1):
             try:
-                pickle.dumps((runner, batch_runner))
+                pickle.dumps(runner)
             except Exception as exc:  # noqa: BLE001
                 raise TypeError(
                     f"the runner {runner!r} cannot be sent to worker processes ({exc}); "
                     "use a module-level function (or workers=1)"
                 ) from None
-        batched = {j.run_id for t in tasks if isinstance(t, BatchJob) for j in t.jobs}
         view = make_view(
-            [_run_progress(r, batched=r.run_id in batched) for r in todo_runs],
+            [_run_progress(r) for r in todo_runs],
             n_skipped, live=live, log=log, title=title, units=_units(runs),
         )
         driver = _Driver(out_dir, runs, {r.run_id for r in todo_runs}, view)
@@ -639,16 +579,15 @@ def run_sweep(
                 if not jobs:
                     pass
                 elif backend == "ray":
-                    run_ray(tasks, runner, driver, run_threads, address=address, max_in_flight=workers,
-                            init_kwargs=init_kwargs, batch_runner=batch_runner, max_retries=max_retries,
-                            before_retry=_before_retry(out_dir))
+                    run_ray(jobs, runner, driver, run_threads, address=address, max_in_flight=workers,
+                            init_kwargs=init_kwargs, max_retries=max_retries, before_retry=_before_retry(out_dir))
                 elif backend == "submitit":
                     run_submitit(jobs, runner, driver, run_threads, folder=out_dir / "submitit",
                                  options=backend_options)
                 elif n_workers == 1:
-                    run_inline(tasks, runner, driver, batch_runner=batch_runner)
+                    run_inline(jobs, runner, driver)
                 else:
-                    run_pool(tasks, runner, driver, n_workers, batch_runner=batch_runner)
+                    run_pool(jobs, runner, driver, n_workers)
         except KeyboardInterrupt:
             interrupted = True
             driver.interrupted()

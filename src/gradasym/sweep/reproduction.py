@@ -83,7 +83,6 @@ def reproduce(
     threads: int | None = None,
     backend_options: dict[str, Any] | None = None,
     keep_replay: bool = False,
-    batch_runs: int | str | None = "auto",
     device: str | None = None,
 ) -> pd.DataFrame:
     """Run the paper's learning-rate grid into ``out_dir``, then summarise and plot it.
@@ -104,10 +103,6 @@ def reproduce(
         threads, backend_options: as in :func:`run_sweep`.
         keep_replay: finished runs keep their replay buffers (``run.keep_replay``; by
             default their final checkpoints drop them: a small folder, runs not extendable).
-        batch_runs: as in :func:`run_sweep`; default ``"auto"``: the grid's runs in one batch per
-            worker with the batched trainer, which recomputes the committed results bit for bit
-            (``"off"``: run by run with the single-run trainer, the same algorithm rounded
-            differently); a started run resumes with the trainer it started with.
         device: ``run.device`` of every run (None: the default, the CPU, as the committed results).
 
     Returns:
@@ -121,7 +116,7 @@ def reproduce(
     title = "reproduce (full)" if full else f"reproduce ({REDUCED_EPISODES} episodes)"
     table = run_sweep(spec, out_dir, workers=workers, backend=backend, address=address, runner=runner,
                       live=live, force=force, log=log, title=title, threads=threads,
-                      backend_options=backend_options, batch_runs=batch_runs)
+                      backend_options=backend_options)
     print_stopping_grid(table, live=live)
     _write_heatmap(Path(out_dir), table)
     if report:

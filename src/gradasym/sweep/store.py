@@ -183,7 +183,7 @@ def summary_row(
         "all_frozen_at_end": s.get("all_frozen_at_end"),
         "seconds_total": s.get("seconds_total"),
         "run_dir": f"{RUNS_DIR}/{run['run_id']}",
-        "trainer": s.get("trainer"),  # single / batched / mixed (CCM-MADRL; null: not recorded)
+        "trainer": s.get("trainer"),  # CCM-MADRL: single (batched / mixed: folders from before its retirement)
     }
     from gradasym import algos  # noqa: PLC0415 - the algorithm's own summary keys (SB3: steps, returns)
 

@@ -19,10 +19,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-#: What "s/episode" (``seconds_per_unit``) of a batched run is: shown wherever batched runs are.
-BATCHED_SECONDS = ("batched runs (*): the run's acting time plus its share of the batch's training "
-                   "updates (the updates' time / the runs updated together)")
-
 
 #: Summary keys of each generic role (``Algorithm.summary_keys``) when a run gives none.
 DEFAULT_KEYS: dict[str, str] = {"done": "episodes_run", "stop": "stopping_episode",
@@ -50,7 +46,6 @@ class RunProgress:
     where: str = ""
     started: float | None = None
     ended: float | None = None
-    batched: bool = False  # trained with others as one computation: its seconds are a share of the batch's
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -267,7 +262,6 @@ class LogView(SweepView):
                 f"{self._prefix()} finished {run_id}: {r.done} {r.unit}, actors stopped at: {stop}, "
                 f"actors stopped {_fmt(r.actors_stopped, 'd')}/{r.n_actors}, "
                 f"{_fmt(r.seconds_per_unit, '.3g')} s per {_singular(r.unit)}"
-                + (" (its share of the batch's time)" if r.batched else "")
             )
         elif r.status == "failed":
             self._safe(f"{self._prefix()} FAILED   {run_id}: {r.error}")
@@ -317,16 +311,14 @@ class LiveView(SweepView):
                 "stop" if short and len(stop_unit) > 10 else f"stop ({stop_unit})",
                 "s/unit" if long_unit else f"s/{_singular(unit)}"]
 
-    def _caption(self, batched: bool, short: bool) -> str | None:
-        """The units the (``short``) headers leave out, and what the seconds of batched runs are."""
+    def _caption(self, short: bool) -> str | None:
+        """The units the (``short``) headers leave out."""
         unit, stop_unit = self.units
         parts = []
         if short and len(unit) > 10:
             parts.append(f"progress in {unit}; s/unit: seconds per {_singular(unit)}")
         if short and len(stop_unit) > 10:
             parts.append(f"stop in {stop_unit}")
-        if batched:
-            parts.append(f"s/{'unit' if short and len(unit) > 10 else _singular(unit)} of {BATCHED_SECONDS}")
         return "; ".join(parts) or None
 
     def _shown(self) -> list[RunProgress]:
@@ -350,7 +342,6 @@ class LiveView(SweepView):
         with self.lock:
             c = self.counts()
             shown = self._shown()
-            batched = any(r.batched for r in shown)
             table = Table(
                 title=(f"finished {c['finished'] + self.n_skipped} · failed {c['failed']} · "
                        f"running {c['running']} · pending {c['pending']}"
@@ -365,7 +356,7 @@ class LiveView(SweepView):
                 rows.append([f"[{style[r.status]}]{status}" if r.status in style else status, f"{r.done}/{r.total}",
                              _fmt(r.reward, ".4g"), _fmt(r.saturation, ".2f"),
                              f"{_fmt(r.actors_stopped, 'd')}/{r.n_actors}", _int(r.stop),
-                             _fmt(r.seconds_per_unit, ".3g") + ("*" if r.batched else "")])
+                             _fmt(r.seconds_per_unit, ".3g")])
         # Full headers when the table fits at its natural width, else short ones (long units in the caption).
         # The run ids get what the other columns leave of the terminal: at their natural width if the
         # table fits so, else each at its longest word (headers wrap); 3 = padding and border per column.
@@ -376,7 +367,7 @@ class LiveView(SweepView):
             natural = [max(len(c) for c in col) for col in cells]
             if ids_natural + sum(natural) + 3 * len(headers) + 4 <= max_width:
                 break
-        table.caption = self._caption(batched, short)
+        table.caption = self._caption(short)
         if self.final and len(shown) < len(self.order):  # never a silently shorter list
             more = f"… and {len(self.order) - len(shown)} more runs (summary.csv)"
             table.caption = f"{table.caption}; {more}" if table.caption else more

@@ -3,7 +3,7 @@ on the CPU, checkpoints are device-independent, and a device torch cannot see is
 error before anything starts.
 
 Without a GPU the device plumbing is still checked: :class:`DeviceGuard` watches a short
-training (single runs with every code path, checkpoint and resume, batched runs) and fails
+training (single runs with every code path, checkpoint and resume) and fails
 on any tensor that the device-holding modules create without naming its device (a factory
 without ``device=`` or with ``device=None``, ``torch.from_numpy``), and on any ``.numpy()``
 or ``np.asarray`` of a tensor that was not moved with ``.cpu()`` first -- the ways a tensor
@@ -26,8 +26,6 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import gradasym.algos.ccm_madrl.agent
-import gradasym.algos.ccm_madrl.batched
-import gradasym.algos.ccm_madrl.batched_acting
 import gradasym.algos.ccm_madrl.critic
 import gradasym.algos.ccm_madrl.layers
 import gradasym.algos.ccm_madrl.networks
@@ -45,7 +43,7 @@ from devices import DEVICES, needs_gpu
 # the modules that hold or create the agent's tensors (the replay storage and the monitor's
 # own bookkeeping are CPU by design and not watched)
 GUARDED = frozenset(str(Path(m.__file__).resolve()) for m in (
-    gradasym.algos.ccm_madrl.agent, gradasym.algos.ccm_madrl.batched, gradasym.algos.ccm_madrl.batched_acting, gradasym.algos.ccm_madrl.critic, gradasym.algos.ccm_madrl.layers,
+    gradasym.algos.ccm_madrl.agent, gradasym.algos.ccm_madrl.critic, gradasym.algos.ccm_madrl.layers,
     gradasym.algos.ccm_madrl.networks, gradasym.algos.ccm_madrl.optim, gradasym.algos.ccm_madrl.policies, gradasym.algos.ccm_madrl.runner))
 TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 FACTORIES = frozenset({
@@ -177,11 +175,9 @@ def _train(cfg, episodes: int) -> Trainer:
     return trainer
 
 
-def test_every_tensor_of_the_agent_names_its_device(tmp_path) -> None:
-    """Single runs (every variant, with greedy master, evaluation, checkpoint and resume) and
-    batched runs (acting group, stacked replay, batched update, both modes) under the guard."""
-    from gradasym.algos.ccm_madrl.batched import train_batch
-
+def test_every_tensor_of_the_agent_names_its_device() -> None:
+    """Single runs (every variant, with greedy master, evaluation, checkpoint and resume) under
+    the guard."""
     guard = DeviceGuard()
     with guard:
         for presets, overrides in VARIANTS.values():
@@ -190,11 +186,6 @@ def test_every_tensor_of_the_agent_names_its_device(tmp_path) -> None:
             resumed = Trainer(cfg)
             resumed.load_state_dict(trainer.state_dict())
             resumed.run_episode()
-        for mode in ("sequential", "simultaneous"):
-            cfgs = [small_cfg(**{"run.seed": s, "run.episodes": 4, "agent.actor_update": mode}) for s in (1, 2)]
-            logged: list[str] = []
-            train_batch(cfgs, [tmp_path / f"{mode}{s}" for s in (1, 2)], log=logged.append)
-            assert any("2 runs as one batch" in m for m in logged)
     assert guard.found == [], "\n".join(sorted(set(guard.found)))
 
 
@@ -229,7 +220,7 @@ def test_agent_state_lives_on_its_device(device, variant) -> None:
     on_device = [*agent.actors.parameters(), *agent.critic.parameters(), *agent.target_actors.parameters(),
                  *agent.target_critic.parameters(), *agent.actor_optim.exp_avg, *agent.actor_optim.exp_avg_sq, *adam]
     assert adam and all(t.device.type == kind for t in on_device)
-    # torch.optim.Adam keeps its step count on the CPU (not capturable); so does the batched update
+    # torch.optim.Adam keeps its step count on the CPU (not capturable)
     assert all(st["step"].device.type == "cpu" for st in agent.critic_optim.state.values())
     upd = agent.update()
     grads = [*upd.actor_grads.values(), *upd.critic_grads.values(), upd.preact, *upd.actor_hidden, *upd.critic_hidden]
@@ -332,8 +323,7 @@ def _device_spy(monkeypatch, seen: list):
 
 
 def test_run_device_reaches_the_agent(monkeypatch) -> None:
-    """The plumbing without a GPU: ``run.device`` is what the trainer (single-run, and the
-    batched one through ``open_run``) hands the agent, whose device every other module follows;
+    """The plumbing without a GPU: ``run.device`` is what the trainer hands the agent, whose device every other module follows;
     the ``cpu`` default alone could not tell it from a hard-coded CPU."""
     seen: list = []
     monkeypatch.setattr(gradasym.algos.ccm_madrl.runner, "CCMMADRL", _device_spy(monkeypatch, seen))

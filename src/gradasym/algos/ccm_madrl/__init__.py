@@ -15,7 +15,6 @@ monitor, config) reaches it only through :class:`CCMMADRLAlgorithm`, the registr
 | ``agent`` | ``CCMMADRL``: acting with the master's selection, critic update, actor updates |
 | ``runner`` | ``run_experiment``: the training loop, tables, checkpoints, summary |
 | ``compiled`` | the compiled engine (``run.engine``): numba kernels working in place on the agent's tensors |
-| ``batched``, ``batched_acting`` | R runs of one shape trained as one computation (``--batch-runs``) |
 
 Importing this package is cheap (no torch): the modules above are imported when a run starts.
 """

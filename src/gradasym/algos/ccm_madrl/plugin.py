@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gradasym.config import Config, apply_preset, check_memory, estimate_memory, load_config
-from gradasym.algos.base import Algorithm, BatchRunner, Runner
+from gradasym.algos.base import Algorithm, Runner
 
 
 class CCMMADRLAlgorithm(Algorithm):
@@ -61,50 +61,6 @@ class CCMMADRLAlgorithm(Algorithm):
         from .runner import run_experiment  # noqa: PLC0415
 
         return run_experiment
-
-    @property
-    def batch_runner(self) -> BatchRunner:
-        """:func:`gradasym.algos.ccm_madrl.batched.train_batch` (imported on first use)."""
-        from .batched import train_batch  # noqa: PLC0415
-
-        return train_batch
-
-    def batch_unsupported(self, cfg: Config) -> str | None:  # type: ignore[override]
-        from .batched import unsupported_reason  # noqa: PLC0415
-
-        return unsupported_reason(cfg)
-
-    def batch_key(self, cfg: Config) -> Any:  # type: ignore[override]
-        from .batched import batch_key  # noqa: PLC0415
-
-        return batch_key(cfg)
-
-    def started_trainer(self, run_dir: str | Path) -> str | None:
-        """The run folder's recorded trainer (``summary.json``, else the checkpoint's): see
-        :meth:`Algorithm.started_trainer`. A folder made before runs recorded it is the single-run
-        trainer's when its summary has no ``provenance`` (written before gradasym had a batched
-        trainer), else unknown."""
-        from gradasym.io import read_json  # noqa: PLC0415
-        from gradasym.runfolder import (BATCHED, MIXED, SINGLE, TRAINER_KEY, UNKNOWN_TRAINER,  # noqa: PLC0415
-                                 RunFolder)
-
-        folder = RunFolder(run_dir)
-        if not (folder.checkpoint_path.exists() or folder.previous_checkpoint_path.exists()):
-            return None  # not started: follows --batch-runs
-        try:
-            summary = read_json(folder.summary_path)
-        except (OSError, ValueError):
-            summary = None
-        if isinstance(summary, dict):
-            if summary.get(TRAINER_KEY) in (SINGLE, BATCHED, MIXED):
-                return str(summary[TRAINER_KEY])
-            return SINGLE if "provenance" not in summary else UNKNOWN_TRAINER
-        try:  # no readable summary: the checkpoint says (it is what the run resumes from)
-            loaded = folder.load_checkpoint()
-        except Exception:  # noqa: BLE001 - the runner reports an unreadable checkpoint itself
-            return UNKNOWN_TRAINER
-        stored = loaded[0].get(TRAINER_KEY) if loaded is not None else None
-        return str(stored) if stored in (SINGLE, BATCHED, MIXED) else UNKNOWN_TRAINER
 
     def progress_total(self, cfg: Config) -> int:  # type: ignore[override]
         return int(cfg.run.episodes)

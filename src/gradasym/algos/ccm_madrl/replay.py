@@ -19,16 +19,10 @@ next_states (N,S), done)``. Storage is a preallocated ring buffer of CPU torch t
 Only filled slots take part in the cumsum, so an empty slot can never be sampled
 (the original occasionally could, and then skipped the whole update).
 Randomness comes only from the ``numpy.random.Generator`` passed in.
-
-:class:`StackedReplay` holds the buffers of R runs (the batched trainer) in one
-``(R, capacity, ...)`` storage: each run's :class:`PrioritizedReplay` stays the run's buffer
-(its tensors become views of row r), insertion and the sampled rows' gather are one
-operation for all runs, and each run's sampling draws from its own generator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,91 +182,3 @@ class PrioritizedReplay:
         self.priorities[:] = 0.0
         self.priorities[:n] = state["priorities"].numpy()
         self.rng.bit_generator.state = state["rng"]
-
-
-_FIELDS = ("states", "actions", "x", "rewards", "next_states", "dones")
-
-
-class StackedReplay:
-    """The replay buffers of R runs in one storage ``(R, capacity, ...)`` (the batched trainer).
-
-    ``StackedReplay(replays)`` moves the content of R equally shaped :class:`PrioritizedReplay`
-    into the stacked tensors and makes each run's buffer tensors (and priorities) views of its
-    row, so that the runs' buffers are still ``replays[r]`` (checkpoints, resumption, the
-    single-run methods) and no run's data is held twice. :meth:`push_many` inserts the
-    episodes of several runs with one write per field, :meth:`sample` gathers the sampled
-    rows of several runs with one read per field; both give, run by run, exactly what the
-    run's own :meth:`PrioritizedReplay.push_many` / :meth:`~PrioritizedReplay.sample` give
-    (same slots, priorities, generator draws; ``tests/test_replay.py``).
-    """
-
-    def __init__(self, replays: Sequence[PrioritizedReplay]) -> None:
-        self.replays = list(replays)
-        r0 = self.replays[0]
-        shapes = {tuple((name, tuple(getattr(rep, name).shape), getattr(rep, name).dtype) for name in _FIELDS)
-                  for rep in self.replays}
-        if len(shapes) != 1:
-            raise ValueError("the replay buffers of a StackedReplay must share capacity, sizes and dtype")
-        self.capacity = r0.capacity
-        n_runs = len(self.replays)
-        for name in _FIELDS:
-            one = getattr(r0, name)
-            stacked = torch.empty((n_runs,) + tuple(one.shape), dtype=one.dtype)
-            for r, rep in enumerate(self.replays):
-                stacked[r, : rep.size] = getattr(rep, name)[: rep.size]
-                setattr(rep, name, stacked[r])  # the run's own buffer is now row r (the old one is freed)
-            setattr(self, name, stacked)
-        self.priorities = np.stack([rep.priorities for rep in self.replays])
-        for r, rep in enumerate(self.replays):
-            rep.priorities = self.priorities[r]
-
-    def _flat(self, name: str) -> Tensor:
-        buf = getattr(self, name)
-        return buf.view((-1,) + tuple(buf.shape[2:]))
-
-    def push_many(self, runs: Sequence[int], states, actions, x, rewards, next_states, dones, errs) -> None:
-        """Store T transitions of each run ``runs[g]`` (leading dims ``(G, T)``), as
-        ``replays[runs[g]].push_many(states[g], ...)`` for every g."""
-        errs = np.asarray(errs, dtype=np.float64)
-        n_new = errs.shape[1]
-        keep = slice(max(0, n_new - self.capacity), n_new)
-        reps = [self.replays[r] for r in runs]
-        slots = (np.array([rep.ptr for rep in reps])[:, None] + np.arange(n_new)) % self.capacity  # (G, T)
-        flat = torch.as_tensor((np.asarray(runs)[:, None] * self.capacity + slots)[:, keep].ravel())
-        for name, values in (("states", states), ("actions", actions), ("x", x), ("rewards", rewards),
-                             ("next_states", next_states), ("dones", dones)):
-            buf = self._flat(name)
-            v = np.asarray(values, dtype=np.float64)[:, keep]
-            buf[flat] = torch.as_tensor(v.reshape((-1,) + v.shape[2:]), dtype=buf.dtype)
-        for g, rep in enumerate(reps):  # each run's own priority formula (alpha, per_eps)
-            rep.priorities[slots[g, keep]] = rep.priority(errs[g, keep])
-            rep.ptr = int((rep.ptr + n_new) % self.capacity)
-            rep.size = min(rep.size + n_new, self.capacity)
-
-    def sample(self, runs: Sequence[int], batch_size: int) -> list[ReplayBatch]:
-        """``replays[r].sample(batch_size)`` for every r in ``runs`` (each with its own
-        generator, beta and priorities), the rows gathered in one read per field."""
-        reps = [self.replays[r] for r in runs]
-        if any(rep.size == 0 for rep in reps):
-            raise ValueError("cannot sample from an empty replay buffer")
-        # every run's cumulative priorities at once; slots beyond a run's size add zeros after
-        # its total, so its first `size` sums are its own cumsum exactly
-        cum = np.cumsum(self.priorities[np.asarray(runs), : max(rep.size for rep in reps)], axis=1)
-        flat, meta = [], []
-        for g, (r, rep) in enumerate(zip(runs, reps)):
-            rep.beta = min(1.0, rep.beta + rep.beta_increment)  # incremented before use
-            p, c = rep.priorities[: rep.size], cum[g, : rep.size]
-            total = c[-1]
-            points = (np.arange(batch_size) + rep.rng.random(batch_size)) * (total / batch_size)
-            idx = np.minimum(np.searchsorted(c, points, side="left"), rep.size - 1)
-            prob = (p[idx] + 1e-9) / (total + 1e-9)
-            w = (rep.size * prob) ** (-rep.beta)
-            meta.append((idx, w / w.max()))
-            flat.append(r * self.capacity + idx)
-        t = torch.as_tensor(np.concatenate(flat))
-        rows = {name: self._flat(name).index_select(0, t).view((len(reps), batch_size) + tuple(getattr(self, name).shape[2:]))
-                for name in _FIELDS}
-        return [ReplayBatch(states=rows["states"][g], actions=rows["actions"][g], x=rows["x"][g],
-                            rewards=rows["rewards"][g], next_states=rows["next_states"][g], dones=rows["dones"][g],
-                            weights=torch.as_tensor(w, dtype=self.states.dtype), indices=idx)
-                for g, (idx, w) in enumerate(meta)]

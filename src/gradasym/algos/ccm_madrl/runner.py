@@ -80,8 +80,6 @@ class Trainer:
         self.seconds = 0.0
         self.states = self.env.reset()
         self._preact_pool: list[torch.Tensor] = []  # tracking="original" only
-        # Set by the batched trainer: the run acts together with its batch (gradasym.algos.ccm_madrl.batched_acting)
-        self.acting: Any = None
         # Which trainer produced the episodes (runfolder.TRAINER_KEY: checkpoint and summary); set by open_run
         self.trained_by: str | None = SINGLE
         # The monitor needs a parameter snapshot before the first update.
@@ -102,16 +100,7 @@ class Trainer:
 
     def act_episode(self) -> dict[str, Any]:
         """The acting half of :meth:`run_episode`: one episode of acting and storing; returns
-        the episode's row without its training and monitor fields (see :meth:`finish_episode`).
-
-        A run of the batched trainer (``self.acting`` set) only asks to act here: its row is
-        filled when its batch's episode is computed (:class:`gradasym.algos.ccm_madrl.batched_acting.ActingGroup`)."""
-        if self.acting is not None:
-            return self.acting.request(self)
-        return self.act_episode_alone()
-
-    def act_episode_alone(self) -> dict[str, Any]:
-        """:meth:`act_episode` computed for this run alone."""
+        the episode's row without its training and monitor fields (see :meth:`finish_episode`)."""
         cfg, agent, env = self.cfg, self.agent, self.env
         t0 = time.perf_counter()
         eps = epsilon(cfg.agent, self.episodes_done)
@@ -307,7 +296,7 @@ def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: s
     return summary
 
 
-def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = SINGLE) -> Trainer:
+def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
     """Prepare a locked run folder and its :class:`Trainer`: remove temporary files, check the
     configuration against ``config.json`` and the checkpoint (with ``resume``), load the
     checkpoint, write ``config.json``. ``cfg`` must be validated; the caller holds
@@ -315,10 +304,10 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
     ``run.keep_replay = false``, see :func:`finish_run`) cannot be extended, and a run
     cannot be shortened below the episodes it has trained: both refused.
 
-    ``trainer_name`` (``runfolder.SINGLE`` or ``BATCHED``) is the trainer that goes on with the
-    run; the folder records it (``Trainer.trained_by``). A run that the other trainer started
-    continues, with a warning, as ``MIXED`` (its numbers are neither trainer's; sweeps resume
-    every run with the trainer it started with); a run with nothing left to do keeps its record."""
+    The folder records the trainer (``runfolder.TRAINER_KEY``, ``Trainer.trained_by``): a run
+    that the retired batched trainer started (``BATCHED``, or ``MIXED``) continues here, with a
+    warning, as ``MIXED`` (its numbers are neither trainer's); a run with nothing left to do
+    keeps its record."""
     wanted = cfg.to_dict()
     folder.clean_temp_files()
     state = None
@@ -332,9 +321,7 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
         if loaded is not None:
             state, path = loaded
             folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
-    # the batched trainer computes with its own stacked torch code
-    trainer = Trainer(cfg) if trainer_name == SINGLE else Trainer(cfg, engine="torch")
-    trainer.trained_by = trainer_name
+    trainer = Trainer(cfg)
     if state is not None:
         trainer.load_state_dict(state)
         stored = state.get(TRAINER_KEY)
@@ -344,11 +331,11 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
                               f"run.episodes = {cfg.run.episodes}; a run cannot be shortened: ask for at least "
                               f"{trainer.episodes_done} episodes, or use another --out")
         done = trainer.should_stop_early() or trainer.episodes_done >= cfg.run.episodes
-        trainer.trained_by = stored if done else continued_trainer(stored, trainer_name)
-        if not done and stored not in (None, trainer_name):
+        trainer.trained_by = stored if done else continued_trainer(stored, SINGLE)
+        if not done and stored not in (None, SINGLE):
             so_far = "by both trainers" if stored == MIXED else f"by the {stored} trainer"
-            _warn(f"{folder.path} was trained {so_far} so far; going on with the {trainer_name} "
-                  f"trainer, its numbers are neither's (recorded as {trainer.trained_by!r})")
+            _warn(f"{folder.path} was trained {so_far} so far (retired, docs/sweeps.md); going on with "
+                  f"the single-run trainer, its numbers are neither's (recorded as {trainer.trained_by!r})")
         if not done and not trainer.agent.has_replay:
             raise ConfigError(f"{folder.path} holds a finished run whose final checkpoint has no replay buffer "
                               "(run.keep_replay = false), so it cannot be extended identically; "
