@@ -7,7 +7,8 @@ report extra (``docs/algorithms.md``). Units and wording come from the run folde
 ``summary.json``); nothing here knows MEC or the paper's tables. It shows:
 
 * learning curves: episode return vs environment steps (mean and 95 % t-interval
-  over seeds, one panel per critic LR);
+  over seeds, one panel per critic LR), and the same for the deterministic evaluation
+  return (``eval.parquet``, runs with ``run.eval_interval``);
 * heatmaps over the actor LR x critic LR grid of the stopping step and the
   gradient-death step (mean over the seeds where it happened, "k/n" seeds);
 * saturation ratio, max |z|, the dead-output fraction (when the monitor records
@@ -277,6 +278,36 @@ def fig_learning_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
            and {"step", "return"} <= set(r.episodes.columns)}
     if not eps:
         raise NoFigure("no episodes.parquet with step and return columns")
+    return _return_curves(eps, runs, "return", "episode return",
+                          "Learning curves: mean episode return, 95 % t-band over seeds (none for one seed)")
+
+
+def eval_tables(rs: ResultSet) -> dict[str, pd.DataFrame]:
+    """Each run's ``eval.parquet`` (SB3 runs with ``run.eval_interval``), by run id."""
+    from .load import _read_parquet  # noqa: PLC0415
+
+    out = {}
+    for r in rs.runs:
+        if (r.path / "eval.parquet").is_file():
+            table, _ = _read_parquet(r.path / "eval.parquet")
+            if table is not None and len(table) and {"step", "eval_return"} <= set(table.columns):
+                out[r.run_id] = table
+    return out
+
+
+def fig_eval_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
+    """Deterministic evaluation return vs environment steps (mean, 95 % band over seeds)."""
+    ev = eval_tables(rs)
+    if not ev:
+        raise NoFigure("no eval.parquet (runs without run.eval_interval)")
+    return _return_curves(ev, runs, "eval_return", "evaluation return",
+                          "Evaluation: mean return of the deterministic episodes, 95 % t-band over seeds")
+
+
+def _return_curves(tables: dict[str, pd.DataFrame], runs: pd.DataFrame, column: str, ylabel: str,
+                   title: str) -> Figure:
+    """``column`` vs environment steps (``step``), mean and band over seeds, one panel per critic LR."""
+    eps = {k: t.rename(columns={column: "return"}) for k, t in tables.items()}
     sub = runs[runs["run_id"].isin(eps)]
     actors, critics = _by_critic(list(zip(sub["actor_lr"], sub["critic_lr"])))
     fig, axes = _panels(len(critics))
@@ -293,9 +324,9 @@ def fig_learning_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
             _band(ax, grid, ys, _COLORS[i % len(_COLORS)], f"actor LR {alr:g} (n={len(curves)})")
         ax.set_title(f"critic LR {clr:g}")
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("episode return")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    fig.suptitle("Learning curves: mean episode return, 95 % t-band over seeds (none for one seed)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -401,6 +432,11 @@ def _figure_specs(rs: ResultSet, runs: pd.DataFrame, agg: pd.DataFrame, stop_uni
          "exact zeros (dead actor gradients) are drawn at 0, not dropped; the band is clipped at 0 (rho >= 0).",
          lambda: _over_time(rs, runs, "rho", "rho", "symlog", "rho (mean, 95 % band over seeds)",
                             bounds=(0.0, math.inf))),
+        ("fig_eval_curves", "8", "Evaluation return over training",
+         "Mean return of the deterministic evaluation episodes (run.eval_interval, a separately seeded "
+         "environment) against environment steps; mean over seeds with a 95 % Student-t band. Only for runs "
+         "with evaluations.",
+         lambda: fig_eval_curves(rs, runs)),
     ]
 
 
