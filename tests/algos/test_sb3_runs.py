@@ -6,6 +6,8 @@ so that the whole file runs in well under a minute.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -41,9 +43,12 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         assert run_cli("--algo", algo, "--env", "Pendulum-v1", "--steps", str(STEPS), "--actor-lr", "0.1",
                        "--critic-lr", "0.001", "--seed", "3", "--out", str(out[algo]), *TINY) == 0
     out["td3-again"] = root / "td3-again"  # also evaluated and logged to TensorBoard: the same training numbers
-    assert run_cli("--algo", "td3", "--steps", str(STEPS), "--actor-lr", "0.1", "--critic-lr", "0.001",
-                   "--seed", "3", "--out", str(out["td3-again"]), "--eval-interval", "200", "--eval-episodes", "2",
-                   "--tensorboard", *TINY) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):  # with the progress bar
+        assert cli.main(["run", "--algo", "td3", "--steps", str(STEPS), "--actor-lr", "0.1", "--critic-lr", "0.001",
+                         "--seed", "3", "--out", str(out["td3-again"]), "--eval-interval", "200",
+                         "--eval-episodes", "2", "--tensorboard", *TINY]) == 0
+    (root / "td3-again.out").write_text(printed.getvalue())
     return out
 
 
@@ -74,6 +79,15 @@ def test_run_folder(runs, algo):
     assert s["max_abs_preactivation"] >= tracking["preact_max_abs"].max()
     if algo != "sac":  # actor_lr 0.1 saturates TD3's/DDPG's tanh output: the actor gradient dies at once
         assert s["grad_death_step"] is not None and s["final_saturation_ratio"] > 0.9
+
+
+def test_run_prints_each_monitor_event_once(runs):
+    printed = (runs["td3-again"].parent / "td3-again.out").read_text()
+    events = json.loads((runs["td3-again"] / "summary.json").read_text())["events"]
+    assert [e["event"] for e in events][:1] == ["grad_death"]  # actor_lr 0.1 saturates the tanh output
+    for e in events:
+        line = f"gradasym: {e['message']}"
+        assert e["message"].startswith(f"gradient step {e['step']}: ") and printed.count(line) == 1, line
 
 
 def test_same_seed_same_numbers(runs):

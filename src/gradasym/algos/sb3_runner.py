@@ -744,7 +744,8 @@ class _ProgressBar(_NoBar):
         self.progress.update(self.task, completed=done)
 
     def event(self, event: dict[str, Any]) -> None:
-        self.progress.console.print(f"gradasym: {event_line(event)['message']}")
+        self.progress.console.print(f"gradasym: {event_line(event)['message']}", soft_wrap=True, markup=False,
+                                    highlight=False)  # one line, as written
 
     def advance(self, info: dict[str, Any]) -> None:
         sat = info["saturation_ratio"]

@@ -489,7 +489,8 @@ class _progress_bar:
         if self.events_shown is None:
             self.events_shown = sum(e["step"] < info["episode"] for e in events)
         for event in events[self.events_shown:]:
-            self.progress.console.print(f"gradasym: {event['message']}")
+            self.progress.console.print(f"gradasym: {event['message']}", soft_wrap=True, markup=False,
+                                        highlight=False)  # one line, as written
         self.events_shown = len(events)
         sat = info["saturation_ratio"]
         self.progress.update(
