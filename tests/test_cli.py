@@ -144,13 +144,15 @@ def test_tensorboard_flag_reaches_the_config() -> None:
     assert config_from_args(parse("sweep", "--tensorboard")).run.tensorboard is True
 
 
-@pytest.mark.parametrize("algo_args, expected", [
-    ([], "rerun the same command with --resume"),
-    (["--algo", "td3", "--env", "Pendulum-v1", "--steps", "100"], "td3 runs cannot resume"),
+@pytest.mark.parametrize("algo_args, resumable, expected", [
+    ([], True, "rerun the same command with --resume"),
+    (["--algo", "td3", "--env", "Pendulum-v1", "--steps", "100"], True, "rerun the same command with --resume"),
+    (["--algo", "td3", "--env", "Pendulum-v1", "--steps", "100"], False, "td3 runs cannot resume"),
 ])
 def test_interrupted_run_says_what_a_rerun_does_for_its_algorithm(tmp_path, capsys, monkeypatch,
-                                                                  algo_args, expected) -> None:
-    """Ctrl-C during `gradasym run`: exit 130 and a hint that is true for the algorithm (SB3 cannot resume)."""
+                                                                  algo_args, resumable, expected) -> None:
+    """Ctrl-C during `gradasym run`: exit 130 and a hint that is true for the algorithm (SB3 runs resume;
+    an algorithm that could not gets the other hint)."""
     from gradasym.algos.base import Algorithm
 
     def interrupted(*args, **kwargs):
@@ -159,10 +161,12 @@ def test_interrupted_run_says_what_a_rerun_does_for_its_algorithm(tmp_path, caps
     monkeypatch.setattr(Algorithm, "runner", property(lambda self: interrupted))
     for cls in Algorithm.__subclasses__():
         monkeypatch.setattr(cls, "runner", property(lambda self: interrupted))
+        if not resumable:
+            monkeypatch.setattr(cls, "can_resume", False)
     assert main(["run", *algo_args, "--out", str(tmp_path / "r")]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and expected in err
-    if algo_args:
+    if not resumable:
         assert "--resume to continue" not in err
 
 

@@ -1110,3 +1110,70 @@ def test_constructor_accepts_valid_numbers_of_any_type():
                              saturation_threshold=np.float64(0.5))  # fmt: skip
     assert mon.n_agents == 2 and isinstance(mon.freeze_tolerance, float) and mon.grad_death_threshold == 0.0
     assert ActorCriticMonitor(n_agents=3.0).n_agents == 3
+
+
+# ----------------------------------------------------------------------------- events and units
+
+
+def test_events_are_reported_once_as_they_happen():
+    seen = []
+    mon = ActorCriticMonitor(n_agents=2, on_event=seen.append)
+
+    def params(moved):  # actor parameters with the structure of _grads; row 1 moved by ``moved``
+        return {"l0.weight": torch.tensor([[1.0], [1.0 + moved]]), "l0.bias": torch.zeros(2, 1)}
+
+    c = {"q.weight": torch.ones(2, 2)}
+    mon.observe_update(1, _grads([1.0, 1.0]), None, params(0.0), c)  # snapshot only
+    assert seen == [] and mon.events == []
+    mon.observe_update(2, _grads([0.0, 1.0]), None, params(1.0), c)
+    # actor 1 moved, actor 0 did not: first freeze and first gradient death (actor 0); the critic froze
+    assert [(e["event"], e["step"]) for e in seen] == [("grad_death", 2), ("actor_frozen", 2), ("critic_frozen", 2)]
+    assert seen[0]["message"] == "episode 2: actor 0 of 2 (first of 1): gradient died (norm below grad_death_threshold)"
+    mon.observe_update(3, _grads([0.0, 0.0]), None, params(1.0), c)
+    mon.observe_update(4, _grads([0.0, 0.0]), None, params(1.0), c)
+    assert [(e["event"], e["step"]) for e in seen][3:] == [("all_frozen", 3)]  # actor 1 stopped at 3; once
+    bad = {"l0.weight": torch.full((2, 1), float("nan")), "l0.bias": torch.zeros(2, 1)}
+    mon.observe_update(5, _grads([1.0, 1.0]), {"q.weight": torch.full((2, 2), float("inf"))}, bad, c)
+    assert [e["event"] for e in seen][4:] == ["actor_diverged", "critic_diverged"]
+    assert mon.events == seen and all(e["unit"] == "episode" for e in seen)
+    assert mon.all_stopped_episode == 3 and mon.critic_stop_episode == 2  # events agree with the state
+
+
+def test_events_survive_state_dict_and_are_not_repeated():
+    seen = []
+    mon = ActorCriticMonitor(unit="step", on_event=seen.append)
+    w = {"w": torch.ones(3)}
+    for step in (1, 2, 3):
+        mon.observe_update(step, {"w": torch.zeros(3)}, None, w, None)
+    assert [(e["event"], e["step"]) for e in seen] == [("grad_death", 1), ("actor_frozen", 2), ("all_frozen", 2)]
+    assert seen[1]["message"].startswith("step 2: the actor's weights froze")
+    again = []
+    resumed = ActorCriticMonitor(unit="step", on_event=again.append)
+    resumed.load_state_dict(through_torch_save(mon.state_dict()))
+    resumed.observe_update(4, {"w": torch.zeros(3)}, None, w, None)
+    assert again == [] and resumed.events == mon.events
+    # a state saved before events existed: the events its steps imply, without a callback
+    old = mon.state_dict()
+    del old["events"]
+    implied = ActorCriticMonitor(unit="step", on_event=again.append)
+    implied.load_state_dict(old)
+    assert [(e["event"], e["step"]) for e in implied.events] == [("grad_death", 1), ("actor_frozen", 2),
+                                                                  ("all_frozen", 2)]
+    assert again == []
+
+
+def test_unit_names_the_step_keys():
+    w = {"w": torch.ones(3)}
+    for unit, key in (("episode", "episode"), ("step", "step"), ("gradient step", "gradient_step")):
+        mon = ActorCriticMonitor(unit=unit)
+        mon.observe_update(7, {"w": torch.ones(3)}, None, w, None)
+        mon.observe_update(8, {"w": torch.ones(3)}, None, w, None)
+        s = mon.summary()
+        assert s[f"stopping_{key}"] == 8 and s[f"per_agent_stop_{key}"] == [8]
+        assert s[f"per_agent_grad_death_{key}"] == [None] and s[f"critic_stop_{key}"] is None
+        assert mon.log_row()[key] == 8 and mon.agent_rows()[0][key] == 8
+        assert "stopping_episode" not in s or unit == "episode"
+    with pytest.raises(TypeError, match="unit must be a non-empty string"):
+        ActorCriticMonitor(unit="")
+    with pytest.raises(TypeError, match="on_event must be a callable"):
+        ActorCriticMonitor(on_event="print")

@@ -349,13 +349,18 @@ def interrupting_runner(cfg: Any, out_dir: str | Path, resume: bool = True, prog
     raise KeyboardInterrupt
 
 
-def test_interrupted_message_says_what_a_rerun_does_per_algorithm(tmp_path: Path) -> None:
+def test_interrupted_message_says_what_a_rerun_does_per_algorithm(tmp_path: Path, monkeypatch) -> None:
     from gradasym import algos
     from gradasym.sweep.core import rerun_hint
 
     td3 = algos.get("td3").default_config()
     td3.run.steps = 300
     sb3_spec = SweepSpec(base=td3, axes={"agent.actor_lr": [1e-3, 0.1]}, seeds=[1])
+    with pytest.raises(SweepInterrupted) as info:  # SB3 runs resume from their checkpoints
+        sweep(sb3_spec, tmp_path / "sb3-resumes", runner=interrupting_runner)
+    assert "unfinished runs resume from their last checkpoint" in str(info.value)
+    # an algorithm that cannot resume gets the other message
+    monkeypatch.setattr(type(algos.get("td3")), "can_resume", False)
     with pytest.raises(SweepInterrupted) as info:
         sweep(sb3_spec, tmp_path / "sb3", runner=interrupting_runner)
     text = str(info.value)

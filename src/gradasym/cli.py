@@ -44,8 +44,12 @@ RUN_FLAGS: dict[str, tuple[str, type, str]] = {
     "--batch-size": ("agent.batch_size", int, "replay batch size"),
     "--tracking": ("run.tracking", str, "'clean' (our definitions) or 'original' (what the original code logged)"),
     "--freeze-tolerance": ("run.freeze_tolerance", float, "max |delta| counted as frozen; 0 = exact equality"),
-    "--checkpoint-interval": ("run.checkpoint_interval", int, "episodes between checkpoints"),
-    "--eval-interval": ("run.eval_interval", int, "episodes between greedy evaluations (0 = off)"),
+    "--checkpoint-interval": ("run.checkpoint_interval", int, "between checkpoints: episodes (ccm-madrl) or "
+                                                              "environment steps (td3/ddpg/sac)"),
+    "--eval-interval": ("run.eval_interval", int, "between greedy (deterministic) evaluations on a separately "
+                                                  "seeded environment: episodes (ccm-madrl) or environment steps "
+                                                  "(td3/ddpg/sac); 0 = off"),
+    "--eval-episodes": ("run.eval_episodes", int, "episodes per evaluation"),
     "--threads": ("run.threads", int, "torch threads per run; 1 stays fast next to other busy processes, "
                                       "0 = torch's default (one per core)"),
     "--engine": ("run.engine", str, "ccm-madrl: 'compiled' (numba kernels on the CPU), 'torch' (the tensor code: "
@@ -97,8 +101,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stop", dest="early_stop", action=argparse.BooleanOptionalAction, default=None,
                    help="end the run 100 episodes after all actors stopped (default: on)")
     g.add_argument("--tensorboard", dest="tensorboard", action=argparse.BooleanOptionalAction, default=None,
-                   help="also write every episode and tracking metric as TensorBoard scalars to "
-                        "RUN/tensorboard/ (needs the 'tensorboard' extra; default: off)")
+                   help="also write every episode and tracking metric (td3/ddpg/sac: and SB3's own scalars) "
+                        "as TensorBoard scalars to RUN/tensorboard/ (needs the 'tensorboard' extra; default: off)")
     g.add_argument("--keep-replay", dest="keep_replay", action=argparse.BooleanOptionalAction, default=None,
                    help="ccm-madrl: keep the replay buffer in a finished run's final checkpoint (up to 36 MB "
                         "per run at N = 50), needed only to extend the run later by raising --episodes "

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from .config import check_freeze_thresholds
 
 __all__ = [
+    "EVENTS",
     "SQUASHES",
     "ActorCriticMonitor",
     "HiddenActivationHook",
@@ -65,6 +66,8 @@ _STATE_KEYS = (
     "prev_actor", "prev_critic", "max_abs", "actor_layers", "critic_layers", "agent_sq", "actor_layer_total",
     "critic_layer_sq", "stats", "last_sat", "n_dims", "n_actor_hidden", "n_critic_hidden",
 )  # fmt: skip
+#: Event kinds of :attr:`ActorCriticMonitor.events`, each reported once (the first time it happens).
+EVENTS = ("grad_death", "actor_frozen", "all_frozen", "actor_diverged", "critic_diverged", "critic_frozen")
 _CONFIG_KEYS = ("n_agents", "saturation_threshold", "freeze_tolerance", "grad_death_threshold", "squash")
 _PREACT_KEYS = (
     "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
@@ -303,6 +306,15 @@ class ActorCriticMonitor:
     layer_of:
         maps a flat gradient key to its layer name (default: prefix before the last
         dot), see :func:`group_layers`.
+    unit:
+        what the caller's ``step`` counts (``"episode"``, the default, as CCM-MADRL;
+        ``"step"`` for Stable-Baselines3 and own loops): the name of the step column of
+        :meth:`log_row` / :meth:`agent_rows`, of the step keys of :meth:`summary`
+        (``stopping_<unit>``, ``per_agent_stop_<unit>``, ``per_agent_grad_death_<unit>``,
+        ``critic_stop_<unit>``; spaces become ``_``) and of the event messages.
+    on_event:
+        called once with each event as it happens (see :attr:`events`); an exception it
+        raises propagates out of :meth:`observe_update`, after the update was recorded.
     """
 
     def __init__(
@@ -313,7 +325,15 @@ class ActorCriticMonitor:
         grad_death_threshold: float = 1e-12,
         squash: str = "tanh",
         layer_of: Callable[[str], str] | None = None,
+        unit: str = "episode",
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        if not isinstance(unit, str) or not unit.strip():
+            raise TypeError(f"unit must be a non-empty string (e.g. 'episode', 'step'), got {unit!r}")
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be a callable taking one event dict (or None), got {type(on_event).__name__}")
+        self.unit = unit.strip()
+        self.on_event = on_event
         if n_agents is not None:
             if isinstance(n_agents, bool) or not isinstance(n_agents, numbers.Real):
                 raise TypeError(f"n_agents must be a positive int or None, got {n_agents!r}")
@@ -364,6 +384,7 @@ class ActorCriticMonitor:
         self._n_dims: int | None = None  # action dims seen so far (for stable columns)
         self._n_actor_hidden: int = 0
         self._n_critic_hidden: int = 0
+        self.events: list[dict[str, Any]] = []  # see _check_events
 
     # ------------------------------------------------------------------ observe
 
@@ -501,6 +522,7 @@ class ActorCriticMonitor:
         self._stats = None
         if log:
             self._compute_stats()
+        self._check_events(step)
 
     @torch.no_grad()
     def observe_params(self, actor_params: TensorTree = None, critic_params: TensorTree = None) -> None:
@@ -792,6 +814,43 @@ class ActorCriticMonitor:
         mean, frac = torch.stack([h2.mean(dtype=torch.float64), dead.to(torch.float64).mean()]).tolist()
         return (mean, frac)
 
+    # ------------------------------------------------------------------ events
+
+    def _check_events(self, step: int) -> None:
+        """Append (and pass to ``on_event``) each event that has just happened; each kind once."""
+        seen = {e["event"] for e in self.events}
+        if len(seen) == len(EVENTS):
+            return
+        n = self._N
+        agents = "the actor" if self.n_agents is None else None
+        new: list[tuple[str, str]] = []
+
+        def first(kind: str, mask: Tensor, what: str) -> None:
+            if kind in seen or not bool(mask.any()):
+                return
+            who = agents or f"actor {int(mask.nonzero()[0, 0])} of {n} (first of {int(mask.sum())})"
+            new.append((kind, f"{who}: {what}" if agents is None else f"{who}'s {what}"))
+
+        first("grad_death", self._death != _NONE, "gradient died (norm below grad_death_threshold)")
+        first("actor_frozen", self._actor_stop != _NONE, "weights froze (unchanged by an update)")
+        if "all_frozen" not in seen and self.all_stopped_episode is not None:
+            new.append(("all_frozen", f"all {n} actor{'s' if n > 1 else ''} frozen (every actor has a stop {self.unit})"))
+        first("actor_diverged", self._diverged != _NONE, "gradient or weights diverged (not finite)")
+        if "critic_diverged" not in seen and self._critic_diverged is not None:
+            new.append(("critic_diverged", "the critic's gradient or weights diverged (not finite)"))
+        if "critic_frozen" not in seen and self._critic_stop is not None:
+            new.append(("critic_frozen", "the critic's weights froze (unchanged by an update)"))
+        for kind, text in new:
+            event = {"event": kind, "step": int(step), "unit": self.unit, "text": text,
+                     "message": f"{self.unit} {step}: {text}"}
+            self.events.append(event)
+            if self.on_event is not None:
+                self.on_event(dict(event))
+
+    def _key(self, name: str) -> str:
+        """``name`` with the caller's unit: ``stopping_episode`` -> ``stopping_step`` for ``unit="step"``."""
+        return name.replace("episode", self.unit.replace(" ", "_"))
+
     # ------------------------------------------------------------------ rows
 
     def _norms(self) -> tuple[float, float, float, list[float], list[float]]:
@@ -828,7 +887,7 @@ class ActorCriticMonitor:
         s = self._compute_stats()
         a_tot, c_tot, rho, a_l, c_l = self._norms()
         row: dict[str, float | int] = {
-            "episode": self._episode(step),
+            self._key("episode"): self._episode(step),
             "actor_grad_norm": a_tot,
             "critic_grad_norm": c_tot,
             "rho": rho,
@@ -870,7 +929,7 @@ class ActorCriticMonitor:
         div = (self._diverged != _NONE).tolist()
         return [
             {
-                "episode": ep, "agent": i, "grad_norm": float(g[i]), "saturation_ratio": float(sat[i]),
+                self._key("episode"): ep, "agent": i, "grad_norm": float(g[i]), "saturation_ratio": float(sat[i]),
                 "preact_max_abs": float(mx[i]), "dead_output_frac": float(dead[i]),
                 "squash_grad_mean": float(dg[i]), "diverged": int(div[i]),
             }  # fmt: skip
@@ -978,12 +1037,12 @@ class ActorCriticMonitor:
         """The monitor's part of ``summary.json`` (plain JSON-able values; NaN where
         nothing was observed)."""
         return {
-            "stopping_episode": self.all_stopped_episode,
-            "per_agent_stop_episode": self.actor_stop_episode,
-            "per_agent_grad_death_episode": self.grad_death_episode,
+            self._key("stopping_episode"): self.all_stopped_episode,
+            self._key("per_agent_stop_episode"): self.actor_stop_episode,
+            self._key("per_agent_grad_death_episode"): self.grad_death_episode,
             "all_frozen_at_end": self.all_frozen_now,
             "critic_stopped": self._critic_stop is not None,
-            "critic_stop_episode": self._critic_stop,
+            self._key("critic_stop_episode"): self._critic_stop,
             "max_abs_preactivation": self.max_abs_preactivation,
             "final_saturation_ratio": self.last_saturation_ratio,
             "final_rho": self.last_rho,
@@ -1026,6 +1085,7 @@ class ActorCriticMonitor:
             "n_dims": self._n_dims,
             "n_actor_hidden": self._n_actor_hidden,
             "n_critic_hidden": self._n_critic_hidden,
+            "events": [dict(e) for e in self.events],
         }
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
@@ -1080,6 +1140,21 @@ class ActorCriticMonitor:
         self._n_dims = d["n_dims"]
         self._n_actor_hidden = int(d["n_actor_hidden"])
         self._n_critic_hidden = int(d["n_critic_hidden"])
+        # states saved before events existed: the events their steps imply (no callback)
+        self.events = [dict(e) for e in d["events"]] if d.get("events") is not None else self._implied_events()
+
+    def _implied_events(self) -> list[dict[str, Any]]:
+        """The events of the restored state, at the steps it records (for states without ``events``)."""
+        def first(t: Tensor) -> int | None:
+            v = [x for x in t.tolist() if x != _NONE]
+            return min(v) if v else None
+
+        steps = {"grad_death": first(self._death), "actor_frozen": first(self._actor_stop),
+                 "all_frozen": self.all_stopped_episode, "actor_diverged": first(self._diverged),
+                 "critic_diverged": self._critic_diverged, "critic_frozen": self._critic_stop}
+        found = sorted((int(step), EVENTS.index(kind), kind) for kind, step in steps.items() if step is not None)
+        return [{"event": kind, "step": step, "unit": self.unit, "text": kind.replace("_", " "),
+                 "message": f"{self.unit} {step}: {kind.replace('_', ' ')}"} for step, _, kind in found]
 
 
 # --------------------------------------------------------------------------- nn.Module helpers

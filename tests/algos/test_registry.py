@@ -42,7 +42,7 @@ def test_stored_dicts_carry_the_algorithm_and_read_back():
 def test_units_and_report_extras():
     ccm, td3 = algos.get("ccm-madrl"), algos.get("td3")
     assert (ccm.progress_unit, ccm.stop_unit, ccm.can_resume) == ("episodes", "episodes", True)
-    assert (td3.progress_unit, td3.stop_unit, td3.can_resume) == ("environment steps", "gradient steps", False)
+    assert (td3.progress_unit, td3.stop_unit, td3.can_resume) == ("environment steps", "gradient steps", True)
     assert "paper" in ccm.report_extras and "paper" not in td3.report_extras
     cfg = td3.load_config(overrides={"run.steps": 123})
     assert td3.progress_total(cfg) == 123 and td3.n_actors(cfg) == 1

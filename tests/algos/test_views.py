@@ -42,3 +42,17 @@ def test_log_view_lines_name_the_units():
     assert "10000/20000 environment steps" in text
     assert "finished a: 20000 environment steps, actors stopped at: 120 gradient steps" in text
     assert "s per environment step" in text and "episode" not in text
+
+
+def test_views_print_each_monitor_event_once():
+    lines: list[str] = []
+    view = LogView([_sb3_progress("a")], log=lines.append)
+    view.started("a")
+    death = {"event": "grad_death", "step": 82, "message": "gradient step 82: the actor's gradient died"}
+    frozen = {"event": "actor_frozen", "step": 90, "message": "gradient step 90: the actor's weights froze"}
+    view.progress("a", {"done": 1000, "total": 20000, "events": [death]})
+    view.progress("a", {"done": 2000, "total": 20000, "events": [death]})  # already shown
+    view.progress("a", {"done": 3000, "total": 20000})  # progress without events
+    view.done("a", "finished", {"steps_run": 20000, "events": [death, frozen]}, None)  # one the progress missed
+    events = [line for line in lines if "gradient step" in line]
+    assert events == ["a: gradient step 82: the actor's gradient died", "a: gradient step 90: the actor's weights froze"]

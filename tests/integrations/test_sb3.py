@@ -51,7 +51,7 @@ def test_td3_records_rows_and_saves(tmp_path):
     model.learn(600, callback=cb)
     df = cb.dataframe()
     # 500 gradient steps (600 - 100 warm-up), actor every 2nd: a row at 50, 100, ..., 500
-    assert df["episode"].tolist() == list(range(50, 501, 50))
+    assert df["step"].tolist() == list(range(50, 501, 50))
     last = cb.rows[-1]
     for k in ("actor_grad_norm", "critic_grad_norm", "rho", "preact_std", "saturation_ratio"):
         assert all(_finite(float(v)) for v in df[k]), k
@@ -69,7 +69,7 @@ def test_td3_records_rows_and_saves(tmp_path):
     # the SB3 logger got the key scalars
     assert model.logger.name_to_value["gradasym/rho"] == pytest.approx(last["rho"])
     s = cb.summary()
-    assert s["per_agent_stop_episode"] == [None] and s["critic_stop_episode"] is None
+    assert s["per_agent_stop_step"] == [None] and s["critic_stop_step"] is None
     assert s["max_abs_preactivation"] >= df["preact_max_abs"].max()
     # hooks are removed at the end of training
     assert not model.actor.optimizer._optimizer_step_pre_hooks
@@ -77,14 +77,16 @@ def test_td3_records_rows_and_saves(tmp_path):
 
 
 def test_td3_huge_actor_lr_saturates_and_freezes():
-    from_lr = {}
+    from_lr, events = {}, {}
     for lr in (1e-3, 1.0):
         model = _td3(lr)
         from gradasym.integrations.sb3 import SaturationMonitorCallback
 
-        cb = SaturationMonitorCallback(log_freq=50, record_to_logger=False)
+        seen: list = []
+        cb = SaturationMonitorCallback(log_freq=50, record_to_logger=False, on_event=seen.append)
         model.learn(600, callback=cb)
         from_lr[lr] = (cb.dataframe(), cb.monitor)
+        events[lr] = seen
     low, high = from_lr[1e-3][0], from_lr[1.0][0]
     sat_low = low["saturation_ratio"].iloc[-3:].mean()
     sat_high = high["saturation_ratio"].iloc[-3:].mean()
@@ -96,6 +98,12 @@ def test_td3_huge_actor_lr_saturates_and_freezes():
     assert mon_high.grad_death_episode[0] is not None
     assert mon_low.actor_stop_episode == [None] and mon_low.grad_death_episode == [None]
     assert mon_high.critic_stop_episode is None
+    # the monitor spoke up once per event, at the step the summary records (gradient steps, unit "step")
+    steps = {e["event"]: e["step"] for e in events[1.0]}
+    assert len(steps) == len(events[1.0]) and events[1.0] == mon_high.events and events[1e-3] == []
+    assert steps["actor_frozen"] == mon_high.actor_stop_episode[0] == mon_high.summary()["stopping_step"]
+    assert steps["all_frozen"] == steps["actor_frozen"] and "critic_frozen" not in steps
+    assert steps["grad_death"] <= steps["actor_frozen"] and events[1.0][0]["message"].startswith("step ")
 
 
 def test_sac_and_second_learn_call():
@@ -106,7 +114,7 @@ def test_sac_and_second_learn_call():
     model.learn(220, callback=cb)
     model.learn(140, callback=cb, reset_num_timesteps=False)  # hooks re-attached once, no duplicates
     df = cb.dataframe()
-    assert df["episode"].tolist() == list(range(40, 261, 40))
+    assert df["step"].tolist() == list(range(40, 261, 40))
     assert isinstance(cb._pre.module, nn.Linear) and cb._pre.capture == "output"  # SAC: actor.mu (mean)
     assert (df["actor_grad_norm"] > 0).all() and (df["rho"] > 0).all()
     assert all(math.isfinite(v) for v in df["preact_mean"])
@@ -183,7 +191,7 @@ def test_context_manager_saves_and_detaches_on_failure(tmp_path):
             model.learn(400, callback=CallbackList([cb, _crash_after(250)]))
     assert _hooks_attached(model) == 0 and not cb.attached
     df = pd.read_parquet(path)
-    assert df["episode"].tolist() == [25, 50, 75, 100, 125]  # 149 gradient steps before the crash
+    assert df["step"].tolist() == [25, 50, 75, 100, 125]  # 149 gradient steps before the crash
 
 
 def test_sac_sampled_pre_tanh_and_log_std_columns():
@@ -229,7 +237,7 @@ def test_sac_sampled_columns_match_the_training_sample():
     cb._actor_post_step = spy_actor_step  # learn's wiring registers the instance attribute
     model.learn(30, callback=cb, reset_num_timesteps=False)
     row = cb.rows[-1]
-    sampled = seen[row["episode"]]
+    sampled = seen[row["step"]]
     g, log_std = sampled["gaussian"], sampled["log_std"]
     assert g.shape == (256, 1) and log_std.shape == (256, 1)  # the training batch (batch_size 256)
     assert row["sampled_max_abs"] == preact_summary(g)["max_abs"] == float(g.abs().max())
@@ -271,7 +279,7 @@ def _callback_class():
     (dict(hidden_types=(int,)), TypeError, "hidden_types must be"),
     (dict(logger_keys="rho"), TypeError, "logger_keys must be a list or tuple of column names"),
     (dict(logger_keys=["rho", 3]), TypeError, "logger_keys must be a list or tuple"),
-    (dict(logger_keys=["rho", "rhoo"]), ValueError, r"logger_keys: unknown column\(s\) 'rhoo' \(known: episode, "),
+    (dict(logger_keys=["rho", "rhoo"]), ValueError, r"logger_keys: unknown column\(s\) 'rhoo' \(known: step, episode, "),
     (dict(record_to_logger="yes"), TypeError, "record_to_logger must be a bool"),
     (dict(verbose=-1), ValueError, "verbose must be an int >= 0"),
     (dict(squash=None), TypeError, "squash must be a str"),

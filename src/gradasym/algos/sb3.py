@@ -3,8 +3,9 @@
 The config is :class:`~gradasym.algos.sb3_config.SB3Config`; the runner is
 :func:`gradasym.algos.sb3_runner.run_sb3` (the real SB3 agent with separate actor
 and critic learning rates and the monitor attached). Runs count environment steps;
-stop and gradient-death steps are gradient steps. SB3 cannot continue a run
-bit-identically, so ``can_resume`` is False.
+stop and gradient-death steps are gradient steps. Runs checkpoint every
+``run.checkpoint_interval`` environment steps and resume from there with the same
+numbers as an uninterrupted run (``docs/algorithms.md``), so ``can_resume`` is True.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ class SB3Algorithm(Algorithm):
 
     progress_unit = "environment steps"
     stop_unit = "gradient steps"
-    can_resume = False
+    can_resume = True
     summary_columns = ("algo", "env", "steps_run", "gradient_steps", "stopping_step", "grad_death_step",
-                       "diverged", "final_return", "return_first10", "seconds_per_step")
+                       "diverged", "final_return", "return_first10", "final_eval_return", "seconds_per_step")
     summary_keys = {"done": "steps_run", "total": "steps_requested", "stop": "stopping_step",
                     "grad_death": "grad_death_step", "return_first": "return_first10", "return_last": "final_return",
                     "seconds_per_unit": "seconds_per_step"}

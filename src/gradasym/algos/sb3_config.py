@@ -93,6 +93,10 @@ class SB3RunConfig:
     grad_death_threshold: float = 1e-12
     threads: int = 1  # torch intra-op threads; 0 = torch's default (one per core)
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N": SB3's device for the model
+    checkpoint_interval: int = 5_000  # environment steps between checkpoints (SB3 learns in chunks of it)
+    eval_interval: int = 0  # environment steps between deterministic evaluations; 0 = none
+    eval_episodes: int = 5  # episodes per evaluation (separately seeded environment)
+    tensorboard: bool = False  # SB3's and the monitor's scalars to RUN/tensorboard/ (docs/tensorboard.md)
 
 
 _SECTIONS = {"env": SB3EnvConfig, "agent": SB3AgentConfig, "run": SB3RunConfig}
@@ -181,6 +185,16 @@ class SB3Config:
         check_tracking_thresholds(r)
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
+        for name in ("checkpoint_interval", "eval_episodes"):
+            v = getattr(r, name)
+            if isinstance(v, bool) or v < 1:
+                raise ConfigError(f"run.{name} must be >= 1, got {v}")
+        if isinstance(r.eval_interval, bool) or r.eval_interval < 0:
+            raise ConfigError(f"run.eval_interval must be >= 0 environment steps (0 = no evaluation), got {r.eval_interval}")
+        if a.train_freq is not None and r.checkpoint_interval % a.train_freq:
+            raise ConfigError(f"run.checkpoint_interval ({r.checkpoint_interval} environment steps) must be a multiple "
+                              f"of agent.train_freq ({a.train_freq}): SB3 collects train_freq steps per round, so a "
+                              "checkpoint between rounds needs it")
         check_device(r.device)
         if self.env.max_episode_steps is not None and self.env.max_episode_steps < 1:
             raise ConfigError(f"env.max_episode_steps must be >= 1, got {self.env.max_episode_steps}")

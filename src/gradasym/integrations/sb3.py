@@ -84,7 +84,7 @@ DEFAULT_LOGGER_KEYS = (
 
 # every column a row can hold (the monitor's log_row plus this callback's): logger_keys must name these
 _ROW_KEYS = (
-    "episode", "actor_grad_norm", "critic_grad_norm", "rho",
+    "step", "episode", "actor_grad_norm", "critic_grad_norm", "rho",
     "preact_mean", "preact_std", "preact_min", "preact_max", "preact_max_abs",
     "saturation_ratio", "dead_output_frac", "squash_grad_mean",
     "actors_stopped", "actors_diverged", "critic_diverged",
@@ -196,9 +196,14 @@ def _build(BaseCallback: type) -> type:
             name ends in ``.csv``; written atomically (missing folders are created).
         monitor:
             an :class:`ActorCriticMonitor` to use (``n_agents=None``); by default one
-            is created from ``squash``, ``saturation_threshold``, ``freeze_tolerance``
-            and ``grad_death_threshold`` (checked as that class checks them; ignored
-            when ``monitor`` is given).
+            is created from ``squash``, ``saturation_threshold``, ``freeze_tolerance``,
+            ``grad_death_threshold`` and ``on_event`` (checked as that class checks them;
+            ignored when ``monitor`` is given) with ``unit="step"``: rows are keyed by
+            ``step`` (the gradient step) and the summary's step keys end in ``_step``.
+        on_event:
+            called once with each monitor event (first gradient death, first freeze, ...,
+            :attr:`ActorCriticMonitor.events`) as it happens, e.g. ``print``-ing
+            ``event["message"]``.
         preact_module:
             override where the pre-activation is taken (see
             :func:`gradasym.monitor.register_preact_hook`): a module of the model's actor
@@ -232,6 +237,7 @@ def _build(BaseCallback: type) -> type:
             record_to_logger: bool = True,
             logger_keys: tuple[str, ...] = DEFAULT_LOGGER_KEYS,
             verbose: int = 0,
+            on_event: Any = None,
         ) -> None:
             _check_int(verbose, "verbose", 0)
             super().__init__(verbose)
@@ -262,6 +268,8 @@ def _build(BaseCallback: type) -> type:
                 freeze_tolerance=freeze_tolerance,
                 grad_death_threshold=grad_death_threshold,
                 squash=squash,
+                unit="step",
+                on_event=on_event,
             )
             self.preact_module = preact_module
             self.record_to_logger = record_to_logger
@@ -465,7 +473,7 @@ def _build(BaseCallback: type) -> type:
 
         # -------------------------------------------------------------- output
         def dataframe(self) -> Any:
-            """The recorded rows as a pandas DataFrame (``episode`` = gradient step)."""
+            """The recorded rows as a pandas DataFrame (``step`` = gradient step)."""
             import pandas as pd
 
             return pd.DataFrame(self.rows)
@@ -484,6 +492,20 @@ def _build(BaseCallback: type) -> type:
                 else:
                     df.to_parquet(tmp, index=False)
             return path
+
+        def state_dict(self) -> dict[str, Any]:
+            """The monitor's state, the rows and the logging position (plain values and CPU
+            tensors, ``torch.save``-able): with :meth:`load_state_dict` a resumed training
+            logs the rows an uninterrupted one would."""
+            return {"monitor": self.monitor.state_dict(), "rows": [dict(r) for r in self.rows],
+                    "next_log": int(self._next_log), "has_sampled": bool(self._has_sampled)}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            """Restore a :meth:`state_dict` (before the next ``learn``)."""
+            self.monitor.load_state_dict(state["monitor"])
+            self.rows = [dict(r) for r in state["rows"]]
+            self._next_log = int(state["next_log"])
+            self._has_sampled = bool(state["has_sampled"])
 
         def summary(self) -> dict[str, Any]:
             """The monitor's summary (stop / gradient-death / divergence steps, max |z|, final

@@ -7,7 +7,8 @@ report extra (``docs/algorithms.md``). Units and wording come from the run folde
 ``summary.json``); nothing here knows MEC or the paper's tables. It shows:
 
 * learning curves: episode return vs environment steps (mean and 95 % t-interval
-  over seeds, one panel per critic LR);
+  over seeds, one panel per critic LR), and the same for the deterministic evaluation
+  return (``eval.parquet``, runs with ``run.eval_interval``);
 * heatmaps over the actor LR x critic LR grid of the stopping step and the
   gradient-death step (mean over the seeds where it happened, "k/n" seeds);
 * saturation ratio, max |z|, the dead-output fraction (when the monitor records
@@ -329,6 +330,35 @@ def fig_learning_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
            and {"step", "return"} <= set(r.episodes.columns)}
     if not eps:
         raise NoFigure("no episodes.parquet with step and return columns")
+    return _return_curves(eps, runs, "return", "episode return", "Learning curves")
+
+
+def eval_tables(rs: ResultSet) -> dict[str, pd.DataFrame]:
+    """Each run's ``eval.parquet`` (SB3 runs with ``run.eval_interval``), by run id."""
+    from .load import _read_parquet  # noqa: PLC0415
+
+    out = {}
+    for r in rs.runs:
+        if (r.path / "eval.parquet").is_file():
+            table, _ = _read_parquet(r.path / "eval.parquet")
+            if table is not None and len(table) and {"step", "eval_return"} <= set(table.columns):
+                out[r.run_id] = table
+    return out
+
+
+def fig_eval_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
+    """Deterministic evaluation return vs environment steps (mean, 95 % band over seeds)."""
+    ev = eval_tables(rs)
+    if not ev:
+        raise NoFigure("no eval.parquet (runs without run.eval_interval)")
+    return _return_curves(ev, runs, "eval_return", "evaluation return", "Evaluation (deterministic episodes)")
+
+
+def _return_curves(tables: dict[str, pd.DataFrame], runs: pd.DataFrame, column: str, ylabel: str,
+                   title: str) -> Figure:
+    """``column`` vs environment steps (``step``), mean and band over seeds (two seeds or more, clipped to
+    the task's possible returns), one panel per critic LR; ``title``: the figure title's start."""
+    eps = {k: t.rename(columns={column: "return"}) for k, t in tables.items()}
     sub = runs[runs["run_id"].isin(eps)]
     bounds = return_bounds(sub)
     actors, critics = _by_critic(list(zip(sub["actor_lr"], sub["critic_lr"])))
@@ -348,11 +378,11 @@ def fig_learning_curves(rs: ResultSet, runs: pd.DataFrame) -> Figure:
                             bounds=bounds)
         ax.set_title(f"critic LR {clr:g}")
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("episode return")
+        ax.set_ylabel(ylabel)
         _steps_axis(ax)
         ax.legend(fontsize=7)
     clip = bounds_text(bounds)
-    _title(fig, "Learning curves: " + _band_note(banded, "mean episode return")
+    _title(fig, f"{title}: " + _band_note(banded, f"mean {ylabel}")
            + (f" (clipped: a return is {clip})" if banded and clip else ""))
     return fig
 
@@ -468,6 +498,11 @@ def _figure_specs(rs: ResultSet, runs: pd.DataFrame, agg: pd.DataFrame, stop_uni
          "exact zeros (dead actor gradients) are drawn at 0, not dropped; mean over seeds, 95 % Student-t band "
          "(two seeds or more) clipped at 0 (rho >= 0).",
          lambda: _over_time(rs, runs, "rho", "rho", "symlog", "rho: mean", bounds=(0.0, math.inf))),
+        ("fig_eval_curves", "8", "Evaluation return over training",
+         "Mean return of the deterministic evaluation episodes (run.eval_interval, a separately seeded "
+         "environment) against environment steps; mean over seeds with a 95 % Student-t band (two seeds or "
+         "more), clipped to the task's possible returns. Only for runs with evaluations.",
+         lambda: fig_eval_curves(rs, runs)),
     ]
 
 

@@ -180,6 +180,7 @@ class _Driver:
         if row_dict:
             row_dict = {k: (None if v is pd.NA or (isinstance(v, float) and v != v) else v)
                         for k, v in row_dict.items()}
+            row_dict["events"] = (result.get("summary") or {}).get("events")  # the view prints those not shown yet
         _safe(self.view.done, run_id, result["status"], row_dict, result.get("error"))
         if result.get("disk_full"):  # the other runs would fail the same way: stop the sweep
             raise DiskFullError(errno.ENOSPC, f"run {run_id}: {result.get('error')}")
@@ -376,7 +377,7 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
                 "use another sweep folder, or force=True (--force) to move it to stale/ and rerun it"
             )
         move_aside(rdir, f"config changed: {'; '.join(diffs[:3])}")
-    # Algorithms that cannot resume (Stable-Baselines3) rerun an unfinished run from scratch.
+    # Algorithms that cannot resume (none registered now) rerun an unfinished run from scratch.
     for run in runs:
         plugin = algos.of(run.config)
         rdir = store.run_dir(out_dir, run.run_id)

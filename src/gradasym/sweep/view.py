@@ -6,7 +6,10 @@ the run's algorithm (``RunProgress.unit``: episodes, environment steps...), so t
 same view serves every algorithm. Progress dicts carry ``done`` / ``total`` (in
 ``unit``), ``return``, ``saturation_ratio``, ``actors_stopped`` and
 ``seconds_per_unit``; the older names ``episode`` / ``episodes`` / ``reward`` /
-``seconds_per_episode`` are read too.
+``seconds_per_episode`` are read too. ``events`` (optional) is the list of the run's
+monitor events so far (dicts with a ``message``, ``gradasym.monitor.ActorCriticMonitor.events``);
+the view prints each one once as a line, ``<run_id>: <message>`` (also those of the
+summary when the run ends; a resumed run's earlier events once more when it resumes).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class RunProgress:
     started: float | None = None
     ended: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    events_shown: int = 0  # how many of the run's events have been printed
 
     @property
     def fraction(self) -> float:
@@ -160,6 +164,8 @@ class SweepView:
                 value = _first(info, *keys)
                 if value is not None:
                     setattr(r, attr, value)
+            new = self._new_events(r, info.get("events"))
+        self._print_events(run_id, new)
         self._on_progress(run_id)
 
     def done(self, run_id: str, status: str, row: dict[str, Any] | None, error: str | None) -> None:
@@ -179,7 +185,23 @@ class SweepView:
                     r.reward = row[k["return_last"]]
                 if row.get("final_saturation_ratio") is not None:
                     r.saturation = row["final_saturation_ratio"]
+            new = self._new_events(r, (row or {}).get("events"))
+        self._print_events(run_id, new)
         self._on_done(run_id)
+
+    @staticmethod
+    def _new_events(r: RunProgress, events: Any) -> list[Any]:
+        """The events of ``events`` not printed yet (call holding the lock)."""
+        if not isinstance(events, list) or len(events) <= r.events_shown:
+            return []
+        new, r.events_shown = events[r.events_shown:], len(events)
+        return new
+
+    def _print_events(self, run_id: str, events: list[Any]) -> None:
+        for event in events:
+            text = event.get("message") if isinstance(event, dict) else None
+            if text:
+                self.message(f"{run_id}: {text}")
 
     def message(self, text: str) -> None:
         """A free-form line (warnings, notes)."""

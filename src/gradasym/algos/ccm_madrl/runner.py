@@ -232,6 +232,7 @@ class Trainer:
             "final_saturation_ratio": last_track.get("saturation_ratio"),
             "final_rho": last_track.get("rho"),
             **mon.divergence_summary(),  # diverged, diverged_step, actor_/critic_/per_agent_diverged_step
+            "events": list(mon.events),  # first gradient death, first freeze, ... with their episodes
             "reward_first10": float(np.mean(rewards[:k])) if rewards else None,
             "reward_last10": float(np.mean(rewards[-k:])) if rewards else None,
             "seconds_total": self.seconds,
@@ -452,6 +453,7 @@ def _progress_info(trainer: Trainer, row: dict[str, Any]) -> dict[str, Any]:
         "reward": row["reward"], "saturation_ratio": sat, "actors_stopped": row["actors_stopped"],
         "seconds_per_episode": trainer.seconds / max(1, trainer.episodes_done),
         "stopping_episode": trainer.stopping_episode,
+        "events": list(trainer.monitor.events),  # the monitor's events so far (the views print new ones once)
     }
 
 
@@ -470,6 +472,7 @@ class _progress_bar:
         self.task = self.progress.add_task(
             "run", total=episodes, completed=start, reward="-", sat="-", stopped=0, n=n_agents
         )
+        self.events_shown: int | None = None  # events of a resumed run's past are not printed again
 
     def __enter__(self) -> "_progress_bar":
         self.progress.__enter__()
@@ -479,6 +482,13 @@ class _progress_bar:
         self.progress.__exit__(*exc)
 
     def advance(self, info: dict[str, Any]) -> None:
+        events = info.get("events") or []
+        if self.events_shown is None:
+            self.events_shown = sum(e["step"] < info["episode"] for e in events)
+        for event in events[self.events_shown:]:
+            self.progress.console.print(f"gradasym: {event['message']}", soft_wrap=True, markup=False,
+                                        highlight=False)  # one line, as written
+        self.events_shown = len(events)
         sat = info["saturation_ratio"]
         self.progress.update(
             self.task, completed=info["episode"], reward=f"{info['reward']:.0f}",
