@@ -126,8 +126,23 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(jsonable(data), indent=2))
 
 
+class NotRegularFileError(ValueError):
+    """A result file's path holds something other than a regular file (a FIFO, a device, a socket):
+    reading it could block forever or never end, so it is not read."""
+
+
+def require_regular_file(path: str | Path) -> Path:
+    """``path`` as a :class:`Path`; :class:`NotRegularFileError` when it exists but is not a regular
+    file (``FileNotFoundError`` handling is the caller's)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise NotRegularFileError(f"{path} is not a regular file (a FIFO, device or folder); not read")
+    return path
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file's content; :class:`NotRegularFileError` for a FIFO or device (never blocks on one)."""
+    return json.loads(require_regular_file(path).read_text())
 
 
 def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..io import atomic_write
+from ..io import NotRegularFileError, atomic_write, require_regular_file
 from ..runfolder import FolderLock
 from ..runfolder import config_differences as _config_differences
 
@@ -74,8 +74,8 @@ class SweepMismatchError(SweepError):
 def read_json(path: str | Path) -> dict[str, Any] | None:
     """Read a JSON object, or None if the file is missing or unreadable."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        data = json.loads(require_regular_file(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError, NotRegularFileError):
         return None
     return data if isinstance(data, dict) else None
 
