@@ -145,8 +145,9 @@ def read_json(path: str | Path) -> Any:
     return json.loads(require_regular_file(path).read_text())
 
 
-def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
-    """Write a table atomically as Parquet (or CSV when the suffix is .csv).
+def write_table(path: str | Path, rows: list[dict] | pd.DataFrame, metadata: dict[str, str] | None = None) -> None:
+    """Write a table atomically as Parquet (or CSV when the suffix is .csv); ``metadata``: string
+    key/value pairs stored in the Parquet schema (a run's identity, ``gradasym.schemas``).
 
     Parquet is encoded in memory and written with a plain file write, as :func:`torch_save`
     does: pyarrow's file writer may report a full disk without an ``errno``, which would
@@ -157,7 +158,16 @@ def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
             df.to_csv(tmp, index=False)
         return
     buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
+    if metadata:
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
+        pq.write_table(table, buffer)
+    else:
+        df.to_parquet(buffer, index=False)
     write_bytes(path, buffer)
 
 

@@ -574,6 +574,19 @@ class RunFolder:
                 f"{'; '.join(diffs)}); use another folder"
             )
 
+    def check_files(self, config: dict[str, Any] | None,
+                    remedy: str = "delete the file(s) to resume (the run rewrites them from its checkpoint), "
+                                  "or use another folder") -> None:
+        """Raise :class:`RunFolderError` (one line naming the file) when ``summary.json`` or a table is
+        another run's or malformed (:func:`gradasym.schemas.check_run_files`; ``config``: the
+        folder's ``config.json``)."""
+        from .schemas import check_run_files  # noqa: PLC0415
+
+        problems = check_run_files(self.path, config)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise RunFolderError(f"{self.path}: {problems[0]}{more}; {remedy}")
+
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, state: Any,
                         saver: Callable[[Path, Any, Path | None], None] = _torch_save) -> None:

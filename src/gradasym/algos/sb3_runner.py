@@ -48,6 +48,7 @@ from ..io import write_json, write_table
 from ..process import configure_process
 from ..provenance import collect as collect_provenance
 from ..runfolder import DiskFullError, RunFolder, disk_full_guard
+from ..schemas import IDENTITY_KEY, run_identity, table_metadata
 from ..seeding import seed_sequence
 from .sb3_config import SB3AgentConfig, SB3Config, SB3EnvConfig
 from .sb3_lr import CLASSES
@@ -180,9 +181,14 @@ def summary(cfg: SB3Config, model: Any, monitor_cb: Any, recorder: EpisodeRecord
         "final_return": float(np.mean(returns[-k:])) if returns else None,
         "seconds_total": seconds,
         "seconds_per_step": seconds / steps_run if steps_run else None,
-        "units": UNITS, "version": __version__,
+        "units": UNITS, "version": __version__, IDENTITY_KEY: run_identity(_config_record(cfg)),
         "provenance": collect_provenance(),  # code commit, machine, library versions
     }
+
+
+def _config_record(cfg: SB3Config) -> dict[str, Any]:
+    """``config.json``'s content."""
+    return {**cfg.to_dict(), "version": __version__}
 
 
 def _tracking_rows(monitor_cb: Any) -> list[dict[str, Any]]:
@@ -198,7 +204,9 @@ def _tracking_rows(monitor_cb: Any) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ the run
 def _finished_or_refuse(folder: RunFolder, cfg: SB3Config) -> dict[str, Any]:
     """A finished run of the same config: its summary; an unfinished one cannot resume (ConfigError)."""
-    folder.check_config(cfg.to_dict(), folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+    stored = folder.read_config()
+    folder.check_config(cfg.to_dict(), stored, folder.config_path, _RESUMABLE_FIELDS)
+    folder.check_files(stored, "delete the run folder to train it again, or use another folder")
     done = folder.read_summary() or {}
     if done.get("status") == "finished":
         return done
@@ -239,8 +247,9 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
     def write(status: str, error: str | None = None) -> dict[str, Any]:
         tracking = _tracking_rows(monitor_cb)
         with disk_full_guard(f"environment step {model.num_timesteps if model is not None else 0}"):
-            write_table(out / "episodes.parquet", _episode_frame(recorder))
-            write_table(out / "tracking.parquet", tracking)
+            meta = table_metadata(_config_record(cfg))  # the run's identity (gradasym.schemas)
+            write_table(out / "episodes.parquet", _episode_frame(recorder), meta)
+            write_table(out / "tracking.parquet", tracking, meta)
             s = summary(cfg, model, monitor_cb, recorder, status, error, time.perf_counter() - t0)
             write_json(folder.summary_path, s)
         return s
@@ -248,7 +257,7 @@ def _train(cfg: SB3Config, folder: RunFolder, progress: ProgressFn | None, show_
     try:
         # ConfigError before anything is written
         model = make_model(cfg.algo, cfg.agent, cfg.run.seed, env, device=cfg.run.device)
-        folder.write_config({**cfg.to_dict(), "version": __version__})
+        folder.write_config(_config_record(cfg))
         monitor_cb = SaturationMonitorCallback(
             log_freq=cfg.run.log_interval, squash="tanh", saturation_threshold=cfg.run.saturation_threshold,
             freeze_tolerance=cfg.run.freeze_tolerance, grad_death_threshold=cfg.run.grad_death_threshold,

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..io import NotRegularFileError, atomic_write, require_regular_file
 from ..runfolder import FolderLock
+from ..schemas import check_summary
 from ..runfolder import config_differences as _config_differences
 
 SWEEP_JSON = "sweep.json"
@@ -90,10 +91,14 @@ def read_run_summary(path: str | Path) -> dict[str, Any] | None:
     """A run folder's ``summary.json`` (None when absent, unreadable or with values of the wrong type).
 
     An unreadable summary makes the run look unfinished, so the next sweep resumes it
-    from its checkpoint and the runner rewrites the file.
+    from its checkpoint and the runner rewrites the file. A summary of another run (copied:
+    :func:`gradasym.schemas.check_summary` against the folder's ``config.json``) is never read
+    (the sweep refuses such a folder before it starts, ``core._prepare_folder``).
     """
     summary = read_json(Path(path) / "summary.json")
-    return summary if summary is not None and summary_is_valid(summary) else None
+    if summary is None or not summary_is_valid(summary):
+        return None
+    return summary if check_summary(summary, read_json(Path(path) / "config.json")) is None else None
 
 
 def summary_is_valid(summary: dict[str, Any]) -> bool:
