@@ -613,7 +613,7 @@ class RunFolder:
                 state = loader(path)
                 validate(state)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-                line = describe(exc).splitlines()[0][:120]
+                line = describe(exc).splitlines()[0][:200]
                 problems.append(f"{path} ({'empty file' if path.stat().st_size == 0 else line})")
                 if path == self.checkpoint_path:
                     self._newest_ok = False

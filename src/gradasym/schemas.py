@@ -12,7 +12,8 @@ file and the problem, or None:
 * ``episodes.parquet``, ``tracking.parquet``, ``tracking_agents.parquet`` (:func:`check_table`):
   readable, with the algorithm's key columns (``Algorithm.table_columns``) numeric, the
   ``run_identity`` stored in the Parquet metadata equal to ``config.json``'s, episodes numbered
-  1..n and, for a finished run, as many as its summary's ``episodes_run``;
+  1..n and, for a finished run, not fewer than its summary's ``episodes_run`` (more: a run
+  being extended, killed between writing its tables and its summary);
 * ``checkpoint.pt`` (:func:`check_checkpoint`): the same nested keys, value kinds, tensor dtypes
   and shapes as the state a fresh run of the stored configuration produces (a first dimension
   that is empty there, a replay buffer's, may have any length), and an episode count that
@@ -191,9 +192,9 @@ def check_table(name: str, table: TableView, config: dict[str, Any] | None,
             numbered = False
         if not numbered:
             return f"{name}: episodes are not numbered 1..{table.rows}"
-    done = (summary or {}).get("episodes_run")
+    done = (summary or {}).get("episodes_run")  # fewer rows only: a run extended and killed before its
     if name == "episodes.parquet" and (summary or {}).get("status") == "finished" and _number(done) \
-            and done != table.rows:
+            and table.rows < done:  # summary was rewritten has more
         return f"{name} holds {table.rows} episodes, its finished run's summary.json {done}"
     return None
 
