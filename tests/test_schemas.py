@@ -98,15 +98,25 @@ def test_summaries_of_older_runs_are_compared_on_shared_fields() -> None:
 
 @pytest.mark.parametrize("key, value", [("reward_last10", "12.5"), ("stopping_episode", [3]),
                                         ("critic_stopped", "yes"), ("per_agent_stop_episode", "none")])
-def test_non_numeric_summary_fields_are_refused(sweep, capsys, key, value) -> None:
+def test_non_numeric_summary_fields_are_never_used(sweep, capsys, key, value) -> None:
+    """The report lists the file and does not use it; a resume (run or sweep) says so and rewrites it
+    from the checkpoint, as it does with an unreadable summary."""
     one, _ = _runs(sweep)
     summary = json.loads((one / "summary.json").read_text())
+    good = summary[key]
     summary[key] = value
     write_json(one / "summary.json", summary)
-    assert main(_resume(one)) == 2
-    assert f"summary.json: {key} is" in _one_line_error(capsys)
-    assert any(f"summary.json: {key} is" in m and one.name in m for m in _missing(sweep))
+    assert any(f"summary.json: {key} is" in m and m.startswith(f"s/{one.name}: ") for m in _missing(sweep))
     assert read_run(one).summary.get(key) != value
+    table = load_results(sweep, label="s")
+    assert all(r.summary.get(key) != value for r in table.runs)
+    capsys.readouterr()
+    assert main(_resume(one, episodes=4)) == 0
+    assert f"summary.json: {key} is" in capsys.readouterr().err  # a warning: it is rewritten
+    assert json.loads((one / "summary.json").read_text())[key] == good
+    write_json(one / "summary.json", summary)
+    assert main(["sweep", "--out", str(sweep), *SWEEP]) == 0  # the sweep resumes the run, which rewrites it
+    assert json.loads((one / "summary.json").read_text())[key] == good
 
 
 # ------------------------------------------------------------------ tables

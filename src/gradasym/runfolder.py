@@ -576,13 +576,19 @@ class RunFolder:
 
     def check_files(self, config: dict[str, Any] | None,
                     remedy: str = "delete the file(s) to resume (the run rewrites them from its checkpoint), "
-                                  "or use another folder") -> None:
+                                  "or use another folder",
+                    warn: Callable[[str], None] | None = None) -> None:
         """Raise :class:`RunFolderError` (one line naming the file) when ``summary.json`` or a table is
         another run's or malformed (:func:`gradasym.schemas.check_run_files`; ``config``: the
-        folder's ``config.json``)."""
-        from .schemas import check_run_files  # noqa: PLC0415
+        folder's ``config.json``). A summary with a value of the wrong type is rewritten by the
+        resumed run, as an unreadable one: with ``warn``, it says so (``warn`` absent: refused)."""
+        from .schemas import check_run_files, summary_type_problem  # noqa: PLC0415
 
-        problems = check_run_files(self.path, config)
+        if warn is not None:
+            mistyped = summary_type_problem(self.path)
+            if mistyped:
+                warn(f"{self.path}: {mistyped}; it is rewritten from the checkpoint")
+        problems = check_run_files(self.path, config, summary_types=warn is None)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise RunFolderError(f"{self.path}: {problems[0]}{more}; {remedy}")

@@ -73,11 +73,17 @@ def _number(v: Any) -> bool:
 
 
 # ------------------------------------------------------------------ summary.json
-def check_summary(summary: Any, config: dict[str, Any] | None) -> str | None:
+def check_summary(summary: Any, config: dict[str, Any] | None, types: bool = True) -> str | None:
     """The problem of a run's ``summary.json`` content (None: valid and this run's). ``config`` is
-    its ``config.json`` (None: absent, only the types are checked)."""
+    its ``config.json`` (None: absent, only the types are checked); ``types=False`` checks only
+    that it is this run's."""
     if not isinstance(summary, dict):
         return "summary.json is not a JSON object"
+    problem = _summary_types(summary) if types else None
+    return problem or _summary_identity(summary, config)
+
+
+def _summary_types(summary: dict[str, Any]) -> str | None:
     if summary.get("status") is not None and not isinstance(summary.get("status"), str):
         return f"summary.json: status is {summary['status']!r}, not a text"
     for key in sorted(SUMMARY_NUMBERS & summary.keys()):
@@ -90,6 +96,10 @@ def check_summary(summary: Any, config: dict[str, Any] | None) -> str | None:
         v = summary[key]
         if v is not None and not (isinstance(v, list) and all(e is None or _number(e) for e in v)):
             return f"summary.json: {key} is not a list of episodes"
+    return None
+
+
+def _summary_identity(summary: dict[str, Any], config: dict[str, Any] | None) -> str | None:
     if not isinstance(config, dict):
         return None
     stored = summary.get(IDENTITY_KEY)
@@ -180,7 +190,7 @@ def check_table(name: str, table: TableView, config: dict[str, Any] | None,
     stored = table.meta.get(IDENTITY_KEY)
     if stored is not None and isinstance(config, dict) and stored != run_identity(config):
         return f"{name} belongs to another run (its run_identity differs from config.json's: copied?)"
-    for column in _table_columns(config, name):
+    for column in _table_columns(config, name) if table.rows else ():  # no rows yet: no columns either
         if column not in table.numeric:
             return f"{name} lacks the column {column!r}"
         if not table.numeric[column]:
@@ -199,9 +209,11 @@ def check_table(name: str, table: TableView, config: dict[str, Any] | None,
     return None
 
 
-def check_run_files(run_dir: str | Path, config: dict[str, Any] | None) -> list[str]:
+def check_run_files(run_dir: str | Path, config: dict[str, Any] | None, summary_types: bool = True) -> list[str]:
     """The problems of a run folder's ``summary.json`` and tables (absent files are not problems
-    here: readers say so themselves), each one line starting with the file name."""
+    here: readers say so themselves), each one line starting with the file name.
+    ``summary_types=False``: a summary with a value of the wrong type is not a problem here (a
+    resumed run rewrites it, :func:`summary_type_problem` says so), one of another run is."""
     run_dir = Path(run_dir)
     from gradasym.io import read_json  # noqa: PLC0415
 
@@ -213,7 +225,7 @@ def check_run_files(run_dir: str | Path, config: dict[str, Any] | None) -> list[
         except (OSError, ValueError):
             summary = None  # unreadable: the readers' own message
         else:
-            problem = check_summary(summary, config)
+            problem = check_summary(summary, config, types=summary_types)
             if problem:
                 problems.append(problem)
                 summary = None
@@ -230,6 +242,17 @@ def check_run_files(run_dir: str | Path, config: dict[str, Any] | None) -> list[
         if problem:
             problems.append(problem)
     return problems
+
+
+def summary_type_problem(run_dir: str | Path) -> str | None:
+    """The type problem of a run folder's ``summary.json`` (:func:`check_summary`), if any."""
+    from gradasym.io import read_json  # noqa: PLC0415
+
+    try:
+        summary = read_json(Path(run_dir) / "summary.json")
+    except (OSError, ValueError):
+        return None
+    return _summary_types(summary) if isinstance(summary, dict) else None
 
 
 # ------------------------------------------------------------------ checkpoint.pt

@@ -335,7 +335,7 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
                 )
             move_aside(rdir, "unreadable config.json")
             continue
-        problems = check_run_files(rdir, saved)  # another run's summary or tables, wrong columns
+        problems = check_run_files(rdir, saved, summary_types=False)  # another run's files, wrong columns
         if problems and not force:
             raise SweepMismatchError(f"{rdir}: {problems[0]}; delete that file (the run is resumed and rewrites "
                                      "it) or force=True (--force) to move the run to stale/ and rerun it")

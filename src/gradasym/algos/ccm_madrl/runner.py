@@ -325,7 +325,7 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool, trainer_name: str = S
             folder.read_summary()
         except RunFolderError:
             _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
-        folder.check_files(stored)  # a summary or table of another run, wrong columns: refused, naming it
+        folder.check_files(stored, warn=_warn)  # a summary or table of another run, wrong columns: refused
         if folder.checkpoint_path.exists() or folder.previous_checkpoint_path.exists():
             trainer = Trainer(cfg)  # its fresh state is the shape every checkpoint of this config has
             template = trainer.state_dict()
