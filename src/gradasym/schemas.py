@@ -10,7 +10,8 @@ file and the problem, or None:
   written by every run) equals that of ``config.json``; a summary written before runs stored it
   is compared on the fields both files hold (seed, learning rates, presets);
 * ``episodes.parquet``, ``tracking.parquet``, ``tracking_agents.parquet`` (:func:`check_table`):
-  readable, with the algorithm's key columns (``Algorithm.table_columns``) numeric, the
+  readable, with the algorithm's key columns (``Algorithm.table_columns``), every column numeric
+  (or true/false, or empty), the
   ``run_identity`` stored in the Parquet metadata equal to ``config.json``'s, episodes numbered
   1..n and, for a finished run, not fewer than its summary's ``episodes_run`` (more: a run
   being extended, killed between writing its tables and its summary);
@@ -193,7 +194,8 @@ def check_table(name: str, table: TableView, config: dict[str, Any] | None,
     for column in _table_columns(config, name) if table.rows else ():  # no rows yet: no columns either
         if column not in table.numeric:
             return f"{name} lacks the column {column!r}"
-        if not table.numeric[column]:
+    for column, numeric in table.numeric.items():  # every column of a run's tables is a number or a flag
+        if not numeric:
             return f"{name}: column {column!r} does not hold numbers"
     if table.episodes is not None and table.rows:
         try:

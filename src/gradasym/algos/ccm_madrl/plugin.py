@@ -29,10 +29,8 @@ class CCMMADRLAlgorithm(Algorithm):
                     "return_first": "reward_first10", "return_last": "reward_last10",
                     "seconds_per_unit": "seconds_per_episode"}
     return_label = "reward"
-    table_columns = {"episodes.parquet": ("episode", "reward", "actors_stopped"),
-                     "tracking.parquet": ("episode", "actor_grad_norm", "critic_grad_norm", "rho",
-                                          "saturation_ratio"),
-                     "tracking_agents.parquet": ("episode", "agent", "grad_norm", "saturation_ratio")}
+    table_columns = {"episodes.parquet": ("episode", "reward"), "tracking.parquet": ("episode",),
+                     "tracking_agents.parquet": ("episode", "agent")}
 
     def default_config(self) -> Config:
         return Config()
