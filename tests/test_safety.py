@@ -30,8 +30,7 @@ from gradasym.cli import main
 from gradasym.config import Config, ConfigError, load_config, read_config_file
 from gradasym.io import NotRegularFileError, read_json
 from gradasym.monitor import ActorCriticMonitor, HiddenActivationHook
-from gradasym.runfolder import (CheckpointError, RunFolder, UnsafeCheckpointError, _torch_load, plain_state,
-                                restore_state)
+from gradasym.runfolder import RunFolder, UnsafeCheckpointError, _torch_load, plain_state, restore_state
 from gradasym.sweep.spec import MAX_SWEEP_RUNS, SweepSpec
 
 TINY_RUN = ["--episodes", "2", "--n-agents", "12", "--batch-size", "8", "--set", "env.k_channel=4",
