@@ -21,7 +21,7 @@ from . import algos
 from .algos.base import AlgoConfig
 from .config import ConfigError, available_presets, parse_int, read_config_file
 from .process import sigterm_interrupts
-from .runfolder import require_folder
+from .runfolder import RunFolder, require_folder
 
 # Flag -> dotted config field, for the options every training command accepts. A flag
 # applies to the algorithms whose config has that field (others get a clear error). The
@@ -152,13 +152,33 @@ def config_from_args(args: argparse.Namespace) -> AlgoConfig:
             raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = value.strip()
-    return plugin.load_config(args.config, presets=args.preset, overrides=overrides)
+    cfg = plugin.load_config(args.config, presets=args.preset, overrides=overrides)
+    _warn_no_tracking(cfg, plugin)
+    return cfg
+
+
+def _warn_no_tracking(cfg: AlgoConfig, plugin: algos.Algorithm) -> None:
+    """Warn (stderr) when a ``run.log_interval`` set by the user exceeds the run's length: no
+    tracking row would be written (the default interval with a short test run is left alone)."""
+    run = cfg.run
+    if run.log_interval == plugin.default_config().run.log_interval:
+        return
+    length, unit = ((run.episodes, "run.episodes") if hasattr(run, "episodes")  # type: ignore[attr-defined]
+                    else (getattr(run, "steps", None), "run.steps"))
+    if isinstance(length, int) and run.log_interval > length:
+        print(f"gradasym: warning: run.log_interval = {run.log_interval} is more than {unit} = {length}: the run "
+              "writes no tracking rows (gradient norms, saturation); lower --log-interval", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     plugin = algos.of(cfg)
     out = args.out or Path("results") / _default_run_name(cfg)
+    if args.resume:
+        RunFolder(out).check_usable()  # a file, a sweep, foreign files: said as such first
+    if args.resume and not RunFolder(out).holds_run():
+        raise ConfigError(f"--resume: {out} holds no run to resume (no config.json or checkpoint); "
+                          "leave out --resume to start a new run there")
     print(f"gradasym {__version__}: {plugin.describe(cfg)} -> {out}")
     try:
         summary = plugin.runner(cfg, out, resume=args.resume, show_progress=not args.quiet)

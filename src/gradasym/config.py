@@ -273,11 +273,30 @@ class Config:
         if r.threads < 0:
             raise ConfigError("run.threads must be >= 0")
         check_device(r.device)
+        check_int_sizes(self)
         if r.engine == "compiled":  # refused before any work, with the reason (docs/configuration.md)
             from gradasym.algos.ccm_madrl.compiled import resolve_engine  # noqa: PLC0415
 
             resolve_engine(self)
         return self
+
+
+#: The largest integer a config field may hold: tables and checkpoints store integers as int64.
+MAX_INT = 2**63 - 1
+
+
+def check_int_sizes(cfg: Any) -> None:
+    """Refuse an integer field of ``cfg``'s sections (``env``, ``agent``, ``run``; any algorithm's)
+    beyond :data:`MAX_INT` (``--episodes 1e23``): it could not be stored in a table or checkpoint."""
+    for section in ("env", "agent", "run"):
+        part = getattr(cfg, section, None)
+        if part is None or not dataclasses.is_dataclass(part):
+            continue
+        for f in fields(part):
+            values = getattr(part, f.name)
+            for v in values if isinstance(values, (tuple, list)) else (values,):
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+                    raise ConfigError(f"{section}.{f.name} = {v:.3g} is too large (at most 2**63 - 1)")
 
 
 def check_device(device: str) -> None:
@@ -554,14 +573,114 @@ def set_field(section: Any, section_name: str, fname: str, value: Any, source: s
 
 
 # ---------------------------------------------------------------- files
+#: A config or grid file larger than this (bytes) is refused unread: real ones are a few KB.
+MAX_CONFIG_BYTES = 1_000_000
+#: A YAML document whose aliases expand to more nodes than this is refused before it is built
+#: (an "alias bomb": a few lines that expand to billions of values).
+MAX_YAML_NODES = 100_000
+
+
+class YamlRefused(yaml.YAMLError):
+    """What :class:`StrictYamlLoader` refuses: a duplicated key, an ambiguous number, an alias bomb."""
+
+
+class StrictYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without YAML's silent surprises, for config and grid files.
+
+    * a key given twice in one mapping (``run:`` twice) is refused, not the first one dropped;
+    * an integer with a leading zero (``seed: 017``, YAML 1.1 octal = 15) or in base 60
+      (``1:30`` = 90) is refused: write the number you mean (``17``; ``0o17``, which YAML 1.1
+      reads as a string, is refused by the field's type check);
+    * a document whose aliases expand to more than :data:`MAX_YAML_NODES` nodes is refused
+      after parsing and before any value is built.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise YamlRefused(f"line {line}: key '{key}' is given twice (also on line {seen[key]}); "
+                                      "keep one")
+                if isinstance(key, (str, int, float, bool)):
+                    seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value).replace("_", "")
+        line = node.start_mark.line + 1
+        if re.fullmatch(r"[-+]?0[0-7]+", text):
+            raise YamlRefused(f"line {line}: {node.value} has a leading 0, which YAML 1.1 reads as an octal "
+                              f"number ({int(text, 8)}); write the number without the leading 0")
+        if ":" in text:
+            raise YamlRefused(f"line {line}: {node.value} is a base-60 number in YAML 1.1 "
+                              f"({super().construct_yaml_int(node)}); quote it or write the number you mean")
+        return super().construct_yaml_int(node)
+
+
+StrictYamlLoader.add_constructor("tag:yaml.org,2002:int", StrictYamlLoader.construct_yaml_int)
+StrictYamlLoader.add_constructor("tag:yaml.org,2002:map", StrictYamlLoader.construct_yaml_map)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse (:class:`YamlRefused`) a node graph that expands to more than :data:`MAX_YAML_NODES`
+    nodes; shared (aliased) nodes count once per use, each distinct node is visited once."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if sizes[id(node)] > MAX_YAML_NODES:
+            raise YamlRefused(f"its aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?); "
+                              "write the values out")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook refusing a key given twice (plain JSON keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"key '{key}' is given twice; keep one")
+        out[key] = value
+    return out
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML (.toml) or YAML (.yaml/.yml) file into a dict, with clear errors."""
+    """Parse a TOML (.toml) or YAML (.yaml/.yml) file into a dict, with clear errors.
+
+    Refused with one line naming the file: a folder, a device or FIFO (``/dev/null``), a file over
+    :data:`MAX_CONFIG_BYTES`, a key given twice, and what :class:`StrictYamlLoader` refuses."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path} is a directory, not a config file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path} is not a regular file (a device, FIFO or socket); pass a config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a config file (at most "
+                              f"{MAX_CONFIG_BYTES:,})")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text config file (byte {exc.start} is not UTF-8)") from None
@@ -571,13 +690,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=StrictYamlLoader) or {}  # noqa: S506 - a SafeLoader
         elif path.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object)
         else:
             raise ConfigError(f"{path}: unknown config format '{path.suffix}' (use .toml, .yaml or .json)")
+    except YamlRefused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: malformed config file: {exc}") from None
+        raise ConfigError(f"{path}: malformed config file: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     return data
@@ -589,11 +714,20 @@ PRESET_DIRS = [Path(__file__).resolve().parent / "presets"]
 
 
 def preset_path(name: str) -> Path:
+    """The file of the shipped preset ``name``; only the names :func:`available_presets` lists are
+    accepted, so a preset never reads a file outside ``PRESET_DIRS`` (``--preset ../x`` is refused:
+    a file of one's own goes through ``--config``)."""
+    names = available_presets()
+    if name not in names:
+        if any(c in str(name) for c in "/\\") or str(name).endswith((".toml", ".yaml", ".yml", ".json")):
+            raise ConfigError(f"preset '{name}' is a path; --preset takes only the names of the shipped "
+                              f"presets (see `gradasym presets`); pass a file of your own with --config")
+        raise ConfigError(f"unknown preset '{name}' (available: {', '.join(names) or 'none'})")
     for d in PRESET_DIRS:
         p = d / f"{name}.toml"
         if p.is_file():
             return p
-    raise ConfigError(f"unknown preset '{name}' (available: {', '.join(available_presets()) or 'none'})")
+    raise ConfigError(f"unknown preset '{name}' (available: {', '.join(names) or 'none'})")  # pragma: no cover
 
 
 def available_presets() -> list[str]:

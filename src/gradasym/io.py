@@ -126,12 +126,28 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(jsonable(data), indent=2))
 
 
+class NotRegularFileError(ValueError):
+    """A result file's path holds something other than a regular file (a FIFO, a device, a socket):
+    reading it could block forever or never end, so it is not read."""
+
+
+def require_regular_file(path: str | Path) -> Path:
+    """``path`` as a :class:`Path`; :class:`NotRegularFileError` when it exists but is not a regular
+    file (``FileNotFoundError`` handling is the caller's)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise NotRegularFileError(f"{path} is not a regular file (a FIFO, device or folder); not read")
+    return path
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file's content; :class:`NotRegularFileError` for a FIFO or device (never blocks on one)."""
+    return json.loads(require_regular_file(path).read_text())
 
 
-def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
-    """Write a table atomically as Parquet (or CSV when the suffix is .csv).
+def write_table(path: str | Path, rows: list[dict] | pd.DataFrame, metadata: dict[str, str] | None = None) -> None:
+    """Write a table atomically as Parquet (or CSV when the suffix is .csv); ``metadata``: string
+    key/value pairs stored in the Parquet schema (a run's identity, ``gradasym.schemas``).
 
     Parquet is encoded in memory and written with a plain file write, as :func:`torch_save`
     does: pyarrow's file writer may report a full disk without an ``errno``, which would
@@ -142,7 +158,16 @@ def write_table(path: str | Path, rows: list[dict] | pd.DataFrame) -> None:
             df.to_csv(tmp, index=False)
         return
     buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
+    if metadata:
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
+        pq.write_table(table, buffer)
+    else:
+        df.to_parquet(buffer, index=False)
     write_bytes(path, buffer)
 
 

@@ -240,20 +240,31 @@ def _tensor_list(x: Any, what: str) -> list[Tensor]:
 
 
 def _as_step(step: Any) -> int:
-    """``step`` as an int: an integer (Python, NumPy, an integer 0-d tensor) or an integral float."""
+    """``step`` as an int: an integer (Python, NumPy, an integer 0-d tensor) or an integral float,
+    within int64 (steps are kept in int64 tensors: a larger one is a ``ValueError``, before any
+    state changes)."""
+    value: int | None = None
     if not isinstance(step, bool):
         try:
-            return operator.index(step)
+            value = operator.index(step)
         except TypeError:
-            pass
-        if isinstance(step, float) and step.is_integer():
-            return int(step)
-    raise TypeError(f"step: expected an integer (the update's x-axis value, e.g. the episode), got {step!r}")
+            if isinstance(step, float) and step.is_integer():
+                value = int(step)
+    if value is None:
+        raise TypeError(f"step: expected an integer (the update's x-axis value, e.g. the episode), got {step!r}")
+    if not _NONE < value <= torch.iinfo(torch.int64).max:
+        raise ValueError(f"step: {value} is outside the int64 range the monitor records steps in")
+    return value
 
 
 def _check_floating(ts: Iterable[Tensor | None], what: str) -> None:
-    """A ``TypeError`` naming ``what`` for a tensor that is not floating point (bool, integer, complex)."""
+    """A ``TypeError`` naming ``what`` for a tensor that is not floating point (bool, integer, complex)
+    or not a dense tensor holding data (sparse layouts, ``meta`` device: no values to measure)."""
     for t in ts:
+        if t is not None and (t.layout != torch.strided or t.is_meta):
+            kind = "a meta-device tensor (no data)" if t.is_meta else f"a {t.layout} tensor"
+            raise TypeError(f"{what}: expected dense tensors with data, got {kind} (shape {tuple(t.shape)}); "
+                            "pass t.to_dense() or the real values")
         if t is not None and not t.is_floating_point():
             raise TypeError(f"{what}: expected floating-point tensors, got dtype {t.dtype} (shape {tuple(t.shape)})")
 
@@ -328,6 +339,9 @@ class ActorCriticMonitor:
         unit: str = "episode",
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        if layer_of is not None and not callable(layer_of):
+            raise TypeError(f"layer_of must be a function from a gradient key to its layer name (or None), "
+                            f"got {layer_of!r}")
         if not isinstance(unit, str) or not unit.strip():
             raise TypeError(f"unit must be a non-empty string (e.g. 'episode', 'step'), got {unit!r}")
         if on_event is not None and not callable(on_event):
@@ -1108,6 +1122,7 @@ class ActorCriticMonitor:
             )
         if cfg["n_agents"] != self.n_agents:
             raise ValueError(f"state has n_agents={cfg['n_agents']}, monitor has {self.n_agents}")
+        self._check_state_fields(d)
         z_bound = saturation_bound(cfg["squash"], float(cfg["saturation_threshold"]))
         self.saturation_threshold = float(cfg["saturation_threshold"])
         self.freeze_tolerance = float(cfg["freeze_tolerance"])
@@ -1155,6 +1170,51 @@ class ActorCriticMonitor:
         found = sorted((int(step), EVENTS.index(kind), kind) for kind, step in steps.items() if step is not None)
         return [{"event": kind, "step": step, "unit": self.unit, "text": kind.replace("_", " "),
                  "message": f"{self.unit} {step}: {kind.replace('_', ' ')}"} for step, _, kind in found]
+
+    def _check_state_fields(self, d: Mapping[str, Any]) -> None:
+        """Each field of a :meth:`state_dict` of the right kind and shape, else a ``ValueError``
+        naming the key (before :meth:`load_state_dict` changes anything)."""
+        def bad(key: str, want: str, got: Any) -> ValueError:
+            shape = f" of shape {tuple(got.shape)}" if isinstance(got, Tensor) else ""
+            return ValueError(f"load_state_dict: field '{key}' must be {want}, got {type(got).__name__}{shape}")
+
+        def number(v: Any) -> bool:
+            return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+        cfg = d["config"]
+        for key in ("saturation_threshold", "freeze_tolerance", "grad_death_threshold"):
+            if not number(cfg[key]):
+                raise bad(f"config.{key}", "a number", cfg[key])
+        for key in ("actor_stop", "death", "diverged", "frozen"):
+            v = d.get(key)
+            if key == "diverged" and v is None:
+                continue  # saved before divergence detection existed
+            dtype = torch.bool if key == "frozen" else torch.int64
+            if not isinstance(v, Tensor) or v.dtype != dtype or tuple(v.shape) != (self._N,):
+                raise bad(key, f"a {dtype} tensor of shape ({self._N},)", v)
+        if not isinstance(d["max_abs"], Tensor) or d["max_abs"].numel() != 1:
+            raise bad("max_abs", "a one-element tensor", d["max_abs"])
+        for key in ("agent_sq", "actor_layer_total", "critic_layer_sq"):
+            if d[key] is not None and not isinstance(d[key], Tensor):
+                raise bad(key, "a tensor or None", d[key])
+        for key in ("prev_actor", "prev_critic"):
+            v = d[key]
+            if v is not None and not (isinstance(v, (list, tuple)) and all(isinstance(t, Tensor) for t in v)):
+                raise bad(key, "a list of tensors or None", v)
+        for key in ("actor_layers", "critic_layers"):
+            if not (isinstance(d[key], (list, tuple)) and all(isinstance(n, str) for n in d[key])):
+                raise bad(key, "a list of layer names", d[key])
+        for key in ("n_updates", "n_actor_hidden", "n_critic_hidden"):
+            if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] < 0:
+                raise bad(key, "an integer >= 0", d[key])
+        for key in ("last_step", "critic_stop", "critic_diverged", "n_dims"):
+            v = d.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise bad(key, "an integer or None", v)
+        if not number(d["last_sat"]):
+            raise bad("last_sat", "a number", d["last_sat"])
+        if d["stats"] is not None and not isinstance(d["stats"], Mapping):
+            raise bad("stats", "a mapping or None", d["stats"])
 
 
 # --------------------------------------------------------------------------- nn.Module helpers
@@ -1394,7 +1454,12 @@ class HiddenActivationHook:
             if module is None:
                 raise ValueError("pass a module or layers")
             _require_module(module, "HiddenActivationHook")
-            layers = [s for s in module.modules() if isinstance(s, types)]
+            classes = (types,) if isinstance(types, type) else types
+            if not (isinstance(classes, (tuple, list)) and classes
+                    and all(isinstance(t, type) and issubclass(t, nn.Module) for t in classes)):
+                raise TypeError(f"HiddenActivationHook types= expects an nn.Module class or a tuple of them "
+                                f"(e.g. (nn.ReLU,)), got {types!r}")
+            layers = [s for s in module.modules() if isinstance(s, tuple(classes))]
         elif isinstance(layers, nn.Module) or isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
             raise TypeError(f"HiddenActivationHook layers= expects a sequence of modules, got {type(layers).__name__}")
         for layer in layers:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -44,9 +45,31 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def check_threads(threads: int) -> None:
+    """Refuse (:class:`~gradasym.config.ConfigError`, one line) more torch threads than the cores this
+    process may use: they only compete for the same cores, and very large counts crash torch. Not
+    capped silently: the thread count changes float32 rounding (``run.threads``)."""
+    cores = usable_cores()
+    if threads > cores:
+        from gradasym.config import ConfigError  # noqa: PLC0415
+
+        raise ConfigError(f"run.threads = {threads} is more than the {cores} CPU core(s) this process may use; "
+                          f"use at most {cores} (0 = torch's default, one per core)")
+
+
 def configure_process(threads: int = 0) -> None:
     """The settings :func:`gradasym.algos.ccm_madrl.runner.run_experiment` applies before training:
-    ``threads`` torch threads (0 = leave torch's default) and :func:`keep_freed_memory`."""
+    ``threads`` torch threads (0 = leave torch's default; more than :func:`usable_cores` is refused,
+    :func:`check_threads`) and :func:`keep_freed_memory`."""
+    check_threads(threads)
     if threads > 0:
         torch.set_num_threads(threads)
     keep_freed_memory()

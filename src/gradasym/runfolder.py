@@ -64,6 +64,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -78,6 +79,7 @@ from .io import (
     DISK_FULL_ERRNOS,
     read_json,
     remove_temp_files,
+    require_regular_file,
     torch_save,
     unlink_existing,
     write_json,
@@ -444,14 +446,91 @@ def continued_trainer(stored: str | None, now: str) -> str:
     return now if stored in (None, now) else MIXED
 
 
-def _torch_load(path: Path) -> Any:
+#: Tags of :func:`plain_state`: a numpy array / numpy scalar stored as a tensor inside a one-key dict.
+NDARRAY_TAG, NPSCALAR_TAG = "__ndarray__", "__npscalar__"
+
+
+def plain_state(obj: Any) -> Any:
+    """``obj`` with every numpy array and numpy scalar replaced by a tagged tensor
+    (``{"__ndarray__": tensor}``, ``{"__npscalar__": 0-d tensor}``), tuples kept, so that the
+    checkpoint holds only what ``torch.load(weights_only=True)`` reads: tensors, dicts, lists,
+    tuples, str, int, float, bool, None. :func:`restore_state` undoes it exactly (same dtype,
+    same bits). A value of another type is a ``TypeError`` naming its place (a bug of the saver)."""
+    import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    return torch.load(path, weights_only=False, map_location="cpu")  # saved on any device; the agent moves it
+    def walk(x: Any, where: str) -> Any:
+        if isinstance(x, np.generic):  # before float: np.float64 is a float subclass, pickled as numpy
+            return {NPSCALAR_TAG: torch.from_numpy(np.asarray(x).copy())}
+        if x is None or isinstance(x, (bool, int, float, str, torch.Tensor)):
+            return x
+        if isinstance(x, dict):
+            return {k: walk(v, f"{where}.{k}") for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(x)]
+        if isinstance(x, tuple):
+            return tuple(walk(v, f"{where}[{i}]") for i, v in enumerate(x))
+        if isinstance(x, np.ndarray):
+            return {NDARRAY_TAG: torch.from_numpy(np.ascontiguousarray(x).copy())}
+        raise TypeError(f"checkpoint value {where or '<root>'} is a {type(x).__name__}, which a safe "
+                        "(weights_only) load cannot read")
+
+    return walk(obj, "")
+
+
+def restore_state(obj: Any) -> Any:
+    """Undo :func:`plain_state`: tagged tensors back to numpy arrays / scalars."""
+    if isinstance(obj, dict):
+        if len(obj) == 1 and NDARRAY_TAG in obj:
+            return obj[NDARRAY_TAG].numpy()
+        if len(obj) == 1 and NPSCALAR_TAG in obj:
+            return obj[NPSCALAR_TAG].numpy()[()]
+        return {k: restore_state(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [restore_state(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(restore_state(v) for v in obj)
+    return obj
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint holds Python objects other than plain data: it is not loaded (no code runs)."""
+
+
+def _legacy_numpy_globals() -> list[Any]:
+    """What checkpoints written before :func:`plain_state` need besides plain data: numpy's
+    array and scalar reconstruction (numeric data only; an object inside still needs its own,
+    refused, global). Allowed only for the one load (``torch.serialization.safe_globals``)."""
+    import numpy as np  # noqa: PLC0415
+
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2 / 1
+    numeric = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"]  # bool, ints, floats, complex
+    return [np.dtype, np.ndarray, core.scalar, core._reconstruct, *numeric]
+
+
+def _torch_load(path: Path) -> Any:
+    """A checkpoint, loaded with ``torch.load(weights_only=True)``: a results folder is data, so
+    nothing in it is executed. Numpy arrays of checkpoints written before gradasym stored them as
+    tensors (:func:`plain_state`) are still read; any other object is refused with
+    :class:`UnsafeCheckpointError` (one line), before any of it is built."""
+    import pickle  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    require_regular_file(path)  # a FIFO would block torch.load forever
+    try:
+        with torch.serialization.safe_globals(_legacy_numpy_globals()):
+            state = torch.load(path, weights_only=True, map_location="cpu")  # any device; the agent moves it
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"the object {found.group(1)}" if found else "a Python object"
+        raise UnsafeCheckpointError(f"holds {what}, not plain data; not loaded (no code from a results "
+                                    "folder is run)") from None
+    return restore_state(state)
 
 
 def _torch_save(path: Path, obj: Any, keep_previous: Path | None) -> None:
-    torch_save(path, obj, keep_previous=keep_previous)
+    torch_save(path, plain_state(obj), keep_previous=keep_previous)
 
 
 def _has_config(state: Any) -> None:
@@ -547,6 +626,25 @@ class RunFolder:
                 f"{'; '.join(diffs)}); use another folder"
             )
 
+    def check_files(self, config: dict[str, Any] | None,
+                    remedy: str = "delete the file(s) to resume (the run rewrites them from its checkpoint), "
+                                  "or use another folder",
+                    warn: Callable[[str], None] | None = None) -> None:
+        """Raise :class:`RunFolderError` (one line naming the file) when ``summary.json`` or a table is
+        another run's or malformed (:func:`gradasym.schemas.check_run_files`; ``config``: the
+        folder's ``config.json``). A summary with a value of the wrong type is rewritten by the
+        resumed run, as an unreadable one: with ``warn``, it says so (``warn`` absent: refused)."""
+        from .schemas import check_run_files, summary_type_problem  # noqa: PLC0415
+
+        if warn is not None:
+            mistyped = summary_type_problem(self.path)
+            if mistyped:
+                warn(f"{self.path}: {mistyped}; it is rewritten from the checkpoint")
+        problems = check_run_files(self.path, config, summary_types=warn is None)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise RunFolderError(f"{self.path}: {problems[0]}{more}; {remedy}")
+
     # -- checkpoints --------------------------------------------------------------
     def save_checkpoint(self, state: Any,
                         saver: Callable[[Path, Any, Path | None], None] = _torch_save) -> None:
@@ -573,7 +671,7 @@ class RunFolder:
                 state = loader(path)
                 validate(state)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-                line = describe(exc).splitlines()[0][:120]
+                line = describe(exc).splitlines()[0][:200]
                 problems.append(f"{path} ({'empty file' if path.stat().st_size == 0 else line})")
                 if path == self.checkpoint_path:
                     self._newest_ok = False

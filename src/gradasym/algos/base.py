@@ -72,6 +72,8 @@ class Algorithm(ABC):
     summary_keys: ClassVar[dict[str, str]] = {}
     #: what an episode's summed reward is called in tables and figures
     return_label: ClassVar[str] = "return"
+    #: per table file of a run folder, the key columns it must have (``gradasym.schemas.check_table``)
+    table_columns: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     # -------------------------------------------------------------- configs
     @abstractmethod

@@ -42,6 +42,7 @@ class SB3Algorithm(Algorithm):
     summary_keys = {"done": "steps_run", "total": "steps_requested", "stop": "stopping_step",
                     "grad_death": "grad_death_step", "return_first": "return_first10", "return_last": "final_return",
                     "seconds_per_unit": "seconds_per_step"}
+    table_columns = {"episodes.parquet": ("episode", "return"), "tracking.parquet": ("gradient_step",)}
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Literal
 
-from ..config import (ConfigError, check_device, check_learning_rate, check_range, check_tracking_thresholds,
-                      set_field)
+from ..config import (ConfigError, check_device, check_int_sizes, check_learning_rate, check_range,
+                      check_tracking_thresholds, set_field)
 from ..errors import describe
 
 SB3_ALGOS = ("td3", "ddpg", "sac")
@@ -196,6 +196,7 @@ class SB3Config:
                               f"of agent.train_freq ({a.train_freq}): SB3 collects train_freq steps per round, so a "
                               "checkpoint between rounds needs it")
         check_device(r.device)
+        check_int_sizes(self)
         if self.env.max_episode_steps is not None and self.env.max_episode_steps < 1:
             raise ConfigError(f"env.max_episode_steps must be >= 1, got {self.env.max_episode_steps}")
         check_env_id(self.env.id)

@@ -65,6 +65,7 @@ from ..io import read_json, write_bytes, write_json, write_table
 from ..process import configure_process
 from ..provenance import collect as collect_provenance
 from ..runfolder import DiskFullError, RunFolder, RunFolderError, disk_full_guard
+from ..schemas import IDENTITY_KEY, run_identity, table_metadata
 from ..seeding import seed_sequence
 from ..tensorboard import require as require_tensorboard
 from .sb3_config import SB3AgentConfig, SB3Config, SB3EnvConfig
@@ -327,9 +328,14 @@ def summary(cfg: SB3Config, model: Any, monitor_cb: Any, recorder: EpisodeRecord
         "events": [event_line(e) for e in monitor_cb.monitor.events] if monitor_cb is not None else [],
         "seconds_total": seconds,
         "seconds_per_step": seconds / steps_run if steps_run else None,
-        "units": UNITS, "version": __version__,
+        "units": UNITS, "version": __version__, IDENTITY_KEY: run_identity(_config_record(cfg)),
         "provenance": collect_provenance(),  # code commit, machine, library versions
     }
+
+
+def _config_record(cfg: SB3Config) -> dict[str, Any]:
+    """``config.json``'s content."""
+    return {**cfg.to_dict(), "version": __version__}
 
 
 def _tracking_rows(monitor_cb: Any) -> list[dict[str, Any]]:
@@ -478,7 +484,9 @@ def _open(folder: RunFolder, cfg: SB3Config) -> tuple[dict[str, Any] | None, dic
     """``(checkpoint state, None)`` to resume, ``(None, summary)`` of an old finished run without a
     checkpoint, or ``(None, None)`` to start from scratch (the stored config checked)."""
     wanted = cfg.to_dict()
-    folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+    stored = folder.read_config()
+    folder.check_config(wanted, stored, folder.config_path, _RESUMABLE_FIELDS)
+    folder.check_files(stored, "delete the run folder to train it again, or use another folder")
     loaded = folder.load_checkpoint(validate=_check_checkpoint, warn=_warn)
     if loaded is not None:
         state, path = loaded
@@ -555,10 +563,11 @@ def _train(cfg: SB3Config, folder: RunFolder, state: dict[str, Any] | None, prog
                 buffer = io.BytesIO()
                 run.model.save(buffer)
                 write_bytes(out / MODEL_FILE, buffer)
-            write_table(out / "episodes.parquet", _episode_frame(run.recorder.rows))
-            write_table(out / "tracking.parquet", _tracking_rows(run.monitor_cb))
+            meta = table_metadata(_config_record(cfg))  # the run's identity (gradasym.schemas)
+            write_table(out / "episodes.parquet", _episode_frame(run.recorder.rows), meta)
+            write_table(out / "tracking.parquet", _tracking_rows(run.monitor_cb), meta)
             if run.evaluator is not None:
-                write_table(out / EVAL_FILE, _eval_frame(run.evaluator.rows))
+                write_table(out / EVAL_FILE, _eval_frame(run.evaluator.rows), meta)
             s = summary(cfg, run.model, run.monitor_cb, run.recorder, status, error, run.seconds(),
                         run.evaluator.rows if run.evaluator is not None else None)
             write_json(folder.summary_path, s)
@@ -570,7 +579,7 @@ def _train(cfg: SB3Config, folder: RunFolder, state: dict[str, Any] | None, prog
             if state is not None:
                 load_checkpoint_state(run, state)
                 del state
-            folder.write_config({**cfg.to_dict(), "version": __version__})
+            folder.write_config(_config_record(cfg))
             board = _open_board(cfg, out, run)
             run.t0 = time.perf_counter()
             bar.start(int(run.model.num_timesteps))

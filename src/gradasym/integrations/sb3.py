@@ -197,9 +197,11 @@ def _build(BaseCallback: type) -> type:
         monitor:
             an :class:`ActorCriticMonitor` to use (``n_agents=None``); by default one
             is created from ``squash``, ``saturation_threshold``, ``freeze_tolerance``,
-            ``grad_death_threshold`` and ``on_event`` (checked as that class checks them;
-            ignored when ``monitor`` is given) with ``unit="step"``: rows are keyed by
-            ``step`` (the gradient step) and the summary's step keys end in ``_step``.
+            ``grad_death_threshold`` and ``on_event`` (checked as that class checks them)
+            with ``unit="step"``: rows are keyed by ``step`` (the gradient step) and the
+            summary's step keys end in ``_step``. With ``monitor`` given, the four
+            settings are the monitor's, and one set here to another value is refused
+            (``ValueError``).
         on_event:
             called once with each monitor event (first gradient death, first freeze, ...,
             :attr:`ActorCriticMonitor.events`) as it happens, e.g. ``print``-ing
@@ -248,6 +250,15 @@ def _build(BaseCallback: type) -> type:
                                 f"(or None), got {type(monitor).__name__}")
             if monitor is not None and monitor.n_agents is not None:
                 raise ValueError("SB3 actors are single networks: use ActorCriticMonitor(n_agents=None)")
+            if monitor is not None:  # the monitor's own settings apply: a different one given here is a conflict
+                given = {"squash": (squash, "tanh"), "saturation_threshold": (saturation_threshold, 0.9),
+                         "freeze_tolerance": (freeze_tolerance, 0.0),
+                         "grad_death_threshold": (grad_death_threshold, 1e-12)}
+                for name, (value, default) in given.items():
+                    if value != default and value != getattr(monitor, name):
+                        raise ValueError(f"SaturationMonitorCallback: {name}={value!r} conflicts with the given "
+                                         f"monitor's {name}={getattr(monitor, name)!r}; set it on the "
+                                         "ActorCriticMonitor (or leave the monitor out)")
             if monitor is None:
                 if not isinstance(squash, str):
                     raise TypeError(f"SaturationMonitorCallback: squash must be a str, got {type(squash).__name__}")

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import describe
 from ..io import atomic_write
+from ..schemas import check_summary, check_table, frame_view, read_metadata
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -112,13 +113,19 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
         return None, f"{path.name} unreadable ({describe(exc)})"
 
 
-def _read_parquet(path: Path) -> tuple[pd.DataFrame | None, str | None]:
-    """Read a Parquet table (CSV twin as fallback); ``(None, problem)`` when impossible."""
+def _read_parquet(path: Path, config: dict[str, Any] | None = None, summary: dict[str, Any] | None = None,
+                  check: bool = False) -> tuple[pd.DataFrame | None, str | None]:
+    """Read a Parquet table (CSV twin as fallback); ``(None, problem)`` when impossible. With
+    ``check`` (a run's own table), one of another run or with the wrong columns
+    (:func:`gradasym.schemas.check_table` against ``config``/``summary``) is ``(None, problem)`` too."""
     if path.is_file():
         try:
-            return pd.read_parquet(path), None
+            frame = pd.read_parquet(path)
+            meta = read_metadata(path) if check else {}
         except Exception as exc:  # pyarrow raises many types on truncated files
             return None, f"{path.name} unreadable ({type(exc).__name__})"
+        problem = check_table(path.name, frame_view(path.name, frame, meta), config, summary) if check else None
+        return (None, f"{problem}; not used") if problem else (frame, None)
     csv = path.with_suffix(".csv")
     if csv.is_file():
         try:
@@ -233,11 +240,10 @@ def read_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[str]]:
     run_dir = Path(run_dir)
     problems: list[str] = []
     raw, problem = _read_json(run_dir / "summary.json")
-    if problem is None and not isinstance(raw, dict):
-        raw, problem = None, "summary.json is not a JSON object"
+    config, cproblem = _read_json(run_dir / "config.json")
+    raw, problem = _checked_summary(raw, problem, config)
     if problem:
         problems.append(problem)
-    config, cproblem = _read_json(run_dir / "config.json")
     if cproblem:
         problems.append(cproblem)
     episodes = None
@@ -256,14 +262,18 @@ def read_run(run_dir: str | Path, agents: bool = False) -> RunData:
     run_dir = Path(run_dir)
     problems: list[str] = []
     raw, problem = _read_json(run_dir / "summary.json")
-    if problem is None and not isinstance(raw, dict):
-        raw, problem = None, "summary.json is not a JSON object"
     config, cproblem = _read_json(run_dir / "config.json")
     if not isinstance(config, dict):
         config = None
-    episodes, eproblem = _read_parquet(run_dir / "episodes.parquet")
-    tracking, tproblem = _read_parquet(run_dir / "tracking.parquet")
-    agent_table, aproblem = _read_parquet(run_dir / "tracking_agents.parquet") if agents else (None, None)
+    raw, problem = _checked_summary(raw, problem, config)
+    episodes, eproblem = _read_parquet(run_dir / "episodes.parquet", config, raw, check=True)
+    tracking, tproblem = _read_parquet(run_dir / "tracking.parquet", config, raw, check=True)
+    agent_table, aproblem = (_read_parquet(run_dir / "tracking_agents.parquet", config, raw, check=True) if agents
+                             else (None, None))
+    if eproblem == "episodes.parquet missing" and raw is not None and raw.get("status") == "finished" \
+            and ((run_dir / "checkpoint.pt").is_file() or (run_dir / "checkpoint.prev.pt").is_file()):
+        eproblem += (f" although the run finished (`gradasym run --resume --out {run_dir}` restores it from "
+                     "the checkpoint)")
     problems += [p for p in (problem, cproblem, eproblem, tproblem, aproblem) if p]
     summary = _complete_summary(raw, run_dir.name, config, episodes)
     return RunData(
@@ -271,6 +281,17 @@ def read_run(run_dir: str | Path, agents: bool = False) -> RunData:
         episodes=_sorted(episodes), tracking=_sorted(tracking), tracking_agents=agent_table,
         problems=problems, summary_source="summary.json" if raw is not None else "reconstructed",
     )
+
+
+def _checked_summary(raw: Any, problem: str | None, config: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """``summary.json``'s content if it is a valid summary of this run (:func:`gradasym.schemas.check_summary`
+    against ``config.json``), else ``(None, problem)``: the report then reconstructs the summary."""
+    if problem is not None:
+        return None, problem
+    bad = check_summary(raw, config if isinstance(config, dict) else None)
+    if bad:
+        return None, f"{bad}; not used" if isinstance(raw, dict) else bad
+    return raw, None
 
 
 def _sorted(df: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -389,7 +410,15 @@ def load_results(path: str | Path, label: str | None = None) -> ResultSet:
         rs = ResultSet(root, "sweep", sweep=meta if isinstance(meta, dict) else None, label=label)
         if meta_problem:
             rs.problems.append(meta_problem)
-        rs.runs = [read_run(d) for d in _run_dirs(root / "runs")]
+        listed = set(_sweep_run_ids(meta))
+        dirs = _run_dirs(root / "runs")
+        if listed:  # a folder under runs/ that sweep.json does not list is not this sweep's: never counted
+            for d in dirs:
+                if d.name not in listed:
+                    rs.problems.append(f"runs/{d.name} is not a run of this sweep (sweep.json does not list it); "
+                                       "left out")
+            dirs = [d for d in dirs if d.name in listed]
+        rs.runs = [read_run(d) for d in dirs]
         _merge_sweep_table(rs, root)
         present = {r.run_id for r in rs.runs}
         rs.pending = [rid for rid in _sweep_run_ids(meta) if rid not in present]

@@ -36,6 +36,7 @@ from gradasym.algos.base import AlgoConfig, ConfigError
 from gradasym.io import remove_temp_files, write_json
 from gradasym.runfolder import (RUN_DISK_FULL_REMEDY, RUN_FOLDER_FILES, DiskFullError, FolderKindError,
                                  disk_full_message, is_disk_full, present, require_folder, run_subfolders, some)
+from gradasym.schemas import check_run_files
 
 from . import store
 from .backends import RAY_MAX_RETRIES, Job, Runner, run_inline, run_pool, run_ray, run_result, run_submitit
@@ -363,6 +364,13 @@ def _prepare_folder(out_dir: Path, spec: SweepSpec, runs: list[RunSpec], force: 
                     "whose stored configuration is checked), or force=True (--force) to move the run to stale/"
                 )
             move_aside(rdir, "unreadable config.json")
+            continue
+        problems = check_run_files(rdir, saved, summary_types=False)  # another run's files, wrong columns
+        if problems and not force:
+            raise SweepMismatchError(f"{rdir}: {problems[0]}; delete that file (the run is resumed and rewrites "
+                                     "it) or force=True (--force) to move the run to stale/ and rerun it")
+        if problems:
+            move_aside(rdir, problems[0])
             continue
         if (rdir / "summary.json").exists() and store.read_run_summary(rdir) is None:
             note(f"{rdir / 'summary.json'} is unreadable: the run is resumed and rewrites it")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,10 @@ PAPER_LEARNING_RATES: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
 _SHORT_LABELS = {"agent.actor_lr": "alr", "agent.critic_lr": "clr"}
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+#: The most runs one sweep expands to; a larger grid is refused before it is expanded (each run
+#: is a config held in memory and a row of ``sweep.json``: a million runs took gigabytes).
+MAX_SWEEP_RUNS = 20_000
 
 
 def paper_axes() -> dict[str, list[Any]]:
@@ -172,6 +177,11 @@ class SweepSpec:
         runs: list[RunSpec] = []
         combos = self.preset_combos if self.preset_combos is not None else [[]]
         keys = list(self.axes)
+        size = len(self.seeds or []) * len(combos) * math.prod(len(v) for v in self.axes.values())
+        if size > MAX_SWEEP_RUNS:
+            raise ConfigError(f"the grid has {size:,} runs ({' x '.join(str(len(v)) for v in self.axes.values())} "
+                              f"values x {len(combos)} preset combination(s) x {len(self.seeds or [])} seed(s)), more "
+                              f"than a sweep takes ({MAX_SWEEP_RUNS:,}); split it into several sweeps")
         labels = _axis_labels(keys)
         plugin = algos.of(self.base)
         for seed in self.seeds or []:

@@ -20,8 +20,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..io import atomic_write
+from ..io import NotRegularFileError, atomic_write, require_regular_file
 from ..runfolder import FolderLock
+from ..schemas import check_summary
 from ..runfolder import config_differences as _config_differences
 
 SWEEP_JSON = "sweep.json"
@@ -74,8 +75,8 @@ class SweepMismatchError(SweepError):
 def read_json(path: str | Path) -> dict[str, Any] | None:
     """Read a JSON object, or None if the file is missing or unreadable."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        data = json.loads(require_regular_file(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError, NotRegularFileError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -90,10 +91,14 @@ def read_run_summary(path: str | Path) -> dict[str, Any] | None:
     """A run folder's ``summary.json`` (None when absent, unreadable or with values of the wrong type).
 
     An unreadable summary makes the run look unfinished, so the next sweep resumes it
-    from its checkpoint and the runner rewrites the file.
+    from its checkpoint and the runner rewrites the file. A summary of another run (copied:
+    :func:`gradasym.schemas.check_summary` against the folder's ``config.json``) is never read
+    (the sweep refuses such a folder before it starts, ``core._prepare_folder``).
     """
     summary = read_json(Path(path) / "summary.json")
-    return summary if summary is not None and summary_is_valid(summary) else None
+    if summary is None or not summary_is_valid(summary):
+        return None
+    return summary if check_summary(summary, read_json(Path(path) / "config.json")) is None else None
 
 
 def summary_is_valid(summary: dict[str, Any]) -> bool:

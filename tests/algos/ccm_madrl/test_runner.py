@@ -341,11 +341,11 @@ def test_disk_full_mid_run_is_one_line_and_resumes(tmp_path, monkeypatch, capsys
     real = runner.write_table
     calls = {"n": 0}
 
-    def filling_up(path, rows):
+    def filling_up(path, rows, *metadata):
         calls["n"] += 1
         if calls["n"] == 7:  # 3 tables per write: the start, episode 2, then episode 4
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(path, rows)
+        real(path, rows, *metadata)
 
     monkeypatch.setattr(runner, "write_table", filling_up)
     out = tmp_path / "r"

@@ -29,6 +29,8 @@ class CCMMADRLAlgorithm(Algorithm):
                     "return_first": "reward_first10", "return_last": "reward_last10",
                     "seconds_per_unit": "seconds_per_episode"}
     return_label = "reward"
+    table_columns = {"episodes.parquet": ("episode", "reward"), "tracking.parquet": ("episode",),
+                     "tracking_agents.parquet": ("episode", "agent")}
 
     def default_config(self) -> Config:
         return Config()

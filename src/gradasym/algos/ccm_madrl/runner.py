@@ -34,6 +34,7 @@ from gradasym.process import configure_process
 from gradasym.provenance import collect as collect_provenance
 from gradasym.runfolder import (MIXED, SINGLE, TRAINER_KEY, DiskFullError, RunFolder, RunFolderError, continued_trainer,
                         disk_full_guard)
+from gradasym.schemas import IDENTITY_KEY, check_checkpoint, run_identity, table_metadata
 from gradasym.seeding import numpy_generator
 from gradasym.tensorboard import open_for_run as open_tensorboard
 from gradasym.tensorboard import require as require_tensorboard
@@ -238,7 +239,7 @@ class Trainer:
             "seconds_total": self.seconds,
             "seconds_per_episode": self.seconds / self.episodes_done if self.episodes_done else None,
             "early_stopped": self.should_stop_early(),
-            "version": __version__,
+            "version": __version__, IDENTITY_KEY: run_identity(_config_record(cfg, self.engine)),  # gradasym.schemas
             "provenance": collect_provenance(),  # git commit, machine
         }
 
@@ -289,9 +290,10 @@ def write_outputs(trainer: Trainer, out: Path | RunFolder, status: str, error: s
     with disk_full_guard(f"episode {trainer.episodes_done}"):
         if checkpoint:
             folder.save_checkpoint(trainer.state_dict(keep_replay=keep_replay))
-        write_table(folder.path / "episodes.parquet", trainer.episode_rows)
-        write_table(folder.path / "tracking.parquet", trainer.tracking_rows)
-        write_table(folder.path / "tracking_agents.parquet", trainer.agent_rows)
+        meta = table_metadata(_config_record(trainer.cfg, trainer.engine))  # the run's identity (gradasym.schemas)
+        write_table(folder.path / "episodes.parquet", trainer.episode_rows, meta)
+        write_table(folder.path / "tracking.parquet", trainer.tracking_rows, meta)
+        write_table(folder.path / "tracking_agents.parquet", trainer.agent_rows, meta)
         summary = trainer.summary(status, error)
         write_json(folder.summary_path, summary)
     return summary
@@ -312,17 +314,24 @@ def open_run(cfg: Config, folder: RunFolder, resume: bool) -> Trainer:
     wanted = cfg.to_dict()
     folder.clean_temp_files()
     state = None
+    trainer = None
     if resume:
-        folder.check_config(wanted, folder.read_config(), folder.config_path, _RESUMABLE_FIELDS)
+        stored = folder.read_config()
+        folder.check_config(wanted, stored, folder.config_path, _RESUMABLE_FIELDS)
         try:
             folder.read_summary()
         except RunFolderError:
             _warn(f"{folder.summary_path} is unreadable; it is rewritten from the checkpoint")
-        loaded = folder.load_checkpoint(warn=_warn)
-        if loaded is not None:
-            state, path = loaded
-            folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
-    trainer = Trainer(cfg)
+        folder.check_files(stored, warn=_warn)  # a summary or table of another run, wrong columns: refused
+        if folder.checkpoint_path.exists() or folder.previous_checkpoint_path.exists():
+            trainer = Trainer(cfg)  # its fresh state is the shape every checkpoint of this config has
+            template = trainer.state_dict()
+            loaded = folder.load_checkpoint(warn=_warn, validate=lambda s: check_checkpoint(s, template))
+            del template
+            if loaded is not None:
+                state, path = loaded
+                folder.check_config(wanted, state["config"], path, _RESUMABLE_FIELDS)
+    trainer = trainer or Trainer(cfg)
     if state is not None:
         trainer.load_state_dict(state)
         stored = state.get(TRAINER_KEY)
