@@ -172,8 +172,10 @@ FLOAT_FIELDS = [
                                  "min_gain", "max_gain", "w_bandwidth", "s_e")),
     *(f"agent.{name}" for name in ("actor_lr", "critic_lr", "gamma", "tau", "eps_start", "eps_end", "eps_decay",
                                    "per_alpha", "per_beta0", "per_beta_increment", "per_eps", "output_init",
-                                   "entropy_coef", "grad_clip", "preact_penalty")),
-    *(f"run.{name}" for name in ("freeze_tolerance", "grad_death_threshold", "saturation_threshold")),
+                                   "entropy_coef", "grad_clip", "preact_penalty", "redo_tau",
+                                   "shrink_perturb_lambda", "shrink_perturb_sigma", "weight_decay")),
+    *(f"run.{name}" for name in ("freeze_tolerance", "grad_death_threshold", "saturation_threshold",
+                                 "dormant_taus", "rank_delta")),
 ]
 
 

@@ -36,8 +36,10 @@ __all__ = [
     "dormant_mask",
     "dormant_scores",
     "effective_rank",
+    "hidden_plasticity",
     "param_norm",
     "stable_rank",
+    "weight_plasticity",
 ]
 
 #: Sokar et al.'s thresholds: 0 (a unit that never fires), 0.025 and 0.1.
@@ -88,35 +90,45 @@ def dormant_fraction(h: Tensor, tau: float | Sequence[float] = 0.0) -> Tensor:
     return (s.unsqueeze(-1) <= taus).to(torch.float64).mean(dim=-2)
 
 
-def _singular_values(features: Tensor, what: str) -> Tensor:
+def _singular_values(features: Tensor, what: str) -> tuple[Tensor, Tensor]:
+    """``(singular values (*lead, min(B, D)) descending, finite (*lead,))``: a matrix with a NaN or
+    infinite entry (a diverged network) is replaced by zeros for the SVD (which would fail on it)
+    and flagged, so that its ranks come out NaN."""
     _check_batch(features, what)
-    return torch.linalg.svdvals(features.detach().to(torch.float64))  # (*lead, min(B, D)), descending
+    f = features.detach().to(torch.float64)
+    finite = torch.isfinite(f).all(dim=-1).all(dim=-1)
+    if not bool(finite.all()):
+        f = torch.where(finite[..., None, None], f, torch.zeros_like(f))
+    return torch.linalg.svdvals(f), finite
 
 
 def effective_rank(features: Tensor) -> Tensor:
     """``exp(-sum_k p_k log p_k)``, ``p_k = sigma_k / sum_j sigma_j``, of each feature matrix
     ``(*lead, B, D)`` (rows = samples) -> ``(*lead,)``, in ``[1, min(B, D)]``; 0 for an
-    all-zero matrix (no feature direction at all). Batched SVD over the leading dims."""
-    sv = _singular_values(features, "effective_rank")
+    all-zero matrix (no feature direction at all), NaN for one with a non-finite entry.
+    Batched SVD over the leading dims."""
+    sv, finite = _singular_values(features, "effective_rank")
     total = sv.sum(dim=-1, keepdim=True)
     p = sv / torch.where(total > 0, total, torch.ones_like(total))
     ent = -torch.special.xlogy(p, p).sum(dim=-1)  # 0 log 0 = 0
-    return torch.where(total.squeeze(-1) > 0, ent.exp(), torch.zeros_like(ent))
+    out = torch.where(total.squeeze(-1) > 0, ent.exp(), torch.zeros_like(ent))
+    return torch.where(finite, out, torch.full_like(out, float("nan")))
 
 
 def stable_rank(features: Tensor, delta: float = 0.01) -> Tensor:
     """``srank_delta``: the smallest k with ``sum_{i<=k} sigma_i >= (1 - delta) sum_i sigma_i``
     for each feature matrix ``(*lead, B, D)`` -> ``(*lead,)`` (float64 holding integers);
-    0 for an all-zero matrix."""
+    0 for an all-zero matrix, NaN for one with a non-finite entry."""
     if not 0 <= delta < 1:
         raise ValueError(f"stable rank delta must be in [0, 1), got {delta}")
-    sv = _singular_values(features, "stable_rank")
+    sv, finite = _singular_values(features, "stable_rank")
     cum = sv.cumsum(dim=-1)
     total = cum[..., -1:]
     # k = 1 + number of prefixes still short of the threshold (the cumulative sum is monotone)
     short = cum < (1.0 - delta) * total
     k = short.sum(dim=-1).to(torch.float64) + 1.0
-    return torch.where(total.squeeze(-1) > 0, k.clamp(max=sv.shape[-1]), torch.zeros_like(k))
+    out = torch.where(total.squeeze(-1) > 0, k.clamp(max=sv.shape[-1]), torch.zeros_like(k))
+    return torch.where(finite, out, torch.full_like(out, float("nan")))
 
 
 def _as_list(params: Tensor | Sequence[Tensor], what: str) -> list[Tensor]:
@@ -163,3 +175,46 @@ def distance_from_init(params: Tensor | Sequence[Tensor], init: Tensor | Sequenc
     diffs = [p.detach().to(torch.float64) - q.detach().to(device=p.device, dtype=torch.float64)
              for p, q in zip(ps, qs)]
     return _sq_norm(diffs, lead, "distance_from_init").sqrt()
+
+
+# --------------------------------------------------------------------------- compositions
+
+
+def hidden_plasticity(hidden: Sequence[Tensor], taus: Sequence[float] = DEFAULT_DORMANT_TAUS,
+                      delta: float = 0.01) -> dict[str, Tensor | list[Tensor]]:
+    """The activation-based instruments of one network (or ensemble) from its hidden layers'
+    activations ``hidden[l] (*lead, B, H_l)`` on one batch (penultimate features = the last one):
+
+    ``dormant`` -- per layer ``(*lead, T)`` fractions for the T taus; ``dormant_all`` --
+    ``(*lead, T)`` over every hidden unit of every layer (unit-weighted); ``effective_rank`` and
+    ``stable_rank`` -- ``(*lead,)`` of the last layer's features."""
+    if not hidden:
+        raise ValueError("hidden_plasticity: no hidden layers given")
+    per_layer = [dormant_fraction(h, list(taus)) for h in hidden]
+    widths = torch.tensor([h.shape[-1] for h in hidden], dtype=torch.float64, device=per_layer[0].device)
+    stacked = torch.stack(per_layer)  # (L, *lead, T)
+    w = widths.view((-1,) + (1,) * (stacked.dim() - 1))
+    return {
+        "dormant": per_layer,
+        "dormant_all": (stacked * w).sum(0) / widths.sum(),
+        "effective_rank": effective_rank(hidden[-1]),
+        "stable_rank": stable_rank(hidden[-1], delta),
+    }
+
+
+def weight_plasticity(layers: Sequence[Sequence[Tensor]], init: Sequence[Sequence[Tensor]] | None,
+                      lead: int = 0) -> dict[str, Tensor | list[Tensor]]:
+    """The weight-based instruments of one network (or ensemble, ``lead=1``) from its layers'
+    parameters ``layers[l]`` (a list of tensors each) and the same at initialisation ``init``:
+    ``norm_layers`` / ``dist_layers`` per layer and ``norm`` / ``dist`` over all layers, each of
+    shape ``(*lead dims,)``; the distances are NaN when ``init`` is None."""
+    norms = [param_norm(list(ts), lead) for ts in layers]
+    total = torch.stack([n * n for n in norms]).sum(0).sqrt()
+    if init is None:
+        nan = torch.full_like(total, float("nan"))
+        return {"norm_layers": norms, "norm": total, "dist_layers": [nan] * len(norms), "dist": nan}
+    if len(init) != len(layers):
+        raise ValueError(f"weight_plasticity: {len(layers)} layers but {len(init)} initial layers")
+    dists = [distance_from_init(list(ts), list(ts0), lead) for ts, ts0 in zip(layers, init)]
+    return {"norm_layers": norms, "norm": total, "dist_layers": dists,
+            "dist": torch.stack([d * d for d in dists]).sum(0).sqrt()}

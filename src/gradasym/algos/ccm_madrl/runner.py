@@ -67,6 +67,9 @@ class Trainer:
             freeze_tolerance=cfg.run.freeze_tolerance,
             grad_death_threshold=cfg.run.grad_death_threshold,
             squash=self.agent.squash,
+            plasticity=cfg.run.plasticity,
+            dormant_taus=cfg.run.dormant_taus,
+            rank_delta=cfg.run.rank_delta,
         )
         self.episodes_done = 0
         self.episode_rows: list[dict] = []
