@@ -346,10 +346,16 @@ def estimate_memory(cfg: Config) -> dict[str, int]:
     joint = n * (_STATE_DIM + _ACTION_DIM)
     per_transition = n * (2 * _STATE_DIM + _ACTION_DIM + 1) * _FLOAT_BYTES + 2 * _FLOAT_BYTES + 8
     replay = cap * per_transition
-    actor_params = n * _mlp_params([_STATE_DIM, *map(int, a.actor_hidden), _ACTION_DIM])
+    hidden = [int(h) for h in a.actor_hidden]
+    actor_params = n * _mlp_params([_STATE_DIM, *hidden, _ACTION_DIM])
+    if getattr(a, "crelu", False):  # a CReLU layer's output is twice its width: the next layer's input doubles
+        ins, outs = [_STATE_DIM] + [2 * h for h in hidden], [*hidden, _ACTION_DIM]
+        actor_params = n * sum(i * o + o for i, o in zip(ins, outs))
     critic_params = _mlp_params([joint, *map(int, a.critic_hidden), 1])
-    actors = actor_params * _FLOAT_BYTES * _PARAM_COPIES
-    critic = critic_params * _FLOAT_BYTES * _PARAM_COPIES
+    # the plasticity instruments keep one more copy: the initial parameters (distance from init)
+    copies = _PARAM_COPIES + (1 if getattr(cfg.run, "plasticity", False) else 0)
+    actors = actor_params * _FLOAT_BYTES * copies
+    critic = critic_params * _FLOAT_BYTES * copies
     widest = max([joint, *map(int, a.critic_hidden), *map(int, a.actor_hidden)])
     work = 3 * batch * (e.constraint + 2) * widest * _FLOAT_BYTES
     checkpoint = replay + (actor_params + critic_params) * _FLOAT_BYTES * 4
@@ -494,6 +500,9 @@ def check_remedies(a: Any) -> None:
                               f"of the {net} (agent.reset_last_networks)")
     if a.crelu and a.hidden_activation != "relu":
         raise ConfigError(f"agent.crelu needs agent.hidden_activation = 'relu', got {a.hidden_activation!r}")
+    if a.crelu and a.actor_norm == "fullnorm":
+        raise ConfigError("agent.crelu cannot be combined with agent.actor_norm = 'fullnorm' "
+                          "(its LayerNorms are as wide as the hidden layers)")
     if a.crelu and a.policy != "deterministic":
         raise ConfigError(f"agent.crelu covers deterministic actors, got agent.policy={a.policy!r}")
 
