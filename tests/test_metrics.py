@@ -98,3 +98,15 @@ def test_param_norm_and_distance():
     assert distance_from_init([w, b], [w, b]).item() == 0.0
     with pytest.raises(ValueError, match="different structures"):
         distance_from_init([w, b], [w])
+
+
+def test_singular_values_via_the_gram_matrix_equal_svdvals():
+    from gradasym.metrics import _singular_values
+
+    g = torch.Generator().manual_seed(7)
+    for shape in ((5, 40, 12), (12, 40), (3, 6, 9)):  # tall and wide
+        f = torch.randn(*shape, generator=g, dtype=torch.float64)
+        sv, finite = _singular_values(f, "test")
+        ref = torch.linalg.svdvals(f)
+        assert finite.all() and sv.shape == ref.shape
+        torch.testing.assert_close(sv, ref, rtol=0, atol=1e-12 * float(ref.max()))

@@ -65,7 +65,7 @@ def dormant_scores(h: Tensor) -> Tensor:
     silent scores 0 everywhere (every unit dormant at any tau >= 0). float64.
     """
     _check_batch(h, "dormant_scores")
-    m = h.detach().to(torch.float64).abs().mean(dim=-2)  # (*lead, H)
+    m = h.detach().abs().mean(dim=-2, dtype=torch.float64)  # (*lead, H), float64 accumulation, no float64 copy
     return m / (m.mean(dim=-1, keepdim=True) + DORMANT_EPS)
 
 
@@ -91,15 +91,20 @@ def dormant_fraction(h: Tensor, tau: float | Sequence[float] = 0.0) -> Tensor:
 
 
 def _singular_values(features: Tensor, what: str) -> tuple[Tensor, Tensor]:
-    """``(singular values (*lead, min(B, D)) descending, finite (*lead,))``: a matrix with a NaN or
-    infinite entry (a diverged network) is replaced by zeros for the SVD (which would fail on it)
-    and flagged, so that its ranks come out NaN."""
+    """``(singular values (*lead, min(B, D)) descending, finite (*lead,))``, in float64, as the square
+    roots of the eigenvalues of the smaller Gram matrix (``F^T F`` or ``F F^T``): the same values as
+    ``torch.linalg.svdvals`` to ~1e-15 of the largest (a test compares them) at about half the cost;
+    the smallest singular values lose relative precision, which the ranks do not feel (they weigh
+    each value by its share of the sum). A matrix with a NaN or infinite entry (a diverged network)
+    is replaced by zeros (the decomposition would fail on it) and flagged, so its ranks come out NaN."""
     _check_batch(features, what)
     f = features.detach().to(torch.float64)
     finite = torch.isfinite(f).all(dim=-1).all(dim=-1)
     if not bool(finite.all()):
         f = torch.where(finite[..., None, None], f, torch.zeros_like(f))
-    return torch.linalg.svdvals(f), finite
+    gram = f.mT @ f if f.shape[-1] <= f.shape[-2] else f @ f.mT
+    ev = torch.linalg.eigvalsh(gram)  # ascending
+    return ev.clamp_min(0).sqrt().flip(-1), finite
 
 
 def effective_rank(features: Tensor) -> Tensor:
@@ -107,7 +112,10 @@ def effective_rank(features: Tensor) -> Tensor:
     ``(*lead, B, D)`` (rows = samples) -> ``(*lead,)``, in ``[1, min(B, D)]``; 0 for an
     all-zero matrix (no feature direction at all), NaN for one with a non-finite entry.
     Batched SVD over the leading dims."""
-    sv, finite = _singular_values(features, "effective_rank")
+    return _effective_rank_sv(*_singular_values(features, "effective_rank"))
+
+
+def _effective_rank_sv(sv: Tensor, finite: Tensor) -> Tensor:
     total = sv.sum(dim=-1, keepdim=True)
     p = sv / torch.where(total > 0, total, torch.ones_like(total))
     ent = -torch.special.xlogy(p, p).sum(dim=-1)  # 0 log 0 = 0
@@ -121,7 +129,10 @@ def stable_rank(features: Tensor, delta: float = 0.01) -> Tensor:
     0 for an all-zero matrix, NaN for one with a non-finite entry."""
     if not 0 <= delta < 1:
         raise ValueError(f"stable rank delta must be in [0, 1), got {delta}")
-    sv, finite = _singular_values(features, "stable_rank")
+    return _stable_rank_sv(*_singular_values(features, "stable_rank"), delta)
+
+
+def _stable_rank_sv(sv: Tensor, finite: Tensor, delta: float) -> Tensor:
     cum = sv.cumsum(dim=-1)
     total = cum[..., -1:]
     # k = 1 + number of prefixes still short of the threshold (the cumulative sum is monotone)
@@ -172,8 +183,8 @@ def distance_from_init(params: Tensor | Sequence[Tensor], init: Tensor | Sequenc
     if len(ps) != len(qs) or any(p.shape != q.shape for p, q in zip(ps, qs)):
         raise ValueError("distance_from_init: params and init have different structures "
                          f"({[tuple(p.shape) for p in ps]} vs {[tuple(q.shape) for q in qs]})")
-    diffs = [p.detach().to(torch.float64) - q.detach().to(device=p.device, dtype=torch.float64)
-             for p, q in zip(ps, qs)]
+    # the difference in the parameters' own dtype (exact up to one rounding), its norm accumulated in float64
+    diffs = [p.detach() - q.detach().to(device=p.device, dtype=p.dtype) for p, q in zip(ps, qs)]
     return _sq_norm(diffs, lead, "distance_from_init").sqrt()
 
 
@@ -190,6 +201,9 @@ def hidden_plasticity(hidden: Sequence[Tensor], taus: Sequence[float] = DEFAULT_
     ``stable_rank`` -- ``(*lead,)`` of the last layer's features."""
     if not hidden:
         raise ValueError("hidden_plasticity: no hidden layers given")
+    if not 0 <= delta < 1:
+        raise ValueError(f"stable rank delta must be in [0, 1), got {delta}")
+    sv, finite = _singular_values(hidden[-1], "hidden_plasticity")  # once for both ranks
     per_layer = [dormant_fraction(h, list(taus)) for h in hidden]
     widths = torch.tensor([h.shape[-1] for h in hidden], dtype=torch.float64, device=per_layer[0].device)
     stacked = torch.stack(per_layer)  # (L, *lead, T)
@@ -197,8 +211,8 @@ def hidden_plasticity(hidden: Sequence[Tensor], taus: Sequence[float] = DEFAULT_
     return {
         "dormant": per_layer,
         "dormant_all": (stacked * w).sum(0) / widths.sum(),
-        "effective_rank": effective_rank(hidden[-1]),
-        "stable_rank": stable_rank(hidden[-1], delta),
+        "effective_rank": _effective_rank_sv(sv, finite),
+        "stable_rank": _stable_rank_sv(sv, finite, delta),
     }
 
 
