@@ -264,10 +264,15 @@ def test_ln_wd_decays_weights_decoupled():
     assert type(plain.critic_optim) is torch.optim.Adam and plain.actor_optim.weight_decay == 0.0
 
 
-def test_batched_trainer_declines_the_remedies():
+def test_batched_trainer_declines_the_remedies_and_torch_only_ones_are_named():
+    from gradasym.algos.ccm_madrl.remedies import torch_engine_only
+
     for spec in ("crelu", "ln-wd", "redo", "shrink-perturb", "reset-last"):
         reason = unsupported_reason(load_config(presets=[spec]))
         assert reason is not None and "agent." in reason, spec
+    assert torch_engine_only(load_config(presets=["crelu", "ln-wd", "redo"]).agent) == ["agent.crelu",
+                                                                                      "agent.weight_decay"]
+    assert torch_engine_only(load_config(presets=["redo", "shrink-perturb", "reset-last"]).agent) == []
 
 
 # ====================================================================== through the runner

@@ -57,6 +57,7 @@ __all__ = [
     "reset_last_critic_",
     "shrink_perturb_actors_",
     "shrink_perturb_critic_",
+    "torch_engine_only",
 ]
 
 
@@ -228,6 +229,20 @@ def reset_last_critic_(critic: Critic, optim: torch.optim.Optimizer, k: int, out
         for p in (lin.weight, lin.bias):
             for m in _critic_moments(optim, p):
                 m.zero_()
+
+
+# ------------------------------------------------------------------ which engine runs what
+def torch_engine_only(cfg: AgentConfig) -> list[str]:
+    """The remedy fields set in ``cfg`` that only the torch engine (:class:`CCMMADRL`) runs:
+    ``agent.crelu`` (another architecture) and ``agent.weight_decay`` (another optimiser
+    arithmetic). For an engine's "unsupported" check; the periodic remedies are not listed (they
+    act on the agent's tensors between updates, whatever engine updated them)."""
+    out = []
+    if cfg.crelu:
+        out.append("agent.crelu")
+    if cfg.weight_decay:
+        out.append("agent.weight_decay")
+    return out
 
 
 # ------------------------------------------------------------------ the schedule of a run
