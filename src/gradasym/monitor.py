@@ -1162,7 +1162,12 @@ class ActorCriticMonitor:
         if init is not None and [n for n, _ in init] != [n for n, _ in groups]:
             init = None  # another structure than at initialisation: no distance
         if init is not None and groups and init[0][1] and groups[0][1] and init[0][1][0].device != groups[0][1][0].device:
+            # e.g. after load_state_dict (CPU copies): move once, keep there
             init = [(n, [t.to(groups[0][1][0].device) for t in ts]) for n, ts in init]
+            if agents:
+                self._init_actor = init
+            else:
+                self._init_critic = init
         lead = 1 if agents and self.n_agents is not None else 0
         out = weight_plasticity([ts for _, ts in groups], None if init is None else [ts for _, ts in init], lead)
         return {k: ([t.reshape(-1).cpu() for t in v] if isinstance(v, list) else v.reshape(-1).cpu())
