@@ -514,3 +514,23 @@ def test_acting_failure_fails_that_run_alone(tmp_path, float64_runs, monkeypatch
     monkeypatch.setattr(Trainer, "act_episode", act)
     run_experiment(cfgs[0], tmp_path / "a0")
     assert_same_run(tmp_path / "b0", tmp_path / "a0")
+
+
+def test_periodic_remedies_batch_like_alone(tmp_path, float64_runs):
+    """ReDo, Shrink & Perturb and reset-last act on each run's own tensors between updates
+    (gradasym.algos.ccm_madrl.remedies), so a batch of runs with them gives every run's folder alone."""
+    from gradasym.algos.ccm_madrl.batched import train_batch
+    from gradasym.algos.ccm_madrl.runner import run_experiment
+
+    remedies = {"agent.redo_period": 2, "agent.redo_tau": 0.1, "agent.shrink_perturb_period": 3,
+                "agent.reset_last_period": 4}
+    cfgs = [small_cfg(**kw, **remedies) for kw in BATCH[:2]]
+    assert all(unsupported_reason(c) is None for c in cfgs)
+    logged: list[str] = []
+    train_batch(cfgs, [tmp_path / f"b{r}" for r in range(2)], log=logged.append)
+    assert any("2 runs as one batch" in m for m in logged)
+    for r, cfg in enumerate(cfgs):
+        run_experiment(cfg, tmp_path / f"a{r}")
+        assert_same_run(tmp_path / f"b{r}", tmp_path / f"a{r}")
+        applied = tables(tmp_path / f"b{r}")["episodes"]
+        assert applied["shrink_perturb"].sum() >= 2 and applied["reset_last"].sum() >= 1

@@ -61,12 +61,9 @@ def unsupported_reason(cfg: Config) -> str | None:
         (bool(a.reward_norm), "agent.reward_norm"),
         (cfg.run.tracking == "original", "run.tracking='original'"),
         # plasticity remedies (docs/presets.md): CReLU and weight decay change the networks and the
-        # optimisers' arithmetic; the periodic ones are not yet compared with single-run training
+        # optimisers' arithmetic (the periodic ones act on each run's tensors between updates: covered)
         (bool(a.crelu), "agent.crelu"),
         (bool(a.weight_decay), "agent.weight_decay"),
-        (bool(a.redo_period), "agent.redo_period"),
-        (bool(a.shrink_perturb_period), "agent.shrink_perturb_period"),
-        (bool(a.reset_last_period), "agent.reset_last_period"),
         (bool(getattr(cfg.run, "tensorboard", False)), "run.tensorboard"),
     ]
     reasons = [name for bad, name in checks if bad]
