@@ -1114,7 +1114,6 @@ class ActorCriticMonitor:
         self._n_critic_hidden = int(d["n_critic_hidden"])
         self._load_plasticity_state(d)
 
-
     # ------------------------------------------------------------------ plasticity
     # (dormant units, feature ranks, parameter norms and distance from init: gradasym.metrics)
 
@@ -1161,9 +1160,10 @@ class ActorCriticMonitor:
         groups = self._param_groups(tree)
         if init is not None and [n for n, _ in init] != [n for n, _ in groups]:
             init = None  # another structure than at initialisation: no distance
-        if init is not None and groups and init[0][1] and groups[0][1] and init[0][1][0].device != groups[0][1][0].device:
+        device = next((t.device for _, ts in groups for t in ts), None)
+        if init is not None and device is not None and any(t.device != device for _, ts in init for t in ts):
             # e.g. after load_state_dict (CPU copies): move once, keep there
-            init = [(n, [t.to(groups[0][1][0].device) for t in ts]) for n, ts in init]
+            init = [(n, [t.to(device) for t in ts]) for n, ts in init]
             if agents:
                 self._init_actor = init
             else:

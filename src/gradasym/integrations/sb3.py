@@ -580,7 +580,8 @@ def _build_remedy(BaseCallback: type) -> type:
             self.shrink_perturb_sigma = _remedy_number(shrink_perturb_sigma, "shrink_perturb_sigma")
             nets = tuple(networks) if isinstance(networks, (list, tuple)) else (networks,)
             if not nets or any(n not in ("actor", "critic") for n in nets):
-                raise ValueError(f"PlasticityRemedyCallback: networks must name 'actor' and/or 'critic', got {networks!r}")
+                raise ValueError(f"PlasticityRemedyCallback: networks must name 'actor' and/or 'critic', "
+                                 f"got {networks!r}")
             self.networks = nets
             self.gen = torch.Generator().manual_seed(_remedy_int(seed, "seed"))
             self.record_to_logger = bool(record_to_logger)
