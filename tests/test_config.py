@@ -149,16 +149,17 @@ def test_memory_estimate_counts_the_big_parts_and_refuses_what_cannot_fit() -> N
     parts = estimate_memory(base)
     assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
     assert parts["total"] < 2**30  # the paper's size is small
-    # the critic's first layer is (N * 10) x 512 (+ bias): x6 copies of 4 bytes
+    # the critic's first layer is (N * 10) x 512 (+ bias): x6 copies of 4 bytes, +1 for the
+    # plasticity instruments' initial parameters (run.plasticity, on by default)
     big = load_config(overrides={"env.n_agents": 100_000})
-    first_layer = (100_000 * 10 * 512 + 512) * 4 * 6
+    first_layer = (100_000 * 10 * 512 + 512) * 4 * 7
     assert first_layer <= estimate_memory(big)["critic"] < 1.01 * first_layer + 2**20
     # the replay: 10,000 transitions of 100,000 agents x (7 + 7 + 3 + 1) float32
     assert estimate_memory(big)["replay"] >= 10_000 * 100_000 * 18 * 4
     doubled = load_config(overrides={"agent.memory_capacity": 20_000})
     assert estimate_memory(doubled)["replay"] == 2 * parts["replay"]
     check_memory(base, available=parts["total"] + 1)
-    with pytest.raises(ConfigError, match=r"needs about 171\.\d GiB .*only 16\.0 GiB of memory is available"):
+    with pytest.raises(ConfigError, match=r"needs about 174\.\d GiB .*only 16\.0 GiB of memory is available"):
         check_memory(big, available=16 * 2**30)
     with pytest.raises(ConfigError, match="x 3 runs at once.*fewer workers"):
         check_memory(base, concurrent=3, available=2 * parts["total"])
@@ -172,8 +173,10 @@ FLOAT_FIELDS = [
                                  "min_gain", "max_gain", "w_bandwidth", "s_e")),
     *(f"agent.{name}" for name in ("actor_lr", "critic_lr", "gamma", "tau", "eps_start", "eps_end", "eps_decay",
                                    "per_alpha", "per_beta0", "per_beta_increment", "per_eps", "output_init",
-                                   "entropy_coef", "grad_clip", "preact_penalty")),
-    *(f"run.{name}" for name in ("freeze_tolerance", "grad_death_threshold", "saturation_threshold")),
+                                   "entropy_coef", "grad_clip", "preact_penalty", "redo_tau",
+                                   "shrink_perturb_lambda", "shrink_perturb_sigma", "weight_decay")),
+    *(f"run.{name}" for name in ("freeze_tolerance", "grad_death_threshold", "saturation_threshold",
+                                 "dormant_taus", "rank_delta")),
 ]
 
 

@@ -443,12 +443,20 @@ def test_log_row_columns():
         "actor_dead_relu_l0", "actor_hidden_mean_l0", "critic_dead_relu_l0", "critic_hidden_mean_l0",
         "actors_stopped", "actors_diverged", "critic_diverged",
     }  # fmt: skip
+    # the plasticity instruments (docs/monitor.md, "Plasticity"): one hidden layer, two weight layers each
+    for net in ("actor", "critic"):
+        for tag in ("tau0", "tau0.025", "tau0.1"):
+            expected |= {f"{net}_dormant_{tag}", f"{net}_dormant_{tag}_l0"}
+        expected |= {f"{net}_effective_rank", f"{net}_stable_rank"}
+        for name in ("param_norm", "dist_init"):
+            expected |= {f"{net}_{name}", f"{net}_{name}_l0", f"{net}_{name}_l1"}
     assert set(row) == expected
     ints = ("episode", "actors_stopped", "actors_diverged", "critic_diverged")
     assert all(type(row[k]) is int for k in ints)
     assert all(type(v) is float for k, v in row.items() if k not in ints)
     agent_cols = {"episode", "agent", "grad_norm", "saturation_ratio", "preact_max_abs", "dead_output_frac",
-                  "squash_grad_mean", "diverged"}  # fmt: skip
+                  "squash_grad_mean", "diverged", "dormant_tau0", "dormant_tau0.025", "dormant_tau0.1",
+                  "effective_rank", "stable_rank", "param_norm", "dist_init"}  # fmt: skip
     assert all(set(r) == agent_cols for r in mon.agent_rows())
 
 

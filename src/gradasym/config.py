@@ -106,6 +106,19 @@ class AgentConfig:
     reward_norm: bool = False
     policy_delay: int = 1  # actor (and actor target) update every k-th critic update
     preact_penalty: float = 0.0  # L2 weight on actor output pre-activations
+    # Plasticity remedies (docs/presets.md, "Plasticity remedies"); a period of 0 = off.
+    redo_period: int = 0  # ReDo (Sokar et al. 2023): recycle tau-dormant units every k updates
+    redo_tau: float = 0.025  # a unit is recycled when its dormancy score is <= this
+    redo_networks: tuple[str, ...] = ("actors", "critic")
+    shrink_perturb_period: int = 0  # Shrink & Perturb (Ash & Adams 2020) every k updates
+    shrink_perturb_lambda: float = 0.8  # theta <- lambda * theta + sigma * fresh init
+    shrink_perturb_sigma: float = 0.2
+    shrink_perturb_networks: tuple[str, ...] = ("actors", "critic")
+    reset_last_period: int = 0  # re-initialise the last layers every k updates (Nikishin et al. 2022)
+    reset_last_layers: int = 1  # how many of each network's last layers
+    reset_last_networks: tuple[str, ...] = ("actors", "critic")
+    crelu: bool = False  # actors' hidden units are CReLU [relu(x), relu(-x)] (twice the width out)
+    weight_decay: float = 0.0  # decoupled (AdamW) weight decay of the actors' and the critic's optimisers
 
 
 @dataclass
@@ -133,6 +146,10 @@ class RunConfig:
     # ccm-madrl: how the training is computed: "compiled" (numba kernels on the CPU), "torch" (the tensor
     # code: the reference, the GPU path, every option) or "auto" (compiled wherever it covers the config)
     engine: Literal["auto", "compiled", "torch"] = "auto"
+    # plasticity instruments in the tracking tables (docs/monitor.md, "Plasticity")
+    plasticity: bool = True
+    dormant_taus: tuple[float, ...] = (0.0, 0.025, 0.1)  # tau-dormant fractions at these thresholds
+    rank_delta: float = 0.01  # delta of the stable rank srank_delta
 
 
 @dataclass
@@ -258,6 +275,7 @@ class Config:
         check_range(a.per_beta0, "agent.per_beta0", 0, 1, what="an importance-weight exponent")
         check_range(a.per_beta_increment, "agent.per_beta_increment", 0, what="beta's growth per sampling call")
         check_range(a.per_eps, "agent.per_eps", 0, low_open=True, what="a priority offset")
+        check_remedies(a)
 
         if r.episodes < 1:
             raise ConfigError(f"run.episodes must be >= 1, got {r.episodes}")
@@ -268,6 +286,7 @@ class Config:
         if r.early_stop_patience < 0:
             raise ConfigError("run.early_stop_patience must be >= 0")
         check_tracking_thresholds(r)
+        check_plasticity_tracking(r)
         if r.eval_interval < 0 or r.eval_episodes < 1:
             raise ConfigError("run.eval_interval must be >= 0 and run.eval_episodes >= 1")
         if r.threads < 0:
@@ -353,10 +372,16 @@ def estimate_memory(cfg: Config) -> dict[str, int]:
     joint = n * (_STATE_DIM + _ACTION_DIM)
     per_transition = n * (2 * _STATE_DIM + _ACTION_DIM + 1) * _FLOAT_BYTES + 2 * _FLOAT_BYTES + 8
     replay = cap * per_transition
-    actor_params = n * _mlp_params([_STATE_DIM, *map(int, a.actor_hidden), _ACTION_DIM])
+    hidden = [int(h) for h in a.actor_hidden]
+    actor_params = n * _mlp_params([_STATE_DIM, *hidden, _ACTION_DIM])
+    if getattr(a, "crelu", False):  # a CReLU layer's output is twice its width: the next layer's input doubles
+        ins, outs = [_STATE_DIM] + [2 * h for h in hidden], [*hidden, _ACTION_DIM]
+        actor_params = n * sum(i * o + o for i, o in zip(ins, outs))
     critic_params = _mlp_params([joint, *map(int, a.critic_hidden), 1])
-    actors = actor_params * _FLOAT_BYTES * _PARAM_COPIES
-    critic = critic_params * _FLOAT_BYTES * _PARAM_COPIES
+    # the plasticity instruments keep one more copy: the initial parameters (distance from init)
+    copies = _PARAM_COPIES + (1 if getattr(cfg.run, "plasticity", False) else 0)
+    actors = actor_params * _FLOAT_BYTES * copies
+    critic = critic_params * _FLOAT_BYTES * copies
     widest = max([joint, *map(int, a.critic_hidden), *map(int, a.actor_hidden)])
     work = 3 * batch * (e.constraint + 2) * widest * _FLOAT_BYTES
     checkpoint = replay + (actor_params + critic_params) * _FLOAT_BYTES * 4
@@ -467,6 +492,55 @@ def check_tracking_thresholds(run: Any) -> None:
     ``grad_death_threshold`` finite and >= 0, ``saturation_threshold`` in (0, 1)."""
     check_freeze_thresholds(run.freeze_tolerance, run.grad_death_threshold, "run.")
     check_range(run.saturation_threshold, "run.saturation_threshold", 0, 1, low_open=True, high_open=True)
+
+
+REMEDY_NETWORKS = ("actors", "critic")
+
+
+def _networks(value: Any, name: str) -> None:
+    vals = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not vals or any(v not in REMEDY_NETWORKS for v in vals) or len(set(vals)) != len(vals):
+        raise ConfigError(f"{name}: expected a non-empty list of distinct names from {list(REMEDY_NETWORKS)}, "
+                          f"got {value!r}")
+
+
+def check_remedies(a: Any) -> None:
+    """The plasticity remedies of an ``agent`` section (``docs/presets.md``): periods >= 0
+    (0 = off), thresholds and factors in range, network names known, ``reset_last_layers``
+    at most the depth of every network it resets, CReLU only on ReLU actors."""
+    for name in ("redo_period", "shrink_perturb_period", "reset_last_period"):
+        v = getattr(a, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"agent.{name} must be an integer >= 0 (updates; 0 = off), got {v!r}")
+    check_range(a.redo_tau, "agent.redo_tau", 0, what="a dormancy-score threshold")
+    check_range(a.shrink_perturb_lambda, "agent.shrink_perturb_lambda", 0, what="a shrink factor")
+    check_range(a.shrink_perturb_sigma, "agent.shrink_perturb_sigma", 0, what="a perturbation scale")
+    check_range(a.weight_decay, "agent.weight_decay", 0, what="a decoupled weight-decay coefficient")
+    for name in ("redo_networks", "shrink_perturb_networks", "reset_last_networks"):
+        _networks(getattr(a, name), f"agent.{name}")
+    _positive_int(a.reset_last_layers, "agent.reset_last_layers")
+    depth = {"actors": len(a.actor_hidden) + 1, "critic": len(a.critic_hidden) + 1}
+    for net in a.reset_last_networks:
+        if a.reset_last_layers > depth[net]:
+            raise ConfigError(f"agent.reset_last_layers={a.reset_last_layers} exceeds the {depth[net]} layers "
+                              f"of the {net} (agent.reset_last_networks)")
+    if a.crelu and a.hidden_activation != "relu":
+        raise ConfigError(f"agent.crelu needs agent.hidden_activation = 'relu', got {a.hidden_activation!r}")
+    if a.crelu and a.actor_norm == "fullnorm":
+        raise ConfigError("agent.crelu cannot be combined with agent.actor_norm = 'fullnorm' "
+                          "(its LayerNorms are as wide as the hidden layers)")
+    if a.crelu and a.policy != "deterministic":
+        raise ConfigError(f"agent.crelu covers deterministic actors, got agent.policy={a.policy!r}")
+
+
+def check_plasticity_tracking(run: Any) -> None:
+    """``run.dormant_taus`` non-empty, finite, >= 0; ``run.rank_delta`` in [0, 1)."""
+    taus = list(getattr(run, "dormant_taus", (0.0,)))
+    if not taus:
+        raise ConfigError("run.dormant_taus must name at least one threshold")
+    for t in taus:
+        check_range(t, "run.dormant_taus", 0, what="a dormancy-score threshold")
+    check_range(getattr(run, "rank_delta", 0.01), "run.rank_delta", 0, 1, high_open=True)
 
 
 def as_list(value: Any, name: str, of: str = "values") -> list[Any]:

@@ -13,7 +13,11 @@ function) and hidden activations. From them it keeps:
   overall, per action dimension and per actor;
 * hidden-layer statistics (mean activation, fraction of dead ReLU units);
 * weight-freeze detection (per actor stop episode, all-actors stopping episode,
-  critic stop episode, "frozen now" flags) and gradient-death detection.
+  critic stop episode, "frozen now" flags) and gradient-death detection;
+* plasticity instruments (``plasticity=True``, :mod:`gradasym.metrics`), for the actor(s)
+  and the critic alike, at logged updates only: tau-dormant unit fractions per hidden
+  layer, effective and stable rank of the penultimate features, parameter norm and
+  distance from the first parameters observed, per layer and per actor.
 
 It knows nothing about the environment or the algorithm. Actors may be a stacked
 ensemble (``n_agents=N``: every actor tensor has the agent on dim 0) or a single
@@ -37,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import check_freeze_thresholds
+from .metrics import DEFAULT_DORMANT_TAUS, hidden_plasticity, weight_plasticity
 
 __all__ = [
     "EVENTS",
@@ -326,6 +331,14 @@ class ActorCriticMonitor:
     on_event:
         called once with each event as it happens (see :attr:`events`); an exception it
         raises propagates out of :meth:`observe_update`, after the update was recorded.
+    plasticity:
+        also compute the plasticity instruments (:mod:`gradasym.metrics`) at logged
+        updates: dormant fractions, feature ranks, parameter norms and distances from
+        initialisation (the first parameters observed, kept in :meth:`state_dict`).
+    dormant_taus:
+        the thresholds tau of the tau-dormant fractions (Sokar et al. 2023).
+    rank_delta:
+        the delta of the stable rank ``srank_delta`` (Kumar et al. 2021).
     """
 
     def __init__(
@@ -338,6 +351,9 @@ class ActorCriticMonitor:
         layer_of: Callable[[str], str] | None = None,
         unit: str = "episode",
         on_event: Callable[[dict[str, Any]], None] | None = None,
+            plasticity: bool = True,
+        dormant_taus: Sequence[float] = DEFAULT_DORMANT_TAUS,
+        rank_delta: float = 0.01,
     ) -> None:
         if layer_of is not None and not callable(layer_of):
             raise TypeError(f"layer_of must be a function from a gradient key to its layer name (or None), "
@@ -348,6 +364,7 @@ class ActorCriticMonitor:
             raise TypeError(f"on_event must be a callable taking one event dict (or None), got {type(on_event).__name__}")
         self.unit = unit.strip()
         self.on_event = on_event
+        self._set_plasticity_config(plasticity, dormant_taus, rank_delta)
         if n_agents is not None:
             if isinstance(n_agents, bool) or not isinstance(n_agents, numbers.Real):
                 raise TypeError(f"n_agents must be a positive int or None, got {n_agents!r}")
@@ -399,6 +416,7 @@ class ActorCriticMonitor:
         self._n_actor_hidden: int = 0
         self._n_critic_hidden: int = 0
         self.events: list[dict[str, Any]] = []  # see _check_events
+        self._reset_plasticity()
 
     # ------------------------------------------------------------------ observe
 
@@ -474,6 +492,8 @@ class ActorCriticMonitor:
 
         self.n_updates += 1
         self.last_step = step
+        self._keep_init(actor_params if a_params is not None else None,
+                        critic_params if c_params is not None else None)
 
         # ---- actor gradients: per-agent and per-layer norms (float64, no under/overflow)
         actor_bad = torch.zeros(self._N, dtype=torch.bool)  # diverged at this update
@@ -532,6 +552,8 @@ class ActorCriticMonitor:
             "preact": preact,
             "actor_hidden": actor_hidden,
             "critic_hidden": critic_hidden,
+            "actor_params": actor_params,  # plasticity: parameter norms / distances (references)
+            "critic_params": critic_params,
         }
         self._stats = None
         if log:
@@ -558,6 +580,7 @@ class ActorCriticMonitor:
             self._prev_actor = [p.detach().clone() for p in a if p is not None]
         if c is not None:
             self._prev_critic = [p.detach().clone() for p in c if p is not None]
+        self._keep_init(actor_params if a is not None else None, critic_params if c is not None else None)
 
     # ------------------------------------------------------------------ internals
 
@@ -810,6 +833,8 @@ class ActorCriticMonitor:
         if ch is not None:
             s["critic_hidden"] = [self._hidden_stats(h, ensemble=False) for h in ch]
             self._n_critic_hidden = max(self._n_critic_hidden, len(ch))
+        if self.plasticity:
+            s["plasticity"] = self._plasticity_stats(pend)
         self._stats = s
         self._pending = None  # statistics computed: drop the references
         return s
@@ -925,6 +950,8 @@ class ActorCriticMonitor:
                 mean, dead = hs[j] if j < len(hs) else (_NAN, _NAN)
                 row[f"{prefix}_dead_relu_l{j}"] = float(dead)
                 row[f"{prefix}_hidden_mean_l{j}"] = float(mean)
+        if self.plasticity:
+            row.update(self._plasticity_row(s.get("plasticity", {})))
         row["actors_stopped"] = self.n_stopped
         row["actors_diverged"] = self.n_diverged
         row["critic_diverged"] = int(self._critic_diverged is not None)
@@ -941,7 +968,7 @@ class ActorCriticMonitor:
         dead = s.get("agent_dead_output", [_NAN] * N)
         dg = s.get("agent_squash_grad", [_NAN] * N)
         div = (self._diverged != _NONE).tolist()
-        return [
+        rows = [
             {
                 self._key("episode"): ep, "agent": i, "grad_norm": float(g[i]), "saturation_ratio": float(sat[i]),
                 "preact_max_abs": float(mx[i]), "dead_output_frac": float(dead[i]),
@@ -949,6 +976,10 @@ class ActorCriticMonitor:
             }  # fmt: skip
             for i in range(N)
         ]
+        if self.plasticity:
+            for row, extra in zip(rows, self._plasticity_agent_columns(s.get("plasticity", {}))):
+                row.update(extra)
+        return rows
 
     # ------------------------------------------------------------------ summaries
 
@@ -1100,6 +1131,7 @@ class ActorCriticMonitor:
             "n_actor_hidden": self._n_actor_hidden,
             "n_critic_hidden": self._n_critic_hidden,
             "events": [dict(e) for e in self.events],
+            **self._plasticity_state(),
         }
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
@@ -1157,6 +1189,7 @@ class ActorCriticMonitor:
         self._n_critic_hidden = int(d["n_critic_hidden"])
         # states saved before events existed: the events their steps imply (no callback)
         self.events = [dict(e) for e in d["events"]] if d.get("events") is not None else self._implied_events()
+        self._load_plasticity_state(d)
 
     def _implied_events(self) -> list[dict[str, Any]]:
         """The events of the restored state, at the steps it records (for states without ``events``)."""
@@ -1215,6 +1248,151 @@ class ActorCriticMonitor:
             raise bad("last_sat", "a number", d["last_sat"])
         if d["stats"] is not None and not isinstance(d["stats"], Mapping):
             raise bad("stats", "a mapping or None", d["stats"])
+
+
+    # ------------------------------------------------------------------ plasticity
+    # (dormant units, feature ranks, parameter norms and distance from init: gradasym.metrics)
+
+    def _set_plasticity_config(self, plasticity: bool, dormant_taus: Sequence[float], rank_delta: float) -> None:
+        if not isinstance(plasticity, bool):
+            raise TypeError(f"plasticity must be True or False, got {plasticity!r}")
+        if isinstance(dormant_taus, (str, bytes)) or not isinstance(dormant_taus, Iterable):
+            raise TypeError(f"dormant_taus must be a sequence of numbers, got {dormant_taus!r}")
+        taus = list(dormant_taus)
+        if not taus or any(isinstance(t, bool) or not isinstance(t, numbers.Real) or not (math.isfinite(t) and t >= 0)
+                           for t in taus):
+            raise ValueError(f"dormant_taus must be non-empty finite numbers >= 0, got {taus!r}")
+        if isinstance(rank_delta, bool) or not isinstance(rank_delta, numbers.Real) or not 0 <= rank_delta < 1:
+            raise ValueError(f"rank_delta must be a number in [0, 1), got {rank_delta!r}")
+        self.plasticity = plasticity
+        self.dormant_taus = tuple(float(t) for t in taus)
+        self.rank_delta = float(rank_delta)
+
+    def _reset_plasticity(self) -> None:
+        self._init_actor: list[tuple[str, list[Tensor]]] | None = None  # first parameters seen, per layer
+        self._init_critic: list[tuple[str, list[Tensor]]] | None = None
+        self._init_lost = False  # restored from a state without them: never taken later (distances NaN)
+        # per-layer column counts seen so far (stable columns): actor/critic hidden layers, weight layers
+        self._plast_n = {"actor_hidden": 0, "critic_hidden": 0, "actor_layers": 0, "critic_layers": 0}
+
+    def _param_groups(self, tree: TensorTree) -> list[tuple[str, list[Tensor]]]:
+        return [(name, [t.detach() for t in ts if t is not None])
+                for name, ts in group_layers(tree, self.layer_of, "params")]
+
+    def _keep_init(self, actor_params: TensorTree, critic_params: TensorTree) -> None:
+        """Keep a copy of the first parameters observed (the reference of distance-from-init)."""
+        if not self.plasticity or self._init_lost:
+            return
+        clone = lambda groups: [(n, [t.clone() for t in ts]) for n, ts in groups]  # noqa: E731
+        if actor_params is not None and self._init_actor is None:
+            self._init_actor = clone(self._param_groups(actor_params))
+        if critic_params is not None and self._init_critic is None:
+            self._init_critic = clone(self._param_groups(critic_params))
+
+    def _tau_tag(self, tau: float) -> str:
+        return f"tau{tau:g}"
+
+    def _weights(self, tree: TensorTree, init: list[tuple[str, list[Tensor]]] | None, agents: bool) -> dict | None:
+        groups = self._param_groups(tree)
+        if init is not None and [n for n, _ in init] != [n for n, _ in groups]:
+            init = None  # another structure than at initialisation: no distance
+        device = next((t.device for _, ts in groups for t in ts), None)
+        if init is not None and device is not None and any(t.device != device for _, ts in init for t in ts):
+            # e.g. after load_state_dict (CPU copies): move once, keep there
+            init = [(n, [t.to(device) for t in ts]) for n, ts in init]
+            if agents:
+                self._init_actor = init
+            else:
+                self._init_critic = init
+        lead = 1 if agents and self.n_agents is not None else 0
+        out = weight_plasticity([ts for _, ts in groups], None if init is None else [ts for _, ts in init], lead)
+        return {k: ([t.reshape(-1).cpu() for t in v] if isinstance(v, list) else v.reshape(-1).cpu())
+                for k, v in out.items()}
+
+    def _plasticity_stats(self, pend: Mapping[str, Any]) -> dict[str, Any]:
+        """Per network: ``hidden`` (:func:`hidden_plasticity`, per agent ``(N, .)`` for the actors)
+        and ``weights`` (:func:`weight_plasticity`), CPU tensors; absent when not given."""
+        out: dict[str, Any] = {}
+        N = self._N
+        ah, ch = pend.get("actor_hidden"), pend.get("critic_hidden")
+        if ah:
+            hs = [h.reshape(-1, N, h.shape[-1]).transpose(0, 1) for h in ah]  # (N, B', H): agents lead
+            out["actor_hidden"] = {k: ([t.cpu() for t in v] if isinstance(v, list) else v.cpu())
+                                   for k, v in hidden_plasticity(hs, self.dormant_taus, self.rank_delta).items()}
+            self._plast_n["actor_hidden"] = max(self._plast_n["actor_hidden"], len(ah))
+        if ch:
+            hs = [h.reshape(-1, h.shape[-1]).unsqueeze(0) for h in ch]  # (1, T, H)
+            out["critic_hidden"] = {k: ([t.cpu() for t in v] if isinstance(v, list) else v.cpu())
+                                    for k, v in hidden_plasticity(hs, self.dormant_taus, self.rank_delta).items()}
+            self._plast_n["critic_hidden"] = max(self._plast_n["critic_hidden"], len(ch))
+        if pend.get("actor_params") is not None:
+            out["actor_weights"] = self._weights(pend["actor_params"], self._init_actor, agents=True)
+            self._plast_n["actor_layers"] = max(self._plast_n["actor_layers"], len(out["actor_weights"]["norm_layers"]))
+        if pend.get("critic_params") is not None:
+            out["critic_weights"] = self._weights(pend["critic_params"], self._init_critic, agents=False)
+            self._plast_n["critic_layers"] = max(self._plast_n["critic_layers"],
+                                                 len(out["critic_weights"]["norm_layers"]))
+        return out
+
+    def _plasticity_row(self, p: Mapping[str, Any]) -> dict[str, float]:
+        """The ``tracking.parquet`` plasticity columns (actor values: mean over the actors)."""
+        row: dict[str, float] = {}
+        mean = lambda t: float(t.to(torch.float64).mean()) if t is not None and t.numel() else _NAN  # noqa: E731
+        for net in ("actor", "critic"):
+            h = p.get(f"{net}_hidden")
+            n = self._plast_n[f"{net}_hidden"]
+            for t_i, tau in enumerate(self.dormant_taus):
+                tag = self._tau_tag(tau)
+                row[f"{net}_dormant_{tag}"] = mean(h["dormant_all"][..., t_i]) if h else _NAN
+                for j in range(n):
+                    has = h is not None and j < len(h["dormant"])
+                    row[f"{net}_dormant_{tag}_l{j}"] = mean(h["dormant"][j][..., t_i]) if has else _NAN
+            row[f"{net}_effective_rank"] = mean(h["effective_rank"]) if h else _NAN
+            row[f"{net}_stable_rank"] = mean(h["stable_rank"]) if h else _NAN
+            w = p.get(f"{net}_weights")
+            nl = self._plast_n[f"{net}_layers"]
+            for key, name in (("norm", "param_norm"), ("dist", "dist_init")):
+                row[f"{net}_{name}"] = mean(w[key]) if w else _NAN
+                for j in range(nl):
+                    has = w is not None and j < len(w[f"{key}_layers"])
+                    row[f"{net}_{name}_l{j}"] = mean(w[f"{key}_layers"][j]) if has else _NAN
+        return row
+
+    def _plasticity_agent_columns(self, p: Mapping[str, Any]) -> list[dict[str, float]]:
+        """Per actor: ``dormant_tau*`` (all hidden layers), ``effective_rank``, ``stable_rank``,
+        ``param_norm``, ``dist_init`` (NaN where not measured)."""
+        N = self._N
+        h, w = p.get("actor_hidden"), p.get("actor_weights")
+        nan = [_NAN] * N
+        cols: dict[str, list[float]] = {}
+        for t_i, tau in enumerate(self.dormant_taus):
+            cols[f"dormant_{self._tau_tag(tau)}"] = h["dormant_all"][:, t_i].tolist() if h else nan
+        cols["effective_rank"] = h["effective_rank"].tolist() if h else nan
+        cols["stable_rank"] = h["stable_rank"].tolist() if h else nan
+        per_agent = w is not None and w["norm"].numel() == N
+        cols["param_norm"] = w["norm"].tolist() if per_agent else nan
+        cols["dist_init"] = w["dist"].tolist() if per_agent else nan
+        return [{k: float(v[i]) for k, v in cols.items()} for i in range(N)]
+
+    def _plasticity_state(self) -> dict[str, Any]:
+        cpu = lambda groups: None if groups is None else [(n, [t.detach().cpu().clone() for t in ts])  # noqa: E731
+                                                          for n, ts in groups]
+        return {"plasticity": {"enabled": self.plasticity, "dormant_taus": list(self.dormant_taus),
+                               "rank_delta": self.rank_delta, "init_actor": cpu(self._init_actor),
+                               "init_critic": cpu(self._init_critic), "counts": dict(self._plast_n)}}
+
+    def _load_plasticity_state(self, d: Mapping[str, Any]) -> None:
+        """States saved before the plasticity instruments existed have no initial parameters:
+        the distances from initialisation are then NaN (nothing else changes)."""
+        p = d.get("plasticity")
+        self._reset_plasticity()
+        if not isinstance(p, Mapping):
+            self._init_lost = True  # the parameters seen next are not the initial ones
+            return
+        self._set_plasticity_config(bool(p["enabled"]), p["dormant_taus"], float(p["rank_delta"]))
+        self._init_actor = None if p["init_actor"] is None else [(n, list(ts)) for n, ts in p["init_actor"]]
+        self._init_critic = None if p["init_critic"] is None else [(n, list(ts)) for n, ts in p["init_critic"]]
+        self._plast_n.update({k: int(v) for k, v in p["counts"].items()})
 
 
 # --------------------------------------------------------------------------- nn.Module helpers

@@ -15,7 +15,7 @@ import hashlib
 import numpy as np
 import torch
 
-STREAMS = ("networks", "exploration", "replay", "env", "eval_env", "policy")
+STREAMS = ("networks", "exploration", "replay", "env", "eval_env", "policy", "remedies")
 
 
 def _stream_key(name: str) -> int:

@@ -333,3 +333,97 @@ def test_callback_preact_module_is_checked_when_the_model_is_known():
     by_name = cls(preact_module="mu", log_freq=1, record_to_logger=False)
     model.learn(80, callback=by_name)
     assert by_name.rows and by_name._pre.module is model.actor.mu[-1]  # the final Tanh, as by default
+
+
+# ----------------------------------------------------------------------------- plasticity (issue 20)
+def test_td3_rows_carry_the_plasticity_columns_and_logger_keys():
+    model = _td3(1e-3)
+    from gradasym.integrations.sb3 import SaturationMonitorCallback
+
+    cb = SaturationMonitorCallback(log_freq=50, logger_keys=("rho", "actor_dormant_tau0.1", "critic_effective_rank",
+                                                             "actor_dist_init_l1"))
+    model.learn(300, callback=cb)
+    df = cb.dataframe()
+    # TD3 actor: two hidden ReLU layers; critic: the first Q-network's two
+    for col in ("actor_dormant_tau0_l1", "critic_dormant_tau0.025_l1", "actor_effective_rank", "critic_stable_rank",
+                "actor_param_norm_l2", "critic_dist_init"):
+        assert col in df.columns and df[col].notna().all(), col
+    assert (df["actor_dist_init"].diff().iloc[1:] != 0).any()  # the actor moves away from its first weights
+    assert ((df["actor_effective_rank"] >= 1) & (df["actor_effective_rank"] <= 64)).all()
+    last = cb.rows[-1]
+    assert model.logger.name_to_value["gradasym/critic_effective_rank"] == pytest.approx(last["critic_effective_rank"])
+    with pytest.raises(ValueError, match="unknown column"):
+        SaturationMonitorCallback(logger_keys=("actor_dormant_l1",))
+
+
+def _remedy_model(algo="TD3"):
+    model = _td3(1e-3, algo=algo)
+    model.learn(150)  # past learning_starts: moments exist
+    return model
+
+
+def test_redo_callback_recycles_dormant_units_of_a_tiny_sb3_model():
+    model = _remedy_model()
+    from gradasym.integrations.sb3 import PlasticityRemedyCallback
+    from gradasym.nn_remedies import fresh_linear
+
+    mu = model.actor.mu  # Linear(3, 64) ReLU Linear(64, 64) ReLU Linear(64, 1) Tanh
+    with torch.no_grad():  # units 3 and 7 of the first hidden layer: dead on every input
+        mu[0].weight[[3, 7]] = 0.0
+        mu[0].bias[[3, 7]] = -1.0
+    cb = PlasticityRemedyCallback(redo_period=1, redo_tau=0.0, networks=("actor",), seed=3)
+    cb.init_callback(model)
+    obs = torch.randn(32, 3, generator=torch.Generator().manual_seed(0))
+    with torch.enable_grad():
+        model.actor(obs)  # a training forward: the hooks keep its hidden activations
+    h0 = torch.relu(mu[0](obs)).detach()
+    h1 = torch.relu(mu[2](h0)).detach()
+    dormant0 = (h0.abs().mean(0) == 0).nonzero().flatten().tolist()  # 3, 7 and any unit dead on this batch
+    dormant1 = (h1.abs().mean(0) == 0).nonzero().flatten().tolist()
+    assert {3, 7} <= set(dormant0)
+    before = {k: v.detach().clone() for k, v in model.actor.state_dict().items()}
+    opt_state = {id(p): {k: v.clone() for k, v in model.actor.optimizer.state[p].items()} for p in mu.parameters()}
+    cb._after_critic_step(model.critic.optimizer, (), {})
+    assert cb.applied == [{"step": 1, "redo_actor_units": len(dormant0) + len(dormant1), "redo_critic_units": 0,
+                           "shrink_perturb": 0}]
+    gen = torch.Generator().manual_seed(3)
+    fw0, fb0 = fresh_linear(mu[0], gen)  # the draws ReDo made, in its order
+    w0, b0, w1 = mu[0].weight.detach(), mu[0].bias.detach(), mu[2].weight.detach()
+    assert torch.equal(w0[dormant0], fw0[dormant0]) and torch.equal(b0[dormant0], fb0[dormant0])  # fresh incoming
+    keep = [i for i in range(64) if i not in dormant0]
+    assert torch.equal(w0[keep], before["mu.0.weight"][keep])  # every other unit's weights untouched
+    rows1 = [i for i in range(64) if i not in dormant1]
+    assert (w1[rows1][:, dormant0] == 0).all()  # outgoing weights zero
+    assert torch.equal(w1[rows1][:, keep], before["mu.2.weight"][rows1][:, keep])
+    st_out, st_in = model.actor.optimizer.state[mu[2].weight], model.actor.optimizer.state[mu[0].weight]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert (st_out[key][:, dormant0] == 0).all() and (st_in[key][dormant0] == 0).all()
+        assert torch.equal(st_in[key][keep], opt_state[id(mu[0].weight)][key][keep])
+    cb.close()
+    assert not cb._handles and not cb._hooks
+    # through learn: applied after every 4th critic step, hooks removed at the end
+    cb4 = PlasticityRemedyCallback(redo_period=4, networks=("actor", "critic"))
+    model.learn(8, callback=cb4, reset_num_timesteps=False)
+    assert [r["step"] for r in cb4.applied] == [4, 8] and not cb4._handles
+
+
+def test_shrink_perturb_callback_is_lambda_theta_plus_sigma_fresh():
+    model = _remedy_model("SAC")
+    from gradasym.integrations.sb3 import PlasticityRemedyCallback
+    from gradasym.nn_remedies import fresh_linear
+
+    cb = PlasticityRemedyCallback(shrink_perturb_period=1, shrink_perturb_lambda=0.5, shrink_perturb_sigma=0.25,
+                                  networks=("critic",), seed=9)
+    cb.init_callback(model)
+    lins = [m for m in model.critic.modules() if isinstance(m, torch.nn.Linear)]
+    before = [(m.weight.detach().clone(), m.bias.detach().clone()) for m in lins]
+    gen = torch.Generator().manual_seed(9)
+    cb._after_critic_step(model.critic.optimizer, (), {})  # one gradient step's hook
+    for m, (w, b) in zip(lins, before):
+        fw, fb = fresh_linear(m, gen)  # the same draws, in the same order
+        torch.testing.assert_close(m.weight.detach(), 0.5 * w + 0.25 * fw, rtol=0, atol=1e-6)
+        torch.testing.assert_close(m.bias.detach(), 0.5 * b + 0.25 * fb, rtol=0, atol=1e-6)
+    assert cb.applied == [{"step": 1, "redo_actor_units": 0, "redo_critic_units": 0, "shrink_perturb": 1}]
+    cb.close()
+    with pytest.raises(ValueError, match="networks"):
+        PlasticityRemedyCallback(networks=("policy",))

@@ -41,8 +41,13 @@ caller runs in ``finally`` or through ``with SaturationMonitorCallback(...) as c
 (SB3 calls ``_on_training_end`` only when training succeeds).
 
 Hidden statistics come from the actor's ``nn.ReLU`` modules and those of the first
-Q-network (``critic.q_networks[0]``). Stable-Baselines3 is imported lazily: this
-module imports without it and raises a clear ``ImportError`` on use.
+Q-network (``critic.q_networks[0]``); the plasticity columns (dormant fractions, ranks of
+the last hooked layer's features, parameter norms and distances from the first observed
+parameters; ``docs/monitor.md``) come from the same tensors. Stable-Baselines3 is imported
+lazily: this module imports without it and raises a clear ``ImportError`` on use.
+
+:class:`PlasticityRemedyCallback` applies ReDo and Shrink & Perturb
+(:mod:`gradasym.nn_remedies`) to the actor and the critic every ``period`` gradient steps.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ from ..monitor import (
     selected_parameters,
 )
 
-__all__ = ["SaturationMonitorCallback", "DEFAULT_LOGGER_KEYS"]
+__all__ = ["SaturationMonitorCallback", "PlasticityRemedyCallback", "DEFAULT_LOGGER_KEYS"]
 
 DEFAULT_LOGGER_KEYS = (
     "actor_grad_norm",
@@ -80,6 +85,11 @@ DEFAULT_LOGGER_KEYS = (
     "actors_stopped",
     "actors_diverged",
     "critic_diverged",
+    # plasticity instruments (docs/monitor.md, "Plasticity"; tau 0.1 of the default thresholds)
+    "actor_dormant_tau0.1",
+    "critic_dormant_tau0.1",
+    "actor_effective_rank",
+    "critic_effective_rank",
 )
 
 # every column a row can hold (the monitor's log_row plus this callback's): logger_keys must name these
@@ -94,9 +104,13 @@ _ROW_KEYS = (
 )  # fmt: skip
 _ROW_PATTERNS = (
     r"(actor|critic)_grad_norm_l\d+", r"(saturation|dead_output)_dim\d+", r"(actor|critic)_(dead_relu|hidden_mean)_l\d+",
+    r"(actor|critic)_dormant_tau[0-9.e+-]+(_l\d+)?", r"(actor|critic)_(effective|stable)_rank",
+    r"(actor|critic)_(param_norm|dist_init)(_l\d+)?",
 )
 _ROW_PATTERN_NAMES = "actor_grad_norm_l<j>, critic_grad_norm_l<j>, saturation_dim<d>, dead_output_dim<d>, " \
-    "actor_dead_relu_l<j>, actor_hidden_mean_l<j>, critic_dead_relu_l<j>, critic_hidden_mean_l<j>"
+    "actor_dead_relu_l<j>, actor_hidden_mean_l<j>, critic_dead_relu_l<j>, critic_hidden_mean_l<j>, " \
+    "actor_dormant_tau<t>[_l<j>], actor_effective_rank, actor_stable_rank, actor_param_norm[_l<j>], " \
+    "actor_dist_init[_l<j>] (and critic_ the same)"
 
 
 def _check_int(value: Any, name: str, low: int) -> int:
@@ -158,6 +172,7 @@ _INSTALL_HINT = (
 )
 
 _CLASS: type | None = None
+_REMEDY_CLASS: type | None = None
 
 
 def _base_callback() -> type:
@@ -169,11 +184,15 @@ def _base_callback() -> type:
 
 
 def __getattr__(name: str) -> Any:
+    global _CLASS, _REMEDY_CLASS
     if name == "SaturationMonitorCallback":
-        global _CLASS
         if _CLASS is None:
             _CLASS = _build(_base_callback())
         return _CLASS
+    if name == "PlasticityRemedyCallback":
+        if _REMEDY_CLASS is None:
+            _REMEDY_CLASS = _build_remedy(_base_callback())
+        return _REMEDY_CLASS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -532,3 +551,143 @@ def _build(BaseCallback: type) -> type:
 
     SaturationMonitorCallback.__module__ = __name__
     return SaturationMonitorCallback
+
+
+# --------------------------------------------------------------------------- plasticity remedies
+def _sb3_hidden_layers(model: Any) -> dict[str, list[Any]]:
+    """The hidden layers (:class:`gradasym.nn_remedies.HiddenLayer`) of an SB3 off-policy model's
+    actor (TD3/DDPG ``actor.mu``; SAC ``actor.latent_pi`` feeding ``mu`` and ``log_std``) and
+    critic (every ``critic.q_networks[i]``)."""
+    from ..nn_remedies import hidden_layers
+
+    actor, critic = model.actor, model.critic
+    if isinstance(getattr(actor, "latent_pi", None), nn.Sequential):  # SAC
+        heads = [m for m in (getattr(actor, "mu", None), getattr(actor, "log_std", None)) if isinstance(m, nn.Linear)]
+        a_layers = hidden_layers(actor.latent_pi, heads)
+    elif isinstance(getattr(actor, "mu", None), nn.Sequential):  # TD3, DDPG
+        a_layers = hidden_layers(actor.mu)
+    else:
+        a_layers = []
+    c_layers = [hl for q in getattr(critic, "q_networks", []) if isinstance(q, nn.Sequential)
+                for hl in hidden_layers(q)]
+    return {"actor": a_layers, "critic": c_layers}
+
+
+def _remedy_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"PlasticityRemedyCallback: {name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def _remedy_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"PlasticityRemedyCallback: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _build_remedy(BaseCallback: type) -> type:
+    class PlasticityRemedyCallback(BaseCallback):  # type: ignore[misc, valid-type]
+        """ReDo and Shrink & Perturb for SB3 TD3, DDPG and SAC (``docs/presets.md``).
+
+        Every ``redo_period`` gradient steps (0 = off) the tau-dormant hidden units of the
+        networks in ``networks`` are recycled (:func:`gradasym.nn_remedies.redo_mlp_`; scores from
+        the activations of their latest training forward); every ``shrink_perturb_period``
+        gradient steps their ``nn.Linear`` parameters become ``lambda * theta + sigma * fresh``
+        (:func:`gradasym.nn_remedies.shrink_perturb_`). Applied right after the critic's
+        optimiser step (a gradient step's count), before the actor loss of the same step.
+        Fresh weights come from ``torch.Generator().manual_seed(seed)``. Target networks are
+        left to SB3's Polyak update. ``applied`` lists what was done (``step``,
+        ``redo_actor_units``, ``redo_critic_units``, ``shrink_perturb``); with
+        ``record_to_logger`` the numbers also go to SB3's logger as ``gradasym/<key>``.
+        """
+
+        def __init__(self, redo_period: int = 0, redo_tau: float = 0.025, shrink_perturb_period: int = 0,
+                     shrink_perturb_lambda: float = 0.8, shrink_perturb_sigma: float = 0.2,
+                     networks: tuple[str, ...] = ("actor", "critic"), seed: int = 0,
+                     record_to_logger: bool = True, verbose: int = 0) -> None:
+            super().__init__(verbose)
+            self.redo_period = _remedy_int(redo_period, "redo_period")
+            self.shrink_perturb_period = _remedy_int(shrink_perturb_period, "shrink_perturb_period")
+            self.redo_tau = _remedy_number(redo_tau, "redo_tau")
+            self.shrink_perturb_lambda = _remedy_number(shrink_perturb_lambda, "shrink_perturb_lambda")
+            self.shrink_perturb_sigma = _remedy_number(shrink_perturb_sigma, "shrink_perturb_sigma")
+            nets = tuple(networks) if isinstance(networks, (list, tuple)) else (networks,)
+            if not nets or any(n not in ("actor", "critic") for n in nets):
+                raise ValueError(f"PlasticityRemedyCallback: networks must name 'actor' and/or 'critic', "
+                                 f"got {networks!r}")
+            self.networks = nets
+            self.gen = torch.Generator().manual_seed(_remedy_int(seed, "seed"))
+            self.record_to_logger = bool(record_to_logger)
+            self.applied: list[dict[str, int]] = []
+            self._handles: list[Any] = []
+            self._hooks: dict[str, Any] = {}
+            self._layers: dict[str, list[Any]] = {}
+            self._steps = 0
+
+        def _init_callback(self) -> None:
+            self.close()
+            model = self.model
+            actor, critic = getattr(model, "actor", None), getattr(model, "critic", None)
+            if not (isinstance(actor, nn.Module) and isinstance(critic, nn.Module)
+                    and hasattr(actor, "optimizer") and hasattr(critic, "optimizer")):
+                raise TypeError(f"PlasticityRemedyCallback needs an SB3 off-policy actor-critic with separate actor "
+                                f"and critic optimisers (TD3, DDPG, SAC), got {type(model).__name__}")
+            self._layers = _sb3_hidden_layers(model)
+            for net in self.networks:
+                layers = self._layers[net]
+                if layers:
+                    self._hooks[net] = HiddenActivationHook(layers=[hl.activation for hl in layers],
+                                                            training_only=True)
+            self._handles.append(critic.optimizer.register_step_post_hook(self._after_critic_step))
+
+        def close(self) -> None:
+            """Remove every hook (idempotent)."""
+            for h in self._handles:
+                h.remove()
+            self._handles = []
+            for hook in self._hooks.values():
+                hook.remove()
+            self._hooks = {}
+
+        def _after_critic_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+            from ..nn_remedies import redo_mlp_, shrink_perturb_
+
+            self._steps += 1
+            t = self._steps
+            redo = bool(self.redo_period) and t % self.redo_period == 0
+            sp = bool(self.shrink_perturb_period) and t % self.shrink_perturb_period == 0
+            if not (redo or sp):
+                return
+            row = {"step": t, "redo_actor_units": 0, "redo_critic_units": 0, "shrink_perturb": int(sp)}
+            model = self.model
+            for net in self.networks:
+                module = getattr(model, net)
+                if redo and net in self._hooks:
+                    hook = self._hooks[net]
+                    vals = hook._vals
+                    pairs = [(hl, v) for hl, v in zip(self._layers[net], vals) if v is not None]
+                    if pairs:
+                        row[f"redo_{net}_units"] = redo_mlp_([hl for hl, _ in pairs], [v for _, v in pairs],
+                                                             self.redo_tau, module.optimizer, self.gen)
+                if sp:
+                    shrink_perturb_(module, self.shrink_perturb_lambda, self.shrink_perturb_sigma, self.gen)
+            self.applied.append(row)
+            if self.record_to_logger:
+                for k, v in row.items():
+                    if k != "step":
+                        self.logger.record(f"gradasym/{k}", v)
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_training_end(self) -> None:
+            self.close()
+
+        def __enter__(self) -> "PlasticityRemedyCallback":
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.close()
+
+    PlasticityRemedyCallback.__module__ = __name__
+    return PlasticityRemedyCallback

@@ -30,7 +30,7 @@ from ..runfolder import require_folder
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
 from .generic import build_generic_report, check_one_task, generic_runs, is_paper_set, run_algorithm
 from .failures import ERRORS_LOG, Failures
-from .figures import COMPARE_FIGURES, GROUP_FIGURES, SEED_FIGURES, draw_figure
+from .figures import COMPARE_FIGURES, GROUP_FIGURES, PLASTICITY_FIGURES, SEED_FIGURES, draw_figure, has_plasticity
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
 from .markdown import write_markdown
@@ -99,6 +99,15 @@ def _group_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> 
             out.append(_draw(lambda fn=fn, gd=gd: fn(gd), fig_dir, stem + _suffix(gd, several), number, title,
                              caption, gd.title, errors))
     return out
+
+
+def _plasticity_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> list[FigureResult]:
+    """Fig. 17 for each group whose runs recorded the plasticity instruments (``run.plasticity``);
+    result sets recorded before them get none (their tables have no such columns)."""
+    several = len(groups) > 1
+    return [_draw(lambda fn=fn, gd=gd: fn(gd), fig_dir, stem + _suffix(gd, several), number, title, caption,
+                  gd.title, errors)
+            for gd in groups if has_plasticity(gd) for stem, number, title, caption, fn in PLASTICITY_FIGURES]
 
 
 def _seed_section(gd: GroupData, several: bool, margin: float, fig_dir: Path,
@@ -245,6 +254,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     main_groups, all_groups = groups[0], [g for gs in groups for g in gs]
 
     figures = _group_figures(main_groups, fig_dir, errors) + _compare_figures(all_groups, fig_dir, errors)
+    figures += _plasticity_figures(main_groups, fig_dir, errors)
 
     group_tables: list[Table] = []
     main: list[MainResult] = []

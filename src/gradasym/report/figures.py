@@ -54,10 +54,10 @@ from .stats import (
 )
 
 __all__ = ["NoData", "STYLE", "save_figure", "render_figure", "draw_figure", "set_caption", "figure_caption", "zero_floor",
-           "GROUP_FIGURES", "COMPARE_FIGURES"] + [
+           "GROUP_FIGURES", "COMPARE_FIGURES", "PLASTICITY_FIGURES", "has_plasticity"] + [
     "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
     "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
-    "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops",
+    "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops", "fig_plasticity",
     "fig_compare_stopping", "fig_compare_preactivation", "fig_seed_stops", "SEED_FIGURES",
 ]
 
@@ -1177,4 +1177,97 @@ SEED_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = [
     ("fig16_seed_stops", "16", "Stopping episode of every seed",
      "Every seed's stopping episode per configuration, the median and its order-statistic 95% interval; seeds "
      "that never stopped at the episodes they ran (hollow).", fig_seed_stops),
+]
+
+
+# ------------------------------------------------------------------ plasticity (issue 20)
+def _plasticity_tau_column(track: pd.DataFrame) -> str | None:
+    """``actor_dormant_tau<t>`` at tau = 0.025 when recorded, else the first recorded tau (None: none)."""
+    cols = [c for c in track.columns if re.fullmatch(r"actor_dormant_tau[0-9.e+-]+", str(c))]
+    if not cols:
+        return None
+    return "actor_dormant_tau0.025" if "actor_dormant_tau0.025" in cols else sorted(cols)[0]
+
+
+def has_plasticity(gd: GroupData) -> bool:
+    """Whether a group's tracking tables hold the plasticity instruments (runs before issue 20 do not)."""
+    return len(gd.track) > 0 and _plasticity_tau_column(gd.track) is not None
+
+
+def _median_over_seeds(track: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Per configuration and episode: ``median`` (the ordinary median over the seeds that logged it),
+    ``lo``/``hi`` = min/max over those seeds, ``n``. No interval is claimed: with one seed lo = hi."""
+    df = track[CONFIG_KEYS + ["episode"]].copy()
+    df["v"] = pd.to_numeric(track[value], errors="coerce").astype(float)
+    df = df[np.isfinite(df["v"])]
+    if not len(df):
+        return pd.DataFrame(columns=CONFIG_KEYS + ["episode", "median", "lo", "hi", "n"])
+    g = df.groupby(CONFIG_KEYS + ["episode"], sort=True)["v"].agg(["median", "min", "max", "count"]).reset_index()
+    return g.rename(columns={"min": "lo", "max": "hi", "count": "n"})
+
+
+def fig_plasticity(gd: GroupData) -> Figure:
+    """Fig. 17: tau-dormant fraction (left) and effective rank of the penultimate features (right) over
+    episodes, actors (solid) vs critic (dashed), one row per actor LR, one colour per critic LR; the
+    median over seeds, with the range over seeds shaded where several logged the episode (no interval
+    is claimed: a range is not a confidence interval)."""
+    dcol = _plasticity_tau_column(gd.track) if len(gd.track) else None
+    _require(dcol is not None, "no plasticity columns in tracking.parquet (runs recorded before they existed, "
+                               "or run.plasticity = false)")
+    tau = dcol.removeprefix("actor_dormant_tau")
+    ccol = f"critic_dormant_tau{tau}"
+    quantities = [(dcol, ccol, f"τ-dormant fraction (τ = {tau})"),
+                  ("actor_effective_rank", "critic_effective_rank", "effective rank of the penultimate features")]
+    data = {col: _median_over_seeds(gd.track, col) for a, c, _ in quantities for col in (a, c) if col in gd.track}
+    _require(any(len(v) for v in data.values()), "the plasticity columns hold no finite values")
+    actors = sorted(pd.concat([v["actor_lr"] for v in data.values() if len(v)]).dropna().unique())
+    colors = _colors(pd.concat([v["critic_lr"] for v in data.values() if len(v)]).dropna().unique())
+    fig = _figure(11.0, 2.9 * len(actors) + 0.9)
+    axes = fig.subplots(len(actors), 2, sharex=True, squeeze=False)
+    several = False
+    for row, a in zip(axes, actors):
+        for ax, (acol, ccol_, label) in zip(row, quantities):
+            for col, ls in ((acol, "-"), (ccol_, "--")):
+                cs = data.get(col)
+                if cs is None or not len(cs):
+                    continue
+                for c, color in colors.items():
+                    r = cs[(cs["actor_lr"] == a) & (cs["critic_lr"] == c)]
+                    if not len(r):
+                        continue
+                    ax.plot(r["episode"], r["median"], color=color, ls=ls, lw=1.5)
+                    multi = r["n"] >= 2
+                    if multi.any():
+                        several = True
+                        ax.fill_between(r["episode"], r["lo"].where(multi), r["hi"].where(multi), color=color,
+                                        alpha=0.15, lw=0)
+            ax.set_title(f"actor LR = {fmt_lr(a)}", fontsize=9)
+            ax.set_ylabel(label, fontsize=8)
+            if "fraction" in label:
+                ax.set_ylim(-0.03, 1.03)
+    for ax in axes[-1]:
+        ax.set_xlabel("episode")
+    handles = [Line2D([], [], color=col, lw=2, label=fmt_lr(c)) for c, col in colors.items()]
+    handles += [Line2D([], [], color="black", ls="-", label="actors (mean over actors)"),
+                Line2D([], [], color="black", ls="--", label="critic")]
+    fig.legend(handles=handles, title="critic LR", loc="outside right center")
+    note = "median over seeds, shaded: range over seeds" if several else "one seed per configuration"
+    _suptitle(fig, "Fig. 17 — Dormant units and feature rank, actors vs critic", gd, note)
+    caption = (f"Left: fraction of τ-dormant hidden units (Sokar et al. 2023: a unit's mean |activation| on the "
+               f"update's batch is at most τ = {tau} times its layer's mean), over all hidden layers, actors "
+               "(solid; each actor's fraction, then the mean over the actors) and critic (dashed). Right: effective "
+               "rank (exp of the entropy of the normalised singular values) of the last hidden layer's features on "
+               "the batch; the actors' (at most their last hidden width) is the mean over the actors. One row per "
+               "actor LR, one colour per critic LR, at each log interval. ")
+    caption += ("Lines: the median over the seeds that logged the episode; shaded: the range over those seeds "
+                "(not a confidence interval)." if several else
+                "One seed per configuration: no interval.")
+    return set_caption(fig, caption)
+
+
+#: Figures drawn for groups whose tracking tables hold the plasticity instruments (:func:`has_plasticity`).
+PLASTICITY_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = [
+    ("fig17_plasticity", "17", "Dormant units and feature rank, actors vs critic",
+     "τ-dormant fraction and effective rank of the penultimate features over episodes, actors (solid) vs critic "
+     "(dashed), median over seeds.", fig_plasticity),
 ]

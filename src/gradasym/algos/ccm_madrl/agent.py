@@ -219,15 +219,21 @@ class CCMMADRL:
         gen = torch_generator(self.seed, "networks")
         net_kw = dict(hidden_activation=a.hidden_activation, output_init=a.output_init, generator=gen, dtype=dtype)
         self.actors = ActorEnsemble(self.n_agents, dims.state_dim, dims.action_dim, a.actor_hidden, **net_kw,
-                                    output_activation=a.output_activation, norm=a.actor_norm, policy=a.policy)
+                                    output_activation=a.output_activation, norm=a.actor_norm, policy=a.policy,
+                                    crelu=a.crelu)
         self.critic = Critic(self.n_agents, dims.state_dim, dims.action_dim, a.critic_hidden, **net_kw)
         # initialised on the CPU from the CPU generator (the same numbers on any device), then moved
         self.actors.to(self.device)
         self.critic.to(self.device)
         self.target_actors = copy.deepcopy(self.actors).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optim = BatchedAdam([self.actors.flat], lr=a.actor_lr)
-        self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=a.critic_lr)
+        # weight_decay > 0 (ln-wd remedy): decoupled weight decay, AdamW-style, on both optimisers
+        self.actor_optim = BatchedAdam([self.actors.flat], lr=a.actor_lr, weight_decay=a.weight_decay)
+        if a.weight_decay:
+            self.critic_optim = torch.optim.AdamW(self.critic.parameters(), lr=a.critic_lr,
+                                                  weight_decay=a.weight_decay)
+        else:
+            self.critic_optim = torch.optim.Adam(self.critic.parameters(), lr=a.critic_lr)
 
         self.rng = numpy_generator(self.seed, "exploration")
         self.replay = PrioritizedReplay(

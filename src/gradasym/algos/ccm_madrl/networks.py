@@ -65,6 +65,11 @@ class ActorEnsemble(nn.Module):
       stochastic policies have ``2 * action_dim`` outputs (see
       :func:`gradasym.algos.ccm_madrl.policies.policy_head`).
 
+    * ``crelu=True`` (plasticity remedy, ``docs/presets.md``): every hidden unit is a CReLU,
+      ``[relu(x), relu(-x)]`` (Shang et al. 2016; Abbas et al. 2023 against loss of
+      plasticity): a hidden layer of width H outputs 2H values and the next layer's input
+      is 2H wide (``in_sizes``). Differentiated with autograd (no hand-written backward).
+
     LayerNorm parameters start at weight 1, bias 0 (no random draws), so the linear
     layers are initialised exactly as without the LayerNorms.
     """
@@ -82,8 +87,11 @@ class ActorEnsemble(nn.Module):
         output_activation: str = "tanh",
         norm: str = "none",
         policy: str = "deterministic",
+        crelu: bool = False,
     ) -> None:
         super().__init__()
+        if crelu and (hidden_activation != "relu" or norm == "fullnorm"):
+            raise ValueError("crelu actors need hidden_activation='relu' and no per-hidden-layer LayerNorm (fullnorm)")
         if norm not in ("none", "layernorm", "fullnorm"):
             raise ValueError(f"unknown actor norm {norm!r} (expected 'none', 'layernorm' or 'fullnorm')")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -100,7 +108,11 @@ class ActorEnsemble(nn.Module):
         self.sizes = [self.state_dim, *[int(h) for h in hidden], self.action_dim * heads]
         self.n_layers = len(self.sizes) - 1
         self.hidden_activation = hidden_activation
-        self._act = activation_fn(hidden_activation)
+        self.crelu = bool(crelu)
+        self._act = crelu_fn if self.crelu else activation_fn(hidden_activation)
+        # each layer's (input, output) width: a CReLU layer's output is twice its units
+        self.out_sizes = self.sizes[1:]
+        self.in_sizes = [self.sizes[0]] + [h * (2 if self.crelu else 1) for h in self.sizes[1:-1]]
         # Which layers are followed by a LayerNorm (over their outputs).
         last = self.n_layers - 1
         self._ln_layers = {
@@ -111,7 +123,7 @@ class ActorEnsemble(nn.Module):
         self._offsets: list[tuple[int, int]] = []
         self._ln_offsets: list[int | None] = []
         off = 0
-        for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+        for layer, (fan_in, fan_out) in enumerate(zip(self.in_sizes, self.out_sizes)):
             self._offsets.append((off, off + fan_in * fan_out))
             off += fan_in * fan_out + fan_out
             if layer in self._ln_layers:
@@ -122,7 +134,7 @@ class ActorEnsemble(nn.Module):
         self.n_params_per_agent = off
         # The hand-written backward (backward_agent) covers deterministic actors without
         # LayerNorm; the others are differentiated with autograd.
-        self.manual_backward = policy == "deterministic" and norm == "none"
+        self.manual_backward = policy == "deterministic" and norm == "none" and not self.crelu
         # built on the CPU (initialised from a CPU generator); the agent moves it to its device
         self.flat = nn.Parameter(torch.empty(self.n_agents, off, dtype=dtype, device="cpu"))
         self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0), output_init)
@@ -132,7 +144,7 @@ class ActorEnsemble(nn.Module):
     def reset_parameters(self, generator: torch.Generator, output_init: float = 3e-3) -> None:
         """Initialise every actor (see module docstring for the draw order)."""
         for i in range(self.n_agents):
-            for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            for layer, (fan_in, fan_out) in enumerate(zip(self.in_sizes, self.out_sizes)):
                 w = torch.empty(fan_out, fan_in, dtype=self.flat.dtype, device="cpu")  # nn.Linear layout
                 b = torch.empty(fan_out, dtype=self.flat.dtype, device="cpu")
                 if layer < self.n_layers - 1:
@@ -152,7 +164,7 @@ class ActorEnsemble(nn.Module):
         """
         flat = self.flat if flat is None else flat
         w0, b0 = self._offsets[layer]
-        shape = (self.sizes[layer], self.sizes[layer + 1])
+        shape = (self.in_sizes[layer], self.out_sizes[layer])
         return flat.narrow(-1, w0, b0 - w0).view(flat.shape[:-1] + shape)  # (fewer ops than [..., w0:b0])
 
     def bias(self, layer: int, flat: Tensor | None = None) -> Tensor:
@@ -311,6 +323,11 @@ class ActorEnsemble(nn.Module):
             h = torch.addmm(self.bias(layer, row), h, self.weight(layer, row))
             h = self._after_layer(layer, h, row, hidden, batched=False)
         return policy_head(h, hidden, self.policy, self.output_activation, self.action_dim, noise)
+
+
+def crelu_fn(x: Tensor) -> Tensor:
+    """CReLU ``[relu(x), relu(-x)]`` over the last dim (units ``j`` and ``H + j`` share unit j's input)."""
+    return torch.cat([torch.relu(x), torch.relu(-x)], dim=-1)
 
 
 @torch.no_grad()

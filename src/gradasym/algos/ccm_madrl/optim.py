@@ -38,6 +38,7 @@ class BatchedAdam:
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        weight_decay: float = 0.0,
     ) -> None:
         self.params = list(params)
         if not self.params:
@@ -48,6 +49,9 @@ class BatchedAdam:
         self.lr = float(lr)
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
+        # decoupled weight decay (AdamW, Loshchilov & Hutter 2019; the ln-wd remedy): before each
+        # step p <- p * (1 - lr * weight_decay), as torch.optim.AdamW; 0 = plain Adam
+        self.weight_decay = float(weight_decay)
         self.steps = [0] * self.n_agents  # one step counter per agent
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in self.params]
@@ -55,6 +59,8 @@ class BatchedAdam:
     # ------------------------------------------------------------------ steps
     def _adam_(self, p: Tensor, g: Tensor, m: Tensor, v: Tensor, t: int) -> None:
         beta1, beta2 = self.betas
+        if self.weight_decay:
+            p.mul_(1 - self.lr * self.weight_decay)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         bias_correction1 = 1 - beta1**t
@@ -84,6 +90,8 @@ class BatchedAdam:
         t = torch.tensor(self.steps, dtype=torch.float64, device=self.params[0].device)
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
             shape = (-1,) + (1,) * (p.dim() - 1)
+            if self.weight_decay:
+                p.mul_(1 - self.lr * self.weight_decay)
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             step_size = (self.lr / (1 - beta1**t)).to(p.dtype).view(shape)
@@ -97,6 +105,7 @@ class BatchedAdam:
             "lr": self.lr,
             "betas": list(self.betas),
             "eps": self.eps,
+            "weight_decay": self.weight_decay,
             "steps": list(self.steps),
             "exp_avg": [m.clone() for m in self.exp_avg],
             "exp_avg_sq": [v.clone() for v in self.exp_avg_sq],
@@ -108,6 +117,7 @@ class BatchedAdam:
         self.lr = float(state["lr"])
         self.betas = (float(state["betas"][0]), float(state["betas"][1]))
         self.eps = float(state["eps"])
+        self.weight_decay = float(state.get("weight_decay", 0.0))  # states saved before it existed: none
         self.steps = [int(t) for t in state["steps"]]
         for dst, src in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
             dst.copy_(src)

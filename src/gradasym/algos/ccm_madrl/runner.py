@@ -25,6 +25,7 @@ import torch
 from gradasym import __version__
 from .agent import AgentDims, CCMMADRL, epsilon
 from .compiled import resolve_engine
+from .remedies import Remedies
 from gradasym.config import Config, ConfigError, check_memory
 from gradasym.errors import failure_text
 from gradasym.env.mec import MECEnv
@@ -73,7 +74,12 @@ class Trainer:
             freeze_tolerance=cfg.run.freeze_tolerance,
             grad_death_threshold=cfg.run.grad_death_threshold,
             squash=self.agent.squash,
+            plasticity=cfg.run.plasticity,
+            dormant_taus=cfg.run.dormant_taus,
+            rank_delta=cfg.run.rank_delta,
         )
+        # periodic plasticity remedies (agent.redo_period, ...; docs/presets.md), None when none is on
+        self.remedies = Remedies(cfg.agent, seed) if Remedies.active(cfg.agent) else None
         self.episodes_done = 0
         self.episode_rows: list[dict] = []
         self.tracking_rows: list[dict] = []
@@ -155,6 +161,8 @@ class Trainer:
         if upd is not None:  # a skipped update never counts as a freeze
             self._observe(upd, episode)
             row.update(updated=True, critic_loss=upd.critic_loss, actor_loss=upd.actor_loss)
+        if self.remedies is not None:
+            row.update(self._remedy(upd))
         mon = self.monitor
         row["actors_stopped"] = int(sum(s is not None for s in mon.actor_stop_episode))
         row["actors_frozen"] = int(sum(mon.frozen_now))
@@ -187,6 +195,19 @@ class Trainer:
             trow["eval_reward"] = float("nan")
             self.tracking_rows.append(trow)
             self.agent_rows.extend(self.monitor.agent_rows(episode))
+
+    def _remedy(self, upd: Any) -> dict[str, Any]:
+        """The periodic remedies due after update ``upd`` (None: no update, nothing due), in place on
+        the agent's tensors; the monitor's freeze snapshot then restarts from the changed weights,
+        so that a freeze is still "an update changed nothing", not "nothing changed since a reset".
+        Returns the episode row's remedy columns."""
+        assert self.remedies is not None
+        if upd is None:
+            return self.remedies.columns()
+        cols = self.remedies.after_update(self.agent, upd)
+        if cols != self.remedies.columns():  # something was applied
+            self.monitor.observe_params(self.agent.actor_parameters(), self.agent.critic_parameters())
+        return cols
 
     def _evaluate(self) -> float:
         """Mean greedy (noise-free) episode reward on the separately seeded eval environment."""
@@ -255,6 +276,7 @@ class Trainer:
             "episode_rows": self.episode_rows, "tracking_rows": self.tracking_rows,
             "agent_rows": self.agent_rows, "seconds": self.seconds,
             "preact_pool": [t.cpu() for t in self._preact_pool], TRAINER_KEY: self.trained_by,
+            **({"remedies": self.remedies.state_dict()} if self.remedies is not None else {}),
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
@@ -270,6 +292,8 @@ class Trainer:
         self.agent_rows = list(d["agent_rows"])
         self.seconds = d["seconds"]
         self._preact_pool = [t.to(self.agent.device) for t in d["preact_pool"]]
+        if self.remedies is not None:
+            self.remedies.load_state_dict(d["remedies"])
 
 
 def _config_record(cfg: Config, engine: str) -> dict[str, Any]:

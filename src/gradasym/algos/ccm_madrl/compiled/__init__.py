@@ -32,7 +32,9 @@ def compiled_unsupported(cfg: Any) -> str | None:
     hidden activations, ``tanh`` / ``softsign`` / ``scaled-sigmoid`` outputs, no LayerNorm,
     a critic with two hidden layers, the sequential actor update, ``tracking = "clean"``,
     ``device = "cpu"``; gradient clipping, reward scaling, the pre-activation penalty,
-    delayed actor updates and soft target updates (any ``tau``)."""
+    delayed actor updates and soft target updates (any ``tau``); the periodic plasticity remedies
+    (ReDo, Shrink & Perturb, reset-last: they act on the agent's tensors between updates), not
+    ``agent.crelu`` or ``agent.weight_decay``."""
     return agent_unsupported(cfg.agent, cfg.run.tracking, cfg.run.device)
 
 
@@ -55,6 +57,11 @@ def agent_unsupported(a: Any, tracking: str, device: str) -> str | None:
         return f"agent.critic_hidden = {list(a.critic_hidden)} (the compiled critic has two hidden layers)"
     if a.entropy_coef:
         return "agent.entropy_coef > 0 (entropy terms of stochastic policies)"
+    from gradasym.algos.ccm_madrl.remedies import torch_engine_only  # noqa: PLC0415
+
+    only_torch = torch_engine_only(a)
+    if only_torch:
+        return f"{', '.join(only_torch)} (CReLU actors / decoupled weight decay: the torch engine's)"
     return None
 
 
