@@ -33,6 +33,11 @@ from . import kernels
 _SQUASH = {"tanh": kernels.TANH, "softsign": kernels.SOFTSIGN, "scaled-sigmoid": kernels.SCALED_SIGMOID}
 
 
+def _t(a: np.ndarray) -> torch.Tensor:
+    """A zero-copy tensor view of ``a`` (for torch's BLAS products)."""
+    return torch.from_numpy(a)
+
+
 def _spectral_bound(w: np.ndarray) -> float:
     """An upper bound on the largest singular value of ``w`` (as ``critic._spectral_norm_bound``)."""
     gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
@@ -62,14 +67,17 @@ class CompiledEngine:
     def _np(t: torch.Tensor) -> np.ndarray:
         return t.detach().numpy()
 
-    def _critic(self, critic) -> tuple[np.ndarray, ...]:
+    def _critic(self, critic, blas: bool = False) -> tuple[np.ndarray, ...]:
         """``(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt)`` of a critic: views of its parameters and
         transposed copies (``tail``: layer 0's columns after the joint states, ``w1t``: layer 1,
-        ``w0jt``: layer 0's joint columns) for the outer-product products of the kernels."""
+        ``w0jt``: layer 0's joint columns) for the outer-product products of the kernels.
+        ``blas``: ``w1t`` and ``w0jt`` as transposed views, not copies (torch's BLAS takes them)."""
         w0, b0, w1, b1, w2, b2 = (self._np(p) for p in critic.parameters())
         tail = np.ascontiguousarray(w0[:, self.js:].T)
-        return (w0, b0, tail, w1, b1, w2, b2, np.ascontiguousarray(w1.T),
-                np.ascontiguousarray(w0[:, :self.jd].T))
+        w1t, w0jt = w1.T, w0[:, :self.jd].T
+        if not blas:
+            w1t, w0jt = np.ascontiguousarray(w1t), np.ascontiguousarray(w0jt)
+        return (w0, b0, tail, w1, b1, w2, b2, w1t, w0jt)
 
     def _forward_all(self, flat: np.ndarray, states: np.ndarray) -> tuple[np.ndarray, ...]:
         """Every actor on its inputs ``states (B, N, S)`` -> ``(h1, h2, z, act)``, agent first."""
@@ -85,23 +93,86 @@ class CompiledEngine:
         return np.ascontiguousarray(t.detach().numpy(), dtype=self.dtype)
 
     # ------------------------------------------------------------- critic side
+    # The critic update's large dense products go to torch's BLAS (``torch.mm``/``addmm`` on
+    # zero-copy ``torch.from_numpy`` views, one thread per process as configured by
+    # ``gradasym.process``; the same shapes give the same numbers), the per-row gathers,
+    # masks and reductions around them to the kernels. (The actor passes keep their own
+    # products: their rows are few per pass, and there a row's value must not depend on the
+    # other rows evaluated, see ``kernels.head_rows``.)
+    def _shared(self, arrays, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-transition part of layer 0, bias included: ``(b0 + x @ W_joint^T (B, H1), x)`` with
+        ``x (B, N*(S+A))`` the joint inputs."""
+        x = np.empty((states.shape[0], self.jd), self.dtype)
+        kernels.joint_inputs(states, actions, x)
+        return torch.addmm(_t(arrays[1]), _t(x), _t(arrays[8])).numpy(), x
+
+    def _head(self, arrays, h1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The layers after the first of the rows whose pre-activations are ``h1 (M, H1)``
+        (replaced in place by their activations) -> ``(h2 (M, H2), q (M,))``."""
+        _, _, _, _, b1, w2, b2, w1t, _ = arrays
+        h1_t = _t(h1)
+        if self.relu:
+            h1_t.relu_()
+        h2 = torch.addmm(_t(b1), h1_t, _t(w1t))
+        if self.relu:
+            h2.relu_()
+        return h2.numpy(), torch.addmv(_t(b2), h2, _t(w2)[0]).numpy()
+
+    def _q_max(self, arrays, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``max_k Q(s_b, a_b, s_bk, a_bk)`` over proposer rows (``a_bk[0] >= 0``), or the
+        zero-input Q where there is none -> ``(B,)`` (every proposer row evaluated)."""
+        bsz, n = states.shape[:2]
+        shared, _ = self._shared(arrays, states, actions)
+        h1 = np.empty((bsz * n, arrays[0].shape[0]), self.dtype)
+        rb = np.empty(bsz * n, np.int64)
+        m = kernels.proposer_rows(shared, arrays[2], states, actions, h1, rb)
+        _, q = self._head(arrays, h1[:m])
+        q_out = np.empty(bsz, self.dtype)
+        kernels.max_per_transition(q, rb[:m], q_out)
+        return q_out
+
     def td_targets(self, rewards: torch.Tensor, next_states: np.ndarray, dones: torch.Tensor) -> torch.Tensor:
         """``y = r + gamma * q' * (1 - done)`` (``rewards`` already scaled) with ``q'`` the target
         critic's max over the next proposers of the target actors' actions (zero input if none)."""
         agent = self.agent
-        _, _, _, act = self._forward_all(self._np(agent.target_actors.flat), next_states)
-        a_next = np.ascontiguousarray(act.transpose(1, 0, 2))
-        q_next = np.empty(next_states.shape[0], self.dtype)
-        kernels.q_max_full(*self._critic(agent.target_critic), self.relu, next_states, a_next, q_next)
+        with torch.no_grad():  # the target actors as one batched product per layer (torch's baddbmm,
+            # ~6x faster here than the per-row kernel, whose inner loops of 32-64 stay scalar)
+            act = agent.target_actors(_t(next_states).transpose(0, 1))
+        a_next = np.ascontiguousarray(act.numpy().transpose(1, 0, 2))
+        q_next = self._q_max(self._critic(agent.target_critic, blas=True), next_states, a_next)
         return rewards + agent.gamma * torch.from_numpy(q_next) * (1.0 - dones)
 
     def _terms(self, critic_arrays, states, actions, b_idx, k_idx):
+        """Q of the rows ``(b_idx[t], k_idx[t])`` (``k = -1``: zero input) -> ``(q (T,), h1 (T, H1),
+        h2 (T, H2))``, the hidden activations for the backward."""
+        shared, _ = self._shared(critic_arrays, states, actions)
+        h1 = np.empty((b_idx.shape[0], critic_arrays[0].shape[0]), self.dtype)
+        kernels.term_rows(shared, critic_arrays[2], states, actions, b_idx, k_idx, h1)
+        h2, q = self._head(critic_arrays, h1)
+        return q, h1, h2
+
+    def _critic_backward(self, arrays, states, actions, b_idx, k_idx, h1, h2, g_q, grads) -> None:
+        """Gradients of ``sum_t g_q[t] * Q_t`` w.r.t. the critic's layers for the rows of
+        :meth:`_terms` (their hidden activations ``h1``, ``h2``) -> ``grads = [d0 (H1, in), db0,
+        d1 (H2, H1), db1, d2 (1, H2), db2 (1,)]``. The joint part of layer 0's gradient is
+        summed per transition first (its input is shared by the transition's rows)."""
+        w1 = arrays[3]
+        d0, db0, d1, db1, d2, db2 = grads
         t, dt = b_idx.shape[0], self.dtype
-        q = np.empty(t + 3, dt)  # (+3: the kernel evaluates rows in whole blocks of four)
-        h1 = np.empty((t + 3, critic_arrays[0].shape[0]), dt)
-        h2 = np.empty((t + 3, critic_arrays[3].shape[0]), dt)  # (w1 is arrays[3])
-        kernels.q_terms(*critic_arrays, self.relu, states, actions, b_idx, k_idx, q, h1, h2)
-        return q[:t], h1[:t], h2[:t]
+        g2 = np.empty((t, w1.shape[0]), dt)
+        kernels.critic_backward_head(arrays[5], self.relu, h2, g_q, g2, d2, db2, db1)
+        g2_t = _t(g2)
+        torch.mm(g2_t.t(), _t(h1), out=_t(d1))  # d1 = g2^T h1
+        g1 = torch.mm(g2_t, _t(w1)).numpy()  # g1 = g2 W1, masked by ReLU' in the kernel
+        g_joint = np.empty((states.shape[0], w1.shape[1]), dt)
+        x_own = np.empty((t, self.sdim + self.adim), dt)
+        kernels.critic_backward_first(self.relu, states, actions, b_idx, k_idx, h1, g1, g_joint, db0, x_own)
+        x = np.empty((states.shape[0], self.jd), dt)
+        kernels.joint_inputs(states, actions, x)
+        d0_t = _t(d0)
+        d0_t[:, :self.jd] = torch.mm(_t(g_joint).t(), _t(x))  # joint columns: g_joint^T x
+        d0_t[:, self.jd:] = torch.mm(_t(x_own).t(), _t(g1)).t()  # own columns: (x_own^T g1)^T (the long
+        # dimension H1 last: as g1^T x_own, BLAS ran ~8x slower on this (512 x T) by (T x 10) shape)
 
     def priorities(self, states, actions, x, rewards_scaled: torch.Tensor, next_states, dones: torch.Tensor) -> np.ndarray:
         """Insertion priorities ``(T,)`` (float64): each transition's summed squared TD error of its
@@ -110,7 +181,7 @@ class CompiledEngine:
         s, a, ns = (np.ascontiguousarray(v, dtype=self.dtype) for v in (states, actions, next_states))
         y = self.td_targets(rewards_scaled, ns, dones).numpy()
         b_idx, k_idx = (t.numpy().astype(np.int64) for t in agent._critic_terms(agent.as_tensor(x)))
-        q, _, _ = self._terms(self._critic(agent.critic), s, a, b_idx, k_idx)
+        q, _, _ = self._terms(self._critic(agent.critic, blas=True), s, a, b_idx, k_idx)
         d = q - y[b_idx]
         err = np.zeros(y.shape[0], self.dtype)
         np.add.at(err, b_idx, d * d)
@@ -128,7 +199,7 @@ class CompiledEngine:
         s = np.ascontiguousarray(states, dtype=self.dtype)[None]
         a = np.ascontiguousarray(actions, dtype=self.dtype)[None]
         k = np.asarray(rows, dtype=np.int64)
-        q, _, _ = self._terms(self._critic(self.agent.critic), s, a, np.zeros_like(k), k)
+        q, _, _ = self._terms(self._critic(self.agent.critic, blas=True), s, a, np.zeros_like(k), k)
         return q.astype(np.float64)
 
     def _critic_step(self, batch) -> tuple[float, np.ndarray, dict, list]:
@@ -138,7 +209,7 @@ class CompiledEngine:
         s, a, ns = self._as_np(batch.states), self._as_np(batch.actions), self._as_np(batch.next_states)
         y = self.td_targets(agent._scaled_rewards(batch.rewards), ns, batch.dones).numpy()
         b_idx, k_idx = (t.numpy().astype(np.int64) for t in agent._critic_terms(batch.x))
-        arrays = self._critic(agent.critic)
+        arrays = self._critic(agent.critic, blas=True)
         q, h1, h2 = self._terms(arrays, s, a, b_idx, k_idx)
         w = self._as_np(batch.weights)
         w_t, y_t = w[b_idx], y[b_idx]
@@ -149,9 +220,8 @@ class CompiledEngine:
         td = np.zeros(y.shape[0], dt)
         np.add.at(td, b_idx, d * d)
         g_q = (e * dt(2) / t) * w_t  # d loss / d Q of each term
-        w0, _, _, w1, _, w2, _, _, _ = arrays
         grads = [np.empty_like(self._np(p)) for p in agent.critic.parameters()]
-        kernels.critic_backward(w0, w1, w2, self.relu, s, a, b_idx, k_idx, h1, h2, g_q, *grads)
+        self._critic_backward(arrays, s, a, b_idx, k_idx, h1, h2, g_q, grads)
         named = {f"l{j // 2}.{'weight' if j % 2 == 0 else 'bias'}": torch.from_numpy(g) for j, g in enumerate(grads)}
         step = grads
         if agent.grad_clip is not None:  # clip_grad_norm_ over all critic parameters (on copies)

@@ -357,83 +357,87 @@ def scale_of(h1, c, const):
     return acc
 
 
+# ------------------------------------------------- critic-side rows (products done by BLAS)
+# The critic update's large dense products (the shared part, the heads of every proposer row
+# and of the loss terms, the weight gradients) are done by the engine with torch's BLAS on
+# views of these kernels' arrays (``engine.CompiledEngine``); the kernels below do the
+# per-row gathers, masks and reductions around them.
 @jit
-def q_max_full(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, q_out):
-    """``max_k Q(s_b, a_b, s_bk, a_bk)`` over proposer rows (``a_bk[0] >= 0``), or the
-    zero-input Q where there is none -> ``q_out (B,)`` (every proposer row evaluated)."""
+def joint_inputs(states, actions, x):
+    """The joint input ``[s_flat; a_flat]`` of each transition -> ``x (B, N*(S+A))`` (the
+    columns of layer 0 before the own state)."""
+    bsz, n, s = states.shape
+    a = actions.shape[2]
+    js = n * s
+    for b in range(bsz):
+        for k in range(n):
+            for j in range(s):
+                x[b, k * s + j] = states[b, k, j]
+            for j in range(a):
+                x[b, js + k * a + j] = actions[b, k, j]
+
+
+@jit
+def proposer_rows(shared, tail, states, actions, h1, rb):
+    """First-layer pre-activations of every proposer row (``a_bk[0] >= 0``), b-major, and of the
+    zero-input row (``shared[b]``) of each transition without one -> ``h1[:m]``, their
+    transitions ``rb[:m]``; returns ``m`` (``<= B*N``)."""
     bsz, n, _ = states.shape
     na_joint = n * actions.shape[2]
-    n1, n2 = w0.shape[0], w1.shape[0]
-    dt = w0.dtype
-    shared = np.empty((bsz, n1), dt)
-    shared_parts(w0jt, b0, states, actions, shared)
-    h1 = np.empty((bsz * n + 3, n1), dt)  # (+3: head_rows pads to whole blocks of four)
-    h2 = np.empty((bsz * n + 3, n2), dt)
-    q = np.empty(bsz * n + 3, dt)
-    rb = np.empty(bsz * n, np.int64)
     m = 0
     for b in range(bsz):
+        m0 = m
         for k in range(n):
             if actions[b, k, 0] >= 0:
                 row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], h1[m])
                 rb[m] = b
                 m += 1
-    head_rows(h1, m, w1t, b1, w2, b2, relu, h2, q)
-    z1 = np.empty(n1, dt)
-    z2 = np.empty(n2, dt)
+        if m == m0:
+            h1[m] = shared[b]
+            rb[m] = b
+            m += 1
+    return m
+
+
+@jit
+def max_per_transition(q, rb, q_out):
+    """``q_out[b] = max`` of ``q`` over the rows of transition b (``rb`` sorted; every b has a
+    row); the first maximal row wins, comparisons exact."""
     r = 0
-    for b in range(bsz):
-        found = False
-        best = -np.inf
+    m = rb.shape[0]
+    for b in range(q_out.shape[0]):
+        best = q[r]
+        r += 1
         while r < m and rb[r] == b:
-            if not found or q[r] > best:
+            if q[r] > best:
                 best = q[r]
-                found = True
             r += 1
-        if not found:
-            best = head(shared[b], w1, b1, w2, b2, relu, z1, z2)
         q_out[b] = best
 
 
 @jit
-def q_terms(w0, b0, tail, w1, b1, w2, b2, w1t, w0jt, relu, states, actions, b_idx, k_idx, q_out, h1_out, h2_out):
-    """Q of the rows ``(b_idx[t], k_idx[t])`` (``k = -1``: zero input) -> ``q_out (T,)`` and the
-    hidden activations ``h1_out (T, H1)``, ``h2_out (T, H2)`` (each with 3 spare rows, see
-    :func:`head_rows`)."""
-    bsz, n, _ = states.shape
+def term_rows(shared, tail, states, actions, b_idx, k_idx, h1):
+    """First-layer pre-activations of the rows ``(b_idx[t], k_idx[t])`` (``k = -1``: zero input,
+    ``shared[b]``) -> ``h1[:T]``."""
+    n = states.shape[1]
     na_joint = n * actions.shape[2]
-    n1 = w0.shape[0]
-    shared = np.empty((bsz, n1), w0.dtype)
-    shared_parts(w0jt, b0, states, actions, shared)
-    t_count = b_idx.shape[0]
-    for t in range(t_count):
+    for t in range(b_idx.shape[0]):
         b, k = b_idx[t], k_idx[t]
         if k >= 0:
-            row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], h1_out[t])
+            row_pre(shared[b], tail, na_joint, states[b, k], actions[b, k], h1[t])
         else:
-            h1_out[t] = shared[b]
-    head_rows(h1_out, t_count, w1t, b1, w2, b2, relu, h2_out, q_out)
+            h1[t] = shared[b]
 
 
 @jit
-def critic_backward(w0, w1, w2, relu, states, actions, b_idx, k_idx, h1, h2, g_q,
-                    d0, db0, d1, db1, d2, db2):
-    """Gradients of ``sum_t g_q[t] * Q_t`` w.r.t. the critic's layers for the rows of
-    :func:`q_terms` (their hidden activations ``h1``, ``h2``) -> ``d0 (H1, in)``, ``db0``,
-    ``d1 (H2, H1)``, ``db1``, ``d2 (1, H2)``, ``db2 (1,)``. The joint part of layer 0's
-    gradient is summed per transition first (its input is shared by the transition's rows)."""
-    bsz, n, s = states.shape
-    a = actions.shape[2]
-    js = n * s
-    jd = js + n * a
-    n1, n2 = w0.shape[0], w1.shape[0]
-    t_count = b_idx.shape[0]
-    dt = w0.dtype
-    g2 = np.empty((t_count, n2), dt)
+def critic_backward_head(w2, relu, h2, g_q, g2, d2, db2, db1):
+    """The output layer's gradients of ``sum_t g_q[t] * Q_t`` -> ``d2 (1, H2)``, ``db2 (1,)``,
+    ``db1 (H2,)`` and the gradient at layer 1's pre-activation ``g2 (T, H2)`` (ReLU' applied)."""
+    n2 = w2.shape[1]
     db2[0] = 0
     d2[0, :] = 0
     db1[:] = 0
-    for t in range(t_count):
+    for t in range(g_q.shape[0]):
         gq = g_q[t]
         db2[0] += gq
         for j in range(n2):
@@ -442,16 +446,20 @@ def critic_backward(w0, w1, w2, relu, states, actions, b_idx, k_idx, h1, h2, g_q
             gv = gq * w2[0, j] if (not relu or hv > 0) else 0
             g2[t, j] = gv
             db1[j] += gv
-    # d1 = g2^T h1; g1 = g2 W1 (masked by ReLU')
-    g2t = np.ascontiguousarray(g2.T)
-    d1[:, :] = 0
-    gemm_acc(g2t, h1, d1, n2)
-    g1 = np.zeros((t_count, n1), dt)
-    gemm_acc(g2, w1, g1, t_count)
-    g_joint = np.zeros((bsz, n1), dt)
-    x_own = np.zeros((t_count, s + a), dt)
+
+
+@jit
+def critic_backward_first(relu, states, actions, b_idx, k_idx, h1, g1, g_joint, db0, x_own):
+    """Layer 0's pieces: ``g1 (T, H1)`` masked by ReLU' in place, its per-transition sums
+    ``g_joint (B, H1)`` (zeroed here; the joint input is shared by a transition's rows), ``db0``
+    and each row's own input ``x_own (T, S+A)`` (zero for a zero-input row)."""
+    s = states.shape[2]
+    a = actions.shape[2]
+    n1 = g1.shape[1]
+    g_joint[:, :] = 0
     db0[:] = 0
-    for t in range(t_count):
+    x_own[:, :] = 0
+    for t in range(b_idx.shape[0]):
         row = g1[t]
         if relu:
             for k in range(n1):
@@ -467,20 +475,6 @@ def critic_backward(w0, w1, w2, relu, states, actions, b_idx, k_idx, h1, h2, g_q
                 x_own[t, j] = states[b_idx[t], kk, j]
             for j in range(a):
                 x_own[t, s + j] = actions[b_idx[t], kk, j]
-    x = np.empty((bsz, jd), dt)
-    for b in range(bsz):
-        for k in range(n):
-            for j in range(s):
-                x[b, k * s + j] = states[b, k, j]
-            for j in range(a):
-                x[b, js + k * a + j] = actions[b, k, j]
-    d_joint = np.zeros((n1, jd), dt)
-    gemm_acc(np.ascontiguousarray(g_joint.T), x, d_joint, n1)
-    d_own = np.zeros((n1, s + a), dt)
-    gemm_acc(np.ascontiguousarray(g1.T), x_own, d_own, n1)
-    for h in range(n1):
-        d0[h, :jd] = d_joint[h]
-        d0[h, jd:] = d_own[h]
 
 
 # ================================================================== the actor loop
