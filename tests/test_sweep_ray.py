@@ -322,13 +322,14 @@ def test_lost_worker_errors_are_told_from_a_runs_own_error() -> None:
     assert not ray_lost_worker(rex.TaskCancelledError()) and not ray_lost_worker(RuntimeError("boom"))
 
 
-def test_before_a_retry_resumable_runs_stay_and_sb3_runs_restart_from_scratch(tmp_path: Path) -> None:
-    """What the Ray backend's retry does with a lost task's folders: a CCM-MADRL run stays (it resumes
-    from its checkpoint); an unfinished SB3 run, which cannot resume, is moved to stale/ (so the
-    retry trains it from scratch) and the log line says so; a finished SB3 run stays."""
+def test_before_a_retry_resumable_runs_stay_and_others_restart_from_scratch(tmp_path: Path, monkeypatch) -> None:
+    """What the Ray backend's retry does with a lost run's folder: a run that can resume (CCM-MADRL,
+    SB3 since its checkpoints) stays and resumes from its checkpoint; an unfinished run of an
+    algorithm that cannot resume is moved to stale/ (so the retry trains it from scratch) and the
+    log line says so; a finished one stays."""
     pytest.importorskip("stable_baselines3")
     from gradasym import algos
-    from gradasym.sweep.backends import BatchJob, Job
+    from gradasym.sweep.backends import Job
     from gradasym.sweep.core import _before_retry
 
     prepare = _before_retry(tmp_path)
@@ -337,10 +338,12 @@ def test_before_a_retry_resumable_runs_stay_and_sb3_runs_restart_from_scratch(tm
         (tmp_path / "runs" / name).mkdir(parents=True)
         write_json(tmp_path / "runs" / name / "summary.json", {"status": status})
     assert prepare(Job("ccm", ccm, str(tmp_path / "runs" / "ccm"))) == "resuming from its last checkpoint"
-    assert (tmp_path / "runs" / "ccm" / "summary.json").exists()
-    note = prepare(BatchJob([Job("td3", td3, str(tmp_path / "runs" / "td3")),
-                             Job("td3done", td3, str(tmp_path / "runs" / "td3done"))]))
+    assert prepare(Job("td3", td3, str(tmp_path / "runs" / "td3"))) == "resuming from its last checkpoint"
+    assert (tmp_path / "runs" / "ccm" / "summary.json").exists() and (tmp_path / "runs" / "td3").exists()
+    monkeypatch.setattr(algos.get("td3"), "can_resume", False)  # an algorithm that cannot resume
+    note = prepare(Job("td3", td3, str(tmp_path / "runs" / "td3")))
     assert note.startswith("from scratch (td3 runs cannot resume; its folder was moved to ")
+    assert prepare(Job("td3done", td3, str(tmp_path / "runs" / "td3done"))) == "resuming from its last checkpoint"
     assert not (tmp_path / "runs" / "td3").exists() and (tmp_path / "runs" / "td3done").exists()
     (moved,) = (tmp_path / "stale").iterdir()
     assert moved.name.startswith("td3-") and (moved / "summary.json").exists()

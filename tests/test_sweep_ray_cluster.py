@@ -156,7 +156,7 @@ def _spec() -> SweepSpec:
 
 
 SWEEP_ARGS = ["--episodes", str(EPISODES), "--n-agents", "10", "--checkpoint-interval", "5", "--actor-lr", "0.001",
-              "--critic-lr", "0.001", "--seeds", "1", "2", "--batch-runs", "off", "--no-live"]
+              "--critic-lr", "0.001", "--seeds", "1", "2", "--no-live"]
 
 
 def _run_tables(out: Path) -> dict[tuple[str, str], pd.DataFrame]:
@@ -218,7 +218,7 @@ def test_a_sweep_survives_losing_a_node(tmp_path: Path, cluster: LocalCluster) -
 
     # Bit for bit the results of an uninterrupted sweep.
     ref = tmp_path / "ref"
-    reference = run_sweep(_spec(), ref, live=False, log=lambda s: None, batch_runs="off")
+    reference = run_sweep(_spec(), ref, live=False, log=lambda s: None)
     table = pd.read_parquet(out / "summary.parquet")
     drop = ["run_dir", "seconds_total", "seconds_per_episode"]
     pd.testing.assert_frame_equal(table.drop(columns=drop), reference.drop(columns=drop))

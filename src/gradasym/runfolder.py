@@ -190,7 +190,8 @@ def some(names: list[str], limit: int = 3) -> str:
 
 
 # ------------------------------------------------------------------ lock
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A process ``pid`` exists on this host (also one owned by another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -262,7 +263,7 @@ class FolderLock:
         node = owner.get("ray_node")
         if isinstance(node, str) and node and node != _ray_node_id() and _ray_node_dead(node):
             return f"its Ray node {node} is dead"
-        if owner.get("host") == socket.gethostname() and pid != os.getpid() and not _pid_alive(pid):
+        if owner.get("host") == socket.gethostname() and pid != os.getpid() and not pid_alive(pid):
             return "its process no longer exists"
         return None
 

@@ -262,6 +262,16 @@ def summary_type_problem(run_dir: str | Path) -> str | None:
 
 
 # ------------------------------------------------------------------ checkpoint.pt
+#: Checkpoint keys a checkpoint written by an earlier gradasym may lack: their loaders restore the
+#: documented default (monitor events implied by its recorded steps, no initial weights for the
+#: plasticity distances, no weight decay).
+CHECKPOINT_OPTIONAL: frozenset[str] = frozenset({"monitor.events", "monitor.plasticity", "agent.actor_optim.weight_decay"})
+#: Checkpoint keys whose content is checked elsewhere: ``config`` by the run folder's stored-config check
+#: (``RunFolder.check_config``: fields added since take their defaults), ``monitor.stats`` (the monitor's
+#: last statistics, whose keys follow its instruments) by ``ActorCriticMonitor.load_state_dict``.
+CHECKPOINT_UNCHECKED: frozenset[str] = frozenset({"config", "monitor.stats"})
+
+
 def check_checkpoint(state: Any, template: dict[str, Any]) -> None:
     """Raise ``ValueError`` (one line naming the key) unless ``state`` has ``template``'s structure:
     the same keys at every level, the same kind of value (mapping, list, tensor, number, text) where
@@ -295,12 +305,14 @@ def check_checkpoint(state: Any, template: dict[str, Any]) -> None:
         if isinstance(want, dict):
             if not isinstance(got, dict):
                 raise ValueError(f"checkpoint key {where or '<root>'} is {kind(got)}, not a mapping")
-            missing = [k for k in want if k not in got]
+            missing = [k for k in want if k not in got and f"{where}.{k}".lstrip(".") not in CHECKPOINT_OPTIONAL]
             if missing:
                 keys = ", ".join(f"{where}.{k}".lstrip(".") for k in missing[:3])
                 raise ValueError(f"checkpoint lacks the key(s) {keys}")
             for k, v in want.items():
-                walk(v, got[k], f"{where}.{k}".lstrip("."))
+                path = f"{where}.{k}".lstrip(".")
+                if k in got and path not in CHECKPOINT_UNCHECKED:
+                    walk(v, got[k], path)
             return
         if isinstance(want, torch.Tensor):
             if not isinstance(got, torch.Tensor):

@@ -82,7 +82,10 @@ def partial_sweep(tmp_path_factory) -> Path:
         spec = syn.RunSpec(0.1, c, 0, stop_episode=30, presets=("layernorm",))
         syn.write_run(runs / syn.run_id(0.1, c, 0, "layernorm"), spec)
     (runs / "alr0.1_clr0.1_s9").mkdir()  # an empty run folder (just created by the sweep)
-    odd = runs / "copied-by-hand"       # no config, no summary, a name that does not encode the LRs
+    meta = json.loads((root / "sweep.json").read_text())  # the sweep lists its runs (a folder it does not is foreign)
+    meta["run_ids"] += [syn.run_id(0.1, c, 0, "layernorm") for c in (0.001, 0.1)] + ["alr0.1_clr0.1_s9"]
+    (root / "sweep.json").write_text(json.dumps(meta, indent=2))
+    odd = runs / "copied-by-hand"       # not listed in sweep.json: a foreign folder, left out and named
     odd.mkdir()
     (odd / "episodes.parquet").write_bytes((runs / "alr0.1_clr0.1_s0" / "episodes.parquet").read_bytes())
     return root

@@ -78,7 +78,7 @@ def test_partial_sweep_report_says_what_is_missing(partial_report):
     for needle in ["RuntimeError: boom", "still running (50 of 200 episodes)", "alr0.0001_clr0.1_s1",
                    "alr0.01_clr0.01_s0", "tracking.parquet missing", "tracking.parquet unreadable",
                    "summary.json unreadable", "summary.json missing", "alr0.1_clr0.1_s9",
-                   "copied-by-hand: learning rates unknown"]:
+                   "runs/copied-by-hand is not a run of this sweep"]:
         assert needle in missing, needle
     assert "internal error" not in html
     figs = partial_report.out / "figures"

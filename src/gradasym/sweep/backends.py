@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Protocol
 from gradasym.algos.base import AlgoConfig
 from gradasym.errors import describe
 from gradasym.provenance import placed_on
-from gradasym.runfolder import RUN_LOCK_FILE, FolderLock, is_disk_full
+from gradasym.runfolder import RUN_LOCK_FILE, FolderLock, is_disk_full, pid_alive
 
 from .store import FAILED, FINISHED, INTERRUPTED
 
@@ -175,6 +175,8 @@ def _dispatch(reporter: Reporter, msg: tuple) -> None:
         reporter.started(run_id, payload.get("where", ""))
     elif kind == "progress":
         reporter.progress(run_id, payload)
+    elif kind == "message":  # a log line from a task (e.g. a lock taken over)
+        reporter.message(str(payload.get("text", "")))
 
 
 # ------------------------------------------------------------------ in-process
@@ -549,13 +551,7 @@ def ray_where(node: dict[str, Any], pid: int | None = None) -> str:
 
 def _pid_gone(pid: int) -> bool:
     """No process ``pid`` exists here (run on the node that holds a lock)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
+    return not pid_alive(pid)
 
 
 def _gone_on_its_node(ray: Any) -> Callable[[dict[str, Any]], str | None]:
