@@ -19,8 +19,10 @@ algorithm requires: the target and online critic rows, the rows evaluated in the
 passes as counted by the kernel, the chosen rows' backward, the critic's backward) divided by
 this core's float32 matrix-multiply rate (one thread, numpy's BLAS on 512 x 512 products).
 
-``--startup`` also measures the start-up: a fresh process importing gradasym and running one
-tiny compiled update, first with an empty numba cache (the compile) and then again (cached).
+``--startup`` also measures the start-up: a fresh process importing gradasym and running two
+tiny compiled updates, first with an empty numba cache (the compile) and then twice again
+(cached), CPU time per part, and numba's share of a cached start (importing numba and the
+kernels, plus the first update's excess over the second).
 
 Example::
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import platform
 import statistics
@@ -182,38 +185,60 @@ def bench(actor_lr: float, episodes: int, warmup: int) -> dict[str, Any]:
 
 
 STARTUP = """
-import time; t0 = time.perf_counter(); c0 = time.process_time()
+import json, time
+laps, t0, c0 = {{}}, time.perf_counter(), time.process_time()
+def lap(name):
+    global t0, c0
+    laps[name] = (time.perf_counter() - t0, time.process_time() - c0)
+    t0, c0 = time.perf_counter(), time.process_time()
 import numpy as np, torch
 from gradasym.algos.ccm_madrl.agent import CCMMADRL
 from gradasym.config import Config
 import sys; sys.path.insert(0, {tests!r})
 from reference import make_batch
+lap("imports")
+from gradasym.algos.ccm_madrl.compiled import prepare_numba
+prepare_numba()
+import numba
+from gradasym.algos.ccm_madrl.compiled import engine, kernels
+lap("numba_import")
 cfg = Config(); cfg.env.n_agents = 4; cfg.env.k_channel = 2; cfg.agent.batch_size = 8
 agent = CCMMADRL(cfg, seed=0, engine="compiled")
+lap("agent")
 agent.update_on_batch(make_batch(np.random.default_rng(0), 4, 8, dtype=torch.float32))
-print(time.perf_counter() - t0, time.process_time() - c0)
+lap("first_update")
+agent.update_on_batch(make_batch(np.random.default_rng(1), 4, 8, dtype=torch.float32))
+lap("second_update")
+print(json.dumps(laps))
 """
+
+#: what a cached start costs because of numba: importing numba and the kernel modules, and
+#: the first update's excess over the second (numba's typing registries, loading the cached
+#: kernels into LLVM's JIT); the rest (torch, gradasym, the agent's torch networks) is the same
+#: for the torch engine.
+NUMBA_PARTS = ("numba_import", "first_update")
 
 
 def startup() -> dict[str, float]:
-    """Seconds of a fresh process (imports + one tiny float32 update): empty cache, then cached;
-    wall time and the process's CPU time (the honest number on a shared machine)."""
+    """Seconds of a fresh process (imports, numba, the agent, one tiny float32 update, a second
+    one): empty cache, then cached twice; wall time and the process's CPU time (the honest number
+    on a shared machine), per part, and numba's share of the cached start (:data:`NUMBA_PARTS`
+    minus the second update)."""
     code = STARTUP.format(tests=str(Path(__file__).resolve().parents[1] / "tests"))
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out = {}
-        for name in ("cold_s", "cached_s", "cached_again_s"):
+        for name in ("cold", "cached", "cached_again"):
             t0 = time.perf_counter()
             res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            wall, cpu = map(float, res.stdout.strip().splitlines()[-1].split())
-            out[name] = wall
-            out[name.replace("_s", "_cpu_s")] = cpu
-            out[name.replace("_s", "_process_wall_s")] = time.perf_counter() - t0
-        base = subprocess.run([sys.executable, "-c", "import time; t0 = time.perf_counter(); c0 = time.process_time(); "
-                               "import torch, numpy, gradasym.algos.ccm_madrl.agent; "
-                               "print(time.perf_counter() - t0, time.process_time() - c0)"],
-                              env=env, capture_output=True, text=True, check=True)
-        out["imports_only_s"], out["imports_only_cpu_s"] = map(float, base.stdout.strip().splitlines()[-1].split())
+            laps = json.loads(res.stdout.strip().splitlines()[-1])
+            out[f"{name}_process_wall_s"] = time.perf_counter() - t0
+            out[f"{name}_cpu_s"] = sum(c for _, c in laps.values())
+            for part, (wall, cpu) in laps.items():
+                out[f"{name}_{part}_cpu_s"] = cpu
+                out[f"{name}_{part}_wall_s"] = wall
+            if name != "cold":
+                out[f"{name}_numba_share_cpu_s"] = (sum(laps[p][1] for p in NUMBA_PARTS) - laps["second_update"][1])
     return out
 
 
@@ -223,6 +248,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="episodes before measuring (default 3)")
     parser.add_argument("--actor-lr", type=float, nargs="+", default=[1e-4, 0.1])
     parser.add_argument("--startup", action="store_true", help="also measure the start-up (compile, cached)")
+    parser.add_argument("--startup-only", action="store_true", help="measure only the start-up (no episodes)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -230,7 +256,7 @@ def main() -> None:
     import numba  # noqa: PLC0415
 
     result["numba"] = numba.__version__
-    for lr in args.actor_lr:
+    for lr in [] if args.startup_only else args.actor_lr:
         r = bench(lr, args.episodes, args.warmup)
         result[f"lr{lr:g}"] = r
         print(f"actor_lr {lr:g}: torch {r['torch']['median_s'] * 1e3:.1f} ms/episode, compiled "
@@ -242,9 +268,12 @@ def main() -> None:
         f = r["floor"]
         print(f"  floor: {f['macs'] / 1e6:.0f} M multiply-adds per update at {f['matmul_rate_macs_per_s'] / 1e9:.1f} "
               f"G/s = {f['floor_update_s'] * 1e3:.1f} ms; rows evaluated in the passes {f['rows_evaluated_per_update']}")
-    if args.startup:
+    if args.startup or args.startup_only:
+        load = os.getloadavg()
         result["startup"] = startup()
-        print("start-up:", result["startup"])
+        result["startup"]["load_before_after"] = [load[0], os.getloadavg()[0]]
+        for k, v in result["startup"].items():
+            print(f"start-up {k}: {v}")
     print(f"cpu: {result['cpu']}")
     if args.json:
         write_json(args.json, result)
