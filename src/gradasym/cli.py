@@ -227,10 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run", help="train one configuration with full tracking",
-        description="Train one CCM-MADRL configuration on the MEC environment with gradient, saturation "
-                    "and weight-freeze tracking, writing config.json, episodes/tracking tables, "
+        description="Train one configuration with gradient, saturation and weight-freeze tracking: "
+                    "CCM-MADRL on the MEC environment (default) or, with --algo td3|ddpg|sac, a "
+                    "Stable-Baselines3 agent on a Gymnasium task; writes config.json, the tables, "
                     "summary.json and checkpoints to one run folder (docs/architecture.md). Defaults "
-                    "are the original setup of the study (docs/study.md, docs/configuration.md).")
+                    "are the original setup of the study (docs/study.md, docs/configuration.md, "
+                    "docs/algorithms.md).")
     _add_config_args(p)
     p.add_argument("--out", type=Path, default=None,
                    help="run folder (default: results/run_alr<actor_lr>_clr<critic_lr>[_<presets>]_s<seed>)")

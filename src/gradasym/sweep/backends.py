@@ -670,7 +670,7 @@ def run_ray(
     cap = max_in_flight if max_in_flight and max_in_flight > 0 else len(todo)
     retries: dict[str, int] = {}  # task name -> times it was submitted again
     nodes: dict[str, dict[str, Any]] = {}  # run id -> the node of its latest start
-    ended: set[str] = set()  # runs reported done (late events of theirs are dropped)
+    ended: set[str] = set()  # runs whose result arrived (late events of theirs are dropped)
 
     def submit() -> None:
         while todo and len(in_flight) < cap:
@@ -685,8 +685,6 @@ def run_ray(
             return  # an event that arrived after the run's result
         if kind == "start":
             nodes[run_id] = dict(payload.get("node") or {})
-        elif kind == "done":
-            ended.add(run_id)
         try:
             _dispatch(reporter, msg)
         except Exception:  # noqa: BLE001
