@@ -194,7 +194,8 @@ def test_configuration_values_equal_hand_computed_ones(verdict) -> None:
     r = _row(verdict, "", HIGH)
     assert (r["n_finished"], r["stop_n"], r["n_stopped"]) == (3, 3, 2)
     p, n = 2 / 3, 3
-    centre, half = (p + Z * Z / (2 * n)) / (1 + Z * Z / n), Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
     assert (r["stopfrac_mean"], r["stopfrac_lo"], r["stopfrac_hi"]) == pytest.approx((p, centre - half, centre + half))
     assert (r["stopmed_lo"], r["stopmed_hi"]) == (23, 23)   # X_(2) of 20, 23, >=200: the censored seed is kept
     mean, lo, hi = _t_interval(_improvement("", HIGH), T2)

@@ -49,10 +49,11 @@ from .analysis import (
 from .failures import Failures
 from .html import FigureResult
 from .paper import PAPER_RHO_RANGE
-from .verdict import Verdict
 from .stats import (
-    BOOTSTRAP_CI_METHOD, IQM_DEFINITION, CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci, median_ci_ranks,
+    BOOTSTRAP_CI_METHOD, CORRELATION_CI_METHOD, FRACTION_CI_METHOD, IQM_DEFINITION, MEDIAN_CI_METHOD,
+    geometric_mean_ci, mean_ci, median_ci_ranks,
 )
+from .verdict import Verdict
 
 __all__ = ["NoData", "STYLE", "save_figure", "render_figure", "draw_figure", "set_caption", "figure_caption", "zero_floor",
            "GROUP_FIGURES", "COMPARE_FIGURES", "PLASTICITY_FIGURES", "has_plasticity"] + [
@@ -1151,9 +1152,10 @@ def fig_verdict(v: Verdict) -> Figure:
         ax.axvline(base, color="black", ls=":", lw=1)
         ax.set_xlabel(label)
     axes[0].axvline(100.0 * v.margin, color=MAX_LINE, ls="--", lw=1.2)
-    axes[0].set_yticks(y, [f"{r['set'] if i or r['set'] == 'baseline' else r['set'] + ' (baseline)'}\nviable {r['viable_every']}/"
-                           f"{r['evaluated_every']}, robust {r['viable_robust']}/{r['evaluated_robust']}"
-                           for i, r in rem.iterrows()])
+    names = [r["set"] if i or r["set"] == "baseline" else f"{r['set']} (baseline)" for i, r in rem.iterrows()]
+    labels = [f"{name}\nviable {r['viable_every']}/{r['evaluated_every']}, robust {r['viable_robust']}/"
+              f"{r['evaluated_robust']}" for name, (_, r) in zip(names, rem.iterrows())]
+    axes[0].set_yticks(y, labels)
     axes[0].set_ylim(-0.7, len(rem) - 0.3)
     handles = [Line2D([], [], color="black", ls=":", label="baseline IQM"),
                Line2D([], [], color=MAX_LINE, ls="--", label=f"margin {v.margin:.0%}")]

@@ -22,7 +22,6 @@ count); the stopping statistics are :func:`~gradasym.report.analysis.config_tabl
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +230,9 @@ def table_verdict_configs(v: Verdict) -> Table:
     """Per result set and configuration: stopping, improvement, both viability verdicts, the reward reached."""
     rows, data = [], []
     for _, r in v.configs.iterrows():
-        n_text = f"{int(r['n_finished'])}" + (f" (of {int(r['n_runs'])} runs)" if r["n_finished"] != r["n_runs"] else "")
+        n_text = f"{int(r['n_finished'])}"
+        if r["n_finished"] != r["n_runs"]:
+            n_text += f" (of {int(r['n_runs'])} runs)"
         med = bounded_text(r["stopmed_lo"], r["stopmed_hi"])
         if np.isfinite(r["stopmed_ci_lo"]):
             med += (f" [{bounded_text(r['stopmed_ci_lo'], r['stopmed_ci_lo_hi'])}, "
@@ -299,11 +300,12 @@ def table_verdict_remedies(v: Verdict) -> Table:
         })
     caption = (f"Per result set over its configurations (baseline: {v.baseline.title}; margin {v.margin:.0%}). "
                "Configurations: those with a finished run, of every configuration any set has (the missing ones "
-               "listed). Viable: configurations viable in every seed (the thesis' criterion) and by the robust criterion (lower "
-               "end of the 95% t interval of the mean improvement above the margin), of those that could be judged; "
-               "the difference to the baseline's count in brackets. IQM: over all (configuration, seed) finished runs "
-               f"of the set; {IQM_DEFINITION}; interval: {BOOTSTRAP_CI_METHOD}. A set with missing configurations or "
-               "fewer seeds is shown with what it has (its IQM is over those configurations only), never dropped.")
+               "listed). Viable: configurations viable in every seed (the thesis' criterion) and by the robust "
+               "criterion (lower end of the 95% t interval of the mean improvement above the margin), of those that "
+               "could be judged; the difference to the baseline's count in brackets. IQM: over all (configuration, "
+               f"seed) finished runs of the set; {IQM_DEFINITION}; interval: {BOOTSTRAP_CI_METHOD}. A set with "
+               "missing configurations or fewer seeds is shown with what it has (its IQM is over those "
+               "configurations only), never dropped.")
     return Table("table_verdict_remedies", "", "Remedy verdict over configurations", caption, pd.DataFrame(rows),
                  v.remedies.copy())
 
