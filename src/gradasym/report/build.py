@@ -30,11 +30,15 @@ from ..runfolder import require_folder
 from .analysis import GroupData, ViableCount, build_groups, check_margin, group_title, multi_seed, scale_text
 from .generic import build_generic_report, check_one_task, generic_runs, is_paper_set, run_algorithm
 from .failures import ERRORS_LOG, Failures
-from .figures import COMPARE_FIGURES, GROUP_FIGURES, PLASTICITY_FIGURES, SEED_FIGURES, draw_figure, has_plasticity
+from .figures import (
+    COMPARE_FIGURES, GROUP_FIGURES, PLASTICITY_FIGURES, SEED_FIGURES, VERDICT_FIGURE, draw_figure, fig_verdict,
+    has_plasticity,
+)
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
 from .markdown import write_markdown
 from .short_runs import short_runs_warning
+from .verdict import compute_verdict, table_verdict_configs, table_verdict_remedies, verdict_definition, verdict_summary
 from .summary import compare_summary, group_summary, missing_items, seed_summary
 from .tables import (
     Table, table3_stopping, table4_preactivation, table7_large_actor, table8_linear_hidden,
@@ -134,6 +138,21 @@ def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -
     return out
 
 
+def _verdict_section(groups: list[GroupData], margin: float, level: float, fig_dir: Path,
+                     errors: Failures) -> tuple[MainResult | None, list[str]]:
+    """The remedy verdict of ``groups[1:]`` against ``groups[0]`` (tables, Fig. 18) and its summary sentences."""
+    try:
+        v = compute_verdict(groups, margin, level)
+    except Exception as exc:  # never lose the report to the verdict
+        errors.add(f"remedy verdict failed: {describe(exc)}", "the remedy verdict", exc)
+        return None, []
+    tables = [t for t in (_safe_table(lambda: table_verdict_remedies(v), errors),
+                          _safe_table(lambda: table_verdict_configs(v), errors)) if t]
+    stem, number, title, caption = VERDICT_FIGURE
+    figure = _draw(lambda: fig_verdict(v), fig_dir, stem, number, title, caption, "Remedy verdict", errors)
+    return MainResult("Remedy verdict", [figure], tables), verdict_summary(v)
+
+
 def _safe_groups(rs: ResultSet, runs: pd.DataFrame, level: float, errors: Failures) -> list[GroupData]:
     """:func:`build_groups`, or no groups (and an error line) if the data defeats it."""
     try:
@@ -204,7 +223,9 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
 
     ``results_dir``: a sweep folder, a single run folder, or a folder of run
     folders. ``compare``: other result folders (e.g. a mitigation preset's sweep)
-    shown side by side with the main one (Figs. 14-15, Tables 7-9). ``margin``:
+    shown side by side with the main one (Figs. 14-15, Tables 7-9) and judged against its
+    first group in the remedy verdict (:mod:`~gradasym.report.verdict`: Fig. 18 and the
+    ``table_verdict_*`` tables). ``margin``:
     the viability margin as a fraction of |first-10 % mean reward|, a finite number
     >= 0. Intervals are 95 %: Student-t for means, on log10 for quantities drawn on
     log axes, on the logit scale for means of fractions, Wilson for proportions of
@@ -291,6 +312,11 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
             seeds.append(section)
             figures += section.figures
     seed_tables = [t for m in seeds for t in m.tables]
+    verdict, verdict_lines = (_verdict_section(all_groups, margin, level, fig_dir, errors)
+                              if main_groups and len(all_groups) > 1 else (None, []))
+    verdict_tables = verdict.tables if verdict is not None else []
+    if verdict is not None:
+        figures += verdict.figures
 
     summary: list[tuple[str, list[str]]] = [("Warning", [short])] if short else []
     for gd in main_groups:
@@ -302,6 +328,8 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     if main_groups and len(all_groups) > 1:
         summary.append(("Comparison", [compare_summary(main_groups[0], g, counts.get(id(g)))
                                        for g in all_groups if g is not main_groups[0]]))
+    if verdict_lines:
+        summary.append(("Remedy verdict", verdict_lines))
     missing = [m for rs in sets for m in missing_items(rs)] + errors
 
     roles = ["main"] + ["compare"] * (len(sets) - 1)
@@ -316,12 +344,15 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         viable_definition=viable_definition(margin) + (f" Warning: {short}." if short else ""),
         figures=figures, group_tables=group_tables, compare_tables=compare_tables, runs_table=runs_tab,
         configs=[_config_info(rs) for rs in sets], out_dir=out, seeds=seeds,
+        verdict=verdict, verdict_definition=verdict_definition(margin) if verdict is not None else "",
     )
-    all_tables = viable + group_tables + seed_tables + compare_tables + [runs_tab, content.provenance_table]
+    all_tables = (viable + group_tables + seed_tables + compare_tables + verdict_tables
+                  + [runs_tab, content.provenance_table])
     for t in all_tables:
         write_table(t, tab_dir)
     write_markdown(out / "report.md", content,
-                    group_tables + seed_tables + viable + compare_tables + [content.provenance_table])
+                    group_tables + seed_tables + viable + compare_tables + verdict_tables
+                    + [content.provenance_table])
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")
     return html_path

@@ -50,15 +50,18 @@ from .failures import Failures
 from .html import FigureResult
 from .paper import PAPER_RHO_RANGE
 from .stats import (
-    CORRELATION_CI_METHOD, MEDIAN_CI_METHOD, FRACTION_CI_METHOD, geometric_mean_ci, mean_ci, median_ci_ranks,
+    BOOTSTRAP_CI_METHOD, CORRELATION_CI_METHOD, FRACTION_CI_METHOD, IQM_DEFINITION, MEDIAN_CI_METHOD,
+    geometric_mean_ci, mean_ci, median_ci_ranks,
 )
+from .verdict import Verdict
 
 __all__ = ["NoData", "STYLE", "save_figure", "render_figure", "draw_figure", "set_caption", "figure_caption", "zero_floor",
            "GROUP_FIGURES", "COMPARE_FIGURES", "PLASTICITY_FIGURES", "has_plasticity"] + [
     "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
     "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
     "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops", "fig_plasticity",
-    "fig_compare_stopping", "fig_compare_preactivation", "fig_seed_stops", "SEED_FIGURES",
+    "fig_compare_stopping", "fig_compare_preactivation", "fig_seed_stops", "SEED_FIGURES", "fig_verdict",
+    "VERDICT_FIGURE",
 ]
 
 #: rcParams used for every figure (sized to stay legible when shown ~900 px wide).
@@ -1116,6 +1119,71 @@ def fig_compare_preactivation(groups: list[GroupData]) -> Figure:
     return _compare_bars(groups, "zmax", True, "max |pre-activation z| over training (log)",
                          "Fig. 15b — Max |tanh input| per configuration and result set (geometric mean ± 95% CI)",
                          False)
+
+
+# ------------------------------------------------------------------ the remedy verdict (issue 21)
+def fig_verdict(v: Verdict) -> Figure:
+    """Fig. 18: per result set, the IQM of the improvement and of the final reward with bootstrap intervals.
+
+    One row per result set (the baseline on top, in black), two panels sharing the rows:
+    the relative improvement (the viability quantity, dashed at the margin) and the
+    final-reward level (the last-10 % mean reward), each the IQM over all (configuration,
+    seed) runs of the set with its stratified bootstrap interval (drawn only where some
+    configuration has several seeds); dotted: the baseline's IQM. The row labels give the
+    viable counts under both criteria.
+    """
+    rem = v.remedies[v.remedies["imp_n"] > 0].reset_index(drop=True)
+    _require(len(rem) >= 2, "needs the baseline and another result set with finished runs")
+    fig = _figure(10.5, 1.2 + 0.62 * len(rem))
+    axes = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(rem))[::-1]
+    colors = ["black"] + [PALETTE[i % len(PALETTE)] for i in range(len(rem) - 1)]
+    with_ci = []
+    for ax, (col, scale, label) in zip(axes, (("imp", 100.0, "improvement IQM (% of |first-10% mean reward|)"),
+                                               ("final", 1.0, "final reward IQM (last-10% mean reward)"))):
+        for i, r in rem.iterrows():
+            est, lo, hi = scale * r[f"{col}_iqm"], scale * r[f"{col}_lo"], scale * r[f"{col}_hi"]
+            if hi > lo:
+                ax.errorbar([est], [y[i]], xerr=[[est - lo], [hi - est]], fmt="o", color=colors[i], capsize=3, ms=6)
+                with_ci.append(r["set"])
+            else:
+                ax.plot([est], [y[i]], "o", color=colors[i], ms=6)
+        base = scale * rem.loc[0, f"{col}_iqm"]
+        ax.axvline(base, color="black", ls=":", lw=1)
+        ax.set_xlabel(label)
+    axes[0].axvline(100.0 * v.margin, color=MAX_LINE, ls="--", lw=1.2)
+    names = [r["set"] if i or r["set"] == "baseline" else f"{r['set']} (baseline)" for i, r in rem.iterrows()]
+    labels = [f"{name}\nviable {r['viable_every']}/{r['evaluated_every']}, robust {r['viable_robust']}/"
+              f"{r['evaluated_robust']}" for name, (_, r) in zip(names, rem.iterrows())]
+    axes[0].set_yticks(y, labels)
+    axes[0].set_ylim(-0.7, len(rem) - 0.3)
+    handles = [Line2D([], [], color="black", ls=":", label="baseline IQM"),
+               Line2D([], [], color=MAX_LINE, ls="--", label=f"margin {v.margin:.0%}")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8.5)
+    with_ci = list(dict.fromkeys(with_ci))
+    fig.suptitle("Fig. 18 — Remedy verdict: IQM over all runs of each result set"
+                 + (" with 95% stratified bootstrap CI" if with_ci else " (one seed per configuration: no interval)"),
+                 fontsize=11)
+    caption = (f"Baseline: {v.baseline.title} (black, top row; dotted: its IQM). One row per result set: the "
+               f"{IQM_DEFINITION} over all its finished (configuration, seed) runs of the relative improvement "
+               "(left; dashed: the viability margin) and of the final reward (right). ")
+    if with_ci:
+        caption += (f"Error bars: the {BOOTSTRAP_CI_METHOD}" + ("" if len(with_ci) == len(rem) else
+                    " (drawn for " + ", ".join(with_ci) + "; the others have one seed per configuration)") + ". ")
+    else:
+        caption += "One seed per configuration: nothing to resample, so no bars are drawn. "
+    caption += ("Row labels: configurations viable in every seed / by the robust criterion, of those judged. Runs per "
+                "set: " + "; ".join(f"{r['set']} {int(r['imp_n'])} in {int(r['strata'])} configurations"
+                                    + (f" (missing: {r['missing']})" if r["missing"] else "")
+                                    for _, r in rem.iterrows()) + ".")
+    dropped = [s for s in v.remedies["set"] if s not in set(rem["set"])]
+    if dropped:
+        caption += " Not drawn (no finished run): " + ", ".join(dropped) + "."
+    return set_caption(fig, caption)
+
+
+VERDICT_FIGURE = ("fig18_verdict", "18", "Remedy verdict: IQM of improvement and final reward",
+                  "IQM over all runs of each result set with its stratified bootstrap interval.")
 
 
 #: (file stem, number, title, caption, function) of the per-group figures.

@@ -95,6 +95,10 @@ class ReportContent:
     runs_note: str = "status, progress, stopping episode, errors, missing files"
     #: per group with several seeds per configuration: the distribution over seeds, correlations, viability
     seeds: list[MainResult] = field(default_factory=list)
+    #: the remedy verdict (main result set's first group against every other group): Fig. 18 and its tables
+    verdict: MainResult | None = None
+    #: the verdict's definitions (improvement, both criteria, IQM and its interval)
+    verdict_definition: str = ""
 
 
 CSS = """
@@ -218,7 +222,7 @@ def _seeds(c: ReportContent) -> str:
 def _figures(c: ReportContent) -> str:
     parts = ["<h2 id='figures'>Figures</h2>"]
     current = None
-    shown = {id(f) for m in c.main + c.seeds for f in m.figures}
+    shown = {id(f) for m in c.main + c.seeds + ([c.verdict] if c.verdict else []) for f in m.figures}
     for fig in c.figures:
         if fig.section == "Comparison" or id(fig) in shown:
             continue
@@ -240,6 +244,16 @@ def _comparison(c: ReportContent) -> str:
     figs = "".join(_figure_html(f, c.out_dir) for f in c.figures if f.section == "Comparison")
     tables = "".join(_table_html(t) for t in c.compare_tables)
     return f"<h2 id='comparison'>Comparison of result sets</h2>{figs}{tables}"
+
+
+def _verdict(c: ReportContent) -> str:
+    """The remedy verdict: definitions, the table over configurations, Fig. 18, the per-configuration table."""
+    if c.verdict is None:
+        return ""
+    tables = [_table_html(t) for t in c.verdict.tables]
+    figs = [_figure_html(f, c.out_dir) for f in c.verdict.figures]
+    return (f"<h2 id='verdict'>Remedy verdict</h2><p>{_e(c.verdict_definition)}</p>"
+            + "".join(tables[:1] + figs + tables[1:]))
 
 
 def _configs(c: ReportContent) -> str:
@@ -270,12 +284,15 @@ def render_html(c: ReportContent) -> str:
     """The complete page as a string."""
     nav_items = NAV if not c.seeds else NAV[:3] + [("seeds", "Several seeds")] + NAV[3:]
     nav_items = [(k, v) for k, v in nav_items if k != "comparison" or _has_comparison(c)]
+    if c.verdict is not None:
+        at = next(i for i, (k, _) in enumerate(nav_items) if k == "runs")
+        nav_items = nav_items[:at] + [("verdict", "Remedy verdict")] + nav_items[at:]
     nav = "".join(f"<a href='#{k}'>{_e(v)}</a>" for k, v in nav_items)
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
     runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs ({_e(c.runs_note)})"
             f"</summary>{_table_html(c.runs_table)}</details>")
     body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _seeds(c), _figures(c),
-                    _viable(c), _comparison(c), runs, _configs(c)])
+                    _viable(c), _comparison(c), _verdict(c), runs, _configs(c)])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(c.title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{body}</main></body></html>\n")

@@ -24,6 +24,8 @@ def write_markdown(path: Path, content: ReportContent, tables: list[Table]) -> N
         if content.viable and t is content.viable[0]:  # the viability section opens with its definition
             lines += ["## Viable configurations", "", content.viable_definition, ""]
             heading = [] if heading[0] == "## Viable configurations" else heading
+        if content.verdict is not None and content.verdict.tables and t is content.verdict.tables[0]:
+            lines += ["## Remedy verdict", "", content.verdict_definition, ""]
         lines += [*heading, t.caption, "", to_markdown(t.frame), ""]
     missing_figs = [f for f in content.figures if f.missing]
     if missing_figs:

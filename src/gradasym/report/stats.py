@@ -11,6 +11,11 @@ summarised on the log10 scale (:func:`geometric_mean_ci`): their geometric mean
 with a t interval computed on log10 values, which is always positive and therefore
 drawable on a log axis.
 
+Differences of two means (a remedy's final reward against the baseline's) get
+Welch's interval (:func:`welch_diff_ci`); an aggregate over a whole grid of
+configurations is the interquartile mean (:func:`iqm`) with a stratified bootstrap
+interval (:func:`stratified_bootstrap_ci`), as the ``rliable`` library computes it.
+
 Medians of values that may be right-censored (a run whose actors never stopped is
 "at least the episodes it ran") get the distribution-free order-statistic interval
 (:func:`median_ci`), and correlations over runs a Fisher-z interval
@@ -30,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -38,7 +43,8 @@ __all__ = [
     "MeanCI", "mean_ci", "geometric_mean_ci", "fraction_mean_ci", "wilson_interval", "normal_quantile",
     "t_quantile", "t_cdf", "logit", "LOGIT_EPS", "FRACTION_CI_METHOD", "SEED_FRACTION_CI_METHOD",
     "MedianCI", "median_ci", "median_ci_ranks", "MEDIAN_CI_METHOD", "MEDIAN_DEFINITION", "Correlation", "correlation",
-    "CORRELATION_CI_METHOD",
+    "CORRELATION_CI_METHOD", "welch_diff_ci", "WELCH_CI_METHOD", "iqm", "BootstrapCI", "stratified_bootstrap_ci",
+    "BOOTSTRAP_REPS", "BOOTSTRAP_SEED", "IQM_DEFINITION", "BOOTSTRAP_CI_METHOD",
 ]
 
 
@@ -434,3 +440,127 @@ def correlation(x: Iterable[float], y: Iterable[float], method: str = "pearson",
     se = math.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
     z, q = math.atanh(r), normal_quantile(0.5 + level / 2.0)
     return Correlation(method, r, math.tanh(z - q * se), math.tanh(z + q * se), n, level)
+
+
+# ------------------------------------------------------------------ differences of means (Welch)
+#: How the interval of a difference of two means is computed (stated on the page).
+WELCH_CI_METHOD = ("95% Welch interval: d -+ t_{0.975, nu} sqrt(s_a^2/n_a + s_b^2/n_b), nu the Welch-Satterthwaite "
+                   "degrees of freedom (the two sets of seeds may differ in size and spread); needs 2 seeds on each "
+                   "side")
+
+
+def welch_diff_ci(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> MeanCI:
+    """Difference of means ``mean(a) - mean(b)`` with Welch's two-sided ``level`` interval.
+
+    Non-finite values are dropped. ``half = t_{(1+level)/2, nu} * se`` with
+    ``se = sqrt(s_a^2/n_a + s_b^2/n_b)`` and the Welch-Satterthwaite
+    ``nu = se^4 / ((s_a^2/n_a)^2/(n_a-1) + (s_b^2/n_b)^2/(n_b-1))``; ``se == 0``
+    (both samples constant) gives a zero-width interval. ``n`` is ``min(n_a, n_b)``:
+    below 2 the interval is ``[d, d]`` (``n == 1``, no interval can be computed) or
+    NaN (``n == 0``, an empty side), as :func:`mean_ci` does.
+    """
+    xa, xb = _finite_values(a), _finite_values(b)
+    n = int(min(xa.size, xb.size))
+    if n == 0:
+        return MeanCI(math.nan, math.nan, math.nan, math.nan, 0, level)
+    d = float(xa.mean() - xb.mean())
+    if n == 1:
+        return MeanCI(d, d, d, 0.0, 1, level)
+    va, vb = float(xa.var(ddof=1)) / xa.size, float(xb.var(ddof=1)) / xb.size
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return MeanCI(d, d, d, 0.0, n, level)
+    nu = se ** 4 / (va * va / (xa.size - 1) + vb * vb / (xb.size - 1))
+    half = t_quantile(0.5 + level / 2.0, nu) * se
+    return MeanCI(d, d - half, d + half, half, n, level)
+
+
+# ------------------------------------------------------------------ IQM with a stratified bootstrap (rliable)
+#: Bootstrap replications of :func:`stratified_bootstrap_ci` in the report (Monte-Carlo error of a 95% percentile
+#: bound well below the precision the tables print).
+BOOTSTRAP_REPS: int = 10_000
+
+#: Seed of the report's bootstrap generator: the same runs give the same intervals in every build.
+BOOTSTRAP_SEED: int = 0
+
+#: What the IQM is (stated on the page).
+IQM_DEFINITION = ("interquartile mean (IQM): the mean of the values left after removing floor(n/4) values from each "
+                  "end of the sorted runs (scipy.stats.trim_mean(x, 0.25), as rliable's aggregate_iqm)")
+
+#: How the IQM's interval is computed (stated on the page).
+BOOTSTRAP_CI_METHOD = (f"95% stratified bootstrap percentile interval ({BOOTSTRAP_REPS:,} replications, generator "
+                       f"seed {BOOTSTRAP_SEED}): each replication resamples the seeds of every configuration with "
+                       "replacement within that configuration (strata = configurations), as the rliable library "
+                       "does, and the interval runs from the 2.5th to the 97.5th percentile of the replicated IQMs")
+
+
+def _iqm_rows(x: np.ndarray) -> np.ndarray:
+    """IQM of each row of a 2-D array of finite values (sorted, floor(n/4) cut from each end)."""
+    n = x.shape[1]
+    cut = n // 4
+    return np.sort(x, axis=1)[:, cut:n - cut].mean(axis=1)
+
+
+def iqm(values: Iterable[float]) -> float:
+    """Interquartile mean of ``values`` (non-finite dropped): ``scipy.stats.trim_mean(x, 0.25)``.
+
+    The values are sorted and ``floor(n / 4)`` are removed from each end before
+    averaging, exactly as ``rliable.metrics.aggregate_iqm`` does over all runs and
+    tasks; for ``n < 4`` nothing is removed (the plain mean). NaN when empty. Robust to
+    a quarter of the runs being outliers on either side, yet using half of them.
+    """
+    arr = _finite_values(values)
+    if arr.size == 0:
+        return math.nan
+    return float(_iqm_rows(arr[None, :])[0])
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A statistic over stratified runs with its bootstrap percentile interval.
+
+    ``n``: values that entered (finite), ``strata``: non-empty strata; ``lo``/``hi``
+    equal ``estimate`` when every stratum has one value (nothing to resample) and are
+    NaN when there are no values.
+    """
+
+    estimate: float
+    lo: float
+    hi: float
+    n: int
+    strata: int
+    reps: int
+    level: float = 0.95
+    seed: int = BOOTSTRAP_SEED
+
+
+def stratified_bootstrap_ci(strata: Sequence[Iterable[float]], reps: int = BOOTSTRAP_REPS, level: float = 0.95,
+                            seed: int = BOOTSTRAP_SEED) -> BootstrapCI:
+    """IQM over all values of all ``strata`` with a stratified bootstrap percentile interval.
+
+    ``strata`` are the values of each configuration (its seeds); non-finite values
+    are dropped and empty strata ignored. Each of ``reps`` replications draws, for
+    every stratum of ``m`` values, ``m`` of its values with replacement (the strata
+    keep their sizes, so a configuration with fewer seeds keeps its weight), and
+    computes the IQM of the pooled draw; the interval is the ``(1 -+ level) / 2``
+    quantiles of the replications (linear interpolation, ``numpy.quantile``), i.e.
+    rliable's ``get_interval_estimates(..., method="percentile")`` with its default
+    run-only stratified bootstrap, which needs equal strata sizes, generalised to
+    unequal ones. ``numpy.random.default_rng(seed)`` makes it deterministic.
+    """
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    groups = [g for g in (_finite_values(s) for s in strata) if g.size]
+    n = int(sum(g.size for g in groups))
+    if n == 0:
+        return BootstrapCI(math.nan, math.nan, math.nan, 0, 0, reps, level, seed)
+    estimate = iqm(np.concatenate(groups))
+    if all(g.size == 1 for g in groups):
+        return BootstrapCI(estimate, estimate, estimate, n, len(groups), reps, level, seed)
+    rng = np.random.default_rng(seed)
+    draws = np.concatenate([g[rng.integers(0, g.size, size=(reps, g.size))] for g in groups], axis=1)
+    stats = _iqm_rows(draws)
+    lo, hi = np.quantile(stats, [0.5 - level / 2.0, 0.5 + level / 2.0])
+    return BootstrapCI(estimate, float(lo), float(hi), n, len(groups), reps, level, seed)
