@@ -35,10 +35,10 @@ def test_every_figure_exists_as_png_and_pdf(full_report):
 def test_html_embeds_every_figure(full_report):
     html = full_report.html.read_text()
     images = _images(html)
-    assert len(images) == 15
+    assert len(images) == 17  # with the Plasticity section's Figs. 17-18 (the base sweep records the instruments)
     for alt, png in images:
         assert png[:8] == PNG_MAGIC and len(png) > 15_000, alt
-    for number in ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14–15", "15b", "16"]:
+    for number in ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14–15", "15b", "16", "17", "18"]:
         assert any(alt.startswith(f"Fig. {number} —") for alt, _ in images), number
     assert "not available" not in html
     assert "http://" not in html and "https://" not in html  # self-contained
