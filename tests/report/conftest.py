@@ -30,8 +30,9 @@ def _large_actor_stops() -> dict:
 
 @pytest.fixture(scope="session")
 def base_sweep(tmp_path_factory) -> Path:
-    """The paper's 4x4 grid, 3 seeds, 200 episodes, all finished."""
-    return syn.write_sweep(tmp_path_factory.mktemp("base") / "sweep")
+    """The paper's 4x4 grid, 3 seeds, 200 episodes, all finished, with the plasticity columns (a complete
+    result set as gradasym writes it today)."""
+    return syn.write_sweep(tmp_path_factory.mktemp("base") / "sweep", plasticity=True)
 
 
 @pytest.fixture(scope="session")

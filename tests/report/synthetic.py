@@ -65,6 +65,9 @@ class RunSpec:
     write_config: bool = True
     error: str | None = None
     dead_grads: bool = False          # actor gradients exactly 0 from the stop episode on (float32 underflow)
+    plasticity: bool = False          # tracking gets the plasticity columns (plasticity_columns)
+    unfreeze_episode: int | None = None  # actors_frozen drops to 0 from this episode on (a remedy un-froze them)
+    critic_frozen_end: bool = False   # the critic's last update left it unchanged
     extra: dict = field(default_factory=dict)
 
 
@@ -107,12 +110,17 @@ def episodes_frame(spec: RunSpec, rng: np.random.Generator) -> pd.DataFrame:
     ep = np.arange(1, n + 1)
     stops = _per_agent_stops(spec)
     stopped = np.array([sum(s is not None and s <= e for s in stops) for e in ep])
+    frozen = stopped.copy()
+    if spec.unfreeze_episode is not None:
+        frozen[ep >= spec.unfreeze_episode] = 0
+    critic_frozen = np.zeros(n, bool)
+    critic_frozen[-1:] = spec.critic_frozen_end
     return pd.DataFrame({
         "episode": ep, "reward": _rewards(spec, n, rng), "epsilon": np.linspace(1, 0.5, n),
         "constraint_exceeded_frac": rng.uniform(0, 1, n), "energy_penalty_frac": rng.uniform(0, 0.2, n),
         "time_penalty_frac": rng.uniform(0, 0.2, n), "offload_frac": rng.uniform(0, 1, n),
         "updated": ep >= 2, "critic_loss": rng.uniform(1, 10, n), "actor_loss": rng.uniform(-10, 0, n),
-        "actors_stopped": stopped, "actors_frozen": stopped, "critic_frozen": np.zeros(n, bool),
+        "actors_stopped": stopped, "actors_frozen": frozen, "critic_frozen": critic_frozen,
         "seconds": np.full(n, 0.01),
     })
 
@@ -146,7 +154,33 @@ def tracking_frame(spec: RunSpec, rng: np.random.Generator) -> pd.DataFrame:
     stops = _per_agent_stops(spec)
     cols["actors_stopped"] = [sum(s is not None and s <= e for s in stops) for e in ep]
     cols["eval_reward"] = np.full(len(ep), np.nan)
+    if spec.plasticity:
+        cols.update(plasticity_columns(ep, spec.stop_episode))
     return pd.DataFrame(cols)
+
+
+#: Lead times built into :func:`plasticity_columns` (episodes before the stop at which each steps).
+DORMANT_LEAD, RANK_LEAD = 60, 30
+
+
+def plasticity_columns(ep: np.ndarray, stop: int | None) -> dict[str, np.ndarray]:
+    """The monitor's plasticity columns with known shapes: the actors' τ-dormant fraction steps from 0.1
+    to 0.7 at ``stop - DORMANT_LEAD``, their effective rank from 30 to 5 at ``stop - RANK_LEAD`` (never
+    for a run that does not stop); the critic's dormant fraction is ``0.05 + ep / 1000`` and its
+    effective rank ``100 - ep / 10`` (both keep moving)."""
+    ep = np.asarray(ep, dtype=float)
+    s = np.inf if stop is None else float(stop)
+    dormant = np.where(ep >= s - DORMANT_LEAD, 0.7, 0.1)
+    cols = {"actor_dormant_tau0": dormant / 2, "actor_dormant_tau0.025": dormant, "actor_dormant_tau0.1": dormant,
+            "actor_effective_rank": np.where(ep >= s - RANK_LEAD, 5.0, 30.0),
+            "actor_stable_rank": np.full(len(ep), 8.0),
+            "critic_dormant_tau0": np.zeros(len(ep)), "critic_dormant_tau0.025": 0.05 + ep / 1000,
+            "critic_dormant_tau0.1": 0.1 + ep / 1000, "critic_effective_rank": 100 - ep / 10,
+            "critic_stable_rank": np.full(len(ep), 50.0)}
+    for j in range(2):
+        cols[f"actor_dormant_tau0.025_l{j}"] = dormant
+        cols[f"critic_dormant_tau0.025_l{j}"] = cols["critic_dormant_tau0.025"]
+    return cols
 
 
 def agents_frame(spec: RunSpec, tracking: pd.DataFrame) -> pd.DataFrame:

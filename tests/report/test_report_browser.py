@@ -43,7 +43,7 @@ def test_every_figure_renders_in_chromium(full_report, tmp_path):
     match = re.search(r"<pre id=\"probe\">(.*?)</pre>", out.stdout, re.S)
     assert match, out.stderr[-2000:]
     images = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert len(images) == 16  # Figs. 2-15b, with 3 seeds Fig. 16, with --compare Fig. 18
+    assert len(images) == 18  # Figs. 2-15b, with 3 seeds Fig. 16, the Plasticity section 17-18, with --compare 19
     for im in images:
         assert im["complete"] and im["w"] > 300 and im["h"] > 200, im
 

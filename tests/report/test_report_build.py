@@ -24,7 +24,7 @@ def _images(html: str) -> list[tuple[str, bytes]]:
 def test_every_figure_exists_as_png_and_pdf(full_report):
     figs = full_report.out / "figures"
     stems = [f[0] for f in GROUP_FIGURES + COMPARE_FIGURES + SEED_FIGURES]  # 3 seeds: Fig. 16 too
-    stems.append(VERDICT_FIGURE[0])  # --compare: the remedy verdict, Fig. 18
+    stems.append(VERDICT_FIGURE[0])  # --compare: the remedy verdict, Fig. 19
     assert len(stems) == 16
     for stem in stems:
         png, pdf = figs / f"{stem}.png", figs / f"{stem}.pdf"
@@ -36,10 +36,11 @@ def test_every_figure_exists_as_png_and_pdf(full_report):
 def test_html_embeds_every_figure(full_report):
     html = full_report.html.read_text()
     images = _images(html)
-    assert len(images) == 16
+    assert len(images) == 18  # with the Plasticity section's Figs. 17-18 and, with --compare, the verdict's Fig. 19
     for alt, png in images:
         assert png[:8] == PNG_MAGIC and len(png) > 15_000, alt
-    for number in ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14–15", "15b", "16", "18"]:
+    for number in ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14–15", "15b", "16", "17", "18",
+                   "19"]:
         assert any(alt.startswith(f"Fig. {number} —") for alt, _ in images), number
     assert "not available" not in html
     assert "http://" not in html and "https://" not in html  # self-contained

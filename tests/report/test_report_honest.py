@@ -19,7 +19,9 @@ from matplotlib.text import Text
 import synthetic as syn
 from gradasym.io import write_json, write_table
 from gradasym.report.analysis import GroupData, build_groups
-from gradasym.report.figures import GROUP_FIGURES, SEED_FIGURES, STYLE, NoData, fig_grad_norms, figure_caption
+from gradasym.report.figures import (
+    GROUP_FIGURES, PLASTICITY_FIGURES, SEED_FIGURES, STYLE, NoData, fig_grad_norms, figure_caption,
+)
 from gradasym.report.generic import NoFigure, _figure_specs, config_summary, generic_runs
 from gradasym.report.load import load_results, runs_frame
 
@@ -44,14 +46,14 @@ def _group(root: Path) -> GroupData:
 @pytest.fixture(scope="module")
 def one_seed(tmp_path_factory) -> GroupData:
     root = syn.write_sweep(tmp_path_factory.mktemp("one") / "sweep", actor_lrs=(0.0001, 0.1),
-                           critic_lrs=(0.001, 0.1), seeds=(42,), customize=_dead)
+                           critic_lrs=(0.001, 0.1), seeds=(42,), customize=_dead, plasticity=True)
     return _group(root)
 
 
 @pytest.fixture(scope="module")
 def ten_seeds(tmp_path_factory) -> GroupData:
     root = syn.write_sweep(tmp_path_factory.mktemp("ten") / "sweep", actor_lrs=(0.0001, 0.1),
-                           critic_lrs=(0.001, 0.1), seeds=tuple(range(10)), customize=_dead)
+                           critic_lrs=(0.001, 0.1), seeds=tuple(range(10)), customize=_dead, plasticity=True)
     return _group(root)
 
 
@@ -180,7 +182,7 @@ def _check_no_interval(fig: Figure, name: str) -> None:
 
 
 def _group_figures(gd: GroupData) -> list[tuple[str, object]]:
-    return [(stem, (lambda fn=fn: fn(gd))) for stem, _, _, _, fn in GROUP_FIGURES + SEED_FIGURES]
+    return [(stem, (lambda fn=fn: fn(gd))) for stem, _, _, _, fn in GROUP_FIGURES + SEED_FIGURES + PLASTICITY_FIGURES]
 
 
 def _sb3_figures(root: Path) -> list[tuple[str, object]]:

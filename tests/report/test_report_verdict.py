@@ -275,10 +275,10 @@ def test_one_seed_gives_no_interval_and_no_robust_verdict(sweeps, tmp_path) -> N
     assert (frame["Viable (robust)"] == "unknown (< 2 seeds)").all()
     assert frame["Improvement, mean [95% t]"].str.endswith("(1 seed: no interval)").all()
     fig = _drawn(lambda: fig_verdict(v))
-    _check_inside(fig, "fig18 one seed")
-    _check_no_interval(fig, "fig18_verdict")
+    _check_inside(fig, "fig19 one seed")
+    _check_no_interval(fig, "fig19_verdict")
     several = _drawn(lambda: fig_verdict(compute_verdict(_groups(sweeps), MARGIN)))
-    _check_inside(several, "fig18 three seeds")
+    _check_inside(several, "fig19 three seeds")
     assert "baseline" in figure_caption(several) and "stratified bootstrap" in figure_caption(several)
 
 
@@ -286,14 +286,14 @@ def test_one_seed_gives_no_interval_and_no_robust_verdict(sweeps, tmp_path) -> N
 def test_report_has_the_verdict_section_tables_and_figure(report) -> None:
     html = (report / "report.html").read_text()
     assert "<h2 id='verdict'>Remedy verdict</h2>" in html and "href='#verdict'" in html
-    assert "id='fig18_verdict'><img" in html
+    assert "id='fig19_verdict'><img" in html
     md = (report / "report.md").read_text()
     assert "## Remedy verdict" in md and "Viable (robust)" in md
     csv = pd.read_csv(report / "tables" / "table_verdict_configs.csv")
     assert len(csv) == 2 + 2 + 2 + 1 and set(csv["set"]) == {"baseline", "layernorm [layernorm]",
                                                              "gradclip [gradclip]", "redo [redo]"}
     rem = pd.read_csv(report / "tables" / "table_verdict_remedies.csv")
-    assert rem["set"].tolist()[0] == "baseline" and (report / "figures" / "fig18_verdict.pdf").is_file()
+    assert rem["set"].tolist()[0] == "baseline" and (report / "figures" / "fig19_verdict.pdf").is_file()
     assert not (report / "errors.log").exists()
 
 

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from gradasym.report.generic import return_bounds  # noqa: E402
 from gradasym.report.stats import mean_ci  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -69,13 +70,16 @@ def per_run(sweep: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), left_out
 
 
-def _ci_text(values: pd.Series, digits: int = 0) -> str:
+def _ci_text(values: pd.Series, bounds: tuple[float, float], digits: int = 0) -> str:
+    """Mean with its Student-t 95 % interval over seeds, clipped to the task's possible returns."""
     ci = mean_ci(values.dropna())
     if ci.n == 0:
         return "—"
     if ci.n == 1:
         return f"{ci.mean:.{digits}f} (1 seed)"
-    return f"{ci.mean:.{digits}f} [{ci.lo:.{digits}f}, {ci.hi:.{digits}f}]"
+    lo, hi = max(ci.lo, bounds[0]), min(ci.hi, bounds[1])
+    clipped = "*" if (lo, hi) != (ci.lo, ci.hi) else ""
+    return f"{ci.mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]{clipped}"
 
 
 def _steps_text(v: pd.Series, n: int) -> str:
@@ -88,6 +92,7 @@ def _steps_text(v: pd.Series, n: int) -> str:
 def markdown(runs: pd.DataFrame) -> str:
     algo, env = runs["algo"].iloc[0], runs["env"].iloc[0]
     zoo = zoo_score(algo, env)
+    bounds = return_bounds(runs)
     lines = [f"**{algo.upper()}, {env}**, critic LR {', '.join(f'{c:g}' for c in sorted(runs['critic_lr'].unique()))}, "
              f"{runs['steps'].max():,} environment steps" + (f"; Zoo score {zoo[0]:.0f} ± {zoo[1]:.0f} after {zoo[2]}"
                                                              if zoo else ""),
@@ -101,8 +106,11 @@ def markdown(runs: pd.DataFrame) -> str:
             f"| {lr:g} | {n} | {_steps_text(g['stopping_step'], n)} | {_steps_text(g['grad_death_step'], n)} | "
             f"{g['final_saturation_ratio'].mean():.2f} ({g['final_saturation_ratio'].min():.2f}-"
             f"{g['final_saturation_ratio'].max():.2f}) | {g['max_abs_preactivation'].median():.3g} | "
-            f"{_ci_text(g['eval_first'])} | {_ci_text(g['eval_final'])} | {g['eval_best'].max():.0f} | "
+            f"{_ci_text(g['eval_first'], bounds)} | {_ci_text(g['eval_final'], bounds)} | {g['eval_best'].max():.0f} | "
             f"{int(g['critic_stopped'].sum())} / {int(g['diverged'].sum())} | {g['seconds_total'].median():.0f} |")
+    lines.append(f"\nEval returns: mean of the seeds with the Student-t 95 % interval over seeds (* = clipped to the "
+                 f"task's possible returns, {bounds[0]:g} to {bounds[1]:g}); steps: median (range) over the seeds that "
+                 "froze / whose actor gradient died.")
     return "\n".join(lines)
 
 

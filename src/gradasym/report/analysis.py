@@ -272,9 +272,14 @@ def smoothing_window(n_episodes: float) -> int:
     return max(1, int(round(n_episodes / 40)))
 
 
+#: ``episodes.parquet`` columns kept by :func:`episodes_long` for the freeze history of a run.
+EPISODE_FREEZE_COLUMNS = ("actors_frozen", "critic_frozen")
+
+
 def episodes_long(rs: ResultSet, window: int, ids: set | None = None) -> pd.DataFrame:
     """Runs' episodes stacked (all, or those in ``ids``), with ``reward_smooth``
-    (trailing mean over ``window`` episodes)."""
+    (trailing mean over ``window`` episodes) and, where the run recorded them, the
+    :data:`EPISODE_FREEZE_COLUMNS` (``actors_frozen``, ``critic_frozen``)."""
     meta = _run_meta(rs)
     parts = []
     for r in rs.runs:
@@ -282,7 +287,7 @@ def episodes_long(rs: ResultSet, window: int, ids: set | None = None) -> pd.Data
             continue
         if r.episodes is None or not len(r.episodes) or not {"episode", "reward"} <= set(r.episodes):
             continue
-        ep = r.episodes[["episode", "reward"]].copy()
+        ep = r.episodes[["episode", "reward", *[c for c in EPISODE_FREEZE_COLUMNS if c in r.episodes]]].copy()
         ep["reward_smooth"] = ep["reward"].rolling(window, min_periods=1).mean()
         parts.append(ep.assign(run_id=r.run_id, **meta[r.run_id]))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -37,6 +37,10 @@ from .figures import (
 from .html import MAIN_FIGURE, ConfigInfo, FigureResult, MainResult, ReportContent, render_html
 from .load import ResultSet, load_results, parse_run_id, presets_label, runs_frame
 from .markdown import write_markdown
+from .plasticity_tables import (
+    lead_time_summary_line, table_critic_plasticity, table_instrument_correlations, table_lead_times,
+    table_remedies,
+)
 from .short_runs import short_runs_warning
 from .verdict import compute_verdict, table_verdict_configs, table_verdict_remedies, verdict_definition, verdict_summary
 from .summary import compare_summary, group_summary, missing_items, seed_summary
@@ -105,10 +109,12 @@ def _group_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> 
     return out
 
 
-def _plasticity_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> list[FigureResult]:
-    """Fig. 17 for each group whose runs recorded the plasticity instruments (``run.plasticity``);
-    result sets recorded before them get none (their tables have no such columns)."""
-    several = len(groups) > 1
+def _plasticity_figures(groups: list[GroupData], fig_dir: Path, errors: Failures,
+                        several: bool | None = None) -> list[FigureResult]:
+    """Figs. 17-18 for each group whose runs recorded the plasticity instruments (``run.plasticity``);
+    result sets recorded before them get none (their tables have no such columns). ``several``: whether
+    the file names get the group's suffix (default: more than one group given)."""
+    several = len(groups) > 1 if several is None else several
     return [_draw(lambda fn=fn, gd=gd: fn(gd), fig_dir, stem + _suffix(gd, several), number, title, caption,
                   gd.title, errors)
             for gd in groups if has_plasticity(gd) for stem, number, title, caption, fn in PLASTICITY_FIGURES]
@@ -127,6 +133,27 @@ def _seed_section(gd: GroupData, several: bool, margin: float, fig_dir: Path,
     return MainResult(gd.title, figures, tables), lines
 
 
+def _plasticity_section(gd: GroupData, several: bool, fig_dir: Path, errors: Failures) -> MainResult:
+    """The "Plasticity" section of one group whose runs recorded the instruments: the lead-time table
+    and Fig. 18 (which instrument announces the freeze earliest and most reliably), the correlation
+    table, the critic's plasticity table and Fig. 17."""
+    figs = {f.number: f for f in _plasticity_figures([gd], fig_dir, errors, several)}
+    tables = [_safe_table(lambda: table_lead_times(gd), errors),
+              _safe_table(lambda: table_instrument_correlations(gd), errors),
+              _safe_table(lambda: table_critic_plasticity(gd), errors)]
+    return MainResult(gd.title, [f for f in (figs.get("18"), figs.get("17")) if f], [t for t in tables if t])
+
+
+def _no_plasticity(groups: list[GroupData]) -> list[str]:
+    """What is missing for the Plasticity section: groups whose tracking has no plasticity columns."""
+    lacking = [gd.title for gd in groups if not has_plasticity(gd)]
+    if not lacking:
+        return []
+    return [f"{', '.join(lacking)}: no Plasticity section (lead times, correlations, critic plasticity, Figs. "
+            "17-18): tracking.parquet has no plasticity columns (runs recorded before gradasym measured them, "
+            "or run.plasticity = false)"]
+
+
 def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -> list[FigureResult]:
     out = []
     for stem, number, title, caption, fn in COMPARE_FIGURES:
@@ -140,7 +167,7 @@ def _compare_figures(groups: list[GroupData], fig_dir: Path, errors: Failures) -
 
 def _verdict_section(groups: list[GroupData], margin: float, level: float, fig_dir: Path,
                      errors: Failures) -> tuple[MainResult | None, list[str]]:
-    """The remedy verdict of ``groups[1:]`` against ``groups[0]`` (tables, Fig. 18) and its summary sentences."""
+    """The remedy verdict of ``groups[1:]`` against ``groups[0]`` (tables, Fig. 19) and its summary sentences."""
     try:
         v = compute_verdict(groups, margin, level)
     except Exception as exc:  # never lose the report to the verdict
@@ -224,7 +251,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     ``results_dir``: a sweep folder, a single run folder, or a folder of run
     folders. ``compare``: other result folders (e.g. a mitigation preset's sweep)
     shown side by side with the main one (Figs. 14-15, Tables 7-9) and judged against its
-    first group in the remedy verdict (:mod:`~gradasym.report.verdict`: Fig. 18 and the
+    first group in the remedy verdict (:mod:`~gradasym.report.verdict`: Fig. 19 and the
     ``table_verdict_*`` tables). ``margin``:
     the viability margin as a fraction of |first-10 % mean reward|, a finite number
     >= 0. Intervals are 95 %: Student-t for means, on log10 for quantities drawn on
@@ -275,7 +302,12 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     main_groups, all_groups = groups[0], [g for gs in groups for g in gs]
 
     figures = _group_figures(main_groups, fig_dir, errors) + _compare_figures(all_groups, fig_dir, errors)
-    figures += _plasticity_figures(main_groups, fig_dir, errors)
+    plasticity = [_plasticity_section(gd, len(main_groups) > 1, fig_dir, errors)
+                  for gd in main_groups if has_plasticity(gd)]
+    plasticity_lines = {m.section: [lead_time_summary_line(t.data) for t in m.tables
+                                    if t.name.startswith("table_plasticity_lead_times")] for m in plasticity}
+    figures += [f for m in plasticity for f in m.figures]
+    plasticity_tables = [t for m in plasticity for t in m.tables]
 
     group_tables: list[Table] = []
     main: list[MainResult] = []
@@ -299,7 +331,8 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         _safe_table(lambda: table_compare_stopping(all_groups), errors) if len(all_groups) > 1 else None,
         _safe_table(lambda: table7_large_actor(all_groups), errors),
         _safe_table(lambda: table8_linear_hidden(all_groups), errors),
-        _safe_table(lambda: table9_preact_linear(all_groups), errors)) if t]
+        _safe_table(lambda: table9_preact_linear(all_groups), errors),
+        _safe_table(lambda: table_remedies(all_groups), errors) if len(sets) > 1 else None) if t]
     all_runs = pd.concat(frames, ignore_index=True) if any(len(f) for f in frames) else frames[0]
     runs_tab = table_runs(all_runs, _problems_by_run(sets))
     scale = scale_text(frames[0])
@@ -322,7 +355,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
     for gd in main_groups:
         summary.append((group_title(gd.group) if len(main_groups) > 1 else gd.title,
                         group_summary(gd, _pending_in_group(sets[0], gd.group), counts.get(id(gd)))
-                        + seed_lines.get(id(gd), [])))
+                        + seed_lines.get(id(gd), []) + plasticity_lines.get(gd.title, [])))
     if not main_groups:
         summary.append((sets[0].label, ["No runs found yet: " + "; ".join(sets[0].problems or ["empty folder"])]))
     if main_groups and len(all_groups) > 1:
@@ -330,7 +363,7 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
                                        for g in all_groups if g is not main_groups[0]]))
     if verdict_lines:
         summary.append(("Remedy verdict", verdict_lines))
-    missing = [m for rs in sets for m in missing_items(rs)] + errors
+    missing = [m for rs in sets for m in missing_items(rs)] + _no_plasticity(main_groups) + errors
 
     roles = ["main"] + ["compare"] * (len(sets) - 1)
     content = ReportContent(
@@ -343,15 +376,15 @@ def build_report(results_dir: str | Path, compare: Sequence[str | Path] = (), ou
         summary=summary, missing=missing, viable=viable,
         viable_definition=viable_definition(margin) + (f" Warning: {short}." if short else ""),
         figures=figures, group_tables=group_tables, compare_tables=compare_tables, runs_table=runs_tab,
-        configs=[_config_info(rs) for rs in sets], out_dir=out, seeds=seeds,
+        configs=[_config_info(rs) for rs in sets], out_dir=out, seeds=seeds, plasticity=plasticity,
         verdict=verdict, verdict_definition=verdict_definition(margin) if verdict is not None else "",
     )
-    all_tables = (viable + group_tables + seed_tables + compare_tables + verdict_tables
+    all_tables = (viable + group_tables + seed_tables + plasticity_tables + compare_tables + verdict_tables
                   + [runs_tab, content.provenance_table])
     for t in all_tables:
         write_table(t, tab_dir)
     write_markdown(out / "report.md", content,
-                    group_tables + seed_tables + viable + compare_tables + verdict_tables
+                    group_tables + seed_tables + plasticity_tables + viable + compare_tables + verdict_tables
                     + [content.provenance_table])
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")

@@ -60,6 +60,7 @@ __all__ = ["NoData", "STYLE", "save_figure", "render_figure", "draw_figure", "se
     "fig_stopping_heatmap", "fig_stopping_bubbles", "fig_grad_norms", "fig_layer_grad_norms",
     "fig_rho_vs_stop", "fig_saturation_time", "fig_preactivation_time", "fig_saturation_heatmap",
     "fig_saturation_vs_stop", "fig_learning_curves", "fig_reward_stop_end", "fig_agent_stops", "fig_plasticity",
+    "fig_lead_times",
     "fig_compare_stopping", "fig_compare_preactivation", "fig_seed_stops", "SEED_FIGURES", "fig_verdict",
     "VERDICT_FIGURE",
 ]
@@ -1182,7 +1183,7 @@ def fig_verdict(v: Verdict) -> Figure:
     return set_caption(fig, caption)
 
 
-VERDICT_FIGURE = ("fig18_verdict", "18", "Remedy verdict: IQM of improvement and final reward",
+VERDICT_FIGURE = ("fig19_verdict", "19", "Remedy verdict: IQM of improvement and final reward",
                   "IQM over all runs of each result set with its stratified bootstrap interval.")
 
 
@@ -1333,9 +1334,57 @@ def fig_plasticity(gd: GroupData) -> Figure:
     return set_caption(fig, caption)
 
 
+def fig_lead_times(gd: GroupData) -> Figure:
+    """Fig. 18: every stopped run's lead time per instrument (one row per instrument), with the median
+    and its order-statistic interval; runs where an instrument did not announce the freeze are counted
+    in its label, not dropped silently."""
+    from .lead_time import INSTRUMENTS, lead_time_summary, lead_times  # noqa: PLC0415 - the table's functions
+    from .plasticity_tables import ONSET_DEFINITION, lead_time_runs  # noqa: PLC0415
+
+    leads = lead_times(gd.track, lead_time_runs(gd.runs))
+    _require(len(leads), "no run whose actors all stopped has the instruments in tracking.parquet (no lead time)")
+    summary = lead_time_summary(leads).set_index("instrument")
+    order = [(col, label) for col, label, _, _ in INSTRUMENTS if col in summary.index]
+    fig = _figure(8.5, 0.75 * len(order) + 1.6)
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # sideways spread of equal values: fixed, so the figure is reproducible
+    any_ci = False
+    labels = []
+    for i, (col, label) in enumerate(order):
+        y = len(order) - 1 - i
+        lead = leads.loc[leads["instrument"] == col, "lead"].to_numpy(dtype=float)
+        have = lead[np.isfinite(lead)]
+        s = summary.loc[col]
+        ax.scatter(have, y + rng.uniform(-0.18, 0.18, len(have)), s=14, color=PALETTE[i % len(PALETTE)],
+                   alpha=0.7, zorder=3)
+        if len(have):
+            ax.vlines(s["lead_median"], y - 0.3, y + 0.3, color="black", lw=2.2, zorder=4)
+            if np.isfinite(s["lead_lo"]):
+                any_ci = True
+                ax.hlines(y - 0.32, s["lead_lo"], s["lead_hi"], color="black", lw=1.4, zorder=4)
+        missed = int(s["n_runs"] - s["n_announced"])
+        labels.append(f"{label}\n{int(s['n_announced'])}/{int(s['n_runs'])} announced"
+                      + (f", {missed} did not" if missed else ""))
+    ax.set_yticks(range(len(order)), labels[::-1], fontsize=8)
+    ax.set_ylim(-0.7, len(order) - 0.4)
+    ax.axvline(0, color="#888888", lw=0.8, ls=":")
+    ax.set_xlabel("lead time before the stopping episode (episodes)")
+    _suptitle(fig, "Fig. 18 — Lead time of each instrument before the actors' freeze", gd,
+              "median and 95% CI" if any_ci else "median (no interval: fewer than 6 runs announced)")
+    n_stopped = int(leads["run_id"].nunique())
+    caption = (f"One point per stopped run ({n_stopped} runs) and instrument, at its lead time; {ONSET_DEFINITION}; "
+               "those runs are counted in the row's label ('k/n announced, m did not'), not drawn. Points at "
+               "equal values are spread vertically. Black bar: the median lead time over the runs that announced")
+    caption += (f"; horizontal line below it: the {MEDIAN_CI_METHOD}." if any_ci else
+                "; no interval: fewer than 6 runs announced for every instrument.")
+    return set_caption(fig, caption)
+
+
 #: Figures drawn for groups whose tracking tables hold the plasticity instruments (:func:`has_plasticity`).
 PLASTICITY_FIGURES: list[tuple[str, str, str, str, Callable[[GroupData], Figure]]] = [
     ("fig17_plasticity", "17", "Dormant units and feature rank, actors vs critic",
      "τ-dormant fraction and effective rank of the penultimate features over episodes, actors (solid) vs critic "
      "(dashed), median over seeds.", fig_plasticity),
+    ("fig18_lead_times", "18", "Lead time of each instrument before the actors' freeze",
+     "Every stopped run's lead time per instrument, median and its interval.", fig_lead_times),
 ]

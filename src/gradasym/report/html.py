@@ -95,7 +95,9 @@ class ReportContent:
     runs_note: str = "status, progress, stopping episode, errors, missing files"
     #: per group with several seeds per configuration: the distribution over seeds, correlations, viability
     seeds: list[MainResult] = field(default_factory=list)
-    #: the remedy verdict (main result set's first group against every other group): Fig. 18 and its tables
+    #: per group whose runs recorded the plasticity instruments: lead times, correlations, critic plasticity
+    plasticity: list[MainResult] = field(default_factory=list)
+    #: the remedy verdict (main result set's first group against every other group): Fig. 19 and its tables
     verdict: MainResult | None = None
     #: the verdict's definitions (improvement, both criteria, IQM and its interval)
     verdict_definition: str = ""
@@ -219,10 +221,34 @@ def _seeds(c: ReportContent) -> str:
     return "".join(parts)
 
 
+#: The questions the Plasticity section answers (its opening paragraph).
+PLASTICITY_INTRO = ("Which instrument announces the actors' freeze earliest and most reliably (lead time before the "
+                    "stopping episode, and the correlation of an early value with it over runs), and does the critic "
+                    "lose plasticity (dormant units, feature rank) while it keeps learning? Definitions in the "
+                    "captions; the method in docs/plasticity.md. Which remedies un-freeze the actors: the table "
+                    "'Which remedies un-freeze the actors' under Comparison, when result sets are compared.")
+
+
+def _plasticity(c: ReportContent) -> str:
+    """Groups whose runs recorded the plasticity instruments: lead times, correlations, critic plasticity."""
+    if not c.plasticity:
+        return ""
+    parts = ["<h2 id='plasticity'>Plasticity</h2>", f"<p>{_e(PLASTICITY_INTRO)}</p>"]
+    for m in c.plasticity:
+        if len(c.plasticity) > 1:
+            parts.append(f"<h3>{_e(m.section)}</h3>")
+        tables = {t.name.split("__")[0]: t for t in m.tables}
+        order = [tables.get("table_plasticity_lead_times"), *[f for f in m.figures if f.number == "18"],
+                 tables.get("table_plasticity_correlations"), tables.get("table_plasticity_critic"),
+                 *[f for f in m.figures if f.number != "18"]]
+        parts += [_table_html(x) if isinstance(x, Table) else _figure_html(x, c.out_dir) for x in order if x]
+    return "".join(parts)
+
+
 def _figures(c: ReportContent) -> str:
     parts = ["<h2 id='figures'>Figures</h2>"]
     current = None
-    shown = {id(f) for m in c.main + c.seeds + ([c.verdict] if c.verdict else []) for f in m.figures}
+    shown = {id(f) for m in c.main + c.seeds + c.plasticity + ([c.verdict] if c.verdict else []) for f in m.figures}
     for fig in c.figures:
         if fig.section == "Comparison" or id(fig) in shown:
             continue
@@ -247,7 +273,7 @@ def _comparison(c: ReportContent) -> str:
 
 
 def _verdict(c: ReportContent) -> str:
-    """The remedy verdict: definitions, the table over configurations, Fig. 18, the per-configuration table."""
+    """The remedy verdict: definitions, the table over configurations, Fig. 19, the per-configuration table."""
     if c.verdict is None:
         return ""
     tables = [_table_html(t) for t in c.verdict.tables]
@@ -282,7 +308,8 @@ def _configs(c: ReportContent) -> str:
 
 def render_html(c: ReportContent) -> str:
     """The complete page as a string."""
-    nav_items = NAV if not c.seeds else NAV[:3] + [("seeds", "Several seeds")] + NAV[3:]
+    extra = ([("seeds", "Several seeds")] if c.seeds else []) + ([("plasticity", "Plasticity")] if c.plasticity else [])
+    nav_items = NAV[:3] + extra + NAV[3:]
     nav_items = [(k, v) for k, v in nav_items if k != "comparison" or _has_comparison(c)]
     if c.verdict is not None:
         at = next(i for i, (k, _) in enumerate(nav_items) if k == "runs")
@@ -291,8 +318,8 @@ def render_html(c: ReportContent) -> str:
     opened = " open" if len(c.runs_table.frame) <= 40 else ""
     runs = (f"<h2 id='runs'>Runs</h2><details{opened}><summary>{len(c.runs_table.frame)} runs ({_e(c.runs_note)})"
             f"</summary>{_table_html(c.runs_table)}</details>")
-    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _seeds(c), _figures(c),
-                    _viable(c), _comparison(c), _verdict(c), runs, _configs(c)])
+    body = "".join([_header(c), f"<nav>{nav}</nav>", _summary(c), _missing(c), _main(c), _seeds(c), _plasticity(c),
+                    _figures(c), _viable(c), _comparison(c), _verdict(c), runs, _configs(c)])
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(c.title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
             f"<body><main>{body}</main></body></html>\n")
