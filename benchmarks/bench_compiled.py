@@ -19,6 +19,14 @@ algorithm requires: the target and online critic rows, the rows evaluated in the
 passes as counted by the kernel, the chosen rows' backward, the critic's backward) divided by
 this core's float32 matrix-multiply rate (one thread, numpy's BLAS on 512 x 512 products).
 
+``--gemm`` measures the product kernel alone (issue 19, item 4): ``kernels.gemm_acc`` against
+a copy of the plain outer-product loop it replaced (one k per load and store of ``out``),
+compiled with the kernels' flags, and numpy's BLAS (float32/float64, one thread), at the
+engine's shapes, in rounds that alternate the three so they share the machine's load; rates
+are multiply-adds per second of the process's CPU time (``time.process_time``), the ratio is
+the median of the per-round ratios. The new kernel's results are checked to be bitwise the
+loop's before timing.
+
 ``--startup`` also measures the start-up: a fresh process importing gradasym and running two
 tiny compiled updates, first with an empty numba cache (the compile) and then twice again
 (cached), CPU time per part, and numba's share of a cached start (importing numba and the
@@ -27,6 +35,7 @@ kernels, plus the first update's excess over the second).
 Example::
 
     python benchmarks/bench_compiled.py --episodes 8 --actor-lr 1e-4 0.1 --startup --json out.json
+    python benchmarks/bench_compiled.py --gemm-only --json gemm.json
 """
 
 from __future__ import annotations
@@ -184,6 +193,90 @@ def bench(actor_lr: float, episodes: int, warmup: int) -> dict[str, Any]:
     return out
 
 
+def gemm_acc_loop(a, w, out, m):
+    """``kernels.gemm_acc`` before register blocking (commit b4f0529): ``out[:m] += a[:m] @ w``,
+    four rows at a time, one k per load and store of ``out`` (``tests/algos/ccm_madrl/test_kernels.py``
+    keeps the same copy as the reference of the bitwise test)."""
+    kdim = a.shape[1]
+    ncol = w.shape[1]
+    r = 0
+    while r + 4 <= m:
+        o0, o1, o2, o3 = out[r], out[r + 1], out[r + 2], out[r + 3]
+        for k in range(kdim):
+            x0, x1, x2, x3 = a[r, k], a[r + 1, k], a[r + 2, k], a[r + 3, k]
+            if x0 == 0 and x1 == 0 and x2 == 0 and x3 == 0:
+                continue
+            wk = w[k]
+            for j in range(ncol):
+                wj = wk[j]
+                o0[j] += x0 * wj
+                o1[j] += x1 * wj
+                o2[j] += x2 * wj
+                o3[j] += x3 * wj
+        r += 4
+    while r < m:
+        o = out[r]
+        for k in range(kdim):
+            x = a[r, k]
+            if x != 0:
+                wk = w[k]
+                for j in range(ncol):
+                    o[j] += x * wk[j]
+        r += 1
+
+
+#: (name, rows m, K, C, post-ReLU a) of the engine's products at the paper's sizes (N = 50, B = 64)
+GEMM_SHAPES = [
+    ("shared part of layer 0 (B x N*(S+A) by N*(S+A) x H1)", 64, 500, 512, False),
+    ("head rows of an actor pass (rows x H1 by H1 x H2)", 180, 512, 128, True),
+    ("chosen rows' backward (B x H2 by H2 x H1)", 64, 128, 512, True),
+]
+
+
+def gemm(rounds: int) -> dict[str, Any]:
+    """Multiply-adds per CPU second of ``kernels.gemm_acc``, the plain loop and numpy's BLAS."""
+    import numba as nb  # noqa: PLC0415
+
+    from gradasym.algos.ccm_madrl.compiled import kernels  # noqa: PLC0415
+
+    loop = nb.njit(fastmath=kernels.FASTMATH, nogil=True, error_model="numpy")(gemm_acc_loop)
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for dtype in (np.float32, np.float64):
+        for name, m, kdim, ncol, relu in GEMM_SHAPES:
+            a = rng.standard_normal((m, kdim))
+            if relu:
+                a = np.maximum(a, 0)
+            a = a.astype(dtype)
+            w = (rng.standard_normal((kdim, ncol)) / np.sqrt(kdim)).astype(dtype)
+            base = rng.standard_normal((m, ncol)).astype(dtype)
+            res_new, res_old = base.copy(), base.copy()
+            kernels.gemm_acc(a, w, res_new, m)
+            loop(a, w, res_old, m)
+            if not np.array_equal(res_new.view(np.uint8), res_old.view(np.uint8)):
+                raise SystemExit(f"gemm_acc differs from the plain loop at {name}, {np.dtype(dtype).name}")
+            reps = max(1, int(2e8 // (m * kdim * ncol)))
+            macs = m * kdim * ncol * reps
+            kern = {"new": lambda: kernels.gemm_acc(a, w, res_new, m), "loop": lambda: loop(a, w, res_old, m),
+                    "blas": lambda: np.matmul(a, w, out=res_new)}
+            rates: dict[str, list[float]] = {k: [] for k in kern}
+            for _ in range(rounds):
+                for key, fn in kern.items():
+                    c0 = time.process_time()
+                    for _ in range(reps):
+                        fn()
+                    rates[key].append(macs / (time.process_time() - c0))
+            ratio = statistics.median(n / o for n, o in zip(rates["new"], rates["loop"]))
+            entry = {k: statistics.median(v) for k, v in rates.items()}
+            entry.update({"m": m, "k": kdim, "c": ncol, "post_relu": relu, "ratio_new_over_loop": ratio,
+                          "rounds": rates})
+            out[f"{np.dtype(dtype).name} {name}"] = entry
+            print(f"gemm {np.dtype(dtype).name} {name} ({m} x {kdim} by {kdim} x {ncol}): new "
+                  f"{entry['new'] / 1e9:.1f}, loop {entry['loop'] / 1e9:.1f}, BLAS {entry['blas'] / 1e9:.1f} "
+                  f"G multiply-adds/CPU s; new/loop {ratio:.2f}x", flush=True)
+    return out
+
+
 STARTUP = """
 import json, time
 laps, t0, c0 = {{}}, time.perf_counter(), time.process_time()
@@ -249,6 +342,9 @@ def main() -> None:
     parser.add_argument("--actor-lr", type=float, nargs="+", default=[1e-4, 0.1])
     parser.add_argument("--startup", action="store_true", help="also measure the start-up (compile, cached)")
     parser.add_argument("--startup-only", action="store_true", help="measure only the start-up (no episodes)")
+    parser.add_argument("--gemm", action="store_true", help="also microbenchmark the product kernel (gemm_acc)")
+    parser.add_argument("--gemm-only", action="store_true", help="only the product kernel's microbenchmark")
+    parser.add_argument("--gemm-rounds", type=int, default=7, help="alternating rounds of --gemm (default 7)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -256,7 +352,11 @@ def main() -> None:
     import numba  # noqa: PLC0415
 
     result["numba"] = numba.__version__
-    for lr in [] if args.startup_only else args.actor_lr:
+    if args.gemm or args.gemm_only:
+        load_before = load()
+        result["gemm"] = gemm(args.gemm_rounds)
+        result["gemm"]["load_before_after"] = [load_before, load()]
+    for lr in [] if args.startup_only or args.gemm_only else args.actor_lr:
         r = bench(lr, args.episodes, args.warmup)
         result[f"lr{lr:g}"] = r
         print(f"actor_lr {lr:g}: torch {r['torch']['median_s'] * 1e3:.1f} ms/episode, compiled "
@@ -269,9 +369,9 @@ def main() -> None:
         print(f"  floor: {f['macs'] / 1e6:.0f} M multiply-adds per update at {f['matmul_rate_macs_per_s'] / 1e9:.1f} "
               f"G/s = {f['floor_update_s'] * 1e3:.1f} ms; rows evaluated in the passes {f['rows_evaluated_per_update']}")
     if args.startup or args.startup_only:
-        load = os.getloadavg()
+        load_start = os.getloadavg()[0]
         result["startup"] = startup()
-        result["startup"]["load_before_after"] = [load[0], os.getloadavg()[0]]
+        result["startup"]["load_before_after"] = [load_start, os.getloadavg()[0]]
         for k, v in result["startup"].items():
             print(f"start-up {k}: {v}")
     print(f"cpu: {result['cpu']}")
