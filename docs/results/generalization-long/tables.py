@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gradasym.report.generic import return_bounds  # noqa: E402
+from gradasym.report.generic import bounds_text, return_bounds  # noqa: E402
 from gradasym.report.stats import mean_ci  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -97,7 +97,7 @@ def markdown(runs: pd.DataFrame) -> str:
              f"{runs['steps'].max():,} environment steps" + (f"; Zoo score {zoo[0]:.0f} ± {zoo[1]:.0f} after {zoo[2]}"
                                                              if zoo else ""),
              "",
-             "| actor LR | seeds | actor frozen (step) | gradient death (step) | final saturation | max abs z | "
+             "| actor LR | seeds | actor frozen (gradient step) | gradient death (gradient step) | final saturation | max abs z | "
              f"eval return, first | eval return, final (last {LAST_EVALS}) | best eval | critic stopped / diverged | s per run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for lr, g in runs.groupby("actor_lr"):
@@ -109,7 +109,7 @@ def markdown(runs: pd.DataFrame) -> str:
             f"{_ci_text(g['eval_first'], bounds)} | {_ci_text(g['eval_final'], bounds)} | {g['eval_best'].max():.0f} | "
             f"{int(g['critic_stopped'].sum())} / {int(g['diverged'].sum())} | {g['seconds_total'].median():.0f} |")
     lines.append(f"\nEval returns: mean of the seeds with the Student-t 95 % interval over seeds (* = clipped to the "
-                 f"task's possible returns, {bounds[0]:g} to {bounds[1]:g}); steps: median (range) over the seeds that "
+                 f"task's possible returns, {bounds_text(bounds) or 'unbounded'}); steps: median (range) over the seeds that "
                  "froze / whose actor gradient died.")
     return "\n".join(lines)
 
