@@ -193,38 +193,6 @@ def bench(actor_lr: float, episodes: int, warmup: int) -> dict[str, Any]:
     return out
 
 
-def gemm_acc_loop(a, w, out, m):
-    """``kernels.gemm_acc`` before register blocking (commit b4f0529): ``out[:m] += a[:m] @ w``,
-    four rows at a time, one k per load and store of ``out`` (``tests/algos/ccm_madrl/test_kernels.py``
-    keeps the same copy as the reference of the bitwise test)."""
-    kdim = a.shape[1]
-    ncol = w.shape[1]
-    r = 0
-    while r + 4 <= m:
-        o0, o1, o2, o3 = out[r], out[r + 1], out[r + 2], out[r + 3]
-        for k in range(kdim):
-            x0, x1, x2, x3 = a[r, k], a[r + 1, k], a[r + 2, k], a[r + 3, k]
-            if x0 == 0 and x1 == 0 and x2 == 0 and x3 == 0:
-                continue
-            wk = w[k]
-            for j in range(ncol):
-                wj = wk[j]
-                o0[j] += x0 * wj
-                o1[j] += x1 * wj
-                o2[j] += x2 * wj
-                o3[j] += x3 * wj
-        r += 4
-    while r < m:
-        o = out[r]
-        for k in range(kdim):
-            x = a[r, k]
-            if x != 0:
-                wk = w[k]
-                for j in range(ncol):
-                    o[j] += x * wk[j]
-        r += 1
-
-
 #: (name, rows m, K, C, post-ReLU a) of the engine's products at the paper's sizes (N = 50, B = 64)
 GEMM_SHAPES = [
     ("shared part of layer 0 (B x N*(S+A) by N*(S+A) x H1)", 64, 500, 512, False),
@@ -238,6 +206,9 @@ def gemm(rounds: int) -> dict[str, Any]:
     import numba as nb  # noqa: PLC0415
 
     from gradasym.algos.ccm_madrl.compiled import kernels  # noqa: PLC0415
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference import gemm_acc_loop  # noqa: PLC0415  (the plain old loop, shared with the bitwise test)
 
     loop = nb.njit(fastmath=kernels.FASTMATH, nogil=True, error_model="numpy")(gemm_acc_loop)
     rng = np.random.default_rng(0)

@@ -307,3 +307,37 @@ def make_batch(rng, n: int, bsz: int, dtype=torch.float64, p_select: float = 0.3
         weights=torch.tensor(rng.uniform(0.2, 1.0, bsz), dtype=dtype),
         indices=np.arange(bsz),
     )
+
+
+def gemm_acc_loop(a, w, out, m):
+    """The compiled engine's ``kernels.gemm_acc`` as it was written before its four-k form (commit
+    b4f0529), verbatim: ``out[:m] += a[:m] @ w``, four rows at a time, one k per load and store of
+    ``out``, a k skipped where all four rows have ``a[., k] == 0``. Plain Python: jit it with the
+    engine's flags (``numba.njit(fastmath=kernels.FASTMATH)``) to get the engine's old bits
+    (tests/algos/ccm_madrl/test_kernels.py, benchmarks/bench_compiled.py --gemm)."""
+    kdim = a.shape[1]
+    ncol = w.shape[1]
+    r = 0
+    while r + 4 <= m:
+        o0, o1, o2, o3 = out[r], out[r + 1], out[r + 2], out[r + 3]
+        for k in range(kdim):
+            x0, x1, x2, x3 = a[r, k], a[r + 1, k], a[r + 2, k], a[r + 3, k]
+            if x0 == 0 and x1 == 0 and x2 == 0 and x3 == 0:
+                continue
+            wk = w[k]
+            for j in range(ncol):
+                wj = wk[j]
+                o0[j] += x0 * wj
+                o1[j] += x1 * wj
+                o2[j] += x2 * wj
+                o3[j] += x3 * wj
+        r += 4
+    while r < m:
+        o = out[r]
+        for k in range(kdim):
+            x = a[r, k]
+            if x != 0:
+                wk = w[k]
+                for j in range(ncol):
+                    o[j] += x * wk[j]
+        r += 1

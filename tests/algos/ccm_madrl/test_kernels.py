@@ -16,6 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 import pytest
+import reference
 
 from gradasym.algos.ccm_madrl.compiled import kernels
 
@@ -27,35 +28,8 @@ ROWS = [1, 3, 4, 5, 64, 301]
 exact = nb.njit(cache=False, fastmath=kernels.FASTMATH, nogil=True, error_model="numpy")
 
 
-@exact
-def gemm_acc_loop(a, w, out, m):
-    """The engine's ``gemm_acc`` before it was register blocked (commit b4f0529), verbatim."""
-    kdim = a.shape[1]
-    ncol = w.shape[1]
-    r = 0
-    while r + 4 <= m:
-        o0, o1, o2, o3 = out[r], out[r + 1], out[r + 2], out[r + 3]
-        for k in range(kdim):
-            x0, x1, x2, x3 = a[r, k], a[r + 1, k], a[r + 2, k], a[r + 3, k]
-            if x0 == 0 and x1 == 0 and x2 == 0 and x3 == 0:
-                continue
-            wk = w[k]
-            for j in range(ncol):
-                wj = wk[j]
-                o0[j] += x0 * wj
-                o1[j] += x1 * wj
-                o2[j] += x2 * wj
-                o3[j] += x3 * wj
-        r += 4
-    while r < m:
-        o = out[r]
-        for k in range(kdim):
-            x = a[r, k]
-            if x != 0:
-                wk = w[k]
-                for j in range(ncol):
-                    o[j] += x * wk[j]
-        r += 1
+#: the engine's gemm_acc before its four-k form, compiled with the engine's flags: the bitwise reference
+gemm_acc_loop = exact(reference.gemm_acc_loop)
 
 
 @exact
