@@ -1124,7 +1124,7 @@ def fig_compare_preactivation(groups: list[GroupData]) -> Figure:
 
 # ------------------------------------------------------------------ the remedy verdict (issue 21)
 def fig_verdict(v: Verdict) -> Figure:
-    """Fig. 18: per result set, the IQM of the improvement and of the final reward with bootstrap intervals.
+    """Fig. 19: per result set, the IQM of the improvement and of the final reward with bootstrap intervals.
 
     One row per result set (the baseline on top, in black), two panels sharing the rows:
     the relative improvement (the viability quantity, dashed at the margin) and the
@@ -1162,7 +1162,7 @@ def fig_verdict(v: Verdict) -> Figure:
                Line2D([], [], color=MAX_LINE, ls="--", label=f"margin {v.margin:.0%}")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8.5)
     with_ci = list(dict.fromkeys(with_ci))
-    fig.suptitle("Fig. 18 — Remedy verdict: IQM over all runs of each result set"
+    fig.suptitle(f"Fig. {VERDICT_FIGURE[1]} — Remedy verdict: IQM over all runs of each result set"
                  + (" with 95% stratified bootstrap CI" if with_ci else " (one seed per configuration: no interval)"),
                  fontsize=11)
     caption = (f"Baseline: {v.baseline.title} (black, top row; dotted: its IQM). One row per result set: the "
