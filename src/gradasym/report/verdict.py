@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .analysis import GroupData, bounded_text, fmt_lr, fmt_num, viable_table
+from .analysis import GroupData, _ci_cols, bounded_text, fmt_lr, fmt_num, viable_table
 from .stats import (
     BOOTSTRAP_CI_METHOD, IQM_DEFINITION, MEDIAN_CI_METHOD, SEED_FRACTION_CI_METHOD, WELCH_CI_METHOD, mean_ci,
     stratified_bootstrap_ci, welch_diff_ci,
@@ -62,10 +62,6 @@ def _finished(gd: GroupData) -> pd.DataFrame:
     return runs.assign(improvement=run_improvement(runs))
 
 
-def _ci(prefix: str, ci) -> dict[str, float]:
-    return {f"{prefix}_mean": ci.mean, f"{prefix}_lo": ci.lo, f"{prefix}_hi": ci.hi, f"{prefix}_n": ci.n}
-
-
 def config_verdict(gd: GroupData, margin: float, level: float = 0.95) -> pd.DataFrame:
     """One row per configuration of ``gd``: stopping, improvement, both viability verdicts, final reward.
 
@@ -91,10 +87,10 @@ def config_verdict(gd: GroupData, margin: float, level: float = 0.95) -> pd.Data
             "stopfrac_lo": a["stopfrac_lo"], "stopfrac_hi": a["stopfrac_hi"],
             **{k: a[k] for k in ("stopmed_lo", "stopmed_hi", "stopmed_ci_lo", "stopmed_ci_lo_hi", "stopmed_ci_hi",
                                  "stopmed_ci_hi_hi", "stopmed_coverage")},
-            **_ci("imp", imp),
+            **_ci_cols("imp", imp),
             "viable_every": None if v is None or v["viable"] is None else bool(v["viable"]),
             "viable_robust": bool(imp.lo > margin) if imp.n >= 2 else None,
-            **_ci("final", mean_ci(runs["reward_last10"], level)),
+            **_ci_cols("final", mean_ci(runs["reward_last10"], level)),
         })
     return pd.DataFrame(rows)
 
